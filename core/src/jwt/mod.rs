@@ -1,0 +1,12 @@
+//! JSON Web Tokens: keys (JWK Sets), signature and claim checks, and the JWT
+//! filter's request handling (token extraction, RFC 6750 answers).
+//!
+//! `keys` and `verify` are pure token logic; `filter` applies a configured JWT
+//! filter to one request.
+
+pub mod filter;
+pub mod keys;
+pub mod verify;
+
+pub use keys::{Algorithm, KeySet};
+pub use verify::{verify_token, ClaimPolicy, TokenError, VerifiedToken};

@@ -1,0 +1,16 @@
+//! Portcullis core: every decision the plugin makes, as plain Rust.
+//!
+//! Nothing here talks to a proxy. Inputs are request headers, bytes and the time;
+//! outputs are actions (continue with these header changes, answer with this
+//! response, wait for keys). The `portcullis-filter` crate carries the actions out
+//! inside Envoy; the tests here run natively.
+
+pub mod apikey;
+pub mod config;
+pub mod glob;
+pub mod jwt;
+pub mod pipeline;
+pub mod request;
+pub mod response;
+pub mod rules;
+pub mod template;
