@@ -1,1 +1,115 @@
-//! (in progress)
+//! Responses Portcullis sends itself (denials, errors), and the header changes it
+//! makes to requests it lets through.
+
+use serde_json::json;
+
+/// A response sent to the client instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The default Portcullis error body: `{"message":"<text>","status_code":<code>}`.
+    pub fn json_error(status: u16, message: &str) -> Response {
+        let body = json!({ "message": message, "status_code": status }).to_string();
+        Response {
+            status,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body: body.into_bytes(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a header, replacing any value of the same name.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+    }
+}
+
+/// One change to the request headers: set (replacing every value) or remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderChange {
+    pub name: String,
+    /// `None` removes the header.
+    pub value: Option<String>,
+}
+
+impl HeaderChange {
+    pub fn set(name: &str, value: impl Into<String>) -> HeaderChange {
+        HeaderChange {
+            name: name.to_ascii_lowercase(),
+            value: Some(value.into()),
+        }
+    }
+
+    pub fn remove(name: &str) -> HeaderChange {
+        HeaderChange {
+            name: name.to_ascii_lowercase(),
+            value: None,
+        }
+    }
+}
+
+/// Whether `name` is a valid HTTP header field name (RFC 9110 token).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// Whether a header value can be sent as is (no CR, LF or NUL).
+pub fn is_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Text safe inside a quoted-string of `WWW-Authenticate` (RFC 6750 §3).
+pub fn auth_param_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_error_body_is_message_and_status() {
+        let r = Response::json_error(403, "API key not found");
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            r#"{"message":"API key not found","status_code":403}"#
+        );
+        assert_eq!(r.status, 403);
+    }
+
+    #[test]
+    fn header_names_and_values_are_checked() {
+        assert!(is_header_name("X-Token-C-Sub"));
+        assert!(!is_header_name("bad name"));
+        assert!(!is_header_name(":path"));
+        assert!(is_header_value("a b"));
+        assert!(!is_header_value("a\r\nb: c"));
+    }
+
+    #[test]
+    fn auth_param_text_has_no_quotes() {
+        assert_eq!(auth_param_text("a \"b\" \\ é"), "a 'b' / ?");
+    }
+}

@@ -1,1 +1,185 @@
-//! (in progress)
+//! FilterPolicy rules: which rule a request falls under (first match by host and
+//! path globs), and each filter reference's condition, arguments and
+//! `onDeny`/`onAllow` behaviour.
+
+use crate::config::schema::{HeaderConditionSpec, JwtArgumentsSpec};
+use crate::config::{Compiler, FilterKind};
+use crate::glob::Glob;
+use crate::request::{Headers, Request};
+use regex_lite::Regex;
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct Rule {
+    pub host: Glob,
+    pub path: Glob,
+    pub filters: Vec<FilterRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDeny {
+    Break,
+    Continue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAllow {
+    Continue,
+    Break,
+}
+
+/// A rule's use of a filter.
+#[derive(Debug)]
+pub struct FilterRef {
+    /// Index into `Config::filters`.
+    pub filter: usize,
+    pub condition: Option<HeaderCondition>,
+    pub on_deny: OnDeny,
+    pub on_allow: OnAllow,
+    pub args: FilterArgs,
+}
+
+/// A filter's per-rule `arguments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FilterArgs {
+    #[default]
+    None,
+    Jwt {
+        scopes: Vec<String>,
+    },
+}
+
+impl FilterArgs {
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        kind: &FilterKind,
+        arguments: Option<&Value>,
+    ) -> Option<FilterArgs> {
+        let arguments = match arguments {
+            None | Some(Value::Null) => return Some(Self::default_for(kind)),
+            Some(v) => v.clone(),
+        };
+        match kind {
+            FilterKind::Jwt(_) => match serde_path_to_error::deserialize::<_, JwtArgumentsSpec>(arguments) {
+                Ok(spec) => Some(FilterArgs::Jwt { scopes: spec.scope }),
+                Err(e) => {
+                    let sub = e.path().to_string();
+                    let at = if sub == "." { path.to_string() } else { format!("{path}.{sub}") };
+                    c.error(at, e.inner().to_string());
+                    None
+                }
+            },
+            FilterKind::ApiKey(_) => {
+                if arguments.as_object().is_some_and(|m| m.is_empty()) {
+                    Some(FilterArgs::None)
+                } else {
+                    c.error(path, "APIKey filters take no arguments");
+                    None
+                }
+            }
+        }
+    }
+
+    fn default_for(kind: &FilterKind) -> FilterArgs {
+        match kind {
+            FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
+            FilterKind::ApiKey(_) => FilterArgs::None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ValueMatch {
+    Present,
+    Exact(String),
+    Regex(Regex),
+}
+
+/// `ifRequestHeader`: the filter applies only when the header is present (or has
+/// the value, or fully matches the regex); `negate` inverts.
+#[derive(Debug)]
+pub struct HeaderCondition {
+    name: String,
+    matcher: ValueMatch,
+    negate: bool,
+}
+
+impl HeaderCondition {
+    pub fn compile(c: &mut Compiler<'_>, path: &str, spec: &HeaderConditionSpec) -> Option<HeaderCondition> {
+        if spec.name.is_empty() {
+            c.error(format!("{path}.name"), "must not be empty");
+            return None;
+        }
+        let matcher = match (&spec.value, &spec.value_regex) {
+            (Some(_), Some(_)) => {
+                c.error(path, "give `value` or `valueRegex`, not both");
+                return None;
+            }
+            (Some(v), None) => ValueMatch::Exact(v.clone()),
+            (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
+                Ok(r) => ValueMatch::Regex(r),
+                Err(e) => {
+                    c.error(format!("{path}.valueRegex"), format!("invalid regex {re:?}: {e}"));
+                    return None;
+                }
+            },
+            (None, None) => ValueMatch::Present,
+        };
+        Some(HeaderCondition {
+            name: spec.name.to_ascii_lowercase(),
+            matcher,
+            negate: spec.negate,
+        })
+    }
+
+    pub fn matches(&self, headers: &Headers) -> bool {
+        let mut values = headers.get_all(&self.name).peekable();
+        let hit = match &self.matcher {
+            ValueMatch::Present => values.peek().is_some(),
+            ValueMatch::Exact(v) => values.any(|x| x == v),
+            ValueMatch::Regex(r) => values.any(|x| r.is_match(x)),
+        };
+        hit != self.negate
+    }
+}
+
+impl Rule {
+    /// Whether this rule covers the request: `host` against `:authority` (a pattern
+    /// without a port also matches the authority with its port removed) and
+    /// `path` against the path without query.
+    pub fn matches(&self, request: &Request) -> bool {
+        self.matches_host(&request.authority) && self.path.is_match(request.path_only())
+    }
+
+    fn matches_host(&self, authority: &str) -> bool {
+        if self.host.matches_all() {
+            return true;
+        }
+        let authority = authority.to_ascii_lowercase();
+        if self.host.is_match(&authority) {
+            return true;
+        }
+        if self.host.as_str().contains(':') {
+            return false;
+        }
+        match strip_port(&authority) {
+            Some(host) => self.host.is_match(host),
+            None => false,
+        }
+    }
+}
+
+fn strip_port(authority: &str) -> Option<&str> {
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        return authority.get(..=end).filter(|h| h.len() < authority.len());
+    }
+    let (host, port) = authority.rsplit_once(':')?;
+    port.chars().all(|c| c.is_ascii_digit()).then_some(host)
+}
+
+/// The first rule that covers the request.
+pub fn select_rule<'r>(rules: &'r [Rule], request: &Request) -> Option<&'r Rule> {
+    rules.iter().find(|r| r.matches(request))
+}

@@ -1,1 +1,395 @@
-//! (in progress)
+//! The v1 configuration: parsed from the plugin's JSON once, validated completely,
+//! and compiled into the structures requests are checked against (globs, templates,
+//! keys, callout targets). Every fault names its JSON path.
+
+pub mod duration;
+pub mod schema;
+pub mod url;
+
+use crate::apikey::ApiKeyFilter;
+use crate::glob::Glob;
+use crate::jwt::filter::JwtFilter;
+use crate::rules::{FilterArgs, FilterRef, HeaderCondition, OnAllow, OnDeny, Rule};
+use schema::{ConfigSpec, FilterSpec, SecretSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use url::{CalloutTarget, CalloutUrl};
+
+/// One configuration fault: where (`filters[0].JWT.leewayForExpiresAt`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A filter, compiled.
+#[derive(Debug)]
+pub struct Filter {
+    pub name: String,
+    pub kind: FilterKind,
+}
+
+#[derive(Debug)]
+pub enum FilterKind {
+    Jwt(Box<JwtFilter>),
+    ApiKey(ApiKeyFilter),
+}
+
+impl FilterKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FilterKind::Jwt(_) => "JWT",
+            FilterKind::ApiKey(_) => "APIKey",
+        }
+    }
+}
+
+/// A remote JWK Set that the root context fetches in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    pub url: String,
+    pub target: CalloutTarget,
+    /// The shortest `jwksRefreshInterval` of the filters using it.
+    pub refresh_interval: Duration,
+}
+
+/// Default `jwksRefreshInterval`.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub filters: Vec<Filter>,
+    pub rules: Vec<Rule>,
+    /// Remote JWK Sets, one per distinct `jwksURI`.
+    pub jwks_sources: Vec<JwksSource>,
+    /// Things to log once at configure time (ignored fields, `none` allowed, ...).
+    pub notices: Vec<String>,
+}
+
+/// Fields AES and Emissary define that belong to Envoy's own configuration here,
+/// with where to configure them instead.
+const IGNORED_FIELDS: &[(&str, &str)] = &[
+    ("ambassador_id", "Portcullis has no Ambassador ID; one plugin config serves its filter chain"),
+    ("stats_name", "Envoy names the callout cluster's stats"),
+    ("circuit_breakers", "configure circuit breakers on the Envoy cluster"),
+    ("tls", "configure TLS on the Envoy cluster (transport_socket)"),
+    ("tlsConfig", "configure TLS on the Envoy cluster (transport_socket)"),
+    ("insecureTLS", "configure TLS validation on the Envoy cluster (transport_socket)"),
+    ("renegotiateTLS", "configure TLS on the Envoy cluster (transport_socket)"),
+    ("maxStale", "Portcullis keeps the last good JWKS and discovery document itself"),
+];
+
+const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
+
+/// Shared state while compiling: errors, notices, clusters, environment.
+pub struct Compiler<'e> {
+    pub errors: Vec<ConfigError>,
+    pub notices: Vec<String>,
+    pub clusters: BTreeMap<String, String>,
+    pub jwks_sources: Vec<JwksSource>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+impl Compiler<'_> {
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Resolves a secret; a missing environment variable is a config error.
+    pub fn secret(&mut self, path: &str, secret: &SecretSpec) -> Option<String> {
+        match secret {
+            SecretSpec::Literal(s) => Some(s.clone()),
+            SecretSpec::FromEnv(name) => match (self.env)(name) {
+                Some(v) => Some(v),
+                None => {
+                    self.error(
+                        path,
+                        format!("environment variable {name:?} is not set in the Wasm VM (vm_config.environment_variables)"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// Parses a callout URL and resolves its cluster.
+    pub fn callout(&mut self, path: &str, text: &str, default_scheme: Option<&str>) -> Option<CalloutTarget> {
+        match CalloutUrl::parse(text, default_scheme) {
+            Ok(url) => Some(CalloutTarget::new(&url, &self.clusters)),
+            Err(e) => {
+                self.error(path, e);
+                None
+            }
+        }
+    }
+
+    /// Registers a remote JWK Set and returns its index (shared by equal URLs).
+    pub fn jwks_source(&mut self, path: &str, url: &str, refresh_interval: Duration) -> Option<usize> {
+        let target = self.callout(path, url, None)?;
+        if let Some(i) = self.jwks_sources.iter().position(|s| s.url == url) {
+            if let Some(s) = self.jwks_sources.get_mut(i) {
+                s.refresh_interval = s.refresh_interval.min(refresh_interval);
+            }
+            return Some(i);
+        }
+        self.jwks_sources.push(JwksSource {
+            url: url.to_string(),
+            target,
+            refresh_interval,
+        });
+        Some(self.jwks_sources.len() - 1)
+    }
+
+    pub fn glob(&mut self, path: &str, pattern: &str) -> Option<Glob> {
+        match Glob::new(pattern) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.error(path, format!("invalid glob {pattern:?}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration, reading `fromEnv` secrets
+    /// from the process environment.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
+        Config::from_json_with_env(bytes, &|name| std::env::var(name).ok())
+    }
+
+    /// As `from_json`, with the environment given (tests, the checker).
+    pub fn from_json_with_env(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            vec![ConfigError {
+                path: String::new(),
+                message: format!("configuration is not valid JSON: {e}"),
+            }]
+        })?;
+        if !value.is_object() {
+            return Err(vec![ConfigError {
+                path: String::new(),
+                message: "configuration must be a JSON object".to_string(),
+            }]);
+        }
+        let mut notices = strip_ignored_fields(&mut value);
+        let spec: ConfigSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            vec![ConfigError {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            }]
+        })?;
+        let mut compiler = Compiler {
+            errors: Vec::new(),
+            notices: Vec::new(),
+            clusters: spec.clusters.clone(),
+            jwks_sources: Vec::new(),
+            env,
+        };
+        let filters = compile_filters(&mut compiler, &spec.filters);
+        let rules = compile_rules(&mut compiler, &spec, &filters);
+        if !compiler.errors.is_empty() {
+            return Err(compiler.errors);
+        }
+        notices.append(&mut compiler.notices);
+        Ok(Config {
+            filters,
+            rules,
+            jwks_sources: compiler.jwks_sources,
+            notices,
+        })
+    }
+
+    pub fn filter_index(&self, name: &str) -> Option<usize> {
+        self.filters.iter().position(|f| f.name == name)
+    }
+}
+
+/// Removes the AES/Emissary fields that Envoy handles here, noting each once.
+fn strip_ignored_fields(root: &mut Value) -> Vec<String> {
+    let mut notices = Vec::new();
+    let Some(filters) = root.get_mut("filters").and_then(Value::as_array_mut) else {
+        return notices;
+    };
+    for (i, filter) in filters.iter_mut().enumerate() {
+        let Some(filter) = filter.as_object_mut() else {
+            continue;
+        };
+        for type_name in FILTER_TYPES {
+            let Some(body) = filter.get_mut(*type_name).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (field, advice) in IGNORED_FIELDS {
+                if body.remove(*field).is_some() {
+                    notices.push(format!(
+                        "filters[{i}].{type_name}.{field}: ignored: {advice}"
+                    ));
+                }
+            }
+        }
+    }
+    notices
+}
+
+fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
+    let mut filters = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let path = format!("filters[{i}]");
+        if spec.name.is_empty() {
+            c.error(format!("{path}.name"), "must not be empty");
+        }
+        if specs.iter().take(i).any(|s| s.name == spec.name) {
+            c.error(format!("{path}.name"), format!("duplicate filter name {:?}", spec.name));
+        }
+        let present: Vec<&str> = [
+            ("JWT", spec.jwt.is_some()),
+            ("External", spec.external.is_some()),
+            ("OAuth2", spec.oauth2.is_some()),
+            ("APIKey", spec.apikey.is_some()),
+            ("MTLS", spec.mtls.is_some()),
+        ]
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(n, _)| *n)
+        .collect();
+        if present.len() != 1 {
+            c.error(
+                path.clone(),
+                format!(
+                    "a filter has exactly one of JWT, External, OAuth2, APIKey, MTLS (found {})",
+                    if present.is_empty() { "none".to_string() } else { present.join(", ") }
+                ),
+            );
+            continue;
+        }
+        let kind = if let Some(jwt) = &spec.jwt {
+            JwtFilter::compile(c, &format!("{path}.JWT"), &spec.name, jwt).map(|f| FilterKind::Jwt(Box::new(f)))
+        } else if let Some(apikey) = &spec.apikey {
+            ApiKeyFilter::compile(c, &format!("{path}.APIKey"), apikey).map(FilterKind::ApiKey)
+        } else {
+            let type_name = present.first().copied().unwrap_or("?");
+            if let Some(oauth2) = &spec.oauth2 {
+                check_oauth2_secrets(c, &format!("{path}.OAuth2"), oauth2);
+            }
+            c.error(
+                format!("{path}.{type_name}"),
+                format!("{type_name} filters are not available in this Portcullis build yet"),
+            );
+            None
+        };
+        if let Some(kind) = kind {
+            filters.push(Filter {
+                name: spec.name.clone(),
+                kind,
+            });
+        }
+    }
+    filters
+}
+
+fn check_oauth2_secrets(c: &mut Compiler<'_>, path: &str, spec: &schema::OAuth2Spec) {
+    for (field, present) in [
+        ("secretName", spec.secret_name.is_some()),
+        ("secretNamespace", spec.secret_namespace.is_some()),
+    ] {
+        if present {
+            c.error(
+                format!("{path}.{field}"),
+                "Kubernetes Secrets are not read by the plugin: give `secret` literally or as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from a Secret)",
+            );
+        }
+    }
+}
+
+fn compile_rules(c: &mut Compiler<'_>, spec: &ConfigSpec, filters: &[Filter]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        let host = c.glob(&format!("{path}.host"), rule.host.as_deref().unwrap_or("*"));
+        let path_glob = c.glob(&format!("{path}.path"), rule.path.as_deref().unwrap_or("*"));
+        let mut refs = Vec::new();
+        for (j, fref) in rule.filters.iter().flatten().enumerate() {
+            let rpath = format!("{path}.filters[{j}]");
+            if let Some(r) = compile_filter_ref(c, &rpath, fref, spec, filters) {
+                refs.push(r);
+            }
+        }
+        if let (Some(host), Some(path_glob)) = (host, path_glob) {
+            rules.push(Rule {
+                host,
+                path: path_glob,
+                filters: refs,
+            });
+        }
+    }
+    rules
+}
+
+fn compile_filter_ref(
+    c: &mut Compiler<'_>,
+    path: &str,
+    fref: &schema::FilterRefSpec,
+    spec: &ConfigSpec,
+    filters: &[Filter],
+) -> Option<FilterRef> {
+    if fref.namespace.is_some() {
+        c.notices.push(format!(
+            "{path}.namespace: ignored: filter names are global in a Portcullis configuration"
+        ));
+    }
+    let on_deny = match fref.on_deny.as_deref() {
+        None | Some("break") => OnDeny::Break,
+        Some("continue") => OnDeny::Continue,
+        Some(other) => {
+            c.error(format!("{path}.onDeny"), format!("must be \"break\" or \"continue\", not {other:?}"));
+            OnDeny::Break
+        }
+    };
+    let on_allow = match fref.on_allow.as_deref() {
+        None | Some("continue") => OnAllow::Continue,
+        Some("break") => OnAllow::Break,
+        Some(other) => {
+            c.error(format!("{path}.onAllow"), format!("must be \"continue\" or \"break\", not {other:?}"));
+            OnAllow::Continue
+        }
+    };
+    let condition = fref
+        .if_request_header
+        .as_ref()
+        .and_then(|h| HeaderCondition::compile(c, &format!("{path}.ifRequestHeader"), h));
+    let Some(index) = filters.iter().position(|f| f.name == fref.name) else {
+        // A filter that failed to compile has already been reported.
+        if !spec.filters.iter().any(|f| f.name == fref.name) {
+            c.error(format!("{path}.name"), format!("unknown filter {:?}", fref.name));
+        }
+        return None;
+    };
+    let kind = &filters.get(index)?.kind;
+    let args = FilterArgs::compile(c, &format!("{path}.arguments"), kind, fref.arguments.as_ref())?;
+    Some(FilterRef {
+        filter: index,
+        condition,
+        on_deny,
+        on_allow,
+        args,
+    })
+}

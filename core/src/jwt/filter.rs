@@ -1,1 +1,380 @@
-//! (in progress)
+//! The JWT filter applied to one request: find the bearer token, verify it with
+//! the filter's keys and claim policy, check the rule's scopes, and either render
+//! the injected headers or build the RFC 6750 error response.
+
+use super::keys::{Algorithm, KeySet};
+use super::verify::{check_scopes, verify_token, ClaimPolicy, TokenError, VerifiedToken};
+use crate::config::schema::JwtSpec;
+use crate::config::Compiler;
+use crate::inject::{render_injected, HeaderTemplate};
+use crate::request::Request;
+use crate::response::{auth_param_text, HeaderChange, Response};
+use crate::template::{go_json_numbers, RenderData, Rendered, Template};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a JWT filter's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `jwks` given inline: parsed at configure time.
+    Inline(Arc<KeySet>),
+    /// `jwksURI`: index into `Config::jwks_sources`, fetched by the host.
+    Remote(usize),
+}
+
+/// A compiled JWT filter.
+#[derive(Debug)]
+pub struct JwtFilter {
+    pub realm: String,
+    pub policy: ClaimPolicy,
+    pub keys: KeySource,
+    pub inject: Vec<HeaderTemplate>,
+    pub error_headers: Vec<HeaderTemplate>,
+    pub body_template: Option<Template>,
+}
+
+/// What the JWT filter decided.
+#[derive(Debug)]
+pub enum JwtOutcome {
+    /// Valid: the header changes to make.
+    Allow(Vec<HeaderChange>),
+    Deny(Response),
+    /// The remote JWK Set has never loaded: wait for it (or answer 503).
+    KeysUnavailable(usize),
+    /// The token names a key the remote set lacks: a refresh may bring it; if not,
+    /// send the response.
+    UnknownKey { source: usize, response: Response },
+}
+
+/// The status the "JWKS never fetched" case answers with.
+pub const KEYS_UNAVAILABLE_STATUS: u16 = 503;
+
+impl JwtFilter {
+    pub fn compile(c: &mut Compiler<'_>, path: &str, name: &str, spec: &JwtSpec) -> Option<JwtFilter> {
+        let errors_before = c.errors.len();
+        let valid_algorithms = match &spec.valid_algorithms {
+            None => Algorithm::ALL
+                .iter()
+                .copied()
+                .filter(|a| *a != Algorithm::None)
+                .collect(),
+            Some(names) => {
+                let mut algs = Vec::new();
+                for (i, n) in names.iter().enumerate() {
+                    match Algorithm::from_name(n) {
+                        Some(a) => algs.push(a),
+                        None => c.error(
+                            format!("{path}.validAlgorithms[{i}]"),
+                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, none)"),
+                        ),
+                    }
+                }
+                if names.is_empty() {
+                    c.error(format!("{path}.validAlgorithms"), "must list at least one algorithm");
+                }
+                algs
+            }
+        };
+        if valid_algorithms.contains(&Algorithm::None) {
+            c.notices.push(format!(
+                "{path}.validAlgorithms: \"none\" is allowed: unsigned tokens are accepted by filter {name:?}"
+            ));
+        }
+        let only_none = valid_algorithms.iter().all(|a| *a == Algorithm::None);
+        let keys = match (&spec.jwks_uri, &spec.jwks) {
+            (Some(_), Some(_)) => {
+                c.error(path.to_string(), "give `jwksURI` or `jwks`, not both");
+                None
+            }
+            (Some(uri), None) if uri.is_empty() && only_none => {
+                Some(KeySource::Inline(Arc::new(KeySet::default())))
+            }
+            (Some(uri), None) => {
+                let interval = spec
+                    .jwks_refresh_interval
+                    .map(|d| d.0)
+                    .unwrap_or(crate::config::DEFAULT_JWKS_REFRESH);
+                c.jwks_source(&format!("{path}.jwksURI"), uri, interval)
+                    .map(KeySource::Remote)
+            }
+            (None, Some(jwks)) => match serde_json::to_vec(jwks)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| KeySet::from_json(&bytes))
+            {
+                Ok((set, warnings)) => {
+                    for w in warnings {
+                        c.notices.push(format!("{path}.jwks: {w}"));
+                    }
+                    Some(KeySource::Inline(Arc::new(set)))
+                }
+                Err(e) => {
+                    c.error(format!("{path}.jwks"), format!("invalid JWK Set: {e}"));
+                    None
+                }
+            },
+            (None, None) if only_none => Some(KeySource::Inline(Arc::new(KeySet::default()))),
+            (None, None) => {
+                c.error(path.to_string(), "one of `jwksURI` or `jwks` is required");
+                None
+            }
+        };
+        if spec.require_certificate_binding {
+            c.error(
+                format!("{path}.requireCertificateBinding"),
+                "certificate-bound tokens are not available in this Portcullis build yet",
+            );
+        }
+        let leeway = |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
+        let policy = ClaimPolicy {
+            valid_algorithms,
+            audience: spec.audience.clone().filter(|a| !a.is_empty()),
+            require_audience: spec.require_audience,
+            issuer: spec.issuer.clone().filter(|i| !i.is_empty()),
+            require_issuer: spec.require_issuer,
+            require_expires_at: spec.require_expires_at,
+            leeway_for_expires_at: leeway(spec.leeway_for_expires_at),
+            require_not_before: spec.require_not_before,
+            leeway_for_not_before: leeway(spec.leeway_for_not_before),
+            require_issued_at: spec.require_issued_at,
+            leeway_for_issued_at: leeway(spec.leeway_for_issued_at),
+        };
+        let inject = HeaderTemplate::compile_list(c, &format!("{path}.injectRequestHeaders"), &spec.inject_request_headers);
+        let mut realm = name.to_string();
+        let mut error_headers = Vec::new();
+        let mut body_template = None;
+        if let Some(er) = &spec.error_response {
+            let er_path = format!("{path}.errorResponse");
+            if let Some(r) = er.realm.as_ref().filter(|r| !r.is_empty()) {
+                realm = r.clone();
+            }
+            let mut header_specs = er.headers.clone();
+            if let Some(ct) = &er.content_type {
+                if !header_specs.iter().any(|h| h.name.eq_ignore_ascii_case("content-type")) {
+                    header_specs.push(crate::config::schema::HeaderTemplateSpec {
+                        name: "Content-Type".to_string(),
+                        value: ct.clone(),
+                    });
+                }
+            }
+            error_headers = HeaderTemplate::compile_list(c, &format!("{er_path}.headers"), &header_specs);
+            if let Some(body) = &er.body_template {
+                match Template::parse(body) {
+                    Ok(t) => body_template = Some(t),
+                    Err(e) => c.error(format!("{er_path}.bodyTemplate"), format!("invalid template: {e}")),
+                }
+            }
+        }
+        if c.errors.len() != errors_before {
+            return None;
+        }
+        Some(JwtFilter {
+            realm,
+            policy,
+            keys: keys?,
+            inject,
+            error_headers,
+            body_template,
+        })
+    }
+
+    /// Names of the headers this filter injects (removed from client requests).
+    pub fn injected_names(&self) -> impl Iterator<Item = &str> {
+        self.inject.iter().map(|t| t.name.as_str())
+    }
+
+    /// Checks one request. `remote_keys` is the current set of a `Remote` source
+    /// (`None` when it has never loaded).
+    pub fn check(
+        &self,
+        request: &Request,
+        scopes: &[String],
+        remote_keys: Option<&KeySet>,
+        now_unix: f64,
+    ) -> JwtOutcome {
+        let token = match extract_bearer(request) {
+            Extracted::Missing => {
+                return JwtOutcome::Deny(self.error_response(
+                    request,
+                    ErrorCase::NoToken,
+                    "Token validation error: no bearer token in the Authorization header",
+                ))
+            }
+            Extracted::Malformed(why) => {
+                return JwtOutcome::Deny(self.error_response(request, ErrorCase::InvalidRequest(why), why))
+            }
+            Extracted::Token(t) => t,
+        };
+        let keys: &KeySet = match (&self.keys, remote_keys) {
+            (KeySource::Inline(set), _) => set,
+            (KeySource::Remote(_), Some(set)) => set,
+            (KeySource::Remote(source), None) => return JwtOutcome::KeysUnavailable(*source),
+        };
+        let verified = match verify_token(token, keys, &self.policy, now_unix) {
+            Ok(v) => v,
+            Err(err) => {
+                let message = format!("Token validation error: {}", err.description());
+                let response = self.error_response(request, ErrorCase::InvalidToken(&err), &message);
+                return match (&err, &self.keys) {
+                    (TokenError::UnknownKey(Some(_)), KeySource::Remote(source)) => {
+                        JwtOutcome::UnknownKey { source: *source, response }
+                    }
+                    _ => JwtOutcome::Deny(response),
+                };
+            }
+        };
+        if let Err(missing) = check_scopes(&verified.claims, scopes) {
+            let message = format!("insufficient scope: token lacks {}", missing.join(" "));
+            return JwtOutcome::Deny(self.error_response(
+                request,
+                ErrorCase::InsufficientScope(scopes),
+                &message,
+            ));
+        }
+        let root = token_data(&verified, request);
+        let data = RenderData {
+            root: &root,
+            headers: &request.headers,
+        };
+        JwtOutcome::Allow(render_injected(&self.inject, &data))
+    }
+
+    /// The 503 sent when the remote JWK Set never loaded in time.
+    pub fn keys_unavailable_response(&self, request: &Request) -> Response {
+        self.error_response(
+            request,
+            ErrorCase::KeysUnavailable,
+            "JWT keys are not available yet: the JWK Set could not be fetched",
+        )
+    }
+
+    fn error_response(&self, request: &Request, case: ErrorCase<'_>, message: &str) -> Response {
+        let realm = auth_param_text(&self.realm);
+        let (status, www_authenticate, bits) = match case {
+            ErrorCase::NoToken => (401, Some(format!("Bearer realm=\"{realm}\"")), None),
+            ErrorCase::InvalidRequest(why) => (
+                400,
+                Some(format!(
+                    "Bearer error=\"invalid_request\", error_description=\"{}\", realm=\"{realm}\"",
+                    auth_param_text(why)
+                )),
+                Some(1),
+            ),
+            ErrorCase::InvalidToken(err) => (
+                401,
+                Some(format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\", realm=\"{realm}\"",
+                    auth_param_text(&err.description())
+                )),
+                Some(err.validation_bits()),
+            ),
+            ErrorCase::InsufficientScope(scopes) => (
+                403,
+                Some(format!(
+                    "Bearer error=\"insufficient_scope\", error_description=\"{}\", scope=\"{}\", realm=\"{realm}\"",
+                    auth_param_text(message),
+                    auth_param_text(&scopes.join(" "))
+                )),
+                None,
+            ),
+            ErrorCase::KeysUnavailable => (KEYS_UNAVAILABLE_STATUS, None, None),
+        };
+        let mut response = Response::json_error(status, message);
+        let error = match bits {
+            Some(b) => json!({ "ValidationError": { "Errors": b } }),
+            None => json!({}),
+        };
+        let root = json!({
+            "status_code": status,
+            "httpStatus": status,
+            "message": message,
+            "request_id": request.request_id,
+            "requestId": request.request_id,
+            "error": error,
+        });
+        let data = RenderData {
+            root: &root,
+            headers: &request.headers,
+        };
+        if let Some(t) = &self.body_template {
+            match t.render(&data) {
+                Ok(Rendered::Text(body)) => response.body = body.into_bytes(),
+                Ok(Rendered::DoNotSet) => response.body.clear(),
+                Err(e) => log::warn!("errorResponse.bodyTemplate failed: {e}; default body sent"),
+            }
+        }
+        for h in &self.error_headers {
+            if let Some(value) = h.render(&data) {
+                response.set_header(&h.name, &value);
+            }
+        }
+        if let Some(w) = www_authenticate {
+            response.set_header("www-authenticate", &w);
+        }
+        response
+    }
+}
+
+enum ErrorCase<'a> {
+    NoToken,
+    InvalidRequest(&'a str),
+    InvalidToken(&'a TokenError),
+    InsufficientScope(&'a [String]),
+    KeysUnavailable,
+}
+
+enum Extracted<'a> {
+    Missing,
+    Malformed(&'static str),
+    Token(&'a str),
+}
+
+/// `Authorization: Bearer <token>` (scheme case-insensitive). Another scheme counts
+/// as no bearer token; `Bearer` with no token, or a token with spaces, is malformed.
+fn extract_bearer(request: &Request) -> Extracted<'_> {
+    let Some(header) = request.headers.get("authorization") else {
+        return Extracted::Missing;
+    };
+    let header = header.trim();
+    let (scheme, rest) = match header.split_once(' ') {
+        Some((s, r)) => (s, r.trim()),
+        None => (header, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Extracted::Missing;
+    }
+    if rest.is_empty() {
+        return Extracted::Malformed("Authorization header has no bearer token");
+    }
+    if rest.contains(char::is_whitespace) {
+        return Extracted::Malformed("Authorization header is not \"Bearer <token>\"");
+    }
+    Extracted::Token(rest)
+}
+
+/// The template dot for a verified token: `.token.{Raw,Header,Claims,Signature}`.
+pub fn token_data(token: &VerifiedToken, request: &Request) -> Value {
+    let mut root = Map::new();
+    root.insert(
+        "token".to_string(),
+        json!({
+            "Raw": token.raw,
+            "Header": go_json_numbers(&Value::Object(token.header.clone())),
+            "Claims": go_json_numbers(&Value::Object(token.claims.clone())),
+            "Signature": token.signature,
+        }),
+    );
+    if let Some(tls) = &request.tls {
+        root.insert(
+            "tls".to_string(),
+            json!({
+                "subject": tls.subject,
+                "dnsSans": tls.dns_sans,
+                "uriSans": tls.uri_sans,
+                "sha256": tls.sha256,
+                "verified": tls.verified,
+            }),
+        );
+    }
+    Value::Object(root)
+}

@@ -5,6 +5,7 @@
 //! filter to one request.
 
 pub mod filter;
+pub mod jwks_cache;
 pub mod keys;
 pub mod verify;
 

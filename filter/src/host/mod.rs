@@ -1,0 +1,6 @@
+//! The only modules that import `proxy_wasm`: the root context (configuration,
+//! background fetches, parked requests) and the HTTP context (one request).
+
+pub mod http;
+pub mod root;
+mod shared;
