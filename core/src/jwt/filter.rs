@@ -44,14 +44,22 @@ pub enum JwtOutcome {
     KeysUnavailable(usize),
     /// The token names a key the remote set lacks: a refresh may bring it; if not,
     /// send the response.
-    UnknownKey { source: usize, response: Response },
+    UnknownKey {
+        source: usize,
+        response: Response,
+    },
 }
 
 /// The status the "JWKS never fetched" case answers with.
 pub const KEYS_UNAVAILABLE_STATUS: u16 = 503;
 
 impl JwtFilter {
-    pub fn compile(c: &mut Compiler<'_>, path: &str, name: &str, spec: &JwtSpec) -> Option<JwtFilter> {
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        name: &str,
+        spec: &JwtSpec,
+    ) -> Option<JwtFilter> {
         let errors_before = c.errors.len();
         let valid_algorithms = match &spec.valid_algorithms {
             None => Algorithm::ALL
@@ -71,7 +79,10 @@ impl JwtFilter {
                     }
                 }
                 if names.is_empty() {
-                    c.error(format!("{path}.validAlgorithms"), "must list at least one algorithm");
+                    c.error(
+                        format!("{path}.validAlgorithms"),
+                        "must list at least one algorithm",
+                    );
                 }
                 algs
             }
@@ -125,7 +136,8 @@ impl JwtFilter {
                 "certificate-bound tokens are not available in this Portcullis build yet",
             );
         }
-        let leeway = |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
+        let leeway =
+            |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
         let policy = ClaimPolicy {
             valid_algorithms,
             audience: spec.audience.clone().filter(|a| !a.is_empty()),
@@ -139,7 +151,11 @@ impl JwtFilter {
             require_issued_at: spec.require_issued_at,
             leeway_for_issued_at: leeway(spec.leeway_for_issued_at),
         };
-        let inject = HeaderTemplate::compile_list(c, &format!("{path}.injectRequestHeaders"), &spec.inject_request_headers);
+        let inject = HeaderTemplate::compile_list(
+            c,
+            &format!("{path}.injectRequestHeaders"),
+            &spec.inject_request_headers,
+        );
         let mut realm = name.to_string();
         let mut error_headers = Vec::new();
         let mut body_template = None;
@@ -150,18 +166,25 @@ impl JwtFilter {
             }
             let mut header_specs = er.headers.clone();
             if let Some(ct) = &er.content_type {
-                if !header_specs.iter().any(|h| h.name.eq_ignore_ascii_case("content-type")) {
+                if !header_specs
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case("content-type"))
+                {
                     header_specs.push(crate::config::schema::HeaderTemplateSpec {
                         name: "Content-Type".to_string(),
                         value: ct.clone(),
                     });
                 }
             }
-            error_headers = HeaderTemplate::compile_list(c, &format!("{er_path}.headers"), &header_specs);
+            error_headers =
+                HeaderTemplate::compile_list(c, &format!("{er_path}.headers"), &header_specs);
             if let Some(body) = &er.body_template {
                 match Template::parse(body) {
                     Ok(t) => body_template = Some(t),
-                    Err(e) => c.error(format!("{er_path}.bodyTemplate"), format!("invalid template: {e}")),
+                    Err(e) => c.error(
+                        format!("{er_path}.bodyTemplate"),
+                        format!("invalid template: {e}"),
+                    ),
                 }
             }
         }
@@ -201,7 +224,11 @@ impl JwtFilter {
                 ))
             }
             Extracted::Malformed(why) => {
-                return JwtOutcome::Deny(self.error_response(request, ErrorCase::InvalidRequest(why), why))
+                return JwtOutcome::Deny(self.error_response(
+                    request,
+                    ErrorCase::InvalidRequest(why),
+                    why,
+                ))
             }
             Extracted::Token(t) => t,
         };
@@ -214,10 +241,14 @@ impl JwtFilter {
             Ok(v) => v,
             Err(err) => {
                 let message = format!("Token validation error: {}", err.description());
-                let response = self.error_response(request, ErrorCase::InvalidToken(&err), &message);
+                let response =
+                    self.error_response(request, ErrorCase::InvalidToken(&err), &message);
                 return match (&err, &self.keys) {
                     (TokenError::UnknownKey(Some(_)), KeySource::Remote(source)) => {
-                        JwtOutcome::UnknownKey { source: *source, response }
+                        JwtOutcome::UnknownKey {
+                            source: *source,
+                            response,
+                        }
                     }
                     _ => JwtOutcome::Deny(response),
                 };

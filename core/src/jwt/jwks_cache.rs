@@ -93,12 +93,22 @@ impl JwksCache {
     }
 
     /// An answer arrived for `source`.
-    pub fn on_response(&mut self, source: usize, status: u16, body: &[u8], now: f64) -> FetchResult {
+    pub fn on_response(
+        &mut self,
+        source: usize,
+        status: u16,
+        body: &[u8],
+        now: f64,
+    ) -> FetchResult {
         if status != 200 {
             return self.on_failure(source, format!("HTTP status {status}"), now);
         }
         if body.len() > MAX_JWKS_BYTES {
-            return self.on_failure(source, format!("JWK Set larger than {MAX_JWKS_BYTES} bytes"), now);
+            return self.on_failure(
+                source,
+                format!("JWK Set larger than {MAX_JWKS_BYTES} bytes"),
+                now,
+            );
         }
         match KeySet::from_json(body) {
             Ok((set, warnings)) => {
@@ -182,7 +192,10 @@ mod tests {
     fn loaded_set_is_refreshed_after_the_interval() {
         let mut c = JwksCache::new(&[Duration::from_secs(300)]);
         c.due(0.0);
-        assert!(matches!(c.on_response(0, 200, JWKS, 1.0), FetchResult::Loaded { keys: 1, .. }));
+        assert!(matches!(
+            c.on_response(0, 200, JWKS, 1.0),
+            FetchResult::Loaded { keys: 1, .. }
+        ));
         assert!(c.has_keys(0));
         assert!(c.due(100.0).is_empty());
         assert_eq!(c.due(301.0), vec![0]);
@@ -236,6 +249,9 @@ mod tests {
         let mut c = JwksCache::new(&[Duration::from_secs(300)]);
         c.due(0.0);
         let big = vec![b' '; MAX_JWKS_BYTES + 1];
-        assert!(matches!(c.on_response(0, 200, &big, 0.0), FetchResult::Failed { .. }));
+        assert!(matches!(
+            c.on_response(0, 200, &big, 0.0),
+            FetchResult::Failed { .. }
+        ));
     }
 }

@@ -1,0 +1,331 @@
+//! Every configuration fault is refused with its JSON path.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use portcullis_core::config::{Config, FilterKind};
+
+fn errors(json: &str) -> Vec<String> {
+    match Config::from_json_with_env(json.as_bytes(), &|name| {
+        (name == "SET").then(|| "from-env".to_string())
+    }) {
+        Ok(_) => panic!("config was accepted: {json}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn first_error(json: &str) -> String {
+    errors(json).into_iter().next().unwrap()
+}
+
+fn accepted(json: &str) -> Config {
+    match Config::from_json_with_env(json.as_bytes(), &|name| {
+        (name == "SET").then(|| "from-env".to_string())
+    }) {
+        Ok(c) => c,
+        Err(e) => panic!("config refused: {e:?}"),
+    }
+}
+
+const JWKS: &str =
+    r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]}"#;
+
+#[test]
+fn invalid_duration_names_its_path() {
+    let e = first_error(
+        r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"http://idp/jwks","leewayForExpiresAt":"5 sec"}}]}"#,
+    );
+    assert_eq!(
+        e,
+        r#"filters[0].JWT.leewayForExpiresAt: invalid duration "5 sec""#
+    );
+}
+
+#[test]
+fn unknown_field_is_an_error() {
+    let e = first_error(
+        r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"http://idp/jwks","bogus":1}}]}"#,
+    );
+    assert!(
+        e.starts_with("filters[0].JWT.bogus: unknown field `bogus`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_top_level_field_is_an_error() {
+    let e = first_error(r#"{"filtres":[]}"#);
+    assert!(e.starts_with("filtres: unknown field"), "{e}");
+}
+
+#[test]
+fn not_json_is_an_error() {
+    assert!(first_error("{").starts_with("configuration is not valid JSON"));
+    assert_eq!(first_error("[]"), "configuration must be a JSON object");
+}
+
+#[test]
+fn empty_config_lets_everything_through() {
+    let c = accepted("{}");
+    assert!(c.rules.is_empty());
+}
+
+#[test]
+fn filter_needs_exactly_one_type() {
+    let e = first_error(r#"{"filters":[{"name":"x"}]}"#);
+    assert!(
+        e.starts_with("filters[0]: a filter has exactly one of"),
+        "{e}"
+    );
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"x","JWT":{{"jwks":{JWKS}}},"APIKey":{{"keys":[{{"value":"k"}}]}}}}]}}"#
+    ));
+    assert!(e.contains("found JWT, APIKey"), "{e}");
+}
+
+#[test]
+fn missing_name_is_an_error() {
+    let e = first_error(r#"{"filters":[{"APIKey":{"keys":[{"value":"k"}]}}]}"#);
+    assert!(e.starts_with("filters[0]: missing field `name`"), "{e}");
+}
+
+#[test]
+fn duplicate_filter_names_are_refused() {
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":"a"}]}},{"name":"k","APIKey":{"keys":[{"value":"b"}]}}]}"#,
+    );
+    assert_eq!(e, r#"filters[1].name: duplicate filter name "k""#);
+}
+
+#[test]
+fn rule_referencing_unknown_filter_is_refused() {
+    let e = first_error(r#"{"rules":[{"host":"*","path":"/a/*","filters":[{"name":"nope"}]}]}"#);
+    assert_eq!(e, r#"rules[0].filters[0].name: unknown filter "nope""#);
+}
+
+#[test]
+fn bad_glob_is_refused() {
+    let e = first_error(r#"{"rules":[{"host":"*","path":"/a/[x","filters":[]}]}"#);
+    assert!(
+        e.starts_with(r#"rules[0].path: invalid glob "/a/[x""#),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_url_is_refused() {
+    let e = first_error(r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"ftp://idp/jwks"}}]}"#);
+    assert!(e.starts_with("filters[0].JWT.jwksURI: invalid URL"), "{e}");
+}
+
+#[test]
+fn bad_algorithm_is_refused() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"validAlgorithms":["RS256","HS1"]}}}}]}}"#
+    ));
+    assert!(
+        e.starts_with("filters[0].JWT.validAlgorithms[1]: unsupported algorithm \"HS1\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn jwt_needs_keys_unless_only_none() {
+    let e = first_error(r#"{"filters":[{"name":"j","JWT":{}}]}"#);
+    assert_eq!(e, "filters[0].JWT: one of `jwksURI` or `jwks` is required");
+    let c = accepted(r#"{"filters":[{"name":"j","JWT":{"validAlgorithms":["none"]}}]}"#);
+    assert!(c.notices.iter().any(|n| n.contains("\"none\" is allowed")));
+}
+
+#[test]
+fn template_syntax_error_is_a_config_error() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"injectRequestHeaders":[{{"name":"X-A","value":"{{{{ .token.Claims.sub "}}]}}}}]}}"#
+    ));
+    assert!(
+        e.starts_with("filters[0].JWT.injectRequestHeaders[0].value: invalid template"),
+        "{e}"
+    );
+}
+
+#[test]
+fn body_template_syntax_error_is_a_config_error() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"errorResponse":{{"bodyTemplate":"{{{{ if }}}}"}}}}}}]}}"#
+    ));
+    assert!(
+        e.starts_with("filters[0].JWT.errorResponse.bodyTemplate: invalid template"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_header_name_is_refused() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"injectRequestHeaders":[{{"name":"X Bad","value":"v"}}]}}}}]}}"#
+    ));
+    assert_eq!(
+        e,
+        r#"filters[0].JWT.injectRequestHeaders[0].name: invalid header name "X Bad""#
+    );
+}
+
+#[test]
+fn bad_on_deny_is_refused() {
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":"a"}]}}],"rules":[{"filters":[{"name":"k","onDeny":"stop"}]}]}"#,
+    );
+    assert_eq!(
+        e,
+        r#"rules[0].filters[0].onDeny: must be "break" or "continue", not "stop""#
+    );
+}
+
+#[test]
+fn bad_value_regex_is_refused() {
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":"a"}]}}],"rules":[{"filters":[{"name":"k","ifRequestHeader":{"name":"x","valueRegex":"("}}]}]}"#,
+    );
+    assert!(
+        e.starts_with("rules[0].filters[0].ifRequestHeader.valueRegex: invalid regex"),
+        "{e}"
+    );
+}
+
+#[test]
+fn jwt_arguments_are_checked() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scope":"read"}}}}]}}]}}"#
+    ));
+    assert!(
+        e.starts_with("rules[0].filters[0].arguments.scope: invalid type"),
+        "{e}"
+    );
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scopes":["read"]}}}}]}}]}}"#
+    ));
+    assert!(
+        e.starts_with("rules[0].filters[0].arguments.scopes: unknown field `scopes`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn later_filter_types_are_refused_clearly_until_built() {
+    for (ty, body) in [
+        ("External", r#"{"auth_service":"http://auth:3000"}"#),
+        (
+            "OAuth2",
+            r#"{"authorizationURL":"https://idp","clientID":"c"}"#,
+        ),
+        ("MTLS", r#"{}"#),
+    ] {
+        let e = first_error(&format!(r#"{{"filters":[{{"name":"f","{ty}":{body}}}]}}"#));
+        assert_eq!(
+            e,
+            format!("filters[0].{ty}: {ty} filters are not available in this Portcullis build yet")
+        );
+    }
+}
+
+#[test]
+fn kubernetes_secret_references_are_refused_with_advice() {
+    let all = errors(
+        r#"{"filters":[{"name":"o","OAuth2":{"authorizationURL":"https://idp","clientID":"c","secretName":"s"}}]}"#,
+    );
+    assert!(
+        all.iter().any(|e| e
+            .starts_with("filters[0].OAuth2.secretName: Kubernetes Secrets are not read")
+            && e.contains("fromEnv")),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn fields_envoy_handles_are_ignored_with_a_notice() {
+    let c = accepted(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"insecureTLS":true,"renegotiateTLS":"never","ambassador_id":["a"]}}}}]}}"#
+    ));
+    assert!(
+        c.notices
+            .iter()
+            .any(|n| n.starts_with("filters[0].JWT.insecureTLS: ignored")),
+        "{:?}",
+        c.notices
+    );
+    assert!(c
+        .notices
+        .iter()
+        .any(|n| n.starts_with("filters[0].JWT.ambassador_id: ignored")));
+}
+
+#[test]
+fn secret_from_env_is_read_and_missing_variable_is_an_error() {
+    accepted(r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":{"fromEnv":"SET"}}]}}]}"#);
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":{"fromEnv":"UNSET"}}]}}]}"#,
+    );
+    assert!(
+        e.starts_with(
+            r#"filters[0].APIKey.keys[0].value: environment variable "UNSET" is not set"#
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn apikey_sha256_must_be_hex_digest() {
+    let e = first_error(r#"{"filters":[{"name":"k","APIKey":{"keys":[{"sha256":"abc"}]}}]}"#);
+    assert!(
+        e.starts_with("filters[0].APIKey.keys[0].sha256: must be a SHA-256 digest"),
+        "{e}"
+    );
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":"a","sha256":"00"}]}}]}"#,
+    );
+    assert_eq!(
+        e,
+        "filters[0].APIKey.keys[0]: give exactly one of `value` or `sha256`"
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let all = errors(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[]}}],"rules":[{"path":"[","filters":[{"name":"x"}]}]}"#,
+    );
+    assert!(all.len() >= 3, "{all:?}");
+}
+
+#[test]
+fn remote_jwks_uses_cluster_map() {
+    let c = accepted(
+        r#"{"clusters":{"idp.example.com:8443":"idp"},"filters":[{"name":"a","JWT":{"jwksURI":"https://idp.example.com:8443/jwks"}},{"name":"b","JWT":{"jwksURI":"https://idp.example.com:8443/jwks","jwksRefreshInterval":"1m"}}]}"#,
+    );
+    assert_eq!(c.jwks_sources.len(), 1, "one fetch serves both filters");
+    let s = &c.jwks_sources[0];
+    assert_eq!(s.target.cluster, "idp");
+    assert_eq!(s.target.authority, "idp.example.com:8443");
+    assert_eq!(s.target.path, "/jwks");
+    assert_eq!(s.refresh_interval.as_secs(), 60);
+    assert!(matches!(c.filters[0].kind, FilterKind::Jwt(_)));
+}
+
+#[test]
+fn aes_spec_pasted_as_is_loads() {
+    // The Edge Stack article's filter, with its policy, as a user pastes it.
+    let c = accepted(
+        r#"{"filters":[{"name":"example-jwt-filter","JWT":{"jwksURI":"https://getambassador-demo.auth0.com/.well-known/jwks.json","validAlgorithms":["none"],"audience":"myapp","requireAudience":false,
+            "injectRequestHeaders":[{"name":"X-Fixed-String","value":"Fixed String"}],
+            "errorResponse":{"headers":[{"name":"Content-Type","value":"application/json"}],"bodyTemplate":"{}"}}}],
+          "rules":[{"host":"*","path":"*","filters":[{"name":"example-jwt-filter","namespace":"example-namespace","arguments":{"scope":["scope-value-1","scope-value-2"]}}]}]}"#,
+    );
+    assert_eq!(c.rules.len(), 1);
+    assert_eq!(
+        c.jwks_sources[0].target.cluster,
+        "getambassador-demo.auth0.com"
+    );
+}

@@ -1,0 +1,278 @@
+//! FilterPolicy semantics: rule selection, conditions, onDeny/onAllow, header
+//! changes accumulating along the chain.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use portcullis_core::config::Config;
+use portcullis_core::jwt::KeySet;
+use portcullis_core::pipeline::{Journey, KeyProvider, Step};
+use portcullis_core::request::Request;
+use portcullis_core::response::HeaderChange;
+use std::cell::Cell;
+use std::sync::Arc;
+
+struct NoRemoteKeys {
+    refresh_asked: Cell<u32>,
+}
+
+impl KeyProvider for NoRemoteKeys {
+    fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
+        None
+    }
+    fn refresh_for_unknown_key(&self, _source: usize) -> bool {
+        self.refresh_asked.set(self.refresh_asked.get() + 1);
+        false
+    }
+}
+
+fn no_keys() -> NoRemoteKeys {
+    NoRemoteKeys {
+        refresh_asked: Cell::new(0),
+    }
+}
+
+fn config(json: &str) -> Config {
+    Config::from_json_with_env(json.as_bytes(), &|_| None).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn request(authority: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+    let mut pairs = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":authority".to_string(), authority.to_string()),
+        (":path".to_string(), path.to_string()),
+        (":scheme".to_string(), "http".to_string()),
+    ];
+    pairs.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    Request::from_header_pairs(pairs)
+}
+
+fn run(config: &Config, mut req: Request) -> Step {
+    let mut journey = Journey::new(config, &req);
+    journey.run(config, &mut req, &no_keys(), 1_700_000_000.0)
+}
+
+fn status(step: &Step) -> u16 {
+    match step {
+        Step::Respond(r) => r.status,
+        Step::Continue(_) => 200,
+        Step::WaitForKeys { .. } => 0,
+    }
+}
+
+/// An unsigned token (alg none) with the given claims.
+fn none_token(claims: &str) -> String {
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
+    )
+}
+
+const KEYS_A_B: &str = r#"
+  {"name":"a","APIKey":{"httpHeader":"X-Key-A","keys":[{"value":"A"}]}},
+  {"name":"b","APIKey":{"httpHeader":"X-Key-B","keys":[{"value":"B"}]}}"#;
+
+#[test]
+fn first_matching_rule_wins() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[
+            {{"host":"*","path":"/public/*","filters":[]}},
+            {{"host":"*","path":"/public/secret","filters":[{{"name":"a"}}]}},
+            {{"host":"*","path":"*","filters":[{{"name":"b"}}]}}]}}"#
+    ));
+    assert_eq!(status(&run(&c, request("x", "/public/secret", &[]))), 200);
+    assert_eq!(status(&run(&c, request("x", "/other", &[]))), 403);
+    assert_eq!(
+        status(&run(&c, request("x", "/other", &[("x-key-b", "B")]))),
+        200
+    );
+}
+
+#[test]
+fn no_matching_rule_lets_the_request_through() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"host":"*","path":"/api/*","filters":[{{"name":"a"}}]}}]}}"#
+    ));
+    assert_eq!(status(&run(&c, request("x", "/web", &[]))), 200);
+}
+
+#[test]
+fn path_is_matched_without_query() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"host":"*","path":"/api/x","filters":[{{"name":"a"}}]}}]}}"#
+    ));
+    assert_eq!(status(&run(&c, request("x", "/api/x?y=1", &[]))), 403);
+}
+
+#[test]
+fn host_glob_matches_authority_with_or_without_port() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"host":"*.example.com","path":"*","filters":[{{"name":"a"}}]}}]}}"#
+    ));
+    assert_eq!(status(&run(&c, request("api.example.com", "/", &[]))), 403);
+    assert_eq!(
+        status(&run(&c, request("api.example.com:8443", "/", &[]))),
+        403
+    );
+    assert_eq!(status(&run(&c, request("API.Example.COM", "/", &[]))), 403);
+    assert_eq!(status(&run(&c, request("example.org", "/", &[]))), 200);
+    let with_port = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"host":"*:8443","path":"*","filters":[{{"name":"a"}}]}}]}}"#
+    ));
+    assert_eq!(status(&run(&with_port, request("h:8443", "/", &[]))), 403);
+    assert_eq!(status(&run(&with_port, request("h:80", "/", &[]))), 200);
+}
+
+#[test]
+fn on_deny_break_answers_with_the_denial() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"filters":[{{"name":"a"}},{{"name":"b"}}]}}]}}"#
+    ));
+    match run(&c, request("x", "/", &[("x-key-b", "B")])) {
+        Step::Respond(r) => {
+            assert_eq!(r.status, 403);
+            assert_eq!(
+                r.body,
+                br#"{"message":"API key not found","status_code":403}"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn on_deny_continue_goes_on_to_the_next_filter() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"filters":[{{"name":"a","onDeny":"continue"}},{{"name":"b"}}]}}]}}"#
+    ));
+    assert_eq!(
+        status(&run(&c, request("x", "/", &[("x-key-b", "B")]))),
+        200
+    );
+    assert_eq!(status(&run(&c, request("x", "/", &[]))), 403);
+}
+
+#[test]
+fn on_allow_break_skips_the_rest() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[{{"filters":[{{"name":"a","onAllow":"break","onDeny":"continue"}},{{"name":"b"}}]}}]}}"#
+    ));
+    assert_eq!(
+        status(&run(&c, request("x", "/", &[("x-key-a", "A")]))),
+        200
+    );
+    assert_eq!(status(&run(&c, request("x", "/", &[]))), 403);
+}
+
+#[test]
+fn if_request_header_presence_value_regex_and_negate() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[
+          {{"path":"/present","filters":[{{"name":"a","ifRequestHeader":{{"name":"X-Check"}}}}]}},
+          {{"path":"/value","filters":[{{"name":"a","ifRequestHeader":{{"name":"X-Check","value":"yes"}}}}]}},
+          {{"path":"/regex","filters":[{{"name":"a","ifRequestHeader":{{"name":"X-Check","valueRegex":"y.s"}}}}]}},
+          {{"path":"/negate","filters":[{{"name":"a","ifRequestHeader":{{"name":"X-Check","value":"yes","negate":true}}}}]}}]}}"#
+    ));
+    let s = |path: &str, h: &[(&str, &str)]| status(&run(&c, request("x", path, h)));
+    assert_eq!(s("/present", &[]), 200, "condition false: filter skipped");
+    assert_eq!(s("/present", &[("x-check", "")]), 403);
+    assert_eq!(s("/value", &[("x-check", "no")]), 200);
+    assert_eq!(s("/value", &[("x-check", "yes")]), 403);
+    assert_eq!(s("/regex", &[("x-check", "yes")]), 403);
+    assert_eq!(
+        s("/regex", &[("x-check", "yesss")]),
+        200,
+        "regex matches the whole value"
+    );
+    assert_eq!(s("/negate", &[("x-check", "yes")]), 200);
+    assert_eq!(s("/negate", &[]), 403);
+}
+
+const NONE_JWT: &str = r#"{"name":"jwt","JWT":{"validAlgorithms":["none"],
+   "injectRequestHeaders":[{"name":"X-Sub","value":"{{ .token.Claims.sub }}"},
+                           {"name":"X-Seen-Sub","value":"{{ .httpRequestHeader.Get \"X-Sub\" }}"}]}}"#;
+
+#[test]
+fn injected_headers_are_set_and_client_copies_removed() {
+    let c = config(&format!(
+        r#"{{"filters":[{NONE_JWT}],"rules":[{{"filters":[{{"name":"jwt"}}]}}]}}"#
+    ));
+    let token = none_token(r#"{"sub":"alice"}"#);
+    let auth = format!("Bearer {token}");
+    match run(
+        &c,
+        request("x", "/", &[("authorization", &auth), ("X-Sub", "mallory")]),
+    ) {
+        Step::Continue(changes) => {
+            assert_eq!(
+                changes.first(),
+                Some(&HeaderChange::remove("x-sub")),
+                "client copy removed first"
+            );
+            assert!(changes.contains(&HeaderChange::set("x-sub", "alice")));
+            // The template saw the request after the client's copy was removed.
+            assert!(changes.contains(&HeaderChange::set("x-seen-sub", "")));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn client_copies_are_removed_even_when_the_filter_denies_and_the_chain_goes_on() {
+    let c = config(&format!(
+        r#"{{"filters":[{NONE_JWT},{KEYS_A_B}],"rules":[{{"filters":[{{"name":"jwt","onDeny":"continue"}},{{"name":"a"}}]}}]}}"#
+    ));
+    match run(
+        &c,
+        request("x", "/", &[("x-sub", "mallory"), ("x-key-a", "A")]),
+    ) {
+        Step::Continue(changes) => assert_eq!(changes, vec![HeaderChange::remove("x-sub")]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn header_changes_accumulate_along_the_chain() {
+    // The second filter's condition sees the header the first one injected.
+    let c = config(&format!(
+        r#"{{"filters":[{NONE_JWT},{KEYS_A_B}],"rules":[{{"filters":[{{"name":"jwt"}},{{"name":"a","ifRequestHeader":{{"name":"X-Sub","value":"alice"}}}}]}}]}}"#
+    ));
+    let alice = format!("Bearer {}", none_token(r#"{"sub":"alice"}"#));
+    let bob = format!("Bearer {}", none_token(r#"{"sub":"bob"}"#));
+    assert_eq!(
+        status(&run(&c, request("x", "/", &[("authorization", &alice)]))),
+        403
+    );
+    assert_eq!(
+        status(&run(&c, request("x", "/", &[("authorization", &bob)]))),
+        200
+    );
+}
+
+#[test]
+fn remote_keys_not_loaded_makes_the_request_wait_then_503() {
+    let c = config(
+        r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"http://idp/jwks"}}],"rules":[{"filters":[{"name":"jwt"}]}]}"#,
+    );
+    let token = none_token(r#"{"sub":"alice"}"#);
+    let auth = format!("Bearer {token}");
+    let mut req = request("x", "/", &[("authorization", &auth)]);
+    let mut journey = Journey::new(&c, &req);
+    assert_eq!(
+        journey.run(&c, &mut req, &no_keys(), 0.0),
+        Step::WaitForKeys { source: 0 }
+    );
+    match journey.keys_timed_out(&c, &mut req, &no_keys(), 3.0) {
+        Step::Respond(r) => {
+            assert_eq!(r.status, 503);
+            assert_eq!(r.header("www-authenticate"), None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
