@@ -22,9 +22,15 @@ pub struct ApiKeyFilter {
 impl ApiKeyFilter {
     pub fn compile(c: &mut Compiler<'_>, path: &str, spec: &ApiKeySpec) -> Option<ApiKeyFilter> {
         let errors_before = c.errors.len();
-        let header = spec.http_header.clone().unwrap_or_else(|| "X-API-Key".to_string());
+        let header = spec
+            .http_header
+            .clone()
+            .unwrap_or_else(|| "X-API-Key".to_string());
         if !is_header_name(&header) {
-            c.error(format!("{path}.httpHeader"), format!("invalid header name {header:?}"));
+            c.error(
+                format!("{path}.httpHeader"),
+                format!("invalid header name {header:?}"),
+            );
         }
         if spec.keys.is_empty() {
             c.error(format!("{path}.keys"), "at least one key is required");
@@ -43,7 +49,10 @@ impl ApiKeyFilter {
                 }
                 (None, Some(hex)) => match decode_hex32(hex) {
                     Some(d) => digests.push(d),
-                    None => c.error(format!("{at}.sha256"), "must be a SHA-256 digest in hex (64 characters)"),
+                    None => c.error(
+                        format!("{at}.sha256"),
+                        "must be a SHA-256 digest in hex (64 characters)",
+                    ),
                 },
                 _ => c.error(at, "give exactly one of `value` or `sha256`"),
             }

@@ -13,7 +13,10 @@ enum Token {
     Literal(char),
     AnyOne,
     AnyRun,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// A compiled glob.
@@ -50,7 +53,9 @@ impl Glob {
     }
 
     pub fn is_match(&self, text: &str) -> bool {
-        self.alternatives.iter().any(|tokens| match_tokens(tokens, text))
+        self.alternatives
+            .iter()
+            .any(|tokens| match_tokens(tokens, text))
     }
 }
 

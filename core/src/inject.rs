@@ -16,21 +16,37 @@ pub struct HeaderTemplate {
 
 impl HeaderTemplate {
     /// Compiles a list of `{name, value}` specs found at `path`.
-    pub fn compile_list(c: &mut Compiler<'_>, path: &str, specs: &[HeaderTemplateSpec]) -> Vec<HeaderTemplate> {
+    pub fn compile_list(
+        c: &mut Compiler<'_>,
+        path: &str,
+        specs: &[HeaderTemplateSpec],
+    ) -> Vec<HeaderTemplate> {
         let mut out = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("{path}[{i}]");
             if !is_header_name(&spec.name) {
-                c.error(format!("{at}.name"), format!("invalid header name {:?}", spec.name));
+                c.error(
+                    format!("{at}.name"),
+                    format!("invalid header name {:?}", spec.name),
+                );
                 continue;
             }
             let lower = spec.name.to_ascii_lowercase();
-            if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding") {
-                c.error(format!("{at}.name"), format!("header {:?} cannot be injected", spec.name));
+            if matches!(
+                lower.as_str(),
+                "host" | "content-length" | "transfer-encoding"
+            ) {
+                c.error(
+                    format!("{at}.name"),
+                    format!("header {:?} cannot be injected", spec.name),
+                );
                 continue;
             }
             match Template::parse(&spec.value) {
-                Ok(template) => out.push(HeaderTemplate { name: lower, template }),
+                Ok(template) => out.push(HeaderTemplate {
+                    name: lower,
+                    template,
+                }),
                 Err(e) => c.error(format!("{at}.value"), format!("invalid template: {e}")),
             }
         }
@@ -43,7 +59,10 @@ impl HeaderTemplate {
         match self.template.render(data) {
             Ok(Rendered::Text(value)) if is_header_value(&value) => Some(value),
             Ok(Rendered::Text(_)) => {
-                log::warn!("header {}: rendered value has CR, LF or NUL; not set", self.name);
+                log::warn!(
+                    "header {}: rendered value has CR, LF or NUL; not set",
+                    self.name
+                );
                 None
             }
             Ok(Rendered::DoNotSet) => None,
@@ -60,6 +79,9 @@ impl HeaderTemplate {
 pub fn render_injected(templates: &[HeaderTemplate], data: &RenderData<'_>) -> Vec<HeaderChange> {
     templates
         .iter()
-        .filter_map(|t| t.render(data).map(|value| HeaderChange::set(&t.name, value)))
+        .filter_map(|t| {
+            t.render(data)
+                .map(|value| HeaderChange::set(&t.name, value))
+        })
         .collect()
 }

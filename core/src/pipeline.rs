@@ -112,7 +112,9 @@ impl Journey {
                             }
                         }
                         JwtOutcome::UnknownKey { source, response } => {
-                            if !self.waited.contains(&source) && keys.refresh_for_unknown_key(source) {
+                            if !self.waited.contains(&source)
+                                && keys.refresh_for_unknown_key(source)
+                            {
                                 self.waited.push(source);
                                 self.fallback = Some(response);
                                 return Step::WaitForKeys { source };
@@ -193,6 +195,7 @@ impl Journey {
 
 fn apply(request: &mut Request, change: &HeaderChange) {
     match &change.value {
+        Some(v) if change.append => request.headers.append(&change.name, v),
         Some(v) => request.headers.set(&change.name, v),
         None => request.headers.remove(&change.name),
     }

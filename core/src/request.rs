@@ -51,7 +51,14 @@ impl Headers {
     /// Replaces every value of `name` with one.
     pub fn set(&mut self, name: &str, value: &str) {
         self.remove(name);
-        self.entries.push((name.to_ascii_lowercase(), value.to_string()));
+        self.entries
+            .push((name.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// Adds a value beside any existing ones.
+    pub fn append(&mut self, name: &str, value: &str) {
+        self.entries
+            .push((name.to_ascii_lowercase(), value.to_string()));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -137,7 +144,9 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]

@@ -32,16 +32,20 @@ impl Response {
     /// Sets a header, replacing any value of the same name.
     pub fn set_header(&mut self, name: &str, value: &str) {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
     }
 }
 
-/// One change to the request headers: set (replacing every value) or remove.
+/// One change to the request headers: set (replacing every value), append (a
+/// further value), or remove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderChange {
     pub name: String,
     /// `None` removes the header.
     pub value: Option<String>,
+    /// Add the value beside existing ones instead of replacing them.
+    pub append: bool,
 }
 
 impl HeaderChange {
@@ -49,6 +53,15 @@ impl HeaderChange {
         HeaderChange {
             name: name.to_ascii_lowercase(),
             value: Some(value.into()),
+            append: false,
+        }
+    }
+
+    pub fn append(name: &str, value: impl Into<String>) -> HeaderChange {
+        HeaderChange {
+            name: name.to_ascii_lowercase(),
+            value: Some(value.into()),
+            append: true,
         }
     }
 
@@ -56,6 +69,7 @@ impl HeaderChange {
         HeaderChange {
             name: name.to_ascii_lowercase(),
             value: None,
+            append: false,
         }
     }
 }
@@ -63,9 +77,9 @@ impl HeaderChange {
 /// Whether `name` is a valid HTTP header field name (RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Whether a header value can be sent as is (no CR, LF or NUL).

@@ -61,15 +61,21 @@ impl FilterArgs {
             Some(v) => v.clone(),
         };
         match kind {
-            FilterKind::Jwt(_) => match serde_path_to_error::deserialize::<_, JwtArgumentsSpec>(arguments) {
-                Ok(spec) => Some(FilterArgs::Jwt { scopes: spec.scope }),
-                Err(e) => {
-                    let sub = e.path().to_string();
-                    let at = if sub == "." { path.to_string() } else { format!("{path}.{sub}") };
-                    c.error(at, e.inner().to_string());
-                    None
+            FilterKind::Jwt(_) => {
+                match serde_path_to_error::deserialize::<_, JwtArgumentsSpec>(arguments) {
+                    Ok(spec) => Some(FilterArgs::Jwt { scopes: spec.scope }),
+                    Err(e) => {
+                        let sub = e.path().to_string();
+                        let at = if sub == "." {
+                            path.to_string()
+                        } else {
+                            format!("{path}.{sub}")
+                        };
+                        c.error(at, e.inner().to_string());
+                        None
+                    }
                 }
-            },
+            }
             FilterKind::ApiKey(_) => {
                 if arguments.as_object().is_some_and(|m| m.is_empty()) {
                     Some(FilterArgs::None)
@@ -106,7 +112,11 @@ pub struct HeaderCondition {
 }
 
 impl HeaderCondition {
-    pub fn compile(c: &mut Compiler<'_>, path: &str, spec: &HeaderConditionSpec) -> Option<HeaderCondition> {
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        spec: &HeaderConditionSpec,
+    ) -> Option<HeaderCondition> {
         if spec.name.is_empty() {
             c.error(format!("{path}.name"), "must not be empty");
             return None;
@@ -120,7 +130,10 @@ impl HeaderCondition {
             (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
                 Ok(r) => ValueMatch::Regex(r),
                 Err(e) => {
-                    c.error(format!("{path}.valueRegex"), format!("invalid regex {re:?}: {e}"));
+                    c.error(
+                        format!("{path}.valueRegex"),
+                        format!("invalid regex {re:?}: {e}"),
+                    );
                     return None;
                 }
             },

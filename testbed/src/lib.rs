@@ -1,1 +1,20 @@
-//! (in progress)
+//! The real parts Portcullis is tested against, all in-process and bounded in time:
+//!
+//! - [`envoy`]: launches a real Envoy per test (own temp dir, ports bound to 0 and
+//!   discovered through the admin API), killed on Drop.
+//! - [`config`]: builds the usual Envoy configuration around the plugin.
+//! - [`client`]: a blocking HTTP/1.1 client sending exactly the headers given.
+//! - [`servers`]: the echo upstream and a scripted server (JWKS, auth service, IdP).
+//! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
+
+pub mod client;
+pub mod config;
+pub mod envoy;
+mod http;
+pub mod servers;
+pub mod tokens;
+
+pub use client::{request, Response};
+pub use config::EnvoyConfig;
+pub use envoy::Envoy;
+pub use servers::{EchoUpstream, Echoed, Reply, ScriptedServer};

@@ -63,7 +63,18 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses() {
-        for bad in ["", "5", "5 sec", "5sec", "-1s", "1.2.3s", ".s", "s", "1d", "9999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "5 sec",
+            "5sec",
+            "-1s",
+            "1.2.3s",
+            ".s",
+            "s",
+            "1d",
+            "9999999999h",
+        ] {
             assert_eq!(parse_go_duration(bad), None, "{bad:?}");
         }
     }

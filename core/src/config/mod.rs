@@ -82,14 +82,35 @@ pub struct Config {
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
 /// with where to configure them instead.
 const IGNORED_FIELDS: &[(&str, &str)] = &[
-    ("ambassador_id", "Portcullis has no Ambassador ID; one plugin config serves its filter chain"),
+    (
+        "ambassador_id",
+        "Portcullis has no Ambassador ID; one plugin config serves its filter chain",
+    ),
     ("stats_name", "Envoy names the callout cluster's stats"),
-    ("circuit_breakers", "configure circuit breakers on the Envoy cluster"),
-    ("tls", "configure TLS on the Envoy cluster (transport_socket)"),
-    ("tlsConfig", "configure TLS on the Envoy cluster (transport_socket)"),
-    ("insecureTLS", "configure TLS validation on the Envoy cluster (transport_socket)"),
-    ("renegotiateTLS", "configure TLS on the Envoy cluster (transport_socket)"),
-    ("maxStale", "Portcullis keeps the last good JWKS and discovery document itself"),
+    (
+        "circuit_breakers",
+        "configure circuit breakers on the Envoy cluster",
+    ),
+    (
+        "tls",
+        "configure TLS on the Envoy cluster (transport_socket)",
+    ),
+    (
+        "tlsConfig",
+        "configure TLS on the Envoy cluster (transport_socket)",
+    ),
+    (
+        "insecureTLS",
+        "configure TLS validation on the Envoy cluster (transport_socket)",
+    ),
+    (
+        "renegotiateTLS",
+        "configure TLS on the Envoy cluster (transport_socket)",
+    ),
+    (
+        "maxStale",
+        "Portcullis keeps the last good JWKS and discovery document itself",
+    ),
 ];
 
 const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
@@ -129,7 +150,12 @@ impl Compiler<'_> {
     }
 
     /// Parses a callout URL and resolves its cluster.
-    pub fn callout(&mut self, path: &str, text: &str, default_scheme: Option<&str>) -> Option<CalloutTarget> {
+    pub fn callout(
+        &mut self,
+        path: &str,
+        text: &str,
+        default_scheme: Option<&str>,
+    ) -> Option<CalloutTarget> {
         match CalloutUrl::parse(text, default_scheme) {
             Ok(url) => Some(CalloutTarget::new(&url, &self.clusters)),
             Err(e) => {
@@ -140,7 +166,12 @@ impl Compiler<'_> {
     }
 
     /// Registers a remote JWK Set and returns its index (shared by equal URLs).
-    pub fn jwks_source(&mut self, path: &str, url: &str, refresh_interval: Duration) -> Option<usize> {
+    pub fn jwks_source(
+        &mut self,
+        path: &str,
+        url: &str,
+        refresh_interval: Duration,
+    ) -> Option<usize> {
         let target = self.callout(path, url, None)?;
         if let Some(i) = self.jwks_sources.iter().position(|s| s.url == url) {
             if let Some(s) = self.jwks_sources.get_mut(i) {
@@ -258,7 +289,10 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
             c.error(format!("{path}.name"), "must not be empty");
         }
         if specs.iter().take(i).any(|s| s.name == spec.name) {
-            c.error(format!("{path}.name"), format!("duplicate filter name {:?}", spec.name));
+            c.error(
+                format!("{path}.name"),
+                format!("duplicate filter name {:?}", spec.name),
+            );
         }
         let present: Vec<&str> = [
             ("JWT", spec.jwt.is_some()),
@@ -276,13 +310,18 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 path.clone(),
                 format!(
                     "a filter has exactly one of JWT, External, OAuth2, APIKey, MTLS (found {})",
-                    if present.is_empty() { "none".to_string() } else { present.join(", ") }
+                    if present.is_empty() {
+                        "none".to_string()
+                    } else {
+                        present.join(", ")
+                    }
                 ),
             );
             continue;
         }
         let kind = if let Some(jwt) = &spec.jwt {
-            JwtFilter::compile(c, &format!("{path}.JWT"), &spec.name, jwt).map(|f| FilterKind::Jwt(Box::new(f)))
+            JwtFilter::compile(c, &format!("{path}.JWT"), &spec.name, jwt)
+                .map(|f| FilterKind::Jwt(Box::new(f)))
         } else if let Some(apikey) = &spec.apikey {
             ApiKeyFilter::compile(c, &format!("{path}.APIKey"), apikey).map(FilterKind::ApiKey)
         } else {
@@ -360,7 +399,10 @@ fn compile_filter_ref(
         None | Some("break") => OnDeny::Break,
         Some("continue") => OnDeny::Continue,
         Some(other) => {
-            c.error(format!("{path}.onDeny"), format!("must be \"break\" or \"continue\", not {other:?}"));
+            c.error(
+                format!("{path}.onDeny"),
+                format!("must be \"break\" or \"continue\", not {other:?}"),
+            );
             OnDeny::Break
         }
     };
@@ -368,7 +410,10 @@ fn compile_filter_ref(
         None | Some("continue") => OnAllow::Continue,
         Some("break") => OnAllow::Break,
         Some(other) => {
-            c.error(format!("{path}.onAllow"), format!("must be \"continue\" or \"break\", not {other:?}"));
+            c.error(
+                format!("{path}.onAllow"),
+                format!("must be \"continue\" or \"break\", not {other:?}"),
+            );
             OnAllow::Continue
         }
     };
@@ -379,12 +424,20 @@ fn compile_filter_ref(
     let Some(index) = filters.iter().position(|f| f.name == fref.name) else {
         // A filter that failed to compile has already been reported.
         if !spec.filters.iter().any(|f| f.name == fref.name) {
-            c.error(format!("{path}.name"), format!("unknown filter {:?}", fref.name));
+            c.error(
+                format!("{path}.name"),
+                format!("unknown filter {:?}", fref.name),
+            );
         }
         return None;
     };
     let kind = &filters.get(index)?.kind;
-    let args = FilterArgs::compile(c, &format!("{path}.arguments"), kind, fref.arguments.as_ref())?;
+    let args = FilterArgs::compile(
+        c,
+        &format!("{path}.arguments"),
+        kind,
+        fref.arguments.as_ref(),
+    )?;
     Some(FilterRef {
         filter: index,
         condition,

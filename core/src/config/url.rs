@@ -27,7 +27,9 @@ impl CalloutUrl {
             },
         };
         if scheme != "http" && scheme != "https" {
-            return Err(format!("invalid URL {text:?}: scheme must be http or https"));
+            return Err(format!(
+                "invalid URL {text:?}: scheme must be http or https"
+            ));
         }
         let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split_at);
@@ -35,7 +37,9 @@ impl CalloutUrl {
             return Err(format!("invalid URL {text:?}: no host"));
         }
         if authority.contains('@') {
-            return Err(format!("invalid URL {text:?}: user information is not allowed"));
+            return Err(format!(
+                "invalid URL {text:?}: user information is not allowed"
+            ));
         }
         if authority
             .chars()
@@ -80,10 +84,12 @@ impl CalloutUrl {
     /// The Envoy cluster for this URL: the `clusters` entry for its authority, else
     /// the host without the port.
     pub fn cluster(&self, clusters: &BTreeMap<String, String>) -> String {
-        clusters
-            .get(&self.authority)
-            .cloned()
-            .unwrap_or_else(|| self.host.trim_start_matches('[').trim_end_matches(']').to_string())
+        clusters.get(&self.authority).cloned().unwrap_or_else(|| {
+            self.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
     }
 }
 
@@ -139,7 +145,15 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        for bad in ["", "ftp://x", "http://", "http://a:b", "http://u@h/", "http://a b/", "x"] {
+        for bad in [
+            "",
+            "ftp://x",
+            "http://",
+            "http://a:b",
+            "http://u@h/",
+            "http://a b/",
+            "x",
+        ] {
             assert!(CalloutUrl::parse(bad, None).is_err(), "{bad}");
         }
     }

@@ -10,7 +10,13 @@ use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
 /// Route metadata that switches Portcullis off for a route (Emissary `bypass_auth`).
-const BYPASS_PROPERTY: [&str; 5] = ["xds", "route_metadata", "filter_metadata", "portcullis", "bypass_auth"];
+const BYPASS_PROPERTY: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    "portcullis",
+    "bypass_auth",
+];
 
 pub struct Http {
     context_id: u32,

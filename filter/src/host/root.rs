@@ -56,7 +56,10 @@ impl Root {
                         "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
                         t.cluster
                     );
-                    log_fetch(&src.url, &shared.jwks.borrow_mut().on_failure(source, reason, now));
+                    log_fetch(
+                        &src.url,
+                        &shared.jwks.borrow_mut().on_failure(source, reason, now),
+                    );
                 }
             }
         }
@@ -86,7 +89,10 @@ fn log_fetch(url: &str, result: &FetchResult) {
                 log::warn!("JWK Set {url}: {w}");
             }
         }
-        FetchResult::Failed { reason, kept_previous } => {
+        FetchResult::Failed {
+            reason,
+            kept_previous,
+        } => {
             if *kept_previous {
                 log::warn!("JWK Set {url}: fetch failed: {reason}; keeping the last good set");
             } else {
@@ -97,7 +103,13 @@ fn log_fetch(url: &str, result: &FetchResult) {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -108,20 +120,32 @@ impl Context for Root {
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|b| std::str::from_utf8(&b).ok().and_then(|s| s.parse::<u16>().ok()));
+            .and_then(|b| {
+                std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse::<u16>().ok())
+            });
         let result = match status {
-            None => shared
-                .jwks
-                .borrow_mut()
-                .on_failure(source, "no answer (connection failed or timed out)".to_string(), now),
+            None => shared.jwks.borrow_mut().on_failure(
+                source,
+                "no answer (connection failed or timed out)".to_string(),
+                now,
+            ),
             Some(status) => {
                 let take = body_size.min(MAX_JWKS_BYTES + 1);
                 let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, take)
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                let body = if body_size > MAX_JWKS_BYTES { vec![0u8; MAX_JWKS_BYTES + 1] } else { body };
-                shared.jwks.borrow_mut().on_response(source, status, &body, now)
+                let body = if body_size > MAX_JWKS_BYTES {
+                    vec![0u8; MAX_JWKS_BYTES + 1]
+                } else {
+                    body
+                };
+                shared
+                    .jwks
+                    .borrow_mut()
+                    .on_response(source, status, &body, now)
             }
         };
         let url = shared
@@ -145,13 +169,19 @@ impl Context for Root {
                 }
             }
             // Keys exist but the refresh an unknown kid asked for failed: answer now.
-            FetchResult::Failed { kept_previous: true, .. } => {
+            FetchResult::Failed {
+                kept_previous: true,
+                ..
+            } => {
                 for id in waiting {
                     wake(&shared, id, true);
                 }
             }
             // Never loaded: parked requests wait out their deadline (a retry may land).
-            FetchResult::Failed { kept_previous: false, .. } => {}
+            FetchResult::Failed {
+                kept_previous: false,
+                ..
+            } => {}
         }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
@@ -175,7 +205,11 @@ impl RootContext for Root {
         for notice in &config.notices {
             log::warn!("{notice}");
         }
-        let intervals: Vec<Duration> = config.jwks_sources.iter().map(|s| s.refresh_interval).collect();
+        let intervals: Vec<Duration> = config
+            .jwks_sources
+            .iter()
+            .map(|s| s.refresh_interval)
+            .collect();
         let has_remote = !intervals.is_empty();
         log::info!(
             "configured {} filters, {} rules, {} remote JWK Sets",

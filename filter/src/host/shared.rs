@@ -57,15 +57,29 @@ pub fn now() -> f64 {
 /// Applies header changes to the current request.
 pub fn apply_changes(changes: &[HeaderChange]) {
     for change in changes {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, &change.name, change.value.as_deref()) {
-            log::warn!("could not change request header {}: {status:?}", change.name);
+        if let Err(status) = hostcalls::set_map_value(
+            MapType::HttpRequestHeaders,
+            &change.name,
+            change.value.as_deref(),
+        ) {
+            log::warn!(
+                "could not change request header {}: {status:?}",
+                change.name
+            );
         }
     }
 }
 
 /// Carries out a step for the current (effective) HTTP context. `resumed` is true
 /// when the request was paused before, so it must be resumed explicitly.
-pub fn carry_out(shared: &Shared, context_id: u32, step: Step, journey: Journey, request: Request, resumed: bool) -> Action {
+pub fn carry_out(
+    shared: &Shared,
+    context_id: u32,
+    step: Step,
+    journey: Journey,
+    request: Request,
+    resumed: bool,
+) -> Action {
     match step {
         Step::Continue(changes) => {
             apply_changes(&changes);
@@ -82,7 +96,9 @@ pub fn carry_out(shared: &Shared, context_id: u32, step: Step, journey: Journey,
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
-            if let Err(status) = hostcalls::send_http_response(response.status as u32, headers, Some(&response.body)) {
+            if let Err(status) =
+                hostcalls::send_http_response(response.status as u32, headers, Some(&response.body))
+            {
                 log::warn!("could not send response: {status:?}");
             }
             Action::Pause
@@ -97,10 +113,12 @@ pub fn carry_out(shared: &Shared, context_id: u32, step: Step, journey: Journey,
                 // Too many waiting already: answer as if the wait timed out.
                 let step = journey.keys_timed_out(&shared.config, &mut request, shared, now);
                 let step = match step {
-                    Step::WaitForKeys { .. } => Step::Respond(portcullis_core::response::Response::json_error(
-                        503,
-                        "JWT keys are not available yet",
-                    )),
+                    Step::WaitForKeys { .. } => {
+                        Step::Respond(portcullis_core::response::Response::json_error(
+                            503,
+                            "JWT keys are not available yet",
+                        ))
+                    }
                     other => other,
                 };
                 return carry_out(shared, context_id, step, journey, request, resumed);
@@ -130,9 +148,20 @@ pub fn wake(shared: &Rc<Shared>, context_id: u32, timed_out: bool) {
     }
     let now = now();
     let step = if timed_out {
-        parked.journey.keys_timed_out(&shared.config, &mut parked.request, shared.as_ref(), now)
+        parked
+            .journey
+            .keys_timed_out(&shared.config, &mut parked.request, shared.as_ref(), now)
     } else {
-        parked.journey.run(&shared.config, &mut parked.request, shared.as_ref(), now)
+        parked
+            .journey
+            .run(&shared.config, &mut parked.request, shared.as_ref(), now)
     };
-    carry_out(shared, context_id, step, parked.journey, parked.request, true);
+    carry_out(
+        shared,
+        context_id,
+        step,
+        parked.journey,
+        parked.request,
+        true,
+    );
 }

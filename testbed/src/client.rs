@@ -1,0 +1,140 @@
+//! A small blocking HTTP/1.1 client over `TcpStream` (one request per connection).
+//!
+//! It sends exactly the headers given, adding only `Host: localhost` when no `host`
+//! header is given and `Content-Length` when there is a body (and none given).
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::http::{read_body, read_head};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Names lowercased; order and duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of a header, in order.
+    pub fn headers_all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.body_str()
+            )
+        })
+    }
+}
+
+/// Sends one request to `127.0.0.1:port` and reads the response. Panics on a
+/// connection or protocol error (use [`try_request`] to observe those).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(port, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("HTTP {method} 127.0.0.1:{port}{path} failed: {e}"))
+}
+
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(port, "GET", path, headers, b"")
+}
+
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let mut msg = format!("{method} {path} HTTP/1.1\r\n");
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("host") {
+        msg.push_str("Host: localhost\r\n");
+    }
+    for (n, v) in headers {
+        msg.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() && !has("content-length") && !has("transfer-encoding") {
+        msg.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    msg.push_str("\r\n");
+    let mut bytes = msg.into_bytes();
+    bytes.extend_from_slice(body);
+    try_raw(port, &bytes, method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// Writes `bytes` verbatim (for malformed-request tests) and reads one response.
+pub fn raw(port: u16, bytes: &[u8]) -> Response {
+    try_raw(port, bytes, false)
+        .unwrap_or_else(|e| panic!("raw HTTP to 127.0.0.1:{port} failed: {e}"))
+}
+
+fn try_raw(port: u16, bytes: &[u8], head_request: bool) -> Result<Response, String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(bytes).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let head = read_head(&mut reader)
+            .map_err(|e| format!("reading response head: {e}"))?
+            .ok_or("connection closed before a response")?;
+        let mut parts = head.start.splitn(3, ' ');
+        let _version = parts.next();
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {:?}", head.start))?;
+        if (100..200).contains(&status) && status != 101 {
+            continue; // 100 Continue and friends
+        }
+        let body = if head_request || status == 204 || status == 304 {
+            Vec::new()
+        } else {
+            read_body(&mut reader, &head, true).map_err(|e| format!("reading body: {e}"))?
+        };
+        return Ok(Response {
+            status,
+            headers: head.headers,
+            body,
+        });
+    }
+}
