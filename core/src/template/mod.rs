@@ -1,8 +1,26 @@
 //! AES-compatible Go `text/template` subset: parsed once at configure time,
 //! rendered per request (header values, error bodies).
 //!
-//! INTERFACE STUB: the implementation lands in this module; the signatures below
-//! are the contract the rest of the core uses.
+//! Supported: text and `{{ }}` actions with `{{-`/`-}}` trimming, comments, field
+//! chains, variables (`$`, `$x :=`, `$x =`), string/raw-string/number/char/bool/nil
+//! literals, parenthesised pipelines, pipes, `if`/`else if`/`else`, `range`
+//! (arrays, maps in sorted key order, ints; `break`/`continue`), `with`/`else with`,
+//! the method `.httpRequestHeader.Get "Name"`, and the functions `and or not eq ne
+//! lt le gt ge index len hasKey doNotSet json print printf println urlquery html js`.
+//! Values print as Go's `fmt` would (`1.516239022e+09`, `<no value>`, `map[a:1]`).
+//!
+//! Bounds (hostile data must not hurt the VM): parse nesting is limited to
+//! [`parse::MAX_PARSE_DEPTH`], rendered output to 64 KiB, evaluation to a fixed
+//! step budget, printed/encoded data nesting to 200 levels. No panics.
+
+mod exec;
+mod gofmt;
+mod lex;
+mod parse;
+mod value;
+
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 
@@ -45,17 +63,32 @@ pub struct RenderData<'a> {
 #[derive(Debug, Clone)]
 pub struct Template {
     source: String,
+    nodes: Vec<parse::Node>,
 }
 
 impl Template {
+    /// Parses `source`; syntax errors and unknown functions are errors here.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
-        Ok(Template {
-            source: source.to_string(),
-        })
+        match parse::parse(source) {
+            Ok(nodes) => Ok(Template {
+                source: source.to_string(),
+                nodes,
+            }),
+            Err(e) => Err(exec::error_at(source, e.pos, &e.msg)),
+        }
     }
 
-    pub fn render(&self, _data: &RenderData<'_>) -> Result<Rendered, TemplateError> {
-        Ok(Rendered::Text(self.source.clone()))
+    /// Executes the template against `data`.
+    pub fn render(&self, data: &RenderData<'_>) -> Result<Rendered, TemplateError> {
+        let mut state = exec::State::new(&self.source, data.root, data.headers);
+        let dot = value::Val::from_json(data.root);
+        match state.walk(&dot, &self.nodes) {
+            Ok(()) => Ok(Rendered::Text(state.out)),
+            Err(exec::Flow::DoNotSet) => Ok(Rendered::DoNotSet),
+            Err(exec::Flow::Err(e)) => Err(e),
+            // The parser only accepts break/continue inside range.
+            Err(exec::Flow::Break | exec::Flow::Continue) => Ok(Rendered::Text(state.out)),
+        }
     }
 }
 

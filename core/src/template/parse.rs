@@ -1,0 +1,808 @@
+//! Parser for the Go `text/template` subset (after Go's `text/template/parse/parse.go`).
+
+use super::lex::{lex, Kw, Tok, Token};
+
+/// Maximum nesting of control structures and parentheses.
+pub(super) const MAX_PARSE_DEPTH: usize = 100;
+
+#[derive(Debug, Clone)]
+pub(super) enum Node {
+    Text(String),
+    Action(Pipe),
+    If(Box<Control>),
+    Range(Box<Control>),
+    With(Box<Control>),
+    Break,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Control {
+    pub pipe: Pipe,
+    pub list: Vec<Node>,
+    pub else_list: Option<Vec<Node>>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Pipe {
+    pub decl: Vec<String>,
+    pub is_assign: bool,
+    pub cmds: Vec<Cmd>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Cmd {
+    /// Source span, for error messages.
+    pub pos: usize,
+    pub end: usize,
+    pub args: Vec<Arg>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Arg {
+    pub pos: usize,
+    pub end: usize,
+    pub kind: ArgKind,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum ArgKind {
+    Dot,
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// `.a.b.c`
+    Field(Vec<String>),
+    /// `$x.a.b` (name with the dollar, then fields)
+    Var(String, Vec<String>),
+    /// `(pipe).a.b`
+    Chain(Box<Arg>, Vec<String>),
+    Func(Func),
+    Pipe(Box<Pipe>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Func {
+    And,
+    Or,
+    Not,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Index,
+    Len,
+    HasKey,
+    DoNotSet,
+    Json,
+    Print,
+    Printf,
+    Println,
+    Urlquery,
+    Html,
+    Js,
+}
+
+impl Func {
+    fn lookup(name: &str) -> Option<Func> {
+        Some(match name {
+            "and" => Func::And,
+            "or" => Func::Or,
+            "not" => Func::Not,
+            "eq" => Func::Eq,
+            "ne" => Func::Ne,
+            "lt" => Func::Lt,
+            "le" => Func::Le,
+            "gt" => Func::Gt,
+            "ge" => Func::Ge,
+            "index" => Func::Index,
+            "len" => Func::Len,
+            "hasKey" => Func::HasKey,
+            "doNotSet" => Func::DoNotSet,
+            "json" => Func::Json,
+            "print" => Func::Print,
+            "printf" => Func::Printf,
+            "println" => Func::Println,
+            "urlquery" => Func::Urlquery,
+            "html" => Func::Html,
+            "js" => Func::Js,
+            _ => return None,
+        })
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Func::And => "and",
+            Func::Or => "or",
+            Func::Not => "not",
+            Func::Eq => "eq",
+            Func::Ne => "ne",
+            Func::Lt => "lt",
+            Func::Le => "le",
+            Func::Gt => "gt",
+            Func::Ge => "ge",
+            Func::Index => "index",
+            Func::Len => "len",
+            Func::HasKey => "hasKey",
+            Func::DoNotSet => "doNotSet",
+            Func::Json => "json",
+            Func::Print => "print",
+            Func::Printf => "printf",
+            Func::Println => "println",
+            Func::Urlquery => "urlquery",
+            Func::Html => "html",
+            Func::Js => "js",
+        }
+    }
+}
+
+/// A parse error at a byte offset.
+pub(super) struct ParseError {
+    pub pos: usize,
+    pub msg: String,
+}
+
+type PResult<T> = Result<T, ParseError>;
+
+/// What ended an item list.
+enum ListEnd {
+    Eof,
+    End,
+    Else,
+}
+
+struct Parser<'s> {
+    src: &'s str,
+    toks: Vec<Token>,
+    i: usize,
+    vars: Vec<String>,
+    depth: usize,
+    range_depth: usize,
+}
+
+pub(super) fn parse(src: &str) -> PResult<Vec<Node>> {
+    let toks = lex(src);
+    let mut p = Parser {
+        src,
+        toks,
+        i: 0,
+        vars: vec!["$".to_string()],
+        depth: 0,
+        range_depth: 0,
+    };
+    let (list, end) = p.item_list()?;
+    match end {
+        ListEnd::Eof => Ok(list),
+        ListEnd::End => p.err_at_prev("unexpected {{end}}"),
+        ListEnd::Else => p.err_at_prev("unexpected {{else}}"),
+    }
+}
+
+impl<'s> Parser<'s> {
+    fn eof_token(&self) -> Token {
+        Token {
+            tok: Tok::Eof,
+            pos: self.src.len(),
+            end: self.src.len(),
+        }
+    }
+
+    fn next(&mut self) -> Token {
+        let t = self
+            .toks
+            .get(self.i)
+            .cloned()
+            .unwrap_or_else(|| self.eof_token());
+        self.i = self.i.saturating_add(1);
+        t
+    }
+
+    fn backup(&mut self) {
+        self.i = self.i.saturating_sub(1);
+    }
+
+    fn peek(&self) -> Token {
+        self.toks
+            .get(self.i)
+            .cloned()
+            .unwrap_or_else(|| self.eof_token())
+    }
+
+    fn next_non_space(&mut self) -> Token {
+        loop {
+            let t = self.next();
+            if t.tok != Tok::Space {
+                return t;
+            }
+        }
+    }
+
+    fn peek_non_space(&mut self) -> Token {
+        let t = self.next_non_space();
+        self.backup();
+        t
+    }
+
+    fn prev_pos(&self) -> usize {
+        self.i
+            .checked_sub(1)
+            .and_then(|j| self.toks.get(j))
+            .map_or(self.src.len(), |t| t.pos)
+    }
+
+    fn prev_end(&self) -> usize {
+        self.i
+            .checked_sub(1)
+            .and_then(|j| self.toks.get(j))
+            .map_or(self.src.len(), |t| t.end)
+    }
+
+    fn err_at<T>(&self, pos: usize, msg: impl Into<String>) -> PResult<T> {
+        Err(ParseError {
+            pos,
+            msg: msg.into(),
+        })
+    }
+
+    fn err_at_prev<T>(&self, msg: impl Into<String>) -> PResult<T> {
+        self.err_at(self.prev_pos(), msg)
+    }
+
+    fn describe(&self, t: &Token) -> String {
+        match &t.tok {
+            Tok::Eof => "EOF".to_string(),
+            Tok::Keyword(k) => format!("<{}>", k.name()),
+            Tok::Space => "space".to_string(),
+            _ => {
+                let text = self.src.get(t.pos..t.end).unwrap_or("");
+                if text.chars().count() > 10 {
+                    let short: String = text.chars().take(10).collect();
+                    format!("{}...", super::gofmt::quote(&short))
+                } else {
+                    super::gofmt::quote(text)
+                }
+            }
+        }
+    }
+
+    fn unexpected<T>(&self, t: &Token, context: &str) -> PResult<T> {
+        if let Tok::Error(msg) = &t.tok {
+            return self.err_at(t.pos, msg.clone());
+        }
+        self.err_at(
+            t.pos,
+            format!("unexpected {} in {}", self.describe(t), context),
+        )
+    }
+
+    fn enter(&mut self, pos: usize) -> PResult<()> {
+        self.depth = self.depth.saturating_add(1);
+        if self.depth > MAX_PARSE_DEPTH {
+            return self.err_at(
+                pos,
+                format!("template nesting exceeds {MAX_PARSE_DEPTH} levels"),
+            );
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn item_list(&mut self) -> PResult<(Vec<Node>, ListEnd)> {
+        let mut list = Vec::new();
+        loop {
+            let t = self.next();
+            match t.tok {
+                Tok::Eof => return Ok((list, ListEnd::Eof)),
+                Tok::Text(s) => list.push(Node::Text(s)),
+                Tok::LeftDelim => match self.action()? {
+                    Action::Node(n) => list.push(n),
+                    Action::End => return Ok((list, ListEnd::End)),
+                    Action::Else => return Ok((list, ListEnd::Else)),
+                },
+                _ => return self.unexpected(&t, "input"),
+            }
+        }
+    }
+
+    fn expect_right_delim(&mut self, context: &str) -> PResult<()> {
+        let t = self.next_non_space();
+        if t.tok != Tok::RightDelim {
+            return self.unexpected(&t, context);
+        }
+        Ok(())
+    }
+
+    fn action(&mut self) -> PResult<Action> {
+        let t = self.next_non_space();
+        if let Tok::Keyword(k) = t.tok {
+            return match k {
+                Kw::End => {
+                    self.expect_right_delim("end")?;
+                    Ok(Action::End)
+                }
+                Kw::Else => {
+                    // "else if" / "else with": leave the keyword for the control.
+                    let p = self.peek_non_space();
+                    if !matches!(p.tok, Tok::Keyword(Kw::If) | Tok::Keyword(Kw::With)) {
+                        self.expect_right_delim("else")?;
+                    }
+                    Ok(Action::Else)
+                }
+                Kw::If | Kw::Range | Kw::With => Ok(Action::Node(self.control(k, t.pos)?)),
+                Kw::Break | Kw::Continue => {
+                    if self.range_depth == 0 {
+                        return self
+                            .err_at(t.pos, format!("{{{{{}}}}} outside {{{{range}}}}", k.name()));
+                    }
+                    self.expect_right_delim(k.name())?;
+                    Ok(Action::Node(if k == Kw::Break {
+                        Node::Break
+                    } else {
+                        Node::Continue
+                    }))
+                }
+                Kw::Define | Kw::Template | Kw::Block => {
+                    self.err_at(t.pos, format!("{{{{{}}}}} is not supported", k.name()))
+                }
+            };
+        }
+        self.backup();
+        let pipe = self.pipeline("command", true)?;
+        Ok(Action::Node(Node::Action(pipe)))
+    }
+
+    fn control(&mut self, kw: Kw, pos: usize) -> PResult<Node> {
+        self.enter(pos)?;
+        let vars_mark = self.vars.len();
+        let context = kw.name();
+        let pipe = self.pipeline(context, true)?;
+        if kw == Kw::Range {
+            self.range_depth = self.range_depth.saturating_add(1);
+        }
+        let (list, end) = self.item_list()?;
+        if kw == Kw::Range {
+            self.range_depth = self.range_depth.saturating_sub(1);
+        }
+        let else_list = match end {
+            ListEnd::Eof => return self.err_at(self.src.len(), "unexpected EOF"),
+            ListEnd::End => None,
+            ListEnd::Else => {
+                let p = self.peek_non_space();
+                match p.tok {
+                    Tok::Keyword(k @ (Kw::If | Kw::With)) if k == kw => {
+                        self.next_non_space();
+                        Some(vec![self.control(k, p.pos)?])
+                    }
+                    Tok::Keyword(k @ (Kw::If | Kw::With)) => {
+                        return self.err_at(p.pos, format!("unexpected <{}> in else", k.name()))
+                    }
+                    _ => {
+                        let (else_list, end) = self.item_list()?;
+                        match end {
+                            ListEnd::End => {}
+                            ListEnd::Eof => return self.err_at(self.src.len(), "unexpected EOF"),
+                            ListEnd::Else => {
+                                return self.err_at_prev("expected end; found {{else}}")
+                            }
+                        }
+                        Some(else_list)
+                    }
+                }
+            }
+        };
+        self.vars.truncate(vars_mark);
+        self.leave();
+        let c = Box::new(Control {
+            pipe,
+            list,
+            else_list,
+        });
+        Ok(match kw {
+            Kw::Range => Node::Range(c),
+            Kw::With => Node::With(c),
+            _ => Node::If(c),
+        })
+    }
+
+    /// Parses a pipeline through its end token: the right delimiter (`in_action`)
+    /// or a right paren.
+    fn pipeline(&mut self, context: &str, in_action: bool) -> PResult<Pipe> {
+        let mut pipe = Pipe {
+            decl: Vec::new(),
+            is_assign: false,
+            cmds: Vec::new(),
+        };
+        // Declarations.
+        loop {
+            let v = self.peek_non_space();
+            let Tok::Var(name) = v.tok else { break };
+            let save = self.i;
+            self.next_non_space();
+            let after = self.peek_non_space();
+            match after.tok {
+                Tok::Declare | Tok::Assign => {
+                    self.next_non_space();
+                    pipe.is_assign = after.tok == Tok::Assign;
+                    if pipe.is_assign && !self.vars.contains(&name) {
+                        return self.err_at(v.pos, format!("undefined variable {:?}", name));
+                    }
+                    pipe.decl.push(name.clone());
+                    self.vars.push(name);
+                    break;
+                }
+                Tok::Char(',') => {
+                    self.next_non_space();
+                    pipe.decl.push(name.clone());
+                    self.vars.push(name);
+                    if context == "range" && pipe.decl.len() < 2 {
+                        if matches!(self.peek_non_space().tok, Tok::Var(_)) {
+                            continue;
+                        }
+                        return self.err_at(v.pos, "range can only initialize variables");
+                    }
+                    return self.err_at(v.pos, format!("too many declarations in {context}"));
+                }
+                _ => {
+                    self.i = save;
+                    break;
+                }
+            }
+        }
+        let start = self.peek_non_space().pos;
+        let mut expect_cmd = false;
+        loop {
+            let t = self.next_non_space();
+            let is_end = if in_action {
+                t.tok == Tok::RightDelim
+            } else {
+                t.tok == Tok::RParen
+            };
+            if is_end {
+                if pipe.cmds.is_empty() || expect_cmd {
+                    return self.err_at(start, format!("missing value for {context}"));
+                }
+                for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
+                    if let Some(first) = c.args.first() {
+                        if matches!(
+                            first.kind,
+                            ArgKind::Bool(_)
+                                | ArgKind::Dot
+                                | ArgKind::Nil
+                                | ArgKind::Int(_)
+                                | ArgKind::Float(_)
+                                | ArgKind::Str(_)
+                        ) {
+                            return self.err_at(
+                                c.pos,
+                                format!(
+                                    "non executable command in pipeline stage {}",
+                                    i.saturating_add(1)
+                                ),
+                            );
+                        }
+                    }
+                }
+                return Ok(pipe);
+            }
+            match t.tok {
+                Tok::Bool(_)
+                | Tok::CharConst
+                | Tok::Dot
+                | Tok::Field(_)
+                | Tok::Ident(_)
+                | Tok::Number
+                | Tok::Nil
+                | Tok::RawStr
+                | Tok::Str
+                | Tok::Var(_)
+                | Tok::LParen => {
+                    self.backup();
+                    let (cmd, piped) = self.command()?;
+                    pipe.cmds.push(cmd);
+                    expect_cmd = piped;
+                }
+                _ => return self.unexpected(&t, context),
+            }
+        }
+    }
+
+    /// Parses one command; returns it and whether it ended with a `|`.
+    fn command(&mut self) -> PResult<(Cmd, bool)> {
+        let pos = self.peek_non_space().pos;
+        let mut args = Vec::new();
+        let mut end = pos;
+        loop {
+            self.peek_non_space();
+            if let Some(a) = self.operand()? {
+                end = a.end;
+                args.push(a);
+            }
+            let t = self.next();
+            match t.tok {
+                Tok::Space => continue,
+                Tok::RightDelim | Tok::RParen => {
+                    self.backup();
+                    if args.is_empty() {
+                        return self.err_at(pos, "empty command");
+                    }
+                    return Ok((Cmd { pos, end, args }, false));
+                }
+                Tok::Pipe => {
+                    if args.is_empty() {
+                        return self.err_at(pos, "empty command");
+                    }
+                    return Ok((Cmd { pos, end, args }, true));
+                }
+                _ => return self.unexpected(&t, "operand"),
+            }
+        }
+    }
+
+    fn operand(&mut self) -> PResult<Option<Arg>> {
+        let Some(term) = self.term()? else {
+            return Ok(None);
+        };
+        let mut fields = Vec::new();
+        while let Tok::Field(f) = self.peek().tok {
+            self.next();
+            fields.push(f);
+        }
+        if fields.is_empty() {
+            return Ok(Some(term));
+        }
+        let end = self.prev_end();
+        let pos = term.pos;
+        let kind = match term.kind {
+            ArgKind::Field(mut f) => {
+                f.extend(fields);
+                ArgKind::Field(f)
+            }
+            ArgKind::Var(name, mut f) => {
+                f.extend(fields);
+                ArgKind::Var(name, f)
+            }
+            ArgKind::Bool(_)
+            | ArgKind::Str(_)
+            | ArgKind::Int(_)
+            | ArgKind::Float(_)
+            | ArgKind::Nil
+            | ArgKind::Dot => {
+                let text = self.src.get(term.pos..term.end).unwrap_or("");
+                return self.err_at(
+                    term.pos,
+                    format!("unexpected . after term {}", super::gofmt::quote(text)),
+                );
+            }
+            other => ArgKind::Chain(
+                Box::new(Arg {
+                    pos: term.pos,
+                    end: term.end,
+                    kind: other,
+                }),
+                fields,
+            ),
+        };
+        Ok(Some(Arg { pos, end, kind }))
+    }
+
+    fn term(&mut self) -> PResult<Option<Arg>> {
+        let t = self.next_non_space();
+        let text = self.src.get(t.pos..t.end).unwrap_or("");
+        let kind = match t.tok {
+            Tok::Ident(ref name) => match Func::lookup(name) {
+                Some(f) => ArgKind::Func(f),
+                None => return self.err_at(t.pos, format!("function {:?} not defined", name)),
+            },
+            Tok::Dot => ArgKind::Dot,
+            Tok::Nil => ArgKind::Nil,
+            Tok::Var(ref name) => {
+                if !self.vars.iter().any(|v| v == name) {
+                    return self.err_at(t.pos, format!("undefined variable {:?}", name));
+                }
+                ArgKind::Var(name.clone(), Vec::new())
+            }
+            Tok::Field(ref f) => ArgKind::Field(vec![f.clone()]),
+            Tok::Bool(b) => ArgKind::Bool(b),
+            Tok::Number | Tok::CharConst => self.number(text, t.pos)?,
+            Tok::LParen => {
+                self.enter(t.pos)?;
+                let pipe = self.pipeline("parenthesized pipeline", false)?;
+                self.leave();
+                return Ok(Some(Arg {
+                    pos: t.pos,
+                    end: self.prev_end(),
+                    kind: ArgKind::Pipe(Box::new(pipe)),
+                }));
+            }
+            Tok::Str => match unquote(text) {
+                Some(s) => ArgKind::Str(s),
+                None => return self.err_at(t.pos, "invalid syntax"),
+            },
+            Tok::RawStr => {
+                let inner = text
+                    .strip_prefix('`')
+                    .and_then(|s| s.strip_suffix('`'))
+                    .unwrap_or("");
+                ArgKind::Str(inner.replace('\r', ""))
+            }
+            _ => {
+                self.backup();
+                return Ok(None);
+            }
+        };
+        Ok(Some(Arg {
+            pos: t.pos,
+            end: t.end,
+            kind,
+        }))
+    }
+
+    fn number(&self, text: &str, pos: usize) -> PResult<ArgKind> {
+        if let Some(inner) = text.strip_prefix('\'') {
+            let mut chars = inner.chars().peekable();
+            return match unquote_char(&mut chars, '\'') {
+                Some(UnquotedChar::Char(c))
+                    if chars.next() == Some('\'') && chars.next().is_none() =>
+                {
+                    Ok(ArgKind::Int(i64::from(u32::from(c))))
+                }
+                Some(UnquotedChar::Byte(b))
+                    if chars.next() == Some('\'') && chars.next().is_none() =>
+                {
+                    Ok(ArgKind::Int(i64::from(b)))
+                }
+                _ => self.err_at(pos, format!("malformed character constant: {text}")),
+            };
+        }
+        if text.ends_with('i') {
+            return self.err_at(pos, format!("complex numbers are not supported: {text}"));
+        }
+        let clean: String = text.chars().filter(|&c| c != '_').collect();
+        let (neg, body) = match clean.strip_prefix('-') {
+            Some(b) => (true, b),
+            None => (false, clean.strip_prefix('+').unwrap_or(&clean)),
+        };
+        let lower = body.to_ascii_lowercase();
+        let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+            (16, d)
+        } else if let Some(d) = lower.strip_prefix("0o") {
+            (8, d)
+        } else if let Some(d) = lower.strip_prefix("0b") {
+            (2, d)
+        } else if lower.len() > 1
+            && lower.starts_with('0')
+            && lower.bytes().all(|b| b.is_ascii_digit())
+        {
+            (8, lower.get(1..).unwrap_or(""))
+        } else {
+            (10, lower.as_str())
+        };
+        let is_float_syntax = radix == 10 && (lower.contains('.') || lower.contains('e'));
+        if !is_float_syntax {
+            if let Ok(u) = u64::from_str_radix(digits, radix) {
+                let v = if neg {
+                    0i64.checked_sub_unsigned(u)
+                } else {
+                    i64::try_from(u).ok()
+                };
+                return match v {
+                    Some(v) => Ok(ArgKind::Int(v)),
+                    None => self.err_at(pos, format!("{text} overflows int")),
+                };
+            }
+            if radix == 10 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return self.err_at(pos, format!("{text} overflows int"));
+            }
+            return self.err_at(
+                pos,
+                format!("illegal number syntax: {}", super::gofmt::quote(text)),
+            );
+        }
+        match clean.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(ArgKind::Float(f)),
+            _ => self.err_at(
+                pos,
+                format!("illegal number syntax: {}", super::gofmt::quote(text)),
+            ),
+        }
+    }
+}
+
+enum Action {
+    Node(Node),
+    End,
+    Else,
+}
+
+pub(super) enum UnquotedChar {
+    Char(char),
+    Byte(u8),
+}
+
+fn hex_val(c: char) -> Option<u32> {
+    c.to_digit(16)
+}
+
+/// Go's `strconv.UnquoteChar` for one character of a quoted literal.
+pub(super) fn unquote_char(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    quote: char,
+) -> Option<UnquotedChar> {
+    let c = chars.next()?;
+    if c == quote && (quote == '\'' || quote == '"') {
+        return None;
+    }
+    if c != '\\' {
+        return Some(UnquotedChar::Char(c));
+    }
+    let e = chars.next()?;
+    let simple = match e {
+        'a' => Some('\u{7}'),
+        'b' => Some('\u{8}'),
+        'f' => Some('\u{c}'),
+        'n' => Some('\n'),
+        'r' => Some('\r'),
+        't' => Some('\t'),
+        'v' => Some('\u{b}'),
+        '\\' => Some('\\'),
+        '\'' | '"' if e == quote => Some(e),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Some(UnquotedChar::Char(s));
+    }
+    match e {
+        'x' | 'u' | 'U' => {
+            let n = match e {
+                'x' => 2,
+                'u' => 4,
+                _ => 8,
+            };
+            let mut v: u32 = 0;
+            for _ in 0..n {
+                let d = hex_val(chars.next()?)?;
+                v = v.checked_mul(16)?.checked_add(d)?;
+            }
+            if e == 'x' {
+                return Some(UnquotedChar::Byte(u8::try_from(v).ok()?));
+            }
+            char::from_u32(v).map(UnquotedChar::Char)
+        }
+        '0'..='7' => {
+            let mut v = e.to_digit(8)?;
+            for _ in 0..2 {
+                let d = chars.next()?.to_digit(8)?;
+                v = v.checked_mul(8)?.checked_add(d)?;
+            }
+            Some(UnquotedChar::Byte(u8::try_from(v).ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Go's `strconv.Unquote` for a double-quoted literal (with the quotes).
+fn unquote(text: &str) -> Option<String> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    while chars.peek().is_some() {
+        match unquote_char(&mut chars, '"')? {
+            UnquotedChar::Char(c) => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            UnquotedChar::Byte(b) => out.push(b),
+        }
+    }
+    Some(match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
