@@ -102,6 +102,12 @@ pub struct Request {
     pub headers: Headers,
     pub request_id: String,
     pub tls: Option<TlsInfo>,
+    /// Downstream peer `ip:port` (Envoy property `source.address`), when known.
+    pub source_address: String,
+    /// Local `ip:port` the request arrived on (`destination.address`), when known.
+    pub destination_address: String,
+    /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`, `HTTP/3` (`request.protocol`), when known.
+    pub protocol: String,
 }
 
 impl Request {
