@@ -1,0 +1,182 @@
+//! `portcullis`: the configuration checker and template renderer for users, built
+//! from the same code the plugin runs.
+//!
+//! ```text
+//! portcullis check CONFIG                  every error with its JSON path; exit 1 if any
+//! portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX]
+//! ```
+//! CONFIG is the plugin's JSON, or the same document in YAML (`.yaml`/`.yml`).
+
+use portcullis_core::config::{Config, FilterKind};
+use portcullis_core::jwt::filter::{token_data, JwtOutcome, KeySource};
+use portcullis_core::jwt::verify::decode_unverified;
+use portcullis_core::request::Request;
+use portcullis_core::template::{RenderData, Rendered};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage:
+  portcullis check CONFIG
+  portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX_SECONDS]
+
+CONFIG: the plugin configuration, JSON or YAML. `fromEnv` secrets are read from
+this process's environment.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check") => check(args.get(1..).unwrap_or_default()),
+        Some("render") => render(args.get(1..).unwrap_or_default()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a configuration file as JSON bytes (YAML is converted).
+fn read_config(path: &str) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+    if !yaml {
+        return Ok(text.into_bytes());
+    }
+    let value: serde_json::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{path}: not valid YAML: {e}"))?;
+    serde_json::to_vec(&value).map_err(|e| format!("{path}: {e}"))
+}
+
+fn load(path: &str) -> Result<Config, String> {
+    let bytes = read_config(path)?;
+    Config::from_json(&bytes).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{path}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+fn check(args: &[String]) -> Result<(), String> {
+    let [path] = args else {
+        return Err(USAGE.to_string());
+    };
+    let config = load(path)?;
+    for notice in &config.notices {
+        println!("{path}: note: {notice}");
+    }
+    println!(
+        "{path}: ok: {} filters, {} rules, {} remote JWK Sets",
+        config.filters.len(),
+        config.rules.len(),
+        config.jwks_sources.len()
+    );
+    Ok(())
+}
+
+fn render(args: &[String]) -> Result<(), String> {
+    let mut config_path = None;
+    let mut filter_name = None;
+    let mut token = None;
+    let mut headers = Vec::new();
+    let mut verify = true;
+    let mut now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--filter" => filter_name = it.next().cloned(),
+            "--token" => token = it.next().cloned(),
+            "--header" => {
+                let h = it.next().ok_or("--header needs 'Name: value'")?;
+                let (n, v) = h.split_once(':').ok_or("--header needs 'Name: value'")?;
+                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            "--no-verify" => verify = false,
+            "--now" => {
+                now = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--now needs Unix seconds")?
+            }
+            other if config_path.is_none() && !other.starts_with("--") => {
+                config_path = Some(other.to_string())
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let (Some(config_path), Some(filter_name), Some(token)) = (config_path, filter_name, token)
+    else {
+        return Err(USAGE.to_string());
+    };
+    let config = load(&config_path)?;
+    let filter = config
+        .filters
+        .iter()
+        .find(|f| f.name == filter_name)
+        .ok_or_else(|| format!("no filter named {filter_name:?}"))?;
+    let FilterKind::Jwt(jwt) = &filter.kind else {
+        return Err(format!(
+            "filter {filter_name:?} is {}: render shows a JWT filter's injectRequestHeaders",
+            filter.kind.type_name()
+        ));
+    };
+    headers.push(("authorization".to_string(), format!("Bearer {token}")));
+    let mut request = Request {
+        headers: portcullis_core::request::Headers::new(headers),
+        ..Request::default()
+    };
+    for name in jwt.injected_names() {
+        request.headers.remove(name);
+    }
+    if verify {
+        if let KeySource::Remote(_) = jwt.keys {
+            return Err(
+                "this filter's keys are remote (jwksURI): use --no-verify, or a copy of the config with the set inline (`jwks`)"
+                    .to_string(),
+            );
+        }
+        match jwt.check(&request, &[], None, now) {
+            JwtOutcome::Allow(changes) => {
+                for c in changes {
+                    println!("{}: {}", c.name, c.value.unwrap_or_default());
+                }
+                return Ok(());
+            }
+            JwtOutcome::Deny(response) => {
+                return Err(format!(
+                    "the token is refused ({}): {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ))
+            }
+            JwtOutcome::KeysUnavailable(_) | JwtOutcome::UnknownKey { .. } => {
+                return Err("no key for this token".to_string())
+            }
+        }
+    }
+    let decoded = decode_unverified(&token).map_err(|e| format!("token: {e}"))?;
+    let root = token_data(&decoded, &request);
+    let data = RenderData {
+        root: &root,
+        headers: &request.headers,
+    };
+    for t in &jwt.inject {
+        match t.template.render(&data) {
+            Ok(Rendered::Text(v)) => println!("{}: {v}", t.name),
+            Ok(Rendered::DoNotSet) => println!("{}: (not set: doNotSet)", t.name),
+            Err(e) => println!("{}: (not set: {e})", t.name),
+        }
+    }
+    Ok(())
+}
