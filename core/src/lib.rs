@@ -7,9 +7,11 @@
 
 pub mod apikey;
 pub mod config;
+pub mod external;
 pub mod glob;
 pub mod inject;
 pub mod jwt;
+pub mod mtls;
 pub mod pipeline;
 pub mod request;
 pub mod response;

@@ -1,15 +1,18 @@
 //! One request's journey through its rule's filter chain, as a state machine.
 //!
-//! The host feeds it the request and the time and carries out the `Step` it
-//! answers: forward with header changes, answer with a response, or pause until a
-//! remote JWK Set has loaded (then call `run` again, or `keys_timed_out`).
+//! The host feeds it the request, the time, and later the body and callout
+//! answers, and carries out the `Step` it answers: forward with header changes,
+//! answer with a response, buffer the body, send a callout, or pause until a
+//! remote JWK Set has loaded.
 
 use crate::config::{Config, FilterKind};
-use crate::jwt::filter::JwtOutcome;
+use crate::external::{Callout, CalloutAnswer, ExternalOutcome, RequestBody};
+use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::jwt::KeySet;
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
-use crate::rules::{select_rule, FilterArgs, OnAllow, OnDeny, Rule};
+use crate::rules::{select_rule, FilterArgs, FilterRef, OnAllow, OnDeny, Rule};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the host must do next.
@@ -22,6 +25,11 @@ pub enum Step {
     /// Pause until remote JWK Set `source` has keys, then call `run` again; if it
     /// does not arrive in time, call `keys_timed_out`.
     WaitForKeys { source: usize },
+    /// Buffer the request body until its end or until more than `max_bytes`
+    /// bytes have arrived, then call `provide_body` and `run`.
+    NeedBody { max_bytes: usize },
+    /// Send this callout and give its answer to `on_callout_answer`.
+    Callout(Callout),
 }
 
 /// The host's key store, as the pipeline needs it.
@@ -31,6 +39,12 @@ pub trait KeyProvider {
     /// A token named a key the set lacks. Returns true when a refresh is now under
     /// way (worth waiting for); false when rate-limited.
     fn refresh_for_unknown_key(&self, source: usize) -> bool;
+}
+
+/// What one filter decided.
+enum Decision {
+    Allow(Vec<HeaderChange>),
+    Deny(Response),
 }
 
 /// One request's progress through its rule.
@@ -44,7 +58,11 @@ pub struct Journey {
     /// The denial to send if the awaited refresh does not bring the unknown key.
     fallback: Option<Response>,
     stripped_through: usize,
+    /// The buffered request body and whether it is complete, once provided.
+    body: Option<(Vec<u8>, bool)>,
 }
+
+static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
 
 impl Journey {
     /// Selects the request's rule (first match by host and path).
@@ -58,12 +76,38 @@ impl Journey {
             waited: Vec::new(),
             fallback: None,
             stripped_through: 0,
+            body: None,
         }
     }
 
     /// Index of the selected rule, if any.
     pub fn rule(&self) -> Option<usize> {
         self.rule
+    }
+
+    /// Whether any filter of the selected rule calls out (an External filter):
+    /// the host then reads the connection facts a check carries.
+    pub fn uses_callouts(&self, config: &Config) -> bool {
+        self.rule
+            .and_then(|i| config.rules.get(i))
+            .is_some_and(|rule| {
+                rule.filters.iter().any(|f| {
+                    matches!(
+                        config.filters.get(f.filter).map(|f| &f.kind),
+                        Some(FilterKind::External(_))
+                    )
+                })
+            })
+    }
+
+    /// Takes the header changes made so far (the host must apply them now).
+    pub fn take_changes(&mut self) -> Vec<HeaderChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The body the host buffered (`complete` when it is the whole body).
+    pub fn provide_body(&mut self, bytes: Vec<u8>, complete: bool) {
+        self.body = Some((bytes, complete));
     }
 
     /// Runs the chain from where it stands until it forwards, answers or waits.
@@ -90,22 +134,22 @@ impl Journey {
                     continue;
                 }
             }
-            let outcome = match &filter.kind {
+            let decision = match &filter.kind {
                 FilterKind::Jwt(jwt) => {
                     let scopes: &[String] = match &fref.args {
                         FilterArgs::Jwt { scopes } => scopes,
-                        FilterArgs::None => &[],
+                        _ => &[],
                     };
                     let remote = match &jwt.keys {
-                        crate::jwt::filter::KeySource::Remote(source) => keys.keys(*source),
-                        crate::jwt::filter::KeySource::Inline(_) => None,
+                        KeySource::Remote(source) => keys.keys(*source),
+                        KeySource::Inline(_) => None,
                     };
                     match jwt.check(request, scopes, remote.as_deref(), now_unix) {
-                        JwtOutcome::Allow(changes) => Ok(changes),
-                        JwtOutcome::Deny(response) => Err(response),
+                        JwtOutcome::Allow(changes) => Decision::Allow(changes),
+                        JwtOutcome::Deny(response) => Decision::Deny(response),
                         JwtOutcome::KeysUnavailable(source) => {
                             if self.waited.contains(&source) {
-                                Err(jwt.keys_unavailable_response(request))
+                                Decision::Deny(jwt.keys_unavailable_response(request))
                             } else {
                                 self.waited.push(source);
                                 return Step::WaitForKeys { source };
@@ -119,33 +163,74 @@ impl Journey {
                                 self.fallback = Some(response);
                                 return Step::WaitForKeys { source };
                             }
-                            Err(response)
+                            Decision::Deny(response)
                         }
                     }
                 }
-                FilterKind::ApiKey(apikey) => apikey.check(request).map(|()| Vec::new()),
+                FilterKind::ApiKey(apikey) => match apikey.check(request) {
+                    Ok(()) => Decision::Allow(Vec::new()),
+                    Err(response) => Decision::Deny(response),
+                },
+                FilterKind::External(ext) => {
+                    let body = match (ext.body_policy(), &self.body) {
+                        (None, _) => None,
+                        (Some(_), Some((bytes, complete))) => Some(RequestBody {
+                            bytes,
+                            complete: *complete,
+                        }),
+                        (Some(policy), None) => {
+                            return Step::NeedBody {
+                                max_bytes: policy.max_bytes,
+                            }
+                        }
+                    };
+                    let context = match &fref.args {
+                        FilterArgs::External { context_extensions } => context_extensions,
+                        _ => &NO_CONTEXT,
+                    };
+                    match ext.build_check(request, body, context, now_unix) {
+                        Ok(callout) => return Step::Callout(callout),
+                        Err(response) => Decision::Deny(response),
+                    }
+                }
             };
             self.fallback = None;
-            match outcome {
-                Ok(changes) => {
-                    for change in changes {
-                        apply(request, &change);
-                        self.changes.push(change);
-                    }
-                    self.position += 1;
-                    if fref.on_allow == OnAllow::Break {
-                        break;
-                    }
-                }
-                Err(response) => {
-                    self.position += 1;
-                    if fref.on_deny == OnDeny::Break {
-                        return Step::Respond(response);
-                    }
-                }
+            if let Some(step) = self.settle(fref, decision, request) {
+                return step;
             }
         }
         Step::Continue(std::mem::take(&mut self.changes))
+    }
+
+    /// The answer to the callout the last `Step::Callout` asked for; the chain
+    /// then goes on.
+    pub fn on_callout_answer(
+        &mut self,
+        config: &Config,
+        request: &mut Request,
+        answer: CalloutAnswer,
+        keys: &dyn KeyProvider,
+        now_unix: f64,
+    ) -> Step {
+        let Some(fref) = self
+            .rule
+            .and_then(|i| config.rules.get(i))
+            .and_then(|r| r.filters.get(self.position))
+        else {
+            return Step::Continue(std::mem::take(&mut self.changes));
+        };
+        let decision = match config.filters.get(fref.filter).map(|f| &f.kind) {
+            Some(FilterKind::External(ext)) => match ext.read_answer_for(request, answer) {
+                ExternalOutcome::Allow(changes) => Decision::Allow(changes),
+                ExternalOutcome::Deny(response) => Decision::Deny(response),
+            },
+            // No callout was asked for here: ignore the answer.
+            _ => return self.run(config, request, keys, now_unix),
+        };
+        match self.settle(fref, decision, request) {
+            Some(step) => step,
+            None => self.run(config, request, keys, now_unix),
+        }
     }
 
     /// The awaited keys did not arrive in time: the filter that waited denies (503
@@ -163,16 +248,41 @@ impl Journey {
                 .rule
                 .and_then(|i| config.rules.get(i))
                 .and_then(|r| r.filters.get(self.position));
-            self.position += 1;
-            if fref.is_none_or(|f| f.on_deny == OnDeny::Break) {
-                return Step::Respond(response);
+            if let Some(fref) = fref {
+                if let Some(step) = self.settle(fref, Decision::Deny(response), request) {
+                    return step;
+                }
             }
         }
         // A set that never loaded: running again answers 503 (it was waited for).
         self.run(config, request, keys, now_unix)
     }
 
-    /// Removes, once per filter reached, the headers a JWT filter injects, so a
+    /// Applies one filter's decision with its `onAllow`/`onDeny`, moving past it.
+    /// `Some` when the journey ends here.
+    fn settle(
+        &mut self,
+        fref: &FilterRef,
+        decision: Decision,
+        request: &mut Request,
+    ) -> Option<Step> {
+        self.position += 1;
+        match decision {
+            Decision::Allow(changes) => {
+                for change in changes {
+                    apply(request, &change);
+                    self.changes.push(change);
+                }
+                (fref.on_allow == OnAllow::Break)
+                    .then(|| Step::Continue(std::mem::take(&mut self.changes)))
+            }
+            Decision::Deny(response) => {
+                (fref.on_deny == OnDeny::Break).then_some(Step::Respond(response))
+            }
+        }
+    }
+
+    /// Removes, once per filter reached, the headers a filter injects, so a
     /// client can never supply them.
     fn strip_injected(&mut self, rule: &Rule, config: &Config, request: &mut Request) {
         while self.stripped_through <= self.position {

@@ -47,6 +47,11 @@ pub enum FilterArgs {
     Jwt {
         scopes: Vec<String>,
     },
+    /// External: the arguments, a map of strings, are the gRPC check's
+    /// `context_extensions`.
+    External {
+        context_extensions: std::collections::BTreeMap<String, String>,
+    },
 }
 
 impl FilterArgs {
@@ -76,6 +81,25 @@ impl FilterArgs {
                     }
                 }
             }
+            FilterKind::External(_) => {
+                match serde_path_to_error::deserialize::<
+                    _,
+                    std::collections::BTreeMap<String, String>,
+                >(arguments)
+                {
+                    Ok(context_extensions) => Some(FilterArgs::External { context_extensions }),
+                    Err(e) => {
+                        let sub = e.path().to_string();
+                        let at = if sub == "." {
+                            path.to_string()
+                        } else {
+                            format!("{path}.{sub}")
+                        };
+                        c.error(at, format!("External arguments are a map of strings (gRPC context_extensions): {}", e.inner()));
+                        None
+                    }
+                }
+            }
             FilterKind::ApiKey(_) => {
                 if arguments.as_object().is_some_and(|m| m.is_empty()) {
                     Some(FilterArgs::None)
@@ -91,6 +115,9 @@ impl FilterArgs {
         match kind {
             FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
             FilterKind::ApiKey(_) => FilterArgs::None,
+            FilterKind::External(_) => FilterArgs::External {
+                context_extensions: std::collections::BTreeMap::new(),
+            },
         }
     }
 }

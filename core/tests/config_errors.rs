@@ -216,7 +216,6 @@ fn jwt_arguments_are_checked() {
 #[test]
 fn later_filter_types_are_refused_clearly_until_built() {
     for (ty, body) in [
-        ("External", r#"{"auth_service":"http://auth:3000"}"#),
         (
             "OAuth2",
             r#"{"authorizationURL":"https://idp","clientID":"c"}"#,

@@ -61,7 +61,7 @@ fn status(step: &Step) -> u16 {
     match step {
         Step::Respond(r) => r.status,
         Step::Continue(_) => 200,
-        Step::WaitForKeys { .. } => 0,
+        other => panic!("unexpected step {other:?}"),
     }
 }
 

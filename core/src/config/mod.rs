@@ -7,6 +7,7 @@ pub mod schema;
 pub mod url;
 
 use crate::apikey::ApiKeyFilter;
+use crate::external::ExternalFilter;
 use crate::glob::Glob;
 use crate::jwt::filter::JwtFilter;
 use crate::rules::{FilterArgs, FilterRef, HeaderCondition, OnAllow, OnDeny, Rule};
@@ -45,6 +46,7 @@ pub struct Filter {
 pub enum FilterKind {
     Jwt(Box<JwtFilter>),
     ApiKey(ApiKeyFilter),
+    External(Box<ExternalFilter>),
 }
 
 impl FilterKind {
@@ -52,6 +54,7 @@ impl FilterKind {
         match self {
             FilterKind::Jwt(_) => "JWT",
             FilterKind::ApiKey(_) => "APIKey",
+            FilterKind::External(_) => "External",
         }
     }
 }
@@ -324,6 +327,9 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 .map(|f| FilterKind::Jwt(Box::new(f)))
         } else if let Some(apikey) = &spec.apikey {
             ApiKeyFilter::compile(c, &format!("{path}.APIKey"), apikey).map(FilterKind::ApiKey)
+        } else if let Some(external) = &spec.external {
+            ExternalFilter::compile(c, &format!("{path}.External"), external)
+                .map(|f| FilterKind::External(Box::new(f)))
         } else {
             let type_name = present.first().copied().unwrap_or("?");
             if let Some(oauth2) = &spec.oauth2 {

@@ -375,6 +375,37 @@ where
     }
 }
 
+/// Decodes a token WITHOUT checking its signature or claims: for tools that show
+/// what templates render (`portcullis render --no-verify`), never for requests.
+pub fn decode_unverified(token: &str) -> Result<VerifiedToken, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed("token is too long"));
+    }
+    let mut segments = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(malformed("token must have three segments"));
+    };
+    let header = json_segment(header_b64, "header")?;
+    let algorithm = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(Algorithm::from_name)
+        .ok_or_else(|| malformed("header has no known \"alg\""))?;
+    let claims = json_segment(payload_b64, "payload")?;
+    Ok(VerifiedToken {
+        raw: token.to_owned(),
+        header,
+        claims,
+        signature: signature_b64.to_owned(),
+        algorithm,
+    })
+}
+
 #[cfg(test)]
 #[path = "test_fixtures.rs"]
 pub(crate) mod test_fixtures;
@@ -1389,35 +1420,4 @@ mod tests {
         assert!(text.starts_with("token is malformed: "), "{text}");
         assert!(!text.contains(secret_claim), "{text}");
     }
-}
-
-/// Decodes a token WITHOUT checking its signature or claims: for tools that show
-/// what templates render (`portcullis render --no-verify`), never for requests.
-pub fn decode_unverified(token: &str) -> Result<VerifiedToken, TokenError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(malformed("token is too long"));
-    }
-    let mut segments = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(malformed("token must have three segments"));
-    };
-    let header = json_segment(header_b64, "header")?;
-    let algorithm = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(Algorithm::from_name)
-        .ok_or_else(|| malformed("header has no known \"alg\""))?;
-    let claims = json_segment(payload_b64, "payload")?;
-    Ok(VerifiedToken {
-        raw: token.to_owned(),
-        header,
-        claims,
-        signature: signature_b64.to_owned(),
-        algorithm,
-    })
 }

@@ -1,12 +1,16 @@
 //! HttpContext: one request. Reads what the pipeline needs from Envoy, runs the
-//! journey, and carries out its step.
+//! journey, and carries out its steps (see `shared::advance`).
 
-use super::shared::{carry_out, now, Shared};
-use portcullis_core::pipeline::Journey;
+use super::shared::{
+    advance, callout_answered, now, read_grpc_answer, read_http_answer, BodyCapture, Pending,
+    Shared, Site, Wait,
+};
+use portcullis_core::config::FilterKind;
+use portcullis_core::pipeline::{Journey, Step};
 use portcullis_core::request::Request;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 
 /// Route metadata that switches Portcullis off for a route (Emissary `bypass_auth`).
@@ -21,11 +25,26 @@ const BYPASS_PROPERTY: [&str; 5] = [
 pub struct Http {
     context_id: u32,
     shared: Option<Rc<Shared>>,
+    /// The most body bytes any External filter of this request's rule may need,
+    /// plus one (so "larger than max_bytes" can be seen); 0 when none does.
+    body_cap: usize,
 }
 
 impl Http {
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> Http {
-        Http { context_id, shared }
+        Http {
+            context_id,
+            shared,
+            body_cap: 0,
+        }
+    }
+
+    fn site(&self, resume: bool) -> Site {
+        Site {
+            context_id: self.context_id,
+            running: self.context_id,
+            resume,
+        }
     }
 }
 
@@ -45,10 +64,40 @@ fn request_header_pairs() -> Vec<(String, String)> {
     }
 }
 
-impl Context for Http {}
+/// A connection property as text (`source.address`, ...), empty when unknown.
+fn property_text(path: &[&str]) -> String {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(shared) = self.shared.clone() {
+            callout_answered(&shared, self.context_id, token_id, || {
+                read_http_answer(body_size)
+            });
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Some(shared) = self.shared.clone() {
+            callout_answered(&shared, self.context_id, token_id, || {
+                read_grpc_answer(status_code, response_size)
+            });
+        }
+    }
+}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
@@ -60,16 +109,95 @@ impl HttpContext for Http {
         if journey.rule().is_none() {
             return Action::Continue;
         }
+        if journey.uses_callouts(&shared.config) {
+            request.source_address = property_text(&["source", "address"]);
+            request.destination_address = property_text(&["destination", "address"]);
+            request.protocol = property_text(&["request", "protocol"]);
+        }
+        self.body_cap = body_cap(&shared, &journey);
+        let body = if end_of_stream {
+            BodyCapture {
+                bytes: Some(Vec::new()),
+                complete: true,
+            }
+        } else {
+            BodyCapture::default()
+        };
         let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
-        carry_out(&shared, self.context_id, step, journey, request, false)
+        if let Step::Continue(changes) = &step {
+            // The common case: decided at once, nothing kept.
+            super::shared::apply_changes(changes);
+            return Action::Continue;
+        }
+        let pending = Pending {
+            journey,
+            request,
+            wait: Wait::Callout,
+            body,
+        };
+        advance(&shared, self.site(false), pending, step)
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        log::debug!("request body: {body_size} bytes, end of stream {end_of_stream}");
+        let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
+            return Action::Continue; // decided already
+        };
+        if self.body_cap > 0
+            && pending.body.bytes.is_none()
+            && (end_of_stream || body_size >= self.body_cap)
+        {
+            let take = body_size.min(self.body_cap);
+            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, take)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            pending.body = BodyCapture {
+                complete: end_of_stream && body_size < self.body_cap,
+                bytes: Some(bytes),
+            };
+        }
+        if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
+            pending.journey.provide_body(bytes, pending.body.complete);
+            let step =
+                pending
+                    .journey
+                    .run(&shared.config, &mut pending.request, shared.as_ref(), now());
+            return advance(&shared, self.site(false), pending, step);
+        }
+        // Still waiting (keys, a callout, more body): Envoy keeps buffering.
+        shared.pending.borrow_mut().insert(self.context_id, pending);
+        Action::Pause
+    }
+}
+
+/// The body bytes to capture for this journey's rule (0: none).
+fn body_cap(shared: &Shared, journey: &Journey) -> usize {
+    let Some(rule) = journey.rule().and_then(|i| shared.config.rules.get(i)) else {
+        return 0;
+    };
+    rule.filters
+        .iter()
+        .filter_map(
+            |f| match shared.config.filters.get(f.filter).map(|f| &f.kind) {
+                Some(FilterKind::External(ext)) => {
+                    ext.body_policy().map(|p| p.max_bytes.saturating_add(1))
+                }
+                _ => None,
+            },
+        )
+        .max()
+        .unwrap_or(0)
 }
 
 impl Drop for Http {
     fn drop(&mut self) {
         if let Some(shared) = &self.shared {
-            if let Ok(mut parked) = shared.parked.try_borrow_mut() {
-                parked.remove(&self.context_id);
+            if let Ok(mut pending) = shared.pending.try_borrow_mut() {
+                pending.remove(&self.context_id);
             }
         }
     }

@@ -3,7 +3,9 @@
 //! keys arrive.
 
 use super::http::Http;
-use super::shared::{now, wake, Shared};
+use super::shared::{
+    callout_answered, now, read_grpc_answer, read_http_answer, wake, Shared, Wait,
+};
 use portcullis_core::config::Config;
 use portcullis_core::jwt::jwks_cache::{FetchResult, JwksCache, FETCH_TIMEOUT, MAX_JWKS_BYTES};
 use proxy_wasm::hostcalls;
@@ -68,10 +70,10 @@ impl Root {
     fn expire_parked(&self, shared: &Rc<Shared>) {
         let now = now();
         let expired: Vec<u32> = shared
-            .parked
+            .pending
             .borrow()
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| matches!(p.wait, Wait::Keys { deadline, .. } if deadline <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -103,6 +105,14 @@ fn log_fetch(url: &str, result: &FetchResult) {
 }
 
 impl Context for Root {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Some(shared) = self.shared.clone() {
+            callout_answered(&shared, self.context_id, token_id, || {
+                read_grpc_answer(status_code, response_size)
+            });
+        }
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -114,6 +124,10 @@ impl Context for Root {
             return;
         };
         let Some(source) = self.fetches.remove(&token_id) else {
+            // An External check dispatched while a parked request was woken.
+            callout_answered(&shared, self.context_id, token_id, || {
+                read_http_answer(body_size)
+            });
             return;
         };
         let now = now();
@@ -156,10 +170,10 @@ impl Context for Root {
             .unwrap_or_default();
         log_fetch(&url, &result);
         let waiting: Vec<u32> = shared
-            .parked
+            .pending
             .borrow()
             .iter()
-            .filter(|(_, p)| p.source == source)
+            .filter(|(_, p)| matches!(p.wait, Wait::Keys { source: s, .. } if s == source))
             .map(|(id, _)| *id)
             .collect();
         match result {
@@ -218,9 +232,11 @@ impl RootContext for Root {
             intervals.len()
         );
         self.shared = Some(Rc::new(Shared {
+            root_context_id: self.context_id,
             config: Rc::new(config),
             jwks: RefCell::new(JwksCache::new(&intervals)),
-            parked: RefCell::new(BTreeMap::new()),
+            pending: RefCell::new(BTreeMap::new()),
+            callouts: RefCell::new(BTreeMap::new()),
         }));
         if has_remote {
             if let Err(status) = hostcalls::set_tick_period(TICK) {

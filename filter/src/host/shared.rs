@@ -1,14 +1,22 @@
 //! State the root context and the HTTP contexts of one VM share (one thread, so
-//! `Rc<RefCell<…>>`), and the code both use to carry out a pipeline step.
+//! `Rc`/`RefCell`), and `advance`, which carries out a pipeline step for a
+//! request, from whichever context is running.
+//!
+//! A request that must wait (for a JWK Set, its body, or a callout) is kept in
+//! `Shared::pending` under its context id. Callouts are owned by the context
+//! that dispatches them: the HTTP context itself when the step comes from one of
+//! its callbacks, the root context when a parked request is woken from the root
+//! (the SDK delivers an answer to the context that was active at dispatch).
 
 use portcullis_core::config::Config;
+use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
 use portcullis_core::jwt::jwks_cache::JwksCache;
 use portcullis_core::jwt::KeySet;
 use portcullis_core::pipeline::{Journey, KeyProvider, Step};
 use portcullis_core::request::Request;
-use portcullis_core::response::HeaderChange;
+use portcullis_core::response::{HeaderChange, Response};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -18,21 +26,41 @@ use std::time::{Duration, UNIX_EPOCH};
 /// How long a request waits for a JWK Set that has not loaded yet.
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
 /// At most this many requests wait at once per VM; more get the timeout answer.
-pub const MAX_WAITING: usize = 4096;
+pub const MAX_PENDING: usize = 4096;
 
-/// A request paused until a JWK Set loads.
-pub struct Parked {
+/// What a pending request waits for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wait {
+    Keys { source: usize, deadline: f64 },
+    Body { max_bytes: usize },
+    Callout,
+}
+
+/// The body as captured so far (only for rules whose filters may need it).
+#[derive(Debug, Default)]
+pub struct BodyCapture {
+    /// The first bytes (at most the largest `max_bytes` + 1), once captured.
+    pub bytes: Option<Vec<u8>>,
+    /// True when `bytes` is the whole body.
+    pub complete: bool,
+}
+
+/// A request in the middle of its journey.
+pub struct Pending {
     pub journey: Journey,
     pub request: Request,
-    pub source: usize,
-    pub deadline: f64,
+    pub wait: Wait,
+    pub body: BodyCapture,
 }
 
 /// What the VM's contexts share.
 pub struct Shared {
+    pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
-    pub parked: RefCell<BTreeMap<u32, Parked>>,
+    pub pending: RefCell<BTreeMap<u32, Pending>>,
+    /// Callout token → the request (context id) it belongs to.
+    pub callouts: RefCell<BTreeMap<u32, u32>>,
 }
 
 impl KeyProvider for Shared {
@@ -57,11 +85,17 @@ pub fn now() -> f64 {
 /// Applies header changes to the current request.
 pub fn apply_changes(changes: &[HeaderChange]) {
     for change in changes {
-        if let Err(status) = hostcalls::set_map_value(
-            MapType::HttpRequestHeaders,
-            &change.name,
-            change.value.as_deref(),
-        ) {
+        let result = match (&change.value, change.append) {
+            (Some(value), true) => {
+                hostcalls::add_map_value(MapType::HttpRequestHeaders, &change.name, value)
+            }
+            (value, _) => hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                &change.name,
+                value.as_deref(),
+            ),
+        };
+        if let Err(status) = result {
             log::warn!(
                 "could not change request header {}: {status:?}",
                 change.name
@@ -70,98 +104,292 @@ pub fn apply_changes(changes: &[HeaderChange]) {
     }
 }
 
-/// Carries out a step for the current (effective) HTTP context. `resumed` is true
-/// when the request was paused before, so it must be resumed explicitly.
-pub fn carry_out(
-    shared: &Shared,
-    context_id: u32,
-    step: Step,
-    journey: Journey,
-    request: Request,
-    resumed: bool,
-) -> Action {
-    match step {
-        Step::Continue(changes) => {
-            apply_changes(&changes);
-            if resumed {
-                if let Err(status) = hostcalls::resume_http_request() {
-                    log::warn!("could not resume request: {status:?}");
+fn send(response: &Response) {
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if let Err(status) =
+        hostcalls::send_http_response(u32::from(response.status), headers, Some(&response.body))
+    {
+        log::warn!("could not send response: {status:?}");
+    }
+}
+
+/// Where `advance` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    /// The request's context.
+    pub context_id: u32,
+    /// The context whose callback is running (owns callouts dispatched now).
+    pub running: u32,
+    /// Envoy is paused on this request outside the running callback, so going on
+    /// needs `resume_http_request` (false inside the request's own header/body
+    /// callback, whose return value continues it).
+    pub resume: bool,
+}
+
+/// Carries out `step` for a request and keeps going until it forwards, answers
+/// or must wait. The effective context must be the request's.
+pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step) -> Action {
+    loop {
+        match step {
+            Step::Continue(changes) => {
+                apply_changes(&changes);
+                if site.resume {
+                    if let Err(status) = hostcalls::resume_http_request() {
+                        log::warn!("could not resume request: {status:?}");
+                    }
                 }
+                return Action::Continue;
             }
-            Action::Continue
-        }
-        Step::Respond(response) => {
-            let headers: Vec<(&str, &str)> = response
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            if let Err(status) =
-                hostcalls::send_http_response(response.status as u32, headers, Some(&response.body))
-            {
-                log::warn!("could not send response: {status:?}");
+            Step::Respond(response) => {
+                send(&response);
+                return Action::Pause;
             }
-            Action::Pause
-        }
-        Step::WaitForKeys { source } => {
-            let mut parked = shared.parked.borrow_mut();
-            if parked.len() >= MAX_WAITING {
-                drop(parked);
-                let mut journey = journey;
-                let mut request = request;
-                let now = now();
-                // Too many waiting already: answer as if the wait timed out.
-                let step = journey.keys_timed_out(&shared.config, &mut request, shared, now);
-                let step = match step {
-                    Step::WaitForKeys { .. } => {
-                        Step::Respond(portcullis_core::response::Response::json_error(
+            Step::WaitForKeys { source } => {
+                if shared.pending.borrow().len() >= MAX_PENDING {
+                    // Too many waiting already: answer as if the wait timed out.
+                    step = pending.journey.keys_timed_out(
+                        &shared.config,
+                        &mut pending.request,
+                        shared,
+                        now(),
+                    );
+                    if matches!(step, Step::WaitForKeys { .. }) {
+                        step = Step::Respond(Response::json_error(
                             503,
                             "JWT keys are not available yet",
-                        ))
+                        ));
                     }
-                    other => other,
-                };
-                return carry_out(shared, context_id, step, journey, request, resumed);
-            }
-            parked.insert(
-                context_id,
-                Parked {
-                    journey,
-                    request,
+                    continue;
+                }
+                pending.wait = Wait::Keys {
                     source,
                     deadline: now() + KEY_WAIT.as_secs_f64(),
-                },
-            );
-            Action::Pause
+                };
+                return park(shared, site, pending);
+            }
+            Step::NeedBody { max_bytes } => {
+                if let Some(bytes) = pending.body.bytes.take() {
+                    pending.journey.provide_body(bytes, pending.body.complete);
+                    step = pending
+                        .journey
+                        .run(&shared.config, &mut pending.request, shared, now());
+                    continue;
+                }
+                // A Wasm filter cannot read the body while it holds the headers
+                // (Envoy turns a pause into StopAllIteration, which withholds the
+                // body callbacks too): the headers go on now, with the changes made
+                // so far, and the body is held until the check has decided.
+                apply_changes(&pending.journey.take_changes());
+                pending.wait = Wait::Body { max_bytes };
+                park(shared, site, pending);
+                if site.resume {
+                    if let Err(status) = hostcalls::resume_http_request() {
+                        log::warn!("could not resume request: {status:?}");
+                    }
+                }
+                return Action::Continue;
+            }
+            Step::Callout(callout) => {
+                // The callout belongs to the running context.
+                let _ = hostcalls::set_effective_context(site.running);
+                let dispatched = match &callout.kind {
+                    CalloutKind::Http { headers, body } => {
+                        let headers: Vec<(&str, &str)> = headers
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .collect();
+                        hostcalls::dispatch_http_call(
+                            &callout.cluster,
+                            headers,
+                            Some(body),
+                            vec![],
+                            callout.timeout,
+                        )
+                    }
+                    CalloutKind::Grpc {
+                        service,
+                        method,
+                        message,
+                        initial_metadata,
+                    } => {
+                        let metadata: Vec<(&str, &[u8])> = initial_metadata
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_slice()))
+                            .collect();
+                        hostcalls::dispatch_grpc_call(
+                            &callout.cluster,
+                            service,
+                            method,
+                            metadata,
+                            Some(message),
+                            callout.timeout,
+                        )
+                    }
+                };
+                let _ = hostcalls::set_effective_context(site.context_id);
+                match dispatched {
+                    Ok(token) => {
+                        shared.callouts.borrow_mut().insert(token, site.context_id);
+                        pending.wait = Wait::Callout;
+                        return park(shared, site, pending);
+                    }
+                    Err(status) => {
+                        log::error!(
+                            "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
+                            callout.cluster
+                        );
+                        let answer = CalloutAnswer::Failed {
+                            reason: format!(
+                                "Envoy refused the callout to cluster {:?}",
+                                callout.cluster
+                            ),
+                        };
+                        step = pending.journey.on_callout_answer(
+                            &shared.config,
+                            &mut pending.request,
+                            answer,
+                            shared,
+                            now(),
+                        );
+                    }
+                }
+            }
         }
     }
 }
 
-/// Runs a parked request again (keys arrived, or its wait ended) in its own context.
-pub fn wake(shared: &Rc<Shared>, context_id: u32, timed_out: bool) {
-    let Some(mut parked) = shared.parked.borrow_mut().remove(&context_id) else {
+fn park(shared: &Shared, site: Site, pending: Pending) -> Action {
+    shared.pending.borrow_mut().insert(site.context_id, pending);
+    Action::Pause
+}
+
+/// Runs a request parked for keys again, from the root context (keys arrived, or
+/// its wait ended).
+pub fn wake(shared: &Shared, context_id: u32, timed_out: bool) {
+    let Some(mut pending) = shared.pending.borrow_mut().remove(&context_id) else {
         return;
     };
     if hostcalls::set_effective_context(context_id).is_err() {
-        // The request is gone.
-        return;
+        return; // the request is gone
     }
     let now = now();
     let step = if timed_out {
-        parked
+        pending
             .journey
-            .keys_timed_out(&shared.config, &mut parked.request, shared.as_ref(), now)
+            .keys_timed_out(&shared.config, &mut pending.request, shared, now)
     } else {
-        parked
+        pending
             .journey
-            .run(&shared.config, &mut parked.request, shared.as_ref(), now)
+            .run(&shared.config, &mut pending.request, shared, now)
     };
-    carry_out(
-        shared,
+    let site = Site {
         context_id,
-        step,
-        parked.journey,
-        parked.request,
-        true,
+        running: shared.root_context_id,
+        resume: true,
+    };
+    advance(shared, site, pending, step);
+    let _ = hostcalls::set_effective_context(shared.root_context_id);
+}
+
+/// Reads the answer of an HTTP callout in its callback (bounded).
+pub fn read_http_answer(body_size: usize) -> CalloutAnswer {
+    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let status = headers
+        .iter()
+        .find(|(n, _)| n == ":status")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    let Some(status) = status else {
+        return CalloutAnswer::Failed {
+            reason: "no answer (connection failed, reset or timed out)".to_string(),
+        };
+    };
+    if headers.len() > MAX_ANSWER_HEADERS.saturating_add(8) {
+        return CalloutAnswer::Failed {
+            reason: format!("answer has {} headers", headers.len()),
+        };
+    }
+    let headers = headers
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with(':'))
+        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let body = read_buffer(BufferType::HttpCallResponseBody, body_size);
+    CalloutAnswer::Http {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Reads the answer of a gRPC callout in its callback (bounded).
+pub fn read_grpc_answer(status_code: u32, response_size: usize) -> CalloutAnswer {
+    let message = if status_code == 0 {
+        read_buffer(BufferType::GrpcReceiveBuffer, response_size)
+    } else {
+        Vec::new()
+    };
+    CalloutAnswer::Grpc {
+        status_code,
+        message,
+    }
+}
+
+/// Reads at most `MAX_ANSWER_BYTES + 1` bytes of a buffer (one more than allowed,
+/// so the core sees an oversized answer as such).
+fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
+    let take = size.min(MAX_ANSWER_BYTES.saturating_add(1));
+    if take == 0 {
+        return Vec::new();
+    }
+    let mut bytes = hostcalls::get_buffer(buffer, 0, take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if size > take {
+        bytes.resize(take, 0);
+    }
+    bytes
+}
+
+/// A callout answered: the request it belongs to goes on. `running` is the
+/// context whose callback this is. Returns false when the token is not an
+/// External check's.
+pub fn callout_answered(
+    shared: &Shared,
+    running: u32,
+    token: u32,
+    answer: impl FnOnce() -> CalloutAnswer,
+) -> bool {
+    let Some(context_id) = shared.callouts.borrow_mut().remove(&token) else {
+        return false;
+    };
+    let answer = answer();
+    let Some(mut pending) = shared.pending.borrow_mut().remove(&context_id) else {
+        return true; // the request is gone
+    };
+    if running != context_id && hostcalls::set_effective_context(context_id).is_err() {
+        return true;
+    }
+    let step = pending.journey.on_callout_answer(
+        &shared.config,
+        &mut pending.request,
+        answer,
+        shared,
+        now(),
     );
+    let site = Site {
+        context_id,
+        running,
+        resume: true,
+    };
+    advance(shared, site, pending, step);
+    if running != context_id {
+        let _ = hostcalls::set_effective_context(running);
+    }
+    true
 }

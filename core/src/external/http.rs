@@ -1,0 +1,145 @@
+//! The HTTP variant of ext_authz, as Envoy's `ext_authz` `http_service` does it
+//! with the configuration Emissary generates for an `AuthService`
+//! (`allowed_headers` = the always-sent list + `allowed_request_headers`,
+//! `headers_to_add` = `add_auth_headers`, `allowed_upstream_headers` =
+//! `allowed_client_headers` = the always-copied list +
+//! `allowed_authorization_headers`).
+
+use super::{
+    removable_header, settable_header, ExternalFilter, ExternalOutcome, SentBody,
+    HEADERS_TO_REMOVE_HEADER, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS, PARTIAL_BODY_HEADER,
+};
+use crate::request::Request;
+use crate::response::{HeaderChange, Response};
+
+use super::CalloutKind;
+
+/// The check request: the client's method, `path_prefix` + path and query, the
+/// allowed client headers (every value, in order), `add_auth_headers`, and the
+/// body with `include_body`. `content-length` is always sent (0 without a
+/// body), as Envoy does.
+pub(super) fn build(
+    f: &ExternalFilter,
+    request: &Request,
+    body: Option<SentBody<'_>>,
+) -> CalloutKind {
+    let path = if request.path.is_empty() {
+        "/"
+    } else {
+        request.path.as_str()
+    };
+    let body_bytes = body.map(|b| b.bytes).unwrap_or_default();
+    let mut headers: Vec<(String, String)> =
+        Vec::with_capacity(6 + f.request_headers.len() + f.added_headers.len());
+    headers.push((":method".to_string(), request.method.clone()));
+    headers.push((":path".to_string(), format!("{}{path}", f.path_prefix)));
+    headers.push((":authority".to_string(), f.target.authority.clone()));
+    headers.push((":scheme".to_string(), f.target.scheme.clone()));
+    headers.push(("content-length".to_string(), body_bytes.len().to_string()));
+    // `Headers` holds lower-case names; `request_headers` is lower-case.
+    for (name, value) in request.headers.iter() {
+        if f.request_headers.iter().any(|h| h == name) {
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    headers.extend(f.added_headers.iter().cloned());
+    if let Some(b) = body {
+        headers.push((
+            PARTIAL_BODY_HEADER.to_string(),
+            if b.partial { "true" } else { "false" }.to_string(),
+        ));
+    }
+    CalloutKind::Http {
+        headers,
+        body: body_bytes.to_vec(),
+    }
+}
+
+/// The answer: exactly 200 allows, 5xx (and anything not an HTTP status) is an
+/// error, anything else denies.
+pub(super) fn read(
+    f: &ExternalFilter,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<ExternalOutcome, String> {
+    if !(100..=599).contains(&status) {
+        return Err(format!("answered with invalid status {status}"));
+    }
+    if status >= 500 {
+        return Err(format!("answered {status}"));
+    }
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(format!("answer body larger than {MAX_ANSWER_BYTES} bytes"));
+    }
+    if headers.len() > MAX_ANSWER_HEADERS {
+        return Err(format!("answer has more than {MAX_ANSWER_HEADERS} headers"));
+    }
+    let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if header_bytes > MAX_ANSWER_BYTES {
+        return Err(format!(
+            "answer headers larger than {MAX_ANSWER_BYTES} bytes"
+        ));
+    }
+    // Envoy also honours `x-envoy-auth-headers-to-remove: a, b` on an OK answer
+    // (pseudo headers and `host` excepted).
+    let removals = if status == 200 {
+        headers_to_remove(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    } else {
+        Vec::new()
+    };
+    let copied = headers.into_iter().filter(|(name, value)| {
+        f.authorization_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+            && settable_header(name, value)
+    });
+
+    if status == 200 {
+        // Copied headers replace the request's; further values of one name are
+        // appended after the first replaced it.
+        let mut changes: Vec<HeaderChange> = Vec::new();
+        for (name, value) in copied {
+            if changes.iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
+                changes.push(HeaderChange::append(&name, value));
+            } else {
+                changes.push(HeaderChange::set(&name, value));
+            }
+        }
+        changes.extend(removals);
+        return Ok(ExternalOutcome::Allow(changes));
+    }
+
+    // Denied: the answer's status, body and allowed headers go to the client.
+    let mut response = Response {
+        status,
+        headers: copied.map(|(n, v)| (n.to_ascii_lowercase(), v)).collect(),
+        body,
+    };
+    if !response.body.is_empty() && response.header("content-type").is_none() {
+        // Envoy's local reply labels a body it was given without a type.
+        response
+            .headers
+            .push(("content-type".to_string(), "text/plain".to_string()));
+    }
+    Ok(ExternalOutcome::Deny(response))
+}
+
+/// Names listed in `x-envoy-auth-headers-to-remove` values.
+pub(super) fn headers_to_remove<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<HeaderChange> {
+    let mut out: Vec<HeaderChange> = Vec::new();
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case(HEADERS_TO_REMOVE_HEADER) {
+            continue;
+        }
+        for item in value.split(',') {
+            let item = item.trim();
+            if removable_header(item) && !out.iter().any(|c| c.name.eq_ignore_ascii_case(item)) {
+                out.push(HeaderChange::remove(item));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,554 @@
+//! The External filter (AES `Filter.spec.External` = Emissary `AuthService`):
+//! ask an auth service, over HTTP or Envoy's ext_authz gRPC protocol, whether a
+//! request may pass, exactly as Envoy's `ext_authz` filter does with the
+//! configuration Emissary generates for an `AuthService`.
+//!
+//! Sans-IO: [`ExternalFilter::build_check`] turns a request into a [`Callout`]
+//! the host dispatches; [`ExternalFilter::read_answer`] turns what came back into
+//! an [`ExternalOutcome`].
+
+mod grpc;
+mod http;
+pub mod proto;
+#[cfg(test)]
+mod tests;
+
+use crate::config::schema::ExternalSpec;
+use crate::config::url::{CalloutTarget, CalloutUrl};
+use crate::config::{Compiler, ConfigError};
+use crate::request::{Headers, Request};
+use crate::response::{is_header_name, is_header_value, HeaderChange, Response};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The largest answer body (HTTP) or message (gRPC) read from an auth service;
+/// a larger one is an error. The host should read at most this many bytes.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The most headers an answer may carry; more is an error.
+pub const MAX_ANSWER_HEADERS: usize = 128;
+
+/// Default `timeout_ms`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// Default `status_on_error.code`.
+pub const DEFAULT_STATUS_ON_ERROR: u16 = 403;
+
+/// The header Envoy sets upstream when `failure_mode_allow` let a request pass.
+pub const FAILURE_MODE_ALLOWED_HEADER: &str = "x-envoy-auth-failure-mode-allowed";
+/// The header telling the auth service whether the body it got is truncated.
+pub const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
+/// The header an HTTP auth service lists headers to remove upstream in (Envoy).
+pub const HEADERS_TO_REMOVE_HEADER: &str = "x-envoy-auth-headers-to-remove";
+
+/// Request headers always sent to an HTTP auth service (Emissary
+/// `AllowedRequestHeaders`), lower-case.
+pub const ALWAYS_SENT_REQUEST_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "from",
+    "proxy-authorization",
+    "user-agent",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Answer headers always copied (upstream on 200, to the client otherwise)
+/// (Emissary `AllowedAuthorizationHeaders`), lower-case.
+pub const ALWAYS_COPIED_AUTHORIZATION_HEADERS: &[&str] = &[
+    "authorization",
+    "location",
+    "proxy-authenticate",
+    "set-cookie",
+    "www-authenticate",
+];
+
+/// The ext_authz gRPC service and method.
+pub const GRPC_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+pub const GRPC_METHOD: &str = "Check";
+
+/// `proto`: which ext_authz variant the auth service speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+/// `include_body`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPolicy {
+    pub max_bytes: usize,
+    pub allow_partial: bool,
+}
+
+/// The request body as far as the host buffered it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBody<'a> {
+    pub bytes: &'a [u8],
+    /// True when `bytes` is the whole body.
+    pub complete: bool,
+}
+
+/// What the host sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutKind {
+    Http {
+        /// Includes `:method`, `:path`, `:authority`, `:scheme`.
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Grpc {
+        /// `envoy.service.auth.v3.Authorization`
+        service: String,
+        /// `Check`
+        method: String,
+        /// The encoded `CheckRequest`.
+        message: Vec<u8>,
+        initial_metadata: Vec<(String, Vec<u8>)>,
+    },
+}
+
+/// One call to the auth service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    pub cluster: String,
+    pub kind: CalloutKind,
+    pub timeout: Duration,
+}
+
+/// What came back from the auth service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutAnswer {
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Grpc {
+        /// gRPC status, 0 = OK.
+        status_code: u32,
+        message: Vec<u8>,
+    },
+    /// No answer: timeout, connection refused/reset, Envoy refused the dispatch
+    /// (unknown cluster), ...
+    Failed { reason: String },
+}
+
+/// The filter's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalOutcome {
+    /// Let the request through with these changes to its headers.
+    Allow(Vec<HeaderChange>),
+    /// Answer the client with this response.
+    Deny(Response),
+}
+
+/// A compiled External filter.
+#[derive(Debug, Clone)]
+pub struct ExternalFilter {
+    target: CalloutTarget,
+    protocol: Protocol,
+    timeout: Duration,
+    path_prefix: String,
+    /// Lower-case names of client headers sent to an HTTP auth service (the
+    /// always-sent list plus `allowed_request_headers`, minus `add_auth_headers`,
+    /// which replace them).
+    request_headers: Vec<String>,
+    /// `add_auth_headers` (lower-case names) and `l5d-dst-override`.
+    added_headers: Vec<(String, String)>,
+    /// Lower-case names of answer headers copied upstream (200) or to the client.
+    authorization_headers: Vec<String>,
+    body: Option<BodyPolicy>,
+    status_on_error: u16,
+    failure_mode_allow: bool,
+}
+
+impl ExternalFilter {
+    /// Compiles `spec`; every fault is reported on `c` under `path`
+    /// (`filters[1].External`).
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        spec: &ExternalSpec,
+    ) -> Option<ExternalFilter> {
+        compile_parts(&c.clusters, path, spec, &mut c.errors, &mut c.notices)
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The Envoy cluster of the auth service.
+    pub fn cluster(&self) -> &str {
+        &self.target.cluster
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `Some` when `include_body` is set: the host buffers up to `max_bytes` of
+    /// the body before calling [`ExternalFilter::build_check`].
+    pub fn body_policy(&self) -> Option<BodyPolicy> {
+        self.body
+    }
+
+    /// Builds the check. `Err` holds a 413 response when `include_body` is set
+    /// without `allow_partial` and the body is larger than `max_bytes`.
+    pub fn build_check(
+        &self,
+        request: &Request,
+        body: Option<RequestBody<'_>>,
+        context_extensions: &BTreeMap<String, String>,
+        now_unix: f64,
+    ) -> Result<Callout, Response> {
+        let body = self.body_to_send(body)?;
+        let kind = match self.protocol {
+            Protocol::Http => http::build(self, request, body),
+            Protocol::Grpc => grpc::build(request, body, context_extensions, now_unix),
+        };
+        Ok(Callout {
+            cluster: self.target.cluster.clone(),
+            kind,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Reads the answer. Errors (5xx, no answer, a garbled or oversized answer, a
+    /// gRPC transport error) let the request through when `failure_mode_allow`
+    /// is set, marked with `x-envoy-auth-failure-mode-allowed: true` upstream, and
+    /// otherwise answer `status_on_error`.
+    ///
+    /// The gRPC header actions `ADD_IF_ABSENT` and `OVERWRITE_IF_EXISTS` depend
+    /// on the request's headers; without them they act as set: prefer
+    /// [`ExternalFilter::read_answer_for`].
+    pub fn read_answer(&self, answer: CalloutAnswer) -> ExternalOutcome {
+        self.read(answer, None)
+    }
+
+    /// As [`ExternalFilter::read_answer`], with the request's headers as they
+    /// stand now (after earlier filters' changes), for the conditional gRPC
+    /// header actions.
+    pub fn read_answer_for(&self, request: &Request, answer: CalloutAnswer) -> ExternalOutcome {
+        self.read(answer, Some(&request.headers))
+    }
+
+    fn read(&self, answer: CalloutAnswer, current: Option<&Headers>) -> ExternalOutcome {
+        let result = match answer {
+            CalloutAnswer::Failed { reason } => Err(format!("no answer: {reason}")),
+            CalloutAnswer::Http {
+                status,
+                headers,
+                body,
+            } => http::read(self, status, headers, body),
+            CalloutAnswer::Grpc {
+                status_code,
+                message,
+            } => grpc::read(status_code, &message, current),
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(reason) => self.error_outcome(&reason),
+        }
+    }
+
+    /// The error path: `failure_mode_allow` or `status_on_error`.
+    fn error_outcome(&self, reason: &str) -> ExternalOutcome {
+        if self.failure_mode_allow {
+            log::warn!(
+                "External auth service {} (cluster {}): {reason}; allowing the request (failure_mode_allow)",
+                self.target.authority,
+                self.target.cluster
+            );
+            ExternalOutcome::Allow(vec![HeaderChange::set(FAILURE_MODE_ALLOWED_HEADER, "true")])
+        } else {
+            log::warn!(
+                "External auth service {} (cluster {}): {reason}; answering {}",
+                self.target.authority,
+                self.target.cluster,
+                self.status_on_error
+            );
+            ExternalOutcome::Deny(Response::json_error(
+                self.status_on_error,
+                "the authorization service could not be reached",
+            ))
+        }
+    }
+
+    /// Applies `include_body` to what the host buffered.
+    fn body_to_send<'a>(
+        &self,
+        body: Option<RequestBody<'a>>,
+    ) -> Result<Option<SentBody<'a>>, Response> {
+        let Some(policy) = self.body else {
+            return Ok(None);
+        };
+        let body = body.unwrap_or(RequestBody {
+            bytes: &[],
+            complete: true,
+        });
+        let truncated = !body.complete || body.bytes.len() > policy.max_bytes;
+        if truncated && !policy.allow_partial {
+            return Err(Response::json_error(413, "Payload Too Large"));
+        }
+        let bytes = body
+            .bytes
+            .get(..policy.max_bytes.min(body.bytes.len()))
+            .unwrap_or(body.bytes);
+        Ok(Some(SentBody {
+            bytes,
+            partial: truncated,
+        }))
+    }
+}
+
+/// The body that goes to the auth service with `include_body`.
+#[derive(Debug, Clone, Copy)]
+struct SentBody<'a> {
+    bytes: &'a [u8],
+    /// True when it is not the whole request body.
+    partial: bool,
+}
+
+/// A header an auth service names can be set on a request or response.
+fn settable_header(name: &str, value: &str) -> bool {
+    is_header_name(name) && is_header_value(value)
+}
+
+/// Headers an auth service may not remove (Envoy `isRemovableHeader`): pseudo
+/// headers and `host`.
+fn removable_header(name: &str) -> bool {
+    is_header_name(name) && !name.eq_ignore_ascii_case("host")
+}
+
+/// The compilation itself, on the parts of a [`Compiler`] it uses (so that it
+/// can be tested without one).
+fn compile_parts(
+    clusters: &BTreeMap<String, String>,
+    path: &str,
+    spec: &ExternalSpec,
+    errors: &mut Vec<ConfigError>,
+    notices: &mut Vec<String>,
+) -> Option<ExternalFilter> {
+    let errors_before = errors.len();
+    let mut error = |field: &str, message: String| {
+        errors.push(ConfigError {
+            path: format!("{path}.{field}"),
+            message,
+        })
+    };
+
+    let url = match CalloutUrl::parse(spec.auth_service.trim(), Some("http")) {
+        Ok(url) if url.path != "/" => {
+            error(
+                "auth_service",
+                format!(
+                    "invalid auth_service {:?}: give [http://|https://]host[:port] without a path (use path_prefix)",
+                    spec.auth_service
+                ),
+            );
+            None
+        }
+        Ok(url) => Some(url),
+        Err(e) => {
+            error("auth_service", e);
+            None
+        }
+    };
+
+    let protocol = match spec.proto.as_deref() {
+        None | Some("http") => Protocol::Http,
+        Some("grpc") => Protocol::Grpc,
+        Some(other) => {
+            error(
+                "proto",
+                format!("must be \"http\" or \"grpc\", not {other:?}"),
+            );
+            Protocol::Http
+        }
+    };
+
+    match spec.protocol_version.as_deref() {
+        None | Some("v3") => {}
+        // The contract refuses v2 whatever `proto` says: Envoy removed the v2 API,
+        // and a pasted spec that names it should be looked at, not half-honoured.
+        Some("v2") => error(
+            "protocol_version",
+            "v2 is not supported (Envoy removed the v2 API): use v3 (envoy.service.auth.v3.Authorization), or drop the field with proto http"
+                .to_string(),
+        ),
+        Some(other) => error("protocol_version", format!("must be \"v3\", not {other:?}")),
+    }
+
+    let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        error("timeout_ms", "must be greater than 0".to_string());
+    }
+
+    let path_prefix = spec.path_prefix.clone().unwrap_or_default();
+    if !path_prefix.is_empty()
+        && (!path_prefix.starts_with('/')
+            || path_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'?' || b == b'#'))
+    {
+        error(
+            "path_prefix",
+            format!("must be empty or a path starting with \"/\" (no query, spaces or control characters), not {path_prefix:?}"),
+        );
+    }
+
+    let status_on_error = match &spec.status_on_error {
+        None => DEFAULT_STATUS_ON_ERROR,
+        Some(s) if (100..=599).contains(&s.code) => s.code,
+        Some(s) => {
+            error(
+                "status_on_error.code",
+                format!("must be an HTTP status between 100 and 599, not {}", s.code),
+            );
+            DEFAULT_STATUS_ON_ERROR
+        }
+    };
+
+    let body = match &spec.include_body {
+        None => None,
+        Some(b) => match usize::try_from(b.max_bytes) {
+            Ok(max_bytes) => Some(BodyPolicy {
+                max_bytes,
+                allow_partial: b.allow_partial,
+            }),
+            Err(_) => {
+                error(
+                    "include_body.max_bytes",
+                    format!("{} is too large", b.max_bytes),
+                );
+                None
+            }
+        },
+    };
+
+    let mut added_headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in &spec.add_auth_headers {
+        if !is_header_name(name) {
+            error(
+                &format!("add_auth_headers.{name}"),
+                format!("invalid header name {name:?}"),
+            );
+        } else if !is_header_value(value) {
+            error(
+                &format!("add_auth_headers.{name}"),
+                "header values may not contain CR, LF or NUL".to_string(),
+            );
+        } else {
+            let lower = name.to_ascii_lowercase();
+            added_headers.retain(|(n, _)| *n != lower);
+            added_headers.push((lower, value.clone()));
+        }
+    }
+    if spec.add_linkerd_headers {
+        if let Some(url) = &url {
+            added_headers.retain(|(n, _)| n != "l5d-dst-override");
+            added_headers.push(("l5d-dst-override".to_string(), host_and_port(url)));
+        }
+    }
+
+    let mut request_headers: Vec<String> = Vec::new();
+    let always = ALWAYS_SENT_REQUEST_HEADERS.iter().map(|h| h.to_string());
+    let allowed = checked_names(
+        &mut error,
+        "allowed_request_headers",
+        &spec.allowed_request_headers,
+    );
+    for name in always.chain(allowed) {
+        if !request_headers.contains(&name) && !added_headers.iter().any(|(n, _)| *n == name) {
+            request_headers.push(name);
+        }
+    }
+
+    let mut authorization_headers: Vec<String> = Vec::new();
+    let always = ALWAYS_COPIED_AUTHORIZATION_HEADERS
+        .iter()
+        .map(|h| h.to_string());
+    let allowed = checked_names(
+        &mut error,
+        "allowed_authorization_headers",
+        &spec.allowed_authorization_headers,
+    );
+    for name in always.chain(allowed) {
+        if !authorization_headers.contains(&name) {
+            authorization_headers.push(name);
+        }
+    }
+
+    if protocol == Protocol::Grpc {
+        for (field, set) in [
+            (
+                "path_prefix",
+                spec.path_prefix.as_deref().is_some_and(|p| !p.is_empty()),
+            ),
+            (
+                "allowed_request_headers",
+                !spec.allowed_request_headers.is_empty(),
+            ),
+            (
+                "allowed_authorization_headers",
+                !spec.allowed_authorization_headers.is_empty(),
+            ),
+            ("add_auth_headers", !spec.add_auth_headers.is_empty()),
+            ("add_linkerd_headers", spec.add_linkerd_headers),
+        ] {
+            if set {
+                notices.push(format!(
+                    "{path}.{field}: ignored: only used with proto http (Emissary does the same)"
+                ));
+            }
+        }
+    }
+
+    if errors.len() != errors_before {
+        return None;
+    }
+    let url = url?;
+    Some(ExternalFilter {
+        target: CalloutTarget::new(&url, clusters),
+        protocol,
+        timeout: Duration::from_millis(timeout_ms),
+        path_prefix,
+        request_headers,
+        added_headers,
+        authorization_headers,
+        body,
+        status_on_error,
+        failure_mode_allow: spec.failure_mode_allow,
+    })
+}
+
+/// Validates a list of header names and lower-cases them.
+fn checked_names(
+    error: &mut impl FnMut(&str, String),
+    field: &str,
+    names: &[String],
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if is_header_name(name) {
+            out.push(name.to_ascii_lowercase());
+        } else {
+            error(
+                &format!("{field}[{i}]"),
+                format!("invalid header name {name:?}"),
+            );
+        }
+    }
+    out
+}
+
+/// `host:port` of the auth service, the port defaulted from the scheme
+/// (Emissary's `l5d-dst-override` value).
+fn host_and_port(url: &CalloutUrl) -> String {
+    if url.authority.len() > url.host.len() {
+        url.authority.clone()
+    } else {
+        let port = if url.scheme == "https" { 443 } else { 80 };
+        format!("{}:{port}", url.host)
+    }
+}
