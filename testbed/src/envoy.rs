@@ -109,8 +109,15 @@ fn fresh_dir() -> PathBuf {
 }
 
 /// A running Envoy.
+///
+/// Envoys kept in a `static` (one per test file, shared by its tests) are never
+/// dropped, so each Envoy has a watchdog: a `sh` reading a pipe from this process;
+/// when the test process exits (however it exits) the pipe closes and the watchdog
+/// kills Envoy's process group and removes its temp dir (kept when
+/// `PORTCULLIS_KEEP_ENVOY_DIRS` is set).
 pub struct Envoy {
     child: Child,
+    watchdog: Option<Child>,
     dir: PathBuf,
     admin_port: u16,
     listeners: HashMap<String, u16>,
@@ -175,8 +182,10 @@ impl Envoy {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run Envoy {}: {e}", bin.display()));
+        let watchdog = spawn_watchdog(child.id(), &dir);
         let mut envoy = Envoy {
             child,
+            watchdog,
             dir,
             admin_port: 0,
             listeners: HashMap::new(),
@@ -325,8 +334,41 @@ impl Envoy {
     }
 }
 
+/// Starts the watchdog of Envoy `pid` (see [`Envoy`]); `None` when `sh` cannot run.
+fn spawn_watchdog(pid: u32, dir: &Path) -> Option<Child> {
+    use std::os::unix::process::CommandExt;
+    let keep = std::env::var_os("PORTCULLIS_KEEP_ENVOY_DIRS").is_some_and(|v| !v.is_empty());
+    let dir = dir.to_string_lossy().replace('\'', "'\\''");
+    let cleanup = if keep {
+        String::new()
+    } else {
+        format!("; rm -rf '{dir}'")
+    };
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat >/dev/null; kill -9 -{pid} 2>/dev/null; kill -9 {pid} 2>/dev/null{cleanup}"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            // Its own process group: the shell and its `cat`.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", w.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = w.kill();
+            let _ = w.wait();
+        }
         let pid = self.child.id();
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])

@@ -5,6 +5,7 @@
 //! - [`config`]: builds the usual Envoy configuration around the plugin.
 //! - [`client`]: a blocking HTTP/1.1 client sending exactly the headers given.
 //! - [`servers`]: the echo upstream and a scripted server (JWKS, auth service, IdP).
+//! - [`tls`]: test PKI (CA, server and client certificates), TLS listeners, HTTPS client.
 //! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
 
 pub mod client;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod envoy;
 mod http;
 pub mod servers;
+pub mod tls;
 pub mod tokens;
 
 pub use client::{request, Response};

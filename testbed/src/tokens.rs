@@ -136,6 +136,74 @@ pub fn sign(key: &str, alg: &str, message: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Signs `header.claims` with HMAC under the header's `alg` (HS256/384/512) using
+/// an arbitrary `secret` (for key-confusion forgeries: an RSA public key as secret).
+pub fn sign_hmac_token(secret: &[u8], header: &Value, claims: &Value) -> String {
+    fn bytes<S: AlgorithmSignature>(s: S) -> Vec<u8> {
+        s.as_bytes().into_owned()
+    }
+    let alg = header["alg"]
+        .as_str()
+        .expect("tokens: header needs a string alg");
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let m = signing_input.as_bytes();
+    let sig = match alg {
+        "HS256" => bytes(Hs256.sign(&Hs256Key::new(secret), m)),
+        "HS384" => bytes(Hs384.sign(&Hs384Key::new(secret), m)),
+        "HS512" => bytes(Hs512.sign(&Hs512Key::new(secret), m)),
+        other => panic!("tokens: {other:?} is not an HMAC algorithm"),
+    };
+    format!("{signing_input}.{}", b64(&sig))
+}
+
+/// The public half of an RSA test key in the encodings a key-confusion attacker
+/// would try as an HMAC secret: `(label, bytes)` for SPKI DER, SPKI PEM, PKCS#1 DER,
+/// PKCS#1 PEM, the raw modulus `n`, and the JWK JSON text.
+pub fn rsa_public_encodings(key: &str) -> Vec<(&'static str, Vec<u8>)> {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    let public = rsa_key(key).to_public_key();
+    vec![
+        (
+            "SPKI DER",
+            public
+                .to_public_key_der()
+                .expect("SPKI DER")
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "SPKI PEM",
+            public
+                .to_public_key_pem(LineEnding::LF)
+                .expect("SPKI PEM")
+                .into_bytes(),
+        ),
+        (
+            "PKCS#1 DER",
+            public
+                .to_pkcs1_der()
+                .expect("PKCS#1 DER")
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "PKCS#1 PEM",
+            public
+                .to_pkcs1_pem(LineEnding::LF)
+                .expect("PKCS#1 PEM")
+                .into_bytes(),
+        ),
+        ("JWK n", public.n().to_bytes_be()),
+        ("JWK JSON", jwk(key).to_string().into_bytes()),
+    ]
+}
+
 /// Builds the JOSE header: `{"alg", "typ": "JWT", "kid"?}` then `extra` merged over it
 /// (an `extra` field set to `null` removes that field, e.g. `{"typ": null}`).
 pub fn header(alg: &str, kid: Option<&str>, extra: &Value) -> Value {
