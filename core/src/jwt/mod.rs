@@ -4,6 +4,7 @@
 //! `keys` and `verify` are pure token logic; `filter` applies a configured JWT
 //! filter to one request.
 
+pub mod binding;
 pub mod filter;
 pub mod jwks_cache;
 pub mod keys;
