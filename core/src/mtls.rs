@@ -69,7 +69,7 @@ impl MtlsFilter {
         let root = tls_data(tls);
         let data = RenderData {
             root: &root,
-            headers: &request.headers,
+            headers: request.headers_as_sent(),
         };
         Ok(render_injected(&self.inject, &data))
     }

@@ -11,7 +11,7 @@ use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::jwt::KeySet;
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
-use crate::rules::{select_rule, FilterArgs, FilterRef, OnAllow, OnDeny, Rule};
+use crate::rules::{select_rule, FilterArgs, FilterRef, OnAllow, OnDeny};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ pub struct Journey {
     waited: Vec<usize>,
     /// The denial to send if the awaited refresh does not bring the unknown key.
     fallback: Option<Response>,
-    stripped_through: usize,
+    stripped: bool,
     /// The buffered request body and whether it is complete, once provided.
     body: Option<(Vec<u8>, bool)>,
 }
@@ -75,7 +75,7 @@ impl Journey {
             changes: Vec::new(),
             waited: Vec::new(),
             fallback: None,
-            stripped_through: 0,
+            stripped: false,
             body: None,
         }
     }
@@ -119,6 +119,7 @@ impl Journey {
         keys: &dyn KeyProvider,
         now_unix: f64,
     ) -> Step {
+        self.strip_injected(config, request);
         let Some(rule) = self.rule.and_then(|i| config.rules.get(i)) else {
             return Step::Continue(std::mem::take(&mut self.changes));
         };
@@ -127,7 +128,6 @@ impl Journey {
                 self.position += 1;
                 continue;
             };
-            self.strip_injected(rule, config, request);
             if let Some(cond) = &fref.condition {
                 if !cond.matches(&request.headers) {
                     self.position += 1;
@@ -167,6 +167,10 @@ impl Journey {
                         }
                     }
                 }
+                FilterKind::Mtls(mtls) => match mtls.check(request) {
+                    Ok(changes) => Decision::Allow(changes),
+                    Err(response) => Decision::Deny(response),
+                },
                 FilterKind::ApiKey(apikey) => match apikey.check(request) {
                     Ok(()) => Decision::Allow(Vec::new()),
                     Err(response) => Decision::Deny(response),
@@ -282,23 +286,22 @@ impl Journey {
         }
     }
 
-    /// Removes, once per filter reached, the headers a filter injects, so a
-    /// client can never supply them.
-    fn strip_injected(&mut self, rule: &Rule, config: &Config, request: &mut Request) {
-        while self.stripped_through <= self.position {
-            let Some(fref) = rule.filters.get(self.stripped_through) else {
-                break;
-            };
-            if let Some(FilterKind::Jwt(jwt)) = config.filters.get(fref.filter).map(|f| &f.kind) {
-                for name in jwt.injected_names() {
-                    if request.headers.contains(name) {
-                        let change = HeaderChange::remove(name);
-                        apply(request, &change);
-                        self.changes.push(change);
-                    }
-                }
+    /// Removes, once, every header any filter of the configuration injects, so a
+    /// client can never supply one (not even to a filter's condition). Templates
+    /// still read the request as sent (`Request::as_sent`).
+    fn strip_injected(&mut self, config: &Config, request: &mut Request) {
+        if self.stripped || config.injected_names.is_empty() {
+            self.stripped = true;
+            return;
+        }
+        self.stripped = true;
+        request.as_sent = Some(request.headers.clone());
+        for name in &config.injected_names {
+            if request.headers.contains(name) {
+                let change = HeaderChange::remove(name);
+                apply(request, &change);
+                self.changes.push(change);
             }
-            self.stripped_through += 1;
         }
     }
 }

@@ -108,6 +108,9 @@ pub struct Request {
     pub destination_address: String,
     /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`, `HTTP/3` (`request.protocol`), when known.
     pub protocol: String,
+    /// The headers as the client sent them, kept when Portcullis strips headers it
+    /// injects: templates (`.httpRequestHeader`) read these, as in AES.
+    pub as_sent: Option<Headers>,
 }
 
 impl Request {
@@ -137,6 +140,11 @@ impl Request {
         }
         request.headers = Headers::new(headers);
         request
+    }
+
+    /// The headers as the client sent them (see `as_sent`).
+    pub fn headers_as_sent(&self) -> &Headers {
+        self.as_sent.as_ref().unwrap_or(&self.headers)
     }
 
     /// The path without its query string.

@@ -100,11 +100,14 @@ impl FilterArgs {
                     }
                 }
             }
-            FilterKind::ApiKey(_) => {
+            FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {
                 if arguments.as_object().is_some_and(|m| m.is_empty()) {
                     Some(FilterArgs::None)
                 } else {
-                    c.error(path, "APIKey filters take no arguments");
+                    c.error(
+                        path,
+                        format!("{} filters take no arguments", kind.type_name()),
+                    );
                     None
                 }
             }
@@ -114,7 +117,7 @@ impl FilterArgs {
     fn default_for(kind: &FilterKind) -> FilterArgs {
         match kind {
             FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
-            FilterKind::ApiKey(_) => FilterArgs::None,
+            FilterKind::ApiKey(_) | FilterKind::Mtls(_) => FilterArgs::None,
             FilterKind::External(_) => FilterArgs::External {
                 context_extensions: std::collections::BTreeMap::new(),
             },

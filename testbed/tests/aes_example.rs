@@ -122,10 +122,10 @@ fn client_copies_of_injected_headers_never_reach_the_upstream() {
     );
     one(&seen, "X-Token-S", "");
     one(&seen, "Content-Type", "application/json");
-    // X-Correlation-ID is itself injected, so the client's copy is removed before
-    // the filter runs (CONFIG.md): the template reads no header and renders "".
-    // (AES would pass the client's value through here.)
-    one(&seen, "X-Correlation-ID", "");
+    // X-Correlation-ID's template reads the request as the client sent it (as in
+    // AES), so the article's pass-through works: the value the upstream gets is
+    // the one the template rendered, not a second client copy.
+    one(&seen, "X-Correlation-ID", "abc-123");
 }
 
 #[test]

@@ -185,3 +185,33 @@ fn disabling_one_instance_leaves_the_other_in_force() {
         "no rule in the route instance",
     );
 }
+
+#[test]
+fn injected_headers_are_stripped_where_no_filter_runs() {
+    let f = fx();
+    // A bypass_auth route (the plugin runs, no filter does) and a rule with empty
+    // `filters` in the route-level instance: a client's X-Gw-Sub / X-Route-Scope
+    // never reaches the upstream.
+    let seen = passed(
+        &f.envoy,
+        &client::get(
+            port(),
+            "/bypass/x",
+            &[("X-Gw-Sub", "spoof"), ("X-Route-Scope", "admin")],
+        ),
+        "bypass route",
+    );
+    assert!(seen.header("x-gw-sub").is_none(), "{:?}", seen.headers);
+    assert!(seen.header("x-route-scope").is_none(), "{:?}", seen.headers);
+    let seen = passed(
+        &f.envoy,
+        &get_with_token(
+            port(),
+            "/api/x",
+            &token("ES256", Value::Null),
+            &[("X-Route-Scope", "admin")],
+        ),
+        "rule without filters in the route-level instance",
+    );
+    assert!(seen.header("x-route-scope").is_none(), "{:?}", seen.headers);
+}

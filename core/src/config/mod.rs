@@ -10,6 +10,7 @@ use crate::apikey::ApiKeyFilter;
 use crate::external::ExternalFilter;
 use crate::glob::Glob;
 use crate::jwt::filter::JwtFilter;
+use crate::mtls::MtlsFilter;
 use crate::rules::{FilterArgs, FilterRef, HeaderCondition, OnAllow, OnDeny, Rule};
 use schema::{ConfigSpec, FilterSpec, SecretSpec};
 use serde_json::Value;
@@ -47,6 +48,7 @@ pub enum FilterKind {
     Jwt(Box<JwtFilter>),
     ApiKey(ApiKeyFilter),
     External(Box<ExternalFilter>),
+    Mtls(MtlsFilter),
 }
 
 impl FilterKind {
@@ -55,6 +57,32 @@ impl FilterKind {
             FilterKind::Jwt(_) => "JWT",
             FilterKind::ApiKey(_) => "APIKey",
             FilterKind::External(_) => "External",
+            FilterKind::Mtls(_) => "MTLS",
+        }
+    }
+
+    /// The headers this filter injects (lower case).
+    pub fn injected_names(&self) -> Vec<&str> {
+        match self {
+            FilterKind::Jwt(jwt) => jwt.injected_names().collect(),
+            FilterKind::Mtls(mtls) => mtls.injected_names().collect(),
+            FilterKind::ApiKey(_) | FilterKind::External(_) => Vec::new(),
+        }
+    }
+
+    /// Whether this filter reads the client certificate (`.tls`, MTLS, binding).
+    fn reads_tls(&self) -> bool {
+        match self {
+            FilterKind::Mtls(_) => true,
+            FilterKind::Jwt(jwt) => {
+                jwt.require_certificate_binding
+                    || jwt
+                        .inject
+                        .iter()
+                        .chain(jwt.error_headers.iter())
+                        .any(|t| t.template.source().contains(".tls"))
+            }
+            FilterKind::ApiKey(_) | FilterKind::External(_) => false,
         }
     }
 }
@@ -80,6 +108,11 @@ pub struct Config {
     pub jwks_sources: Vec<JwksSource>,
     /// Things to log once at configure time (ignored fields, `none` allowed, ...).
     pub notices: Vec<String>,
+    /// Every header any filter injects (lower case, no duplicates): removed from
+    /// every client request the plugin sees, so no client can supply one.
+    pub injected_names: Vec<String>,
+    /// Whether any filter needs the client certificate (the host then reads it).
+    pub reads_tls: bool,
 }
 
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
@@ -245,11 +278,22 @@ impl Config {
             return Err(compiler.errors);
         }
         notices.append(&mut compiler.notices);
+        let mut injected_names: Vec<String> = Vec::new();
+        for filter in &filters {
+            for name in filter.kind.injected_names() {
+                if !injected_names.iter().any(|n| n == name) {
+                    injected_names.push(name.to_string());
+                }
+            }
+        }
+        let reads_tls = filters.iter().any(|f| f.kind.reads_tls());
         Ok(Config {
             filters,
             rules,
             jwks_sources: compiler.jwks_sources,
             notices,
+            injected_names,
+            reads_tls,
         })
     }
 
@@ -327,6 +371,8 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 .map(|f| FilterKind::Jwt(Box::new(f)))
         } else if let Some(apikey) = &spec.apikey {
             ApiKeyFilter::compile(c, &format!("{path}.APIKey"), apikey).map(FilterKind::ApiKey)
+        } else if let Some(mtls) = &spec.mtls {
+            MtlsFilter::compile(c, &format!("{path}.MTLS"), mtls).map(FilterKind::Mtls)
         } else if let Some(external) = &spec.external {
             ExternalFilter::compile(c, &format!("{path}.External"), external)
                 .map(|f| FilterKind::External(Box::new(f)))

@@ -32,6 +32,8 @@ pub struct JwtFilter {
     pub inject: Vec<HeaderTemplate>,
     pub error_headers: Vec<HeaderTemplate>,
     pub body_template: Option<Template>,
+    /// RFC 8705: the token must be bound to the client certificate.
+    pub require_certificate_binding: bool,
 }
 
 /// What the JWT filter decided.
@@ -130,12 +132,6 @@ impl JwtFilter {
                 None
             }
         };
-        if spec.require_certificate_binding {
-            c.error(
-                format!("{path}.requireCertificateBinding"),
-                "certificate-bound tokens are not available in this Portcullis build yet",
-            );
-        }
         let leeway =
             |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
         let policy = ClaimPolicy {
@@ -198,6 +194,7 @@ impl JwtFilter {
             inject,
             error_headers,
             body_template,
+            require_certificate_binding: spec.require_certificate_binding,
         })
     }
 
@@ -244,7 +241,11 @@ impl JwtFilter {
                 let response =
                     self.error_response(request, ErrorCase::InvalidToken(&err), &message);
                 return match (&err, &self.keys) {
-                    (TokenError::UnknownKey(Some(_)), KeySource::Remote(source)) => {
+                    // A refresh may bring a key id the set lacks (not one it has
+                    // for another algorithm).
+                    (TokenError::UnknownKey(Some(kid)), KeySource::Remote(source))
+                        if !keys.has_kid(kid) =>
+                    {
                         JwtOutcome::UnknownKey {
                             source: *source,
                             response,
@@ -254,6 +255,19 @@ impl JwtFilter {
                 };
             }
         };
+        if self.require_certificate_binding {
+            if let Err(why) =
+                super::binding::check_certificate_binding(&verified.claims, request.tls.as_ref())
+            {
+                let err = TokenError::CertificateBinding(why);
+                let message = format!("Token validation error: {}", err.description());
+                return JwtOutcome::Deny(self.error_response(
+                    request,
+                    ErrorCase::InvalidToken(&err),
+                    &message,
+                ));
+            }
+        }
         if let Err(missing) = check_scopes(&verified.claims, scopes) {
             let message = format!("insufficient scope: token lacks {}", missing.join(" "));
             return JwtOutcome::Deny(self.error_response(
@@ -265,7 +279,7 @@ impl JwtFilter {
         let root = token_data(&verified, request);
         let data = RenderData {
             root: &root,
-            headers: &request.headers,
+            headers: request.headers_as_sent(),
         };
         JwtOutcome::Allow(render_injected(&self.inject, &data))
     }
@@ -325,7 +339,7 @@ impl JwtFilter {
         });
         let data = RenderData {
             root: &root,
-            headers: &request.headers,
+            headers: request.headers_as_sent(),
         };
         if let Some(t) = &self.body_template {
             match t.render(&data) {

@@ -76,6 +76,8 @@ pub enum TokenError {
     WrongIssuer,
     WrongAudience,
     UnsupportedCritical(String),
+    /// RFC 8705: the token's `cnf.x5t#S256` does not match the client certificate.
+    CertificateBinding(String),
 }
 
 /// jwt-go `ValidationError` bits.
@@ -87,6 +89,8 @@ const BIT_EXPIRED: u32 = 16;
 const BIT_ISSUED_AT: u32 = 32;
 const BIT_ISSUER: u32 = 64;
 const BIT_NOT_VALID_YET: u32 = 128;
+/// jwt-go `ValidationErrorClaimsInvalid`: a claim failed a check of the application.
+const BIT_CLAIMS_INVALID: u32 = 256;
 
 impl TokenError {
     /// jwt-go `ValidationError.Errors` bits: malformed 1, unverifiable 2, signature 4,
@@ -103,6 +107,7 @@ impl TokenError {
             TokenError::IssuedInFuture => BIT_ISSUED_AT,
             TokenError::WrongIssuer => BIT_ISSUER,
             TokenError::WrongAudience => BIT_AUDIENCE,
+            TokenError::CertificateBinding(_) => BIT_CLAIMS_INVALID,
             TokenError::MissingClaim(claim) => match *claim {
                 "exp" => BIT_EXPIRED,
                 "nbf" => BIT_NOT_VALID_YET,
@@ -135,6 +140,7 @@ impl TokenError {
             TokenError::UnsupportedCritical(name) => {
                 format!("unsupported critical header parameter \"{name}\"")
             }
+            TokenError::CertificateBinding(why) => why.clone(),
         }
     }
 }

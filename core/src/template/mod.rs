@@ -67,6 +67,11 @@ pub struct Template {
 }
 
 impl Template {
+    /// The template's text, as configured.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Parses `source`; syntax errors and unknown functions are errors here.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
         match parse::parse(source) {

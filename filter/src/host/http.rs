@@ -6,8 +6,9 @@ use super::shared::{
     Shared, Site, Wait,
 };
 use portcullis_core::config::FilterKind;
+use portcullis_core::mtls::peer_certificate_sans;
 use portcullis_core::pipeline::{Journey, Step};
-use portcullis_core::request::Request;
+use portcullis_core::request::{Request, TlsInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -64,6 +65,57 @@ fn request_header_pairs() -> Vec<(String, String)> {
     }
 }
 
+/// Removes every header a filter injects, where no filter runs: a client never
+/// supplies one.
+fn strip_injected(shared: &Shared) {
+    for name in &shared.config.injected_names {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+    }
+}
+
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+fn property_string(path: &[&str]) -> Option<String> {
+    property(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The client certificate Envoy verified. `connection.mtls` says a certificate
+/// was presented; with a `validation_context` Envoy refuses the handshake for one
+/// that does not verify, so presented means verified here (see docs/mtls.md).
+/// Envoy's `*_san_peer_certificate` give only the first SAN of each kind, so all
+/// of them are read from the certificate itself.
+fn client_certificate() -> Option<TlsInfo> {
+    if property(&["connection", "mtls"])?.first() != Some(&1) {
+        return None;
+    }
+    let subject = property_string(&["connection", "subject_peer_certificate"]).unwrap_or_default();
+    let sha256 =
+        property_string(&["connection", "sha256_peer_certificate_digest"]).unwrap_or_default();
+    let (dns_sans, uri_sans) = property_string(&["connection", "peer_certificate"])
+        .and_then(|pem| peer_certificate_sans(&pem))
+        .unwrap_or_else(|| {
+            (
+                property_string(&["connection", "dns_san_peer_certificate"])
+                    .into_iter()
+                    .collect(),
+                property_string(&["connection", "uri_san_peer_certificate"])
+                    .into_iter()
+                    .collect(),
+            )
+        });
+    Some(TlsInfo {
+        verified: true,
+        subject,
+        dns_sans,
+        uri_sans,
+        sha256,
+    })
+}
+
 /// A connection property as text (`source.address`, ...), empty when unknown.
 fn property_text(path: &[&str]) -> String {
     match hostcalls::get_property(path.to_vec()) {
@@ -101,13 +153,21 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
-        if shared.config.rules.is_empty() || bypassed() {
+        if shared.config.rules.is_empty() {
+            return Action::Continue;
+        }
+        if bypassed() {
+            strip_injected(&shared);
             return Action::Continue;
         }
         let mut request = Request::from_header_pairs(request_header_pairs());
         let mut journey = Journey::new(&shared.config, &request);
         if journey.rule().is_none() {
+            strip_injected(&shared);
             return Action::Continue;
+        }
+        if shared.config.reads_tls {
+            request.tls = client_certificate();
         }
         if journey.uses_callouts(&shared.config) {
             request.source_address = property_text(&["source", "address"]);
