@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod config;
 pub mod external;
+pub mod fetch;
 pub mod glob;
 pub mod inject;
 pub mod jwt;

@@ -41,6 +41,14 @@ pub trait KeyProvider {
     fn refresh_for_unknown_key(&self, source: usize) -> bool;
 }
 
+/// What a filter did with a request, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    /// Denied with this status (whether or not `onDeny` let the request on).
+    Denied(u16),
+}
+
 /// What one filter decided.
 enum Decision {
     Allow(Vec<HeaderChange>),
@@ -60,6 +68,8 @@ pub struct Journey {
     stripped: bool,
     /// The buffered request body and whether it is complete, once provided.
     body: Option<(Vec<u8>, bool)>,
+    /// Each filter's outcome so far, by filter index (for metrics).
+    outcomes: Vec<(usize, Outcome)>,
 }
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
@@ -77,6 +87,7 @@ impl Journey {
             fallback: None,
             stripped: false,
             body: None,
+            outcomes: Vec::new(),
         }
     }
 
@@ -98,6 +109,11 @@ impl Journey {
                     )
                 })
             })
+    }
+
+    /// Takes the filters' outcomes recorded so far (for metrics).
+    pub fn take_outcomes(&mut self) -> Vec<(usize, Outcome)> {
+        std::mem::take(&mut self.outcomes)
     }
 
     /// Takes the header changes made so far (the host must apply them now).
@@ -271,6 +287,11 @@ impl Journey {
         request: &mut Request,
     ) -> Option<Step> {
         self.position += 1;
+        let outcome = match &decision {
+            Decision::Allow(_) => Outcome::Allowed,
+            Decision::Deny(response) => Outcome::Denied(response.status),
+        };
+        self.outcomes.push((fref.filter, outcome));
         match decision {
             Decision::Allow(changes) => {
                 for change in changes {

@@ -299,7 +299,8 @@ pub struct InsteadOfRedirectSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OAuth2ArgumentsSpec {
-    #[serde(default)]
+    /// AES v2 documents this argument as `scopes`, v3 as `scope`: both load.
+    #[serde(default, alias = "scopes")]
     pub scope: Vec<String>,
     pub instead_of_redirect: Option<InsteadOfRedirectSpec>,
     pub same_site: Option<String>,

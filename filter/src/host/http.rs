@@ -1,6 +1,7 @@
 //! HttpContext: one request. Reads what the pipeline needs from Envoy, runs the
 //! journey, and carries out its steps (see `shared::advance`).
 
+use super::metrics::Metric;
 use super::shared::{
     advance, callout_answered, now, read_grpc_answer, read_http_answer, BodyCapture, Pending,
     Shared, Site, Wait,
@@ -157,12 +158,14 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         if bypassed() {
+            shared.metrics.count(&shared.config, Metric::Bypassed);
             strip_injected(&shared);
             return Action::Continue;
         }
         let mut request = Request::from_header_pairs(request_header_pairs());
         let mut journey = Journey::new(&shared.config, &request);
         if journey.rule().is_none() {
+            shared.metrics.count(&shared.config, Metric::NoRule);
             strip_injected(&shared);
             return Action::Continue;
         }
@@ -186,13 +189,16 @@ impl HttpContext for Http {
         let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
+            shared
+                .metrics
+                .outcomes(&shared.config, &journey.take_outcomes());
             super::shared::apply_changes(changes);
             return Action::Continue;
         }
         let pending = Pending {
             journey,
             request,
-            wait: Wait::Callout,
+            wait: Wait::Callout { since: 0.0 },
             body,
         };
         advance(&shared, self.site(false), pending, step)

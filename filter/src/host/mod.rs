@@ -2,5 +2,6 @@
 //! background fetches, parked requests) and the HTTP context (one request).
 
 pub mod http;
+mod metrics;
 pub mod root;
 mod shared;

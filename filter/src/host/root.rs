@@ -3,6 +3,7 @@
 //! keys arrive.
 
 use super::http::Http;
+use super::metrics::Metric;
 use super::shared::{
     callout_answered, now, read_grpc_answer, read_http_answer, wake, Shared, Wait,
 };
@@ -85,8 +86,8 @@ impl Root {
 
 fn log_fetch(url: &str, result: &FetchResult) {
     match result {
-        FetchResult::Loaded { keys, warnings } => {
-            log::info!("JWK Set {url}: loaded {keys} keys");
+        FetchResult::Loaded { summary, warnings } => {
+            log::info!("JWK Set {url}: loaded {summary}");
             for w in warnings {
                 log::warn!("JWK Set {url}: {w}");
             }
@@ -169,6 +170,11 @@ impl Context for Root {
             .map(|s| s.url.clone())
             .unwrap_or_default();
         log_fetch(&url, &result);
+        let metric = match result {
+            FetchResult::Loaded { .. } => Metric::JwksFetched,
+            FetchResult::Failed { .. } => Metric::JwksFetchFailed,
+        };
+        shared.metrics.count(&shared.config, metric);
         let waiting: Vec<u32> = shared
             .pending
             .borrow()
@@ -233,6 +239,7 @@ impl RootContext for Root {
         );
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
+            metrics: Default::default(),
             config: Rc::new(config),
             jwks: RefCell::new(JwksCache::new(&intervals)),
             pending: RefCell::new(BTreeMap::new()),

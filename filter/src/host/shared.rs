@@ -8,6 +8,7 @@
 //! its callbacks, the root context when a parked request is woken from the root
 //! (the SDK delivers an answer to the context that was active at dispatch).
 
+use super::metrics::Metric;
 use portcullis_core::config::Config;
 use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
 use portcullis_core::jwt::jwks_cache::JwksCache;
@@ -31,9 +32,17 @@ pub const MAX_PENDING: usize = 4096;
 /// What a pending request waits for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Wait {
-    Keys { source: usize, deadline: f64 },
-    Body { max_bytes: usize },
-    Callout,
+    Keys {
+        source: usize,
+        deadline: f64,
+    },
+    Body {
+        max_bytes: usize,
+    },
+    /// A callout sent at this time (Unix seconds).
+    Callout {
+        since: f64,
+    },
 }
 
 /// The body as captured so far (only for rules whose filters may need it).
@@ -55,6 +64,7 @@ pub struct Pending {
 
 /// What the VM's contexts share.
 pub struct Shared {
+    pub metrics: super::metrics::Metrics,
     pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
@@ -65,7 +75,7 @@ pub struct Shared {
 
 impl KeyProvider for Shared {
     fn keys(&self, source: usize) -> Option<Arc<KeySet>> {
-        self.jwks.borrow().keys(source)
+        self.jwks.borrow().get(source)
     }
 
     fn refresh_for_unknown_key(&self, source: usize) -> bool {
@@ -136,6 +146,9 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
     loop {
         match step {
             Step::Continue(changes) => {
+                shared
+                    .metrics
+                    .outcomes(&shared.config, &pending.journey.take_outcomes());
                 apply_changes(&changes);
                 if site.resume {
                     if let Err(status) = hostcalls::resume_http_request() {
@@ -145,6 +158,9 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Continue;
             }
             Step::Respond(response) => {
+                shared
+                    .metrics
+                    .outcomes(&shared.config, &pending.journey.take_outcomes());
                 send(&response);
                 return Action::Pause;
             }
@@ -234,7 +250,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 match dispatched {
                     Ok(token) => {
                         shared.callouts.borrow_mut().insert(token, site.context_id);
-                        pending.wait = Wait::Callout;
+                        pending.wait = Wait::Callout { since: now() };
                         return park(shared, site, pending);
                     }
                     Err(status) => {
@@ -242,6 +258,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                             "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
                             callout.cluster
                         );
+                        shared.metrics.count(&shared.config, Metric::CalloutFailed);
                         let answer = CalloutAnswer::Failed {
                             reason: format!(
                                 "Envoy refused the callout to cluster {:?}",
@@ -369,9 +386,23 @@ pub fn callout_answered(
         return false;
     };
     let answer = answer();
+    let failed = match &answer {
+        CalloutAnswer::Failed { .. } => true,
+        CalloutAnswer::Http { status, .. } => *status >= 500,
+        CalloutAnswer::Grpc { status_code, .. } => *status_code != 0,
+    };
+    if failed {
+        shared.metrics.count(&shared.config, Metric::CalloutFailed);
+    }
     let Some(mut pending) = shared.pending.borrow_mut().remove(&context_id) else {
         return true; // the request is gone
     };
+    if let Wait::Callout { since } = pending.wait {
+        let ms = ((now() - since) * 1000.0).max(0.0) as u64;
+        shared
+            .metrics
+            .record(&shared.config, Metric::CalloutLatency, ms);
+    }
     if running != context_id && hostcalls::set_effective_context(context_id).is_err() {
         return true;
     }

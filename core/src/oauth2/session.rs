@@ -1,0 +1,355 @@
+//! Sessions without a server-side store: the session is sealed with
+//! AES-256-GCM into cookies the browser keeps.
+//!
+//! A sealed value is `v1.<expiry>.<base64url(nonce ‖ ciphertext ‖ tag)>`: a fresh
+//! random 96-bit nonce per seal, the cookie's base name and the expiry (Unix
+//! seconds) bound as associated data, so a value cannot be moved to another
+//! cookie or have its expiry extended. The first `sessionKeys` entry seals; every
+//! entry opens (rotation). Values larger than one cookie are split into numbered
+//! chunks `<name>.0`, `<name>.1`, … (oauth2-proxy's scheme), and chunks a smaller
+//! session no longer uses are cleared with `Max-Age=0`.
+
+use super::encoding::{b64url, b64url_decode};
+use crate::request::Headers;
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Cookie values longer than this are split into chunks (a whole `Set-Cookie`
+/// line stays under the 4096 bytes browsers keep per cookie).
+pub const CHUNK_SIZE: usize = 3800;
+/// The most chunks one sealed value may use; a larger session is refused.
+pub const MAX_CHUNKS: usize = 8;
+/// The most cookies read from a request.
+pub const MAX_COOKIES: usize = 256;
+/// The largest sealed value opened (all chunks together).
+pub const MAX_SEALED_LEN: usize = CHUNK_SIZE * MAX_CHUNKS;
+
+const VERSION: &str = "v1";
+const NONCE_LEN: usize = 12;
+
+/// The keys of `sessionKeys`: the first seals, all open.
+#[derive(Clone)]
+pub struct SessionKeys {
+    keys: Vec<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionKeys({} keys)", self.keys.len())
+    }
+}
+
+impl SessionKeys {
+    /// One key from its base64 text (standard or URL-safe alphabet, padding
+    /// optional): exactly 32 bytes.
+    pub fn decode_key(text: &str) -> Result<[u8; 32], String> {
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| "a session key is base64 (e.g. `openssl rand -base64 32`)".to_string())?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            format!(
+                "a session key is 32 bytes (AES-256), this one is {} bytes",
+                bytes.len()
+            )
+        })
+    }
+
+    pub fn new(keys: &[[u8; 32]]) -> SessionKeys {
+        SessionKeys {
+            keys: keys
+                .iter()
+                .map(|k| Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(k)))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Seals `plaintext` for the cookie `name`, valid until `expires` (Unix s).
+    pub fn seal(
+        &self,
+        name: &str,
+        expires: u64,
+        plaintext: &[u8],
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<String> {
+        let key = self.keys.first()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce);
+        let aad = associated_data(name, expires);
+        let ciphertext = key
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        Some(format!("{VERSION}.{expires}.{}", b64url(&sealed)))
+    }
+
+    /// Opens a value sealed for `name`; `None` when it is malformed, tampered
+    /// with, sealed by an unknown key, for another cookie, or expired at `now`.
+    pub fn open(&self, name: &str, value: &str, now: f64) -> Option<Vec<u8>> {
+        if value.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let mut parts = value.splitn(3, '.');
+        let (Some(VERSION), Some(expires), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let expires: u64 = expires.parse().ok()?;
+        if (expires as f64) <= now {
+            return None;
+        }
+        let sealed = b64url_decode(body)?;
+        let nonce = sealed.get(..NONCE_LEN)?;
+        let ciphertext = sealed.get(NONCE_LEN..)?;
+        let aad = associated_data(name, expires);
+        self.keys.iter().find_map(|key| {
+            key.decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+        })
+    }
+}
+
+fn associated_data(name: &str, expires: u64) -> String {
+    format!("portcullis|{name}|{expires}")
+}
+
+/// What a session cookie holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "at")]
+    pub access_token: String,
+    #[serde(rename = "rt", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(rename = "it", default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// When the access token expires (Unix s), when known.
+    #[serde(rename = "ae", default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<u64>,
+    /// When the session was created (login).
+    #[serde(rename = "cr")]
+    pub created: u64,
+    /// When the session was last used (for `clientSessionMaxIdle`).
+    #[serde(rename = "ls")]
+    pub last_seen: u64,
+    /// The absolute end of the session (Unix s).
+    #[serde(rename = "dl")]
+    pub deadline: u64,
+    /// The XSRF token (also in the `portcullis_xsrf.<name>` cookie).
+    #[serde(rename = "x")]
+    pub xsrf: String,
+    /// The scopes granted (space-separated).
+    #[serde(rename = "sc", default)]
+    pub scope: String,
+}
+
+/// The request's cookies, parsed once (at most [`MAX_COOKIES`]).
+#[derive(Debug, Clone, Default)]
+pub struct CookieJar {
+    pairs: Vec<(String, String)>,
+}
+
+impl CookieJar {
+    /// Every `Cookie` header (HTTP/2 clients may send several).
+    pub fn from_headers(headers: &Headers) -> CookieJar {
+        let mut pairs = Vec::new();
+        for header in headers.get_all("cookie") {
+            for part in header.split(';') {
+                if pairs.len() >= MAX_COOKIES {
+                    break;
+                }
+                let part = part.trim();
+                if part.is_empty() {
+                    continue;
+                }
+                let (name, value) = part.split_once('=').unwrap_or((part, ""));
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                pairs.push((name.trim().to_string(), value.to_string()));
+            }
+        }
+        CookieJar { pairs }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The value of a possibly chunked cookie: `name` itself, else `name.0`,
+    /// `name.1`, … concatenated (a gap ends the value).
+    pub fn chunked(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.get(name) {
+            return Some(v.to_string());
+        }
+        let mut value = String::new();
+        for i in 0..MAX_CHUNKS {
+            match self.get(&format!("{name}.{i}")) {
+                Some(v) => value.push_str(v),
+                None if i == 0 => return None,
+                None => break,
+            }
+        }
+        Some(value)
+    }
+
+    /// The header value without the cookies `drop` refuses; `None` when nothing
+    /// is left.
+    pub fn without(&self, drop: impl Fn(&str) -> bool) -> Option<String> {
+        let kept: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(n, _)| !drop(n))
+            .map(|(n, v)| {
+                if v.is_empty() && n.is_empty() {
+                    String::new()
+                } else {
+                    format!("{n}={v}")
+                }
+            })
+            .collect();
+        (!kept.is_empty()).then(|| kept.join("; "))
+    }
+}
+
+/// `SameSite` of the session and XSRF cookies (rule argument `sameSite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    pub fn name(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// Attributes of a cookie Portcullis sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieAttrs {
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub http_only: bool,
+    /// `None`: a browser-session cookie (`useSessionCookies`).
+    pub max_age: Option<u64>,
+}
+
+impl CookieAttrs {
+    fn render(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
+        let mut out = format!("{name}={value}; Path=/");
+        if let Some(age) = max_age {
+            out.push_str(&format!("; Max-Age={age}"));
+        }
+        // SameSite=None is only accepted on Secure cookies.
+        if self.secure || self.same_site == SameSite::None {
+            out.push_str("; Secure");
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.same_site.name());
+        out
+    }
+
+    /// `Set-Cookie` value setting `name`.
+    pub fn set(&self, name: &str, value: &str) -> String {
+        self.render(name, value, self.max_age)
+    }
+
+    /// `Set-Cookie` value deleting `name`.
+    pub fn clear(&self, name: &str) -> String {
+        self.render(name, "", Some(0))
+    }
+}
+
+/// `Set-Cookie` values writing `value` under `name`, chunked when larger than
+/// [`CHUNK_SIZE`], and clearing whatever form of `name` the request carried
+/// that the new value does not overwrite. `None` when the value needs more than
+/// [`MAX_CHUNKS`] chunks.
+pub fn write_chunked(
+    name: &str,
+    value: &str,
+    attrs: &CookieAttrs,
+    jar: &CookieJar,
+) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    if value.len() <= CHUNK_SIZE {
+        out.push(attrs.set(name, value));
+        out.extend(stale_chunks(name, 0, jar).map(|n| attrs.clear(&n)));
+        return Some(out);
+    }
+    let chunks: Vec<&str> = value
+        .as_bytes()
+        .chunks(CHUNK_SIZE)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    if chunks.len() > MAX_CHUNKS {
+        return None;
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.push(attrs.set(&format!("{name}.{i}"), chunk));
+    }
+    if jar.get(name).is_some() {
+        out.push(attrs.clear(name));
+    }
+    out.extend(stale_chunks(name, chunks.len(), jar).map(|n| attrs.clear(&n)));
+    Some(out)
+}
+
+/// `Set-Cookie` values deleting `name` in every form the request carried.
+pub fn clear_chunked(name: &str, attrs: &CookieAttrs, jar: &CookieJar) -> Vec<String> {
+    let mut out: Vec<String> = stale_chunks(name, 0, jar).map(|n| attrs.clear(&n)).collect();
+    if jar.get(name).is_some() || out.is_empty() {
+        out.insert(0, attrs.clear(name));
+    }
+    out
+}
+
+/// Names `name.<i>` with `i >= from` present in the request.
+fn stale_chunks<'a>(name: &'a str, from: usize, jar: &'a CookieJar) -> impl Iterator<Item = String> + 'a {
+    jar.names()
+        .filter_map(move |n| {
+            let index = n.strip_prefix(name)?.strip_prefix('.')?;
+            let index: usize = index.parse().ok()?;
+            (index >= from).then(|| n.to_string())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+}

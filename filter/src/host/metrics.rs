@@ -1,0 +1,107 @@
+//! Envoy stats through proxy-wasm `define_metric`: each metric is defined once per
+//! VM, on first use, and found again by a small key (no formatting per request).
+//! Envoy shows them with its `wasmcustom.` prefix in `/stats` and Prometheus.
+//!
+//! | metric | kind |
+//! |---|---|
+//! | `portcullis.filter.<name>.allowed` | counter |
+//! | `portcullis.filter.<name>.denied.<status>` | counter |
+//! | `portcullis.requests.bypassed` | counter: route metadata `bypass_auth` |
+//! | `portcullis.requests.no_rule` | counter: no rule matched |
+//! | `portcullis.callout.failed` | counter: no answer, or 5xx / gRPC error |
+//! | `portcullis.callout.latency_ms` | histogram |
+//! | `portcullis.jwks.fetched` / `portcullis.jwks.fetch_failed` | counters |
+
+use portcullis_core::config::Config;
+use portcullis_core::pipeline::Outcome;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A metric's identity, cheap to build per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    Allowed(usize),
+    Denied(usize, u16),
+    Bypassed,
+    NoRule,
+    CalloutFailed,
+    CalloutLatency,
+    JwksFetched,
+    JwksFetchFailed,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    ids: RefCell<BTreeMap<Metric, u32>>,
+}
+
+impl Metrics {
+    fn id(&self, config: &Config, metric: Metric) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(&metric) {
+            return Some(*id);
+        }
+        let filter_name = |i: usize| {
+            config
+                .filters
+                .get(i)
+                .map(|f| f.name.as_str())
+                .unwrap_or("?")
+        };
+        let (kind, name) = match metric {
+            Metric::Allowed(f) => (
+                MetricType::Counter,
+                format!("portcullis.filter.{}.allowed", filter_name(f)),
+            ),
+            Metric::Denied(f, status) => (
+                MetricType::Counter,
+                format!("portcullis.filter.{}.denied.{status}", filter_name(f)),
+            ),
+            Metric::Bypassed => (
+                MetricType::Counter,
+                "portcullis.requests.bypassed".to_string(),
+            ),
+            Metric::NoRule => (
+                MetricType::Counter,
+                "portcullis.requests.no_rule".to_string(),
+            ),
+            Metric::CalloutFailed => (MetricType::Counter, "portcullis.callout.failed".to_string()),
+            Metric::CalloutLatency => (
+                MetricType::Histogram,
+                "portcullis.callout.latency_ms".to_string(),
+            ),
+            Metric::JwksFetched => (MetricType::Counter, "portcullis.jwks.fetched".to_string()),
+            Metric::JwksFetchFailed => (
+                MetricType::Counter,
+                "portcullis.jwks.fetch_failed".to_string(),
+            ),
+        };
+        let id = hostcalls::define_metric(kind, &name).ok()?;
+        self.ids.borrow_mut().insert(metric, id);
+        Some(id)
+    }
+
+    pub fn count(&self, config: &Config, metric: Metric) {
+        if let Some(id) = self.id(config, metric) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn record(&self, config: &Config, metric: Metric, value: u64) {
+        if let Some(id) = self.id(config, metric) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    /// Counts each filter's outcome of a finished request.
+    pub fn outcomes(&self, config: &Config, outcomes: &[(usize, Outcome)]) {
+        for (filter, outcome) in outcomes {
+            let metric = match outcome {
+                Outcome::Allowed => Metric::Allowed(*filter),
+                Outcome::Denied(status) => Metric::Denied(*filter, *status),
+            };
+            self.count(config, metric);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Metrics through proxy-wasm `define_metric`, as an operator reads them in
+//! Envoy's `/stats` (with Envoy's `wasmcustom.` prefix) and Prometheus output.
+
+mod common;
+
+use common::*;
+use portcullis_testbed::client;
+use portcullis_testbed::servers::EchoUpstream;
+use portcullis_testbed::{Envoy, EnvoyConfig};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn allowed_and_denied_requests_are_counted_per_filter_and_status() {
+    let echo = EchoUpstream::start();
+    let plugin = json!({
+        "filters": [
+            { "name": "jwt", "JWT": { "jwks": jwks(), "issuer": ISSUER, "audience": AUDIENCE } },
+            { "name": "keys", "APIKey": { "keys": [ { "value": "k1" } ] } }
+        ],
+        "rules": [
+            { "host": "*", "path": "/api/*", "filters": [ { "name": "jwt" } ] },
+            { "host": "*", "path": "/keys/*", "filters": [ { "name": "keys" } ] }
+        ]
+    });
+    let envoy = Envoy::start(&EnvoyConfig::new(echo.port()).plugin(plugin).build());
+    let port = envoy.port("main");
+    let good = token("RS256", serde_json::Value::Null);
+    for _ in 0..3 {
+        assert_eq!(get_with_token(port, "/api/x", &good, &[]).status, 200);
+    }
+    assert_eq!(client::get(port, "/api/x", &[]).status, 401);
+    assert_eq!(
+        client::get(port, "/keys/x", &[("x-api-key", "nope")]).status,
+        403
+    );
+    assert_eq!(client::get(port, "/other", &[]).status, 200);
+
+    let stat = |name: &str| envoy.stat(&format!("wasmcustom.portcullis.{name}"));
+    assert!(
+        eventually(Duration::from_secs(5), || stat("filter.jwt.allowed")
+            == Some(3)),
+        "{}",
+        envoy.admin_get("/stats?filter=portcullis")
+    );
+    assert_eq!(stat("filter.jwt.denied.401"), Some(1));
+    assert_eq!(stat("filter.keys.denied.403"), Some(1));
+    assert_eq!(stat("requests.no_rule"), Some(1));
+    let prometheus = envoy.admin_get("/stats/prometheus");
+    assert!(
+        prometheus.contains("portcullis_filter_jwt_allowed"),
+        "Prometheus output names the counter"
+    );
+}
