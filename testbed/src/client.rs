@@ -79,6 +79,19 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
+    try_request_timeout(port, method, path, headers, body, TIMEOUT)
+}
+
+/// [`try_request`] with its own connect/read/write timeout (e.g. a WebDriver command
+/// that loads a page).
+pub fn try_request_timeout(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, String> {
     let mut msg = format!("{method} {path} HTTP/1.1\r\n");
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !has("host") {
@@ -93,23 +106,28 @@ pub fn try_request(
     msg.push_str("\r\n");
     let mut bytes = msg.into_bytes();
     bytes.extend_from_slice(body);
-    try_raw(port, &bytes, method.eq_ignore_ascii_case("HEAD"))
+    try_raw(port, &bytes, method.eq_ignore_ascii_case("HEAD"), timeout)
 }
 
 /// Writes `bytes` verbatim (for malformed-request tests) and reads one response.
 pub fn raw(port: u16, bytes: &[u8]) -> Response {
-    try_raw(port, bytes, false)
+    try_raw(port, bytes, false, TIMEOUT)
         .unwrap_or_else(|e| panic!("raw HTTP to 127.0.0.1:{port} failed: {e}"))
 }
 
-fn try_raw(port: u16, bytes: &[u8], head_request: bool) -> Result<Response, String> {
+fn try_raw(
+    port: u16,
+    bytes: &[u8],
+    head_request: bool,
+    timeout: Duration,
+) -> Result<Response, String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
-        .set_read_timeout(Some(TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream
-        .set_write_timeout(Some(TIMEOUT))
+        .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream.write_all(bytes).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);

@@ -42,12 +42,15 @@ pub struct EnvoyConfig {
     upstream_port: u16,
     plugin: Option<Value>,
     clusters: Vec<(String, u16)>,
+    h2_clusters: Vec<(String, u16)>,
     vm_env: Vec<(String, String)>,
     root_id: Option<String>,
     fail_open: bool,
     instances: Vec<PluginInstance>,
     routes: Vec<ExtraRoute>,
     listeners: Vec<(String, Vec<Value>)>,
+    /// The port of listener `main` (0: any free port).
+    main_port: u16,
 }
 
 /// A YAML double-quoted scalar (a JSON string literal is one).
@@ -62,13 +65,23 @@ impl EnvoyConfig {
             upstream_port,
             plugin: None,
             clusters: Vec::new(),
+            h2_clusters: Vec::new(),
             vm_env: Vec::new(),
             root_id: None,
             fail_open: false,
             instances: Vec::new(),
             routes: Vec::new(),
             listeners: Vec::new(),
+            main_port: 0,
         }
+    }
+
+    /// Binds listener `main` to this fixed port instead of 0: for tests whose plugin
+    /// configuration names the listener's own origin (OAuth2 `protectedOrigins`,
+    /// redirect URIs registered at an IdP). See [`crate::idp::free_port`].
+    pub fn main_port(mut self, port: u16) -> Self {
+        self.main_port = port;
+        self
     }
 
     /// Adds a further Portcullis instance to the `main` chain: `http_filters[].name`
@@ -133,6 +146,15 @@ impl EnvoyConfig {
     /// A static cluster `name` → `127.0.0.1:port` (plain HTTP/1.1).
     pub fn cluster(mut self, name: &str, port: u16) -> Self {
         self.clusters.push((name.to_string(), port));
+        self
+    }
+
+    /// A static cluster `name` → `127.0.0.1:port` speaking HTTP/2 without TLS
+    /// (h2c), as a gRPC service needs (`typed_extension_protocol_options`
+    /// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` with
+    /// `explicit_http_config.http2_protocol_options`).
+    pub fn grpc_cluster(mut self, name: &str, port: u16) -> Self {
+        self.h2_clusters.push((name.to_string(), port));
         self
     }
 
@@ -233,11 +255,11 @@ impl EnvoyConfig {
 
     /// A listener with the usual routes; `filters` is the http_filters text before
     /// the router.
-    fn listener_yaml(&self, name: &str, filters: &str) -> String {
+    fn listener_yaml(&self, name: &str, port: u16, filters: &str) -> String {
         let mut s = format!(
             "  - name: {name}
     address:
-      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+      socket_address: {{ address: 127.0.0.1, port_value: {port} }}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -279,20 +301,24 @@ impl EnvoyConfig {
             filters.push_str(&self.wasm_filter(&i.name, &i.vm_id, i.root_id.as_deref(), &i.config));
         }
         let mut s = String::from("static_resources:\n  listeners:\n");
-        s.push_str(&self.listener_yaml("main", &filters));
+        s.push_str(&self.listener_yaml("main", self.main_port, &filters));
         for (name, http_filters) in &self.listeners {
             let mut text = String::new();
             for f in http_filters {
                 // A YAML flow mapping: JSON is valid YAML.
                 text.push_str(&format!("          - {f}\n"));
             }
-            s.push_str(&self.listener_yaml(name, &text));
+            s.push_str(&self.listener_yaml(name, 0, &text));
         }
         s.push_str("  clusters:\n");
         let mut clusters = vec![("upstream".to_string(), self.upstream_port)];
         clusters.extend(self.clusters.iter().cloned());
         for (name, port) in clusters {
             s.push_str(&static_cluster(&name, port));
+        }
+        for (name, port) in &self.h2_clusters {
+            s.push_str(&static_cluster(name, *port));
+            s.push_str(H2_OPTIONS);
         }
         s
     }
@@ -310,6 +336,14 @@ pub fn jwt_authn_filter(config: Value) -> Value {
     }
     json!({ "name": "envoy.filters.http.jwt_authn", "typed_config": typed })
 }
+
+/// Appended to a [`static_cluster`] entry: the cluster speaks HTTP/2 (h2c).
+const H2_OPTIONS: &str = "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+";
 
 /// A `clusters:` list entry (indented for `static_resources.clusters`).
 pub fn static_cluster(name: &str, port: u16) -> String {

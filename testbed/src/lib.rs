@@ -3,15 +3,24 @@
 //! - [`envoy`]: launches a real Envoy per test (own temp dir, ports bound to 0 and
 //!   discovered through the admin API), killed on Drop.
 //! - [`config`]: builds the usual Envoy configuration around the plugin.
+//! - [`authz`]: test auth services (Istio ext-authz sample, a gRPC ext_authz server) and
+//!   Envoy's native ext_authz configured as Emissary does.
 //! - [`client`]: a blocking HTTP/1.1 client sending exactly the headers given.
 //! - [`servers`]: the echo upstream and a scripted server (JWKS, auth service, IdP).
 //! - [`tls`]: test PKI (CA, server and client certificates), TLS listeners, HTTPS client.
 //! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
+//! - [`idp`]: a real OpenID Provider (`oidc-provider` on Node.js) and a headless login.
+//! - [`browserless`]: an HTTP agent with a cookie jar that follows redirects and posts forms.
+//! - [`browser`]: a real headless Chromium over WebDriver (chromedriver).
 
+pub mod authz;
+pub mod browser;
+pub mod browserless;
 pub mod client;
 pub mod config;
 pub mod envoy;
 mod http;
+pub mod idp;
 pub mod servers;
 pub mod tls;
 pub mod tokens;

@@ -102,6 +102,9 @@ impl Reply {
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+/// Called with each request head (empty body) as soon as it is read, before the
+/// body: sees requests whose body never arrives (a stream reset mid-request).
+type HeadHook = Arc<dyn Fn(&Request) + Send + Sync>;
 
 /// Longest a keep-alive connection may sit idle before the server closes it. Longer
 /// than any test, so Envoy never races a close on a pooled connection.
@@ -121,6 +124,15 @@ impl Server {
     }
 
     fn start_on(port: u16, handler: Handler, down: Arc<AtomicBool>) -> std::io::Result<Server> {
+        Self::start_hooked(port, handler, None, down)
+    }
+
+    fn start_hooked(
+        port: u16,
+        handler: Handler,
+        head_hook: Option<HeadHook>,
+        down: Arc<AtomicBool>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -138,9 +150,10 @@ impl Server {
                         continue;
                     }
                     let (h, s, d) = (handler.clone(), stop2.clone(), down.clone());
+                    let hook = head_hook.clone();
                     let _ = thread::Builder::new()
                         .name(format!("testbed-conn-{port}"))
-                        .spawn(move || serve_connection(conn, &*h, &s, &d));
+                        .spawn(move || serve_connection(conn, &*h, hook.as_deref(), &s, &d));
                 }
             })?;
         Ok(Server {
@@ -188,6 +201,7 @@ fn wait_readable(conn: &TcpStream, stop: &AtomicBool, down: &AtomicBool) -> bool
 fn serve_connection(
     conn: TcpStream,
     handler: &dyn Fn(&Request) -> Reply,
+    head_hook: Option<&(dyn Fn(&Request) + Send + Sync)>,
     stop: &AtomicBool,
     down: &AtomicBool,
 ) {
@@ -212,12 +226,20 @@ fn serve_connection(
         {
             let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let Ok(body) = read_body(&mut reader, &head, false) else {
-            return;
-        };
         let mut parts = head.start.split(' ');
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
+        if let Some(hook) = head_hook {
+            hook(&Request {
+                method: method.clone(),
+                path: path.clone(),
+                headers: head.headers.clone(),
+                body: Vec::new(),
+            });
+        }
+        let Ok(body) = read_body(&mut reader, &head, false) else {
+            return;
+        };
         let close = head
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -366,7 +388,9 @@ struct Script {
     fixed: HashMap<String, Reply>,
     dynamic: HashMap<String, Handler>,
     default: Option<Reply>,
+    default_fn: Option<Handler>,
     log: Vec<Request>,
+    heads: Vec<Request>,
 }
 
 /// A server answering what the test scripts, per path, and recording every request.
@@ -394,7 +418,11 @@ impl ScriptedServer {
                 if let Some(r) = keys.iter().find_map(|k| s.fixed.get(*k)) {
                     return r.clone();
                 }
-                match keys.iter().find_map(|k| s.dynamic.get(*k)) {
+                match keys
+                    .iter()
+                    .find_map(|k| s.dynamic.get(*k))
+                    .or(s.default_fn.as_ref())
+                {
                     Some(h) => h.clone(),
                     None => {
                         return s.default.clone().unwrap_or_else(|| {
@@ -405,8 +433,17 @@ impl ScriptedServer {
             };
             dynamic(req)
         });
+        let s3 = script.clone();
+        let hook: HeadHook = Arc::new(move |req: &Request| {
+            s3.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .heads
+                .push(req.clone());
+        });
+        let server = Server::start_hooked(0, handler, Some(hook), down.clone())
+            .unwrap_or_else(|e| panic!("testbed server: bind: {e}"));
         ScriptedServer {
-            server: Server::start(handler, down.clone()),
+            server,
             script,
             down,
         }
@@ -438,7 +475,37 @@ impl ScriptedServer {
 
     /// The reply for unscripted paths.
     pub fn set_default(&self, reply: Reply) {
-        self.with(|s| s.default = Some(reply));
+        self.with(|s| {
+            s.default_fn = None;
+            s.default = Some(reply)
+        });
+    }
+
+    /// Answers unscripted paths by calling `f` (e.g. [`echo_json`] for an
+    /// upstream that records what reached it).
+    pub fn set_default_fn(&self, f: impl Fn(&Request) -> Reply + Send + Sync + 'static) {
+        self.with(|s| {
+            s.default = None;
+            s.default_fn = Some(Arc::new(f));
+        });
+    }
+
+    /// The head (body left empty) of every request received so far, in order,
+    /// recorded before its body is read: includes requests whose body never
+    /// arrived because the client (Envoy) reset the stream.
+    pub fn heads(&self) -> Vec<Request> {
+        self.with(|s| s.heads.clone())
+    }
+
+    /// Heads of requests whose path (without query) is `path`.
+    pub fn heads_to(&self, path: &str) -> Vec<Request> {
+        self.with(|s| {
+            s.heads
+                .iter()
+                .filter(|r| r.path_only() == path || r.path == path)
+                .cloned()
+                .collect()
+        })
     }
 
     /// `true`: accept connections and close them at once (also closes open
@@ -468,7 +535,10 @@ impl ScriptedServer {
     }
 
     pub fn clear_requests(&self) {
-        self.with(|s| s.log.clear());
+        self.with(|s| {
+            s.log.clear();
+            s.heads.clear();
+        });
     }
 
     /// Waits until at least `n` requests to `path` were received; false on timeout.
