@@ -13,6 +13,7 @@ pub mod glob;
 pub mod inject;
 pub mod jwt;
 pub mod mtls;
+pub mod oauth2;
 pub mod pipeline;
 pub mod request;
 pub mod response;

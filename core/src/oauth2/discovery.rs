@@ -65,11 +65,17 @@ impl Discovery {
                 .unwrap_or(false),
         };
         for (name, url) in [
-            ("authorization_endpoint", Some(&discovery.authorization_endpoint)),
+            (
+                "authorization_endpoint",
+                Some(&discovery.authorization_endpoint),
+            ),
             ("token_endpoint", Some(&discovery.token_endpoint)),
             ("jwks_uri", Some(&discovery.jwks_uri)),
             ("userinfo_endpoint", discovery.userinfo_endpoint.as_ref()),
-            ("end_session_endpoint", discovery.end_session_endpoint.as_ref()),
+            (
+                "end_session_endpoint",
+                discovery.end_session_endpoint.as_ref(),
+            ),
         ] {
             if let Some(url) = url {
                 if url.contains(['#', ' ', '\r', '\n']) {

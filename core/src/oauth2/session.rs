@@ -61,10 +61,7 @@ impl SessionKeys {
 
     pub fn new(keys: &[[u8; 32]]) -> SessionKeys {
         SessionKeys {
-            keys: keys
-                .iter()
-                .map(|k| Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(k)))
-                .collect(),
+            keys: keys.iter().map(|k| Aes256Gcm::new(&(*k).into())).collect(),
         }
     }
 
@@ -86,7 +83,7 @@ impl SessionKeys {
         let aad = associated_data(name, expires);
         let ciphertext = key
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
                     aad: aad.as_bytes(),
@@ -114,12 +111,12 @@ impl SessionKeys {
             return None;
         }
         let sealed = b64url_decode(body)?;
-        let nonce = sealed.get(..NONCE_LEN)?;
+        let nonce = Nonce::from(<[u8; NONCE_LEN]>::try_from(sealed.get(..NONCE_LEN)?).ok()?);
         let ciphertext = sealed.get(NONCE_LEN..)?;
         let aad = associated_data(name, expires);
         self.keys.iter().find_map(|key| {
             key.decrypt(
-                Nonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: ciphertext,
                     aad: aad.as_bytes(),
@@ -335,7 +332,9 @@ pub fn write_chunked(
 
 /// `Set-Cookie` values deleting `name` in every form the request carried.
 pub fn clear_chunked(name: &str, attrs: &CookieAttrs, jar: &CookieJar) -> Vec<String> {
-    let mut out: Vec<String> = stale_chunks(name, 0, jar).map(|n| attrs.clear(&n)).collect();
+    let mut out: Vec<String> = stale_chunks(name, 0, jar)
+        .map(|n| attrs.clear(&n))
+        .collect();
     if jar.get(name).is_some() || out.is_empty() {
         out.insert(0, attrs.clear(name));
     }
@@ -343,7 +342,11 @@ pub fn clear_chunked(name: &str, attrs: &CookieAttrs, jar: &CookieJar) -> Vec<St
 }
 
 /// Names `name.<i>` with `i >= from` present in the request.
-fn stale_chunks<'a>(name: &'a str, from: usize, jar: &'a CookieJar) -> impl Iterator<Item = String> + 'a {
+fn stale_chunks<'a>(
+    name: &'a str,
+    from: usize,
+    jar: &'a CookieJar,
+) -> impl Iterator<Item = String> + 'a {
     jar.names()
         .filter_map(move |n| {
             let index = n.strip_prefix(name)?.strip_prefix('.')?;

@@ -1,0 +1,1309 @@
+//! The authorization code flow: the login redirect, the callback and code
+//! exchange, the ID token check, sessions on later requests (validation,
+//! refresh, XSRF), and logout.
+
+use super::encoding::{
+    b64url, form_encode, html_escape, percent_encode, query_param, query_params, random_token,
+    secrets_equal,
+};
+use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
+use super::{
+    error_page, grants, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, Origin,
+    TokenValidation, CALLBACK_PATH, CALLOUT_TIMEOUT, DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME,
+    LOGOUT_PATH, MAX_PENDING_LOGINS, REFRESH_SESSION_LIFETIME,
+};
+use crate::config::url::CalloutTarget;
+use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
+use crate::inject::render_injected;
+use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
+use crate::jwt::{Algorithm, ClaimPolicy, KeySet, TokenError};
+use crate::request::Request;
+use crate::response::{HeaderChange, Response};
+use crate::template::{go_json_numbers, RenderData};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// Leeway for the ID token's `exp`, `nbf` and `iat` (clock skew with the IdP).
+const ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+/// Length of the state id in the state cookie's name.
+const STATE_ID_LEN: usize = 12;
+/// The longest refresh token kept.
+const MAX_REFRESH_TOKEN_LEN: usize = 8 * 1024;
+
+/// What a login in progress remembers (sealed in its state cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct LoginState {
+    #[serde(rename = "st")]
+    state: String,
+    #[serde(rename = "v")]
+    verifier: String,
+    #[serde(rename = "n")]
+    nonce: String,
+    /// The original URL (on the request's protected origin).
+    #[serde(rename = "u")]
+    url: String,
+    /// The scopes requested (space-separated).
+    #[serde(rename = "sc")]
+    scope: String,
+    #[serde(rename = "ss")]
+    same_site: SameSite,
+}
+
+/// State carried across a callout.
+#[derive(Debug)]
+pub(super) enum Pending {
+    CodeExchange {
+        state_cookie: String,
+        login: LoginState,
+    },
+    Refresh {
+        session: Session,
+    },
+    Userinfo {
+        session: Session,
+        /// `Set-Cookie` values to send whatever the answer allows.
+        set_cookies: Vec<String>,
+    },
+    Grant,
+}
+
+fn pending(kind: Pending) -> OAuth2Pending {
+    OAuth2Pending {
+        kind: Box::new(kind),
+    }
+}
+
+pub(super) fn check(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let (Some(_), Some(_)) = (idp.discovery, idp.keys) else {
+        return OAuth2Step::NeedIdp;
+    };
+    let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+        return OAuth2Step::Respond(Response::json_error(
+            403,
+            &format!(
+                "this origin is not in the protectedOrigins of OAuth2 filter {:?}",
+                f.name
+            ),
+        ));
+    };
+    let jar = CookieJar::from_headers(&request.headers);
+    match request.path_only() {
+        CALLBACK_PATH => return callback(f, request, &origin, &jar, idp, now),
+        LOGOUT_PATH => return logout(f, request, &origin, &jar, idp, now),
+        _ => {}
+    }
+    match open_session(f, &jar, now) {
+        Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
+        None => unauthenticated(f, request, args, &origin, &jar, idp, now, random),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn on_answer(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    kind: Pending,
+    answer: CalloutAnswer,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let jar = CookieJar::from_headers(&request.headers);
+    let origin = Origin::of(request).filter(|o| f.protects(o));
+    match kind {
+        Pending::Grant => grants::on_answer(f, request, answer),
+        Pending::CodeExchange {
+            state_cookie,
+            login,
+        } => {
+            let Some(origin) = origin else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            code_answer(
+                f,
+                request,
+                &origin,
+                &jar,
+                &state_cookie,
+                login,
+                answer,
+                idp,
+                now,
+                random,
+            )
+        }
+        Pending::Refresh { session } => {
+            let Some(origin) = origin else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            refresh_answer(
+                f, request, args, &origin, &jar, session, answer, idp, now, random,
+            )
+        }
+        Pending::Userinfo {
+            session,
+            set_cookies,
+        } => {
+            let Some(origin) = origin else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            match answer {
+                CalloutAnswer::Http { status: 200, .. } => {
+                    allow(f, request, &jar, &session, set_cookies)
+                }
+                CalloutAnswer::Http {
+                    status: 401 | 403, ..
+                } => {
+                    log::info!(
+                        "OAuth2 filter {}: userinfo refused the access token",
+                        f.name
+                    );
+                    unauthenticated(f, request, args, &origin, &jar, idp, now, random)
+                }
+                other => {
+                    log::warn!(
+                        "OAuth2 filter {}: userinfo endpoint failed: {}",
+                        f.name,
+                        describe(&other)
+                    );
+                    OAuth2Step::Respond(f.idp_unavailable())
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sessions on requests
+
+fn open_session(f: &OAuth2Filter, jar: &CookieJar, now: f64) -> Option<Session> {
+    let name = f.cookie_base("session");
+    let sealed = jar.chunked(&name)?;
+    let plain = f.keys.open(&name, &sealed, now)?;
+    let session: Session = serde_json::from_slice(&plain).ok()?;
+    if let Some(idle) = f.max_idle {
+        if now >= session.last_seen.saturating_add(idle) as f64 {
+            return None;
+        }
+    }
+    (now < session.deadline as f64).then_some(session)
+}
+
+/// How often a sliding (`clientSessionMaxIdle`) session is re-sealed with a new
+/// idle deadline: a quarter of the idle time, at most 5 minutes, at least 1 s.
+pub(super) fn touch_interval(idle: u64) -> u64 {
+    (idle / 4).clamp(1, 300)
+}
+
+/// When the sealed session ends.
+fn session_expiry(f: &OAuth2Filter, session: &Session) -> u64 {
+    match f.max_idle {
+        Some(idle) => session.deadline.min(session.last_seen.saturating_add(idle)),
+        None => session.deadline,
+    }
+}
+
+fn cookie_attrs(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    same_site: SameSite,
+    http_only: bool,
+    expires: Option<u64>,
+    now: f64,
+) -> CookieAttrs {
+    let max_age = if f.browser_session_cookies(&request.headers) {
+        None
+    } else {
+        expires.map(|e| e.saturating_sub(now.max(0.0) as u64))
+    };
+    CookieAttrs {
+        secure: origin.is_https(),
+        same_site,
+        http_only,
+        max_age,
+    }
+}
+
+/// `Set-Cookie` values writing the session and its XSRF cookie.
+#[allow(clippy::too_many_arguments)]
+fn write_session(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    session: &Session,
+    same_site: SameSite,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Result<Vec<String>, Response> {
+    let name = f.cookie_base("session");
+    let expires = session_expiry(f, session);
+    let plain = serde_json::to_vec(session).map_err(|_| session_error())?;
+    let sealed = f
+        .keys
+        .seal(&name, expires, &plain, random)
+        .ok_or_else(session_error)?;
+    let attrs = cookie_attrs(f, request, origin, same_site, true, Some(expires), now);
+    let mut cookies = write_chunked(&name, &sealed, &attrs, jar).ok_or_else(|| {
+        log::warn!(
+            "OAuth2 filter {}: the session ({} bytes sealed) does not fit in {} cookies",
+            f.name,
+            sealed.len(),
+            super::session::MAX_CHUNKS
+        );
+        error_page(
+            502,
+            "Sign-in failed",
+            "The identity provider issued tokens too large to keep in cookies.",
+        )
+    })?;
+    let xsrf_attrs = cookie_attrs(f, request, origin, same_site, false, Some(expires), now);
+    cookies.push(xsrf_attrs.set(&f.cookie_base("xsrf"), &session.xsrf));
+    Ok(cookies)
+}
+
+fn session_error() -> Response {
+    error_page(500, "Sign-in failed", "The session could not be sealed.")
+}
+
+/// `Set-Cookie` values deleting the session (all chunks) and XSRF cookies.
+fn clear_session(f: &OAuth2Filter, origin: &Origin, jar: &CookieJar) -> Vec<String> {
+    let attrs = CookieAttrs {
+        secure: origin.is_https(),
+        same_site: SameSite::Lax,
+        http_only: true,
+        max_age: None,
+    };
+    let mut out = clear_chunked(&f.cookie_base("session"), &attrs, jar);
+    out.push(
+        CookieAttrs {
+            http_only: false,
+            ..attrs
+        }
+        .clear(&f.cookie_base("xsrf")),
+    );
+    out
+}
+
+fn is_safe_method(method: &str) -> bool {
+    matches!(
+        method.to_ascii_uppercase().as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE"
+    )
+}
+
+/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the query.
+fn presented_xsrf(request: &Request) -> Option<String> {
+    if let Some(h) = request.headers.get("x-xsrf-token") {
+        return Some(h.trim().to_string());
+    }
+    let params = query_params(&request.path);
+    query_param(&params, "_xsrf").map(str::to_string)
+}
+
+fn xsrf_ok(request: &Request, session: &Session) -> bool {
+    presented_xsrf(request).is_some_and(|t| secrets_equal(&t, &session.xsrf))
+}
+
+/// Scopes never required of a session (AES: `offline_access` may be refused).
+fn optional_scope(scope: &str) -> bool {
+    scope == "openid" || scope == "offline_access"
+}
+
+#[allow(clippy::too_many_arguments)]
+fn authenticated(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    origin: &Origin,
+    jar: &CookieJar,
+    mut session: Session,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    if !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
+        return OAuth2Step::Respond(Response::json_error(
+            403,
+            "XSRF check failed: send the portcullis_xsrf cookie's value in X-XSRF-Token (or _xsrf in the query)",
+        ));
+    }
+    let granted: Vec<&str> = session.scope.split_whitespace().collect();
+    let missing: Vec<&str> = args
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !optional_scope(s) && !granted.contains(s))
+        .collect();
+    if !missing.is_empty() {
+        return OAuth2Step::Respond(Response::json_error(
+            403,
+            &format!(
+                "insufficient scope: the session lacks {}",
+                missing.join(" ")
+            ),
+        ));
+    }
+    let expired = session
+        .access_expires_at
+        .is_some_and(|exp| now + f.margin as f64 >= exp as f64);
+    if expired {
+        return match (&session.refresh_token, idp.discovery) {
+            (Some(rt), Some(d)) => match f.callout_target(&d.token_endpoint) {
+                Some(target) => {
+                    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+                    let callout = token_callout(f, &target, &mut form, None);
+                    OAuth2Step::Callout {
+                        callout,
+                        pending: pending(Pending::Refresh { session }),
+                    }
+                }
+                None => OAuth2Step::Respond(f.idp_unavailable()),
+            },
+            _ => unauthenticated(f, request, args, origin, jar, idp, now, random),
+        };
+    }
+    // Sliding idle deadline.
+    let mut set_cookies = Vec::new();
+    if let Some(idle) = f.max_idle {
+        let now_s = now.max(0.0) as u64;
+        if now_s.saturating_sub(session.last_seen) >= touch_interval(idle) {
+            session.last_seen = now_s;
+            let same_site = args.same_site;
+            match write_session(f, request, origin, jar, &session, same_site, now, random) {
+                Ok(c) => set_cookies = c,
+                Err(r) => return OAuth2Step::Respond(r),
+            }
+        }
+    }
+    let use_jwt = match f.validation {
+        TokenValidation::Jwt => true,
+        TokenValidation::Userinfo => false,
+        TokenValidation::Auto => idp
+            .keys
+            .is_some_and(|keys| signed_by_idp(&session.access_token, keys)),
+    };
+    if use_jwt {
+        let (Some(keys), Some(d)) = (idp.keys, idp.discovery) else {
+            return OAuth2Step::NeedIdp;
+        };
+        return match verify_token(&session.access_token, keys, &access_policy(&d.issuer), now) {
+            Ok(_) => allow(f, request, jar, &session, set_cookies),
+            Err(e) => {
+                log::info!(
+                    "OAuth2 filter {}: access token refused: {}",
+                    f.name,
+                    e.description()
+                );
+                unauthenticated(f, request, args, origin, jar, idp, now, random)
+            }
+        };
+    }
+    if idp
+        .userinfo
+        .is_some_and(|c| c.is_valid(&session.access_token, now))
+    {
+        return allow(f, request, jar, &session, set_cookies);
+    }
+    let Some(target) = idp
+        .discovery
+        .and_then(|d| d.userinfo_endpoint.as_deref())
+        .and_then(|u| f.callout_target(u))
+    else {
+        log::warn!(
+            "OAuth2 filter {}: accessTokenValidation needs the userinfo endpoint, which the IdP does not publish",
+            f.name
+        );
+        return OAuth2Step::Respond(f.idp_unavailable());
+    };
+    let headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), target.path.clone()),
+        (":authority".to_string(), target.authority.clone()),
+        (":scheme".to_string(), target.scheme.clone()),
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", session.access_token),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    OAuth2Step::Callout {
+        callout: Callout {
+            cluster: target.cluster.clone(),
+            kind: CalloutKind::Http {
+                headers,
+                body: Vec::new(),
+            },
+            timeout: CALLOUT_TIMEOUT,
+        },
+        pending: pending(Pending::Userinfo {
+            session,
+            set_cookies,
+        }),
+    }
+}
+
+/// `accessTokenValidation: auto`: a JWT whose signature a key of the IdP checks.
+fn signed_by_idp(token: &str, keys: &KeySet) -> bool {
+    let policy = ClaimPolicy {
+        valid_algorithms: signing_algorithms(),
+        ..ClaimPolicy::default()
+    };
+    // Claims are not checked here (the policy requires nothing, and `exp` is
+    // checked by the real verification that follows).
+    !matches!(
+        verify_token(token, keys, &policy, 0.0),
+        Err(TokenError::Malformed(_)
+            | TokenError::DisallowedAlgorithm(_)
+            | TokenError::UnknownKey(_)
+            | TokenError::BadSignature
+            | TokenError::UnsupportedCritical(_))
+    )
+}
+
+fn signing_algorithms() -> Vec<Algorithm> {
+    Algorithm::ALL
+        .iter()
+        .copied()
+        .filter(|a| *a != Algorithm::None)
+        .collect()
+}
+
+fn access_policy(issuer: &str) -> ClaimPolicy {
+    ClaimPolicy {
+        valid_algorithms: signing_algorithms(),
+        issuer: Some(issuer.to_string()),
+        leeway_for_expires_at: ID_TOKEN_LEEWAY,
+        leeway_for_not_before: ID_TOKEN_LEEWAY,
+        leeway_for_issued_at: ID_TOKEN_LEEWAY,
+        ..ClaimPolicy::default()
+    }
+}
+
+/// The template dot: `.token` (the access token, when a JWT), `.idToken`, `.tls`.
+fn template_root(request: &Request, access_token: &str, id_token: Option<&str>) -> Value {
+    let mut root = Map::new();
+    let decoded = |raw: &str| {
+        decode_unverified(raw).ok().map(|t| {
+            json!({
+                "Raw": t.raw,
+                "Header": go_json_numbers(&Value::Object(t.header)),
+                "Claims": go_json_numbers(&Value::Object(t.claims)),
+                "Signature": t.signature,
+            })
+        })
+    };
+    if let Some(t) = decoded(access_token) {
+        root.insert("token".to_string(), t);
+    }
+    if let Some(t) = id_token.and_then(decoded) {
+        root.insert("idToken".to_string(), t);
+    }
+    if let Some(tls) = &request.tls {
+        root.insert(
+            "tls".to_string(),
+            json!({
+                "subject": tls.subject,
+                "dnsSans": tls.dns_sans,
+                "uriSans": tls.uri_sans,
+                "sha256": tls.sha256,
+                "verified": tls.verified,
+            }),
+        );
+    }
+    Value::Object(root)
+}
+
+/// The header changes for an upstream request carrying `access_token`.
+pub(super) fn upstream_changes(
+    f: &OAuth2Filter,
+    request: &Request,
+    access_token: &str,
+    id_token: Option<&str>,
+) -> Vec<HeaderChange> {
+    let mut changes = vec![HeaderChange::set(
+        "authorization",
+        format!("Bearer {access_token}"),
+    )];
+    let root = template_root(request, access_token, id_token);
+    let data = RenderData {
+        root: &root,
+        headers: request.headers_as_sent(),
+    };
+    changes.extend(render_injected(&f.inject, &data));
+    changes
+}
+
+/// Allow with the session's token, the Portcullis cookies removed from `Cookie`.
+fn allow(
+    f: &OAuth2Filter,
+    request: &Request,
+    jar: &CookieJar,
+    session: &Session,
+    set_cookies: Vec<String>,
+) -> OAuth2Step {
+    let mut changes = upstream_changes(
+        f,
+        request,
+        &session.access_token,
+        session.id_token.as_deref(),
+    );
+    if request.headers.contains("cookie") {
+        let bases = [
+            f.cookie_base("session"),
+            f.cookie_base("xsrf"),
+            f.cookie_base("state"),
+        ];
+        let ours = |n: &str| {
+            bases.iter().any(|b| {
+                n == b
+                    || n.strip_prefix(b.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        changes.push(match jar.without(ours) {
+            Some(v) => HeaderChange::set("cookie", v),
+            None => HeaderChange::remove("cookie"),
+        });
+    }
+    OAuth2Step::Allow {
+        request: changes,
+        response: set_cookies
+            .into_iter()
+            .map(|c| ("set-cookie".to_string(), c))
+            .collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Unauthenticated requests and the login redirect
+
+#[allow(clippy::too_many_arguments)]
+fn unauthenticated(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    origin: &Origin,
+    jar: &CookieJar,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let had_session = jar.chunked(&f.cookie_base("session")).is_some();
+    let stale = if had_session {
+        clear_session(f, origin, jar)
+    } else {
+        Vec::new()
+    };
+    let instead = args.instead_of_redirect.as_ref().filter(|i| {
+        i.condition
+            .as_ref()
+            .is_none_or(|c| c.matches(&request.headers))
+    });
+    let scripted = request
+        .headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    let navigation = matches!(request.method.to_ascii_uppercase().as_str(), "GET" | "HEAD");
+    let status = if let Some(i) = instead {
+        Some(i.status)
+    } else if !navigation || scripted {
+        Some(args.instead_of_redirect.as_ref().map_or(401, |i| i.status))
+    } else {
+        None
+    };
+    let mut response = match status {
+        Some(status) => Response::json_error(
+            status,
+            "authentication required: no valid session (log in with a browser first)",
+        ),
+        None => login_redirect(f, request, args, origin, jar, idp, now, random),
+    };
+    for c in stale {
+        response.headers.push(("set-cookie".to_string(), c));
+    }
+    OAuth2Step::Respond(response)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn login_redirect(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    origin: &Origin,
+    jar: &CookieJar,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Response {
+    let Some(discovery) = idp.discovery else {
+        return f.idp_unavailable();
+    };
+    let state = random_token(random, 32);
+    let verifier = random_token(random, 32);
+    let nonce = random_token(random, 32);
+    let challenge = b64url(&Sha256::digest(verifier.as_bytes()));
+    let mut scopes: Vec<&str> = vec!["openid"];
+    for s in &args.scopes {
+        if !scopes.contains(&s.as_str()) {
+            scopes.push(s);
+        }
+    }
+    let scope = scopes.join(" ");
+    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    // The original URL is the request's own origin and path: never elsewhere.
+    let path = if request.path.starts_with('/') && !request.path.starts_with("//") {
+        request.path.as_str()
+    } else {
+        "/"
+    };
+    let login = LoginState {
+        state: state.clone(),
+        verifier,
+        nonce: nonce.clone(),
+        url: format!("{}{path}", origin.url()),
+        scope: scope.clone(),
+        same_site: args.same_site,
+    };
+    let state_base = f.cookie_base("state");
+    let state_name = format!(
+        "{state_base}.{}",
+        state.get(..STATE_ID_LEN).unwrap_or(&state)
+    );
+    let expires = (now.max(0.0) as u64).saturating_add(LOGIN_STATE_LIFETIME);
+    let Some(sealed) = serde_json::to_vec(&login)
+        .ok()
+        .and_then(|plain| f.keys.seal(&state_name, expires, &plain, random))
+    else {
+        return session_error();
+    };
+    let attrs = state_attrs(origin, LOGIN_STATE_LIFETIME);
+    let mut params: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", &f.client_id),
+        ("redirect_uri", &redirect_uri),
+        ("scope", &scope),
+        ("state", &state),
+        ("nonce", &nonce),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in &f.extra_parameters {
+        params.push((k, v));
+    }
+    let endpoint = &discovery.authorization_endpoint;
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    let location = format!("{endpoint}{separator}{}", form_encode(params));
+    let mut response = redirect(&location);
+    // Bound the logins in progress: past the limit, forget the older ones.
+    let existing: Vec<&str> = jar
+        .names()
+        .filter(|n| {
+            n.strip_prefix(state_base.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .collect();
+    if existing.len() >= MAX_PENDING_LOGINS {
+        for n in existing {
+            response
+                .headers
+                .push(("set-cookie".to_string(), attrs.clear(n)));
+        }
+    }
+    response
+        .headers
+        .push(("set-cookie".to_string(), attrs.set(&state_name, &sealed)));
+    response
+}
+
+fn state_attrs(origin: &Origin, max_age: u64) -> CookieAttrs {
+    CookieAttrs {
+        secure: origin.is_https(),
+        same_site: SameSite::Lax,
+        http_only: true,
+        max_age: Some(max_age),
+    }
+}
+
+/// A 303 to `location`, not cached.
+pub(super) fn redirect(location: &str) -> Response {
+    Response {
+        status: 303,
+        headers: vec![
+            ("location".to_string(), location.to_string()),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ],
+        body: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The callback
+
+fn callback(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    idp: &IdpState<'_>,
+    now: f64,
+) -> OAuth2Step {
+    let Some(discovery) = idp.discovery else {
+        return OAuth2Step::NeedIdp;
+    };
+    let params = query_params(&request.path);
+    let state = query_param(&params, "state").unwrap_or("");
+    let state_base = f.cookie_base("state");
+    let found = state.get(..STATE_ID_LEN).and_then(|id| {
+        let name = format!("{state_base}.{id}");
+        let value = jar.get(&name)?;
+        let plain = f.keys.open(&name, value, now)?;
+        let login: LoginState = serde_json::from_slice(&plain).ok()?;
+        secrets_equal(&login.state, state).then_some((name, login))
+    });
+    let Some((state_cookie, login)) = found else {
+        // A stale tab, a replayed or forged callback. With a session already
+        // (the back button after a login), go home; else a page, not a loop.
+        if open_session(f, jar, now).is_some() {
+            return OAuth2Step::Respond(redirect(&format!("{}/", origin.url())));
+        }
+        return OAuth2Step::Respond(error_page(
+            400,
+            "Sign-in could not be completed",
+            "This sign-in link has expired or was not started in this browser. Go back to the application to sign in again.",
+        ));
+    };
+    let clear_state = state_attrs(origin, 0).clear(&state_cookie);
+    let fail = |status: u16, detail: &str| {
+        let mut r = error_page(status, "Sign-in could not be completed", detail);
+        r.headers
+            .push(("set-cookie".to_string(), clear_state.clone()));
+        OAuth2Step::Respond(r)
+    };
+    if let Some(error) = query_param(&params, "error") {
+        let description = query_param(&params, "error_description").unwrap_or("");
+        log::info!(
+            "OAuth2 filter {}: the IdP refused the login: {error} {description}",
+            f.name
+        );
+        let detail = format!(
+            "The identity provider refused the sign-in: {} {}",
+            cut(error, 100),
+            cut(description, 300)
+        );
+        return fail(401, detail.trim_end());
+    }
+    match query_param(&params, "iss") {
+        Some(iss) if iss != discovery.issuer => {
+            return fail(
+                400,
+                "The sign-in answer came from another identity provider (iss).",
+            )
+        }
+        None if discovery.iss_parameter_supported => {
+            return fail(
+                400,
+                "The sign-in answer lacks the identity provider's iss parameter.",
+            )
+        }
+        _ => {}
+    }
+    let Some(code) = query_param(&params, "code").filter(|c| !c.is_empty() && c.len() <= 4096)
+    else {
+        return fail(400, "The sign-in answer has no authorization code.");
+    };
+    let Some(target) = f.callout_target(&discovery.token_endpoint) else {
+        return fail(503, "The identity provider's token endpoint is not usable.");
+    };
+    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("code_verifier", login.verifier.as_str()),
+    ];
+    let callout = token_callout(f, &target, &mut form, None);
+    OAuth2Step::Callout {
+        callout,
+        pending: pending(Pending::CodeExchange {
+            state_cookie,
+            login,
+        }),
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// A POST to the token endpoint with the client's authentication. `client`
+/// overrides the configured client id and secret (ClientCredentials).
+pub(super) fn token_callout<'a>(
+    f: &'a OAuth2Filter,
+    target: &CalloutTarget,
+    form: &mut Vec<(&'a str, &'a str)>,
+    client: Option<(&'a str, &'a str)>,
+) -> Callout {
+    let (id, secret) = match client {
+        Some((id, secret)) => (id, Some(secret)),
+        None => (f.client_id.as_str(), f.secret.as_deref()),
+    };
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), target.path.clone()),
+        (":authority".to_string(), target.authority.clone()),
+        (":scheme".to_string(), target.scheme.clone()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    match (secret, f.client_auth) {
+        (Some(secret), super::ClientAuth::Basic) => {
+            // RFC 6749 §2.3.1: each part form-urlencoded before base64.
+            let credentials = format!("{}:{}", percent_encode(id), percent_encode(secret));
+            headers.push((
+                "authorization".to_string(),
+                format!("Basic {}", STANDARD.encode(credentials)),
+            ));
+        }
+        (Some(secret), super::ClientAuth::Post) => {
+            form.push(("client_id", id));
+            form.push(("client_secret", secret));
+        }
+        (None, _) => form.push(("client_id", id)),
+    }
+    let body = form_encode(form.iter().copied()).into_bytes();
+    headers.push(("content-length".to_string(), body.len().to_string()));
+    Callout {
+        cluster: target.cluster.clone(),
+        kind: CalloutKind::Http { headers, body },
+        timeout: CALLOUT_TIMEOUT,
+    }
+}
+
+/// A token endpoint's 200 answer.
+#[derive(Debug)]
+pub(super) struct TokenAnswer {
+    pub access_token: String,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
+}
+
+/// Why a token call did not give tokens.
+pub(super) enum TokenFailure {
+    /// No answer or 5xx: the IdP is down.
+    Unavailable(String),
+    /// 4xx: the IdP refused (`invalid_grant`, bad credentials).
+    Refused(String),
+    /// A 200 that is not a usable token answer.
+    Garbled(String),
+}
+
+pub(super) fn describe(answer: &CalloutAnswer) -> String {
+    match answer {
+        CalloutAnswer::Http { status, .. } => format!("HTTP {status}"),
+        CalloutAnswer::Grpc { status_code, .. } => format!("gRPC status {status_code}"),
+        CalloutAnswer::Failed { reason } => format!("no answer: {reason}"),
+    }
+}
+
+pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, TokenFailure> {
+    let body = match answer {
+        CalloutAnswer::Http {
+            status: 200, body, ..
+        } => body,
+        CalloutAnswer::Http { status, body, .. } if (400..500).contains(&status) => {
+            let error = serde_json::from_slice::<Map<String, Value>>(&body)
+                .ok()
+                .and_then(|m| m.get("error").and_then(Value::as_str).map(|e| cut(e, 100)))
+                .unwrap_or_default();
+            return Err(TokenFailure::Refused(format!("HTTP {status} {error}")));
+        }
+        other => return Err(TokenFailure::Unavailable(describe(&other))),
+    };
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(TokenFailure::Garbled("token answer too large".to_string()));
+    }
+    let map: Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|_| TokenFailure::Garbled("token answer is not a JSON object".to_string()))?;
+    let text = |name: &str, max: usize| -> Result<Option<String>, TokenFailure> {
+        match map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s))
+                if s.len() <= max && !s.bytes().any(|b| b.is_ascii_control() || b == b' ') =>
+            {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(TokenFailure::Garbled(format!(
+                "token answer: bad \"{name}\""
+            ))),
+        }
+    };
+    let access_token = text("access_token", MAX_TOKEN_LEN)?
+        .ok_or_else(|| TokenFailure::Garbled("token answer has no access_token".to_string()))?;
+    if let Some(t) = map.get("token_type").and_then(Value::as_str) {
+        if !t.eq_ignore_ascii_case("bearer") {
+            return Err(TokenFailure::Garbled(format!(
+                "token_type {:?} is not Bearer",
+                cut(t, 40)
+            )));
+        }
+    }
+    let expires_in = match map.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64().filter(|v| *v >= 0.0).map(|v| v.min(1e9) as u64),
+        // Some IdPs send it as a string.
+        Some(Value::String(s)) => s.parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    let scope = match map.get("scope") {
+        Some(Value::String(s)) if s.len() <= 4096 => Some(s.clone()),
+        _ => None,
+    };
+    Ok(TokenAnswer {
+        access_token,
+        id_token: text("id_token", MAX_TOKEN_LEN)?,
+        refresh_token: text("refresh_token", MAX_REFRESH_TOKEN_LEN)?,
+        expires_in,
+        scope,
+    })
+}
+
+/// Checks an ID token (OIDC Core §3.1.3.7): signature by the IdP's keys, `iss`
+/// = the discovery issuer, `aud` contains the client id, `exp` (required),
+/// `azp` = the client id when present or when `aud` has several entries, and
+/// `nonce` when one is expected.
+fn check_id_token(
+    f: &OAuth2Filter,
+    token: &str,
+    issuer: &str,
+    keys: &KeySet,
+    nonce: Option<&str>,
+    now: f64,
+) -> Result<(), String> {
+    let policy = ClaimPolicy {
+        valid_algorithms: signing_algorithms(),
+        audience: Some(f.client_id.clone()),
+        require_audience: true,
+        issuer: Some(issuer.to_string()),
+        require_issuer: true,
+        require_expires_at: true,
+        leeway_for_expires_at: ID_TOKEN_LEEWAY,
+        leeway_for_not_before: ID_TOKEN_LEEWAY,
+        leeway_for_issued_at: ID_TOKEN_LEEWAY,
+        ..ClaimPolicy::default()
+    };
+    let verified = verify_token(token, keys, &policy, now).map_err(|e| e.description())?;
+    let claims = &verified.claims;
+    let several_audiences = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
+    match claims.get("azp") {
+        Some(Value::String(azp)) if *azp == f.client_id => {}
+        Some(_) => return Err("azp is not this client".to_string()),
+        None if several_audiences => {
+            return Err("several audiences and no azp".to_string());
+        }
+        None => {}
+    }
+    if let Some(expected) = nonce {
+        match claims.get("nonce").and_then(Value::as_str) {
+            Some(n) if secrets_equal(n, expected) => {}
+            Some(_) => return Err("nonce does not match the login".to_string()),
+            None => return Err("no nonce".to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// A new session from a token answer.
+fn new_session(
+    f: &OAuth2Filter,
+    tokens: TokenAnswer,
+    requested_scope: &str,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Session {
+    let now_s = now.max(0.0) as u64;
+    let access_expires_at = access_expiry(&tokens, now_s);
+    let deadline = if tokens.refresh_token.is_some() {
+        now_s.saturating_add(REFRESH_SESSION_LIFETIME)
+    } else {
+        access_expires_at.unwrap_or(now_s.saturating_add(DEFAULT_ACCESS_LIFETIME))
+    };
+    let _ = f;
+    Session {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        id_token: tokens.id_token,
+        access_expires_at,
+        created: now_s,
+        last_seen: now_s,
+        deadline,
+        xsrf: random_token(random, 32),
+        scope: tokens.scope.unwrap_or_else(|| requested_scope.to_string()),
+    }
+}
+
+/// `expires_in`, else the access token's own `exp` when it is a JWT.
+fn access_expiry(tokens: &TokenAnswer, now_s: u64) -> Option<u64> {
+    match tokens.expires_in {
+        Some(secs) => Some(now_s.saturating_add(secs)),
+        None => decode_unverified(&tokens.access_token)
+            .ok()
+            .and_then(|t| t.claims.get("exp").and_then(Value::as_f64))
+            .filter(|e| *e > 0.0)
+            .map(|e| e.min(1e12) as u64),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn code_answer(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    state_cookie: &str,
+    login: LoginState,
+    answer: CalloutAnswer,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let clear_state = state_attrs(origin, 0).clear(state_cookie);
+    let fail = |status: u16, detail: &str| {
+        let mut r = error_page(status, "Sign-in could not be completed", detail);
+        r.headers
+            .push(("set-cookie".to_string(), clear_state.clone()));
+        OAuth2Step::Respond(r)
+    };
+    let tokens = match read_token_answer(answer) {
+        Ok(t) => t,
+        Err(TokenFailure::Unavailable(why)) => {
+            log::warn!("OAuth2 filter {}: code exchange failed: {why}", f.name);
+            return fail(
+                503,
+                "The identity provider cannot be reached right now. Please try again in a moment.",
+            );
+        }
+        Err(TokenFailure::Refused(why)) => {
+            log::info!("OAuth2 filter {}: code exchange refused: {why}", f.name);
+            return fail(401, "The identity provider refused the sign-in code (it may have been used already). Go back to the application to sign in again.");
+        }
+        Err(TokenFailure::Garbled(why)) => {
+            log::warn!("OAuth2 filter {}: code exchange: {why}", f.name);
+            return fail(502, "The identity provider's answer could not be used.");
+        }
+    };
+    let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
+        return fail(
+            503,
+            "The identity provider's keys are not available right now.",
+        );
+    };
+    let Some(id_token) = tokens.id_token.as_deref() else {
+        return fail(502, "The identity provider did not issue an ID token.");
+    };
+    if let Err(why) = check_id_token(
+        f,
+        id_token,
+        &discovery.issuer,
+        keys,
+        Some(&login.nonce),
+        now,
+    ) {
+        log::info!("OAuth2 filter {}: ID token refused: {why}", f.name);
+        return fail(
+            401,
+            "The identity provider's ID token could not be verified.",
+        );
+    }
+    let session = new_session(f, tokens, &login.scope, now, random);
+    let mut cookies = match write_session(
+        f,
+        request,
+        origin,
+        jar,
+        &session,
+        login.same_site,
+        now,
+        random,
+    ) {
+        Ok(c) => c,
+        Err(r) => return OAuth2Step::Respond(r),
+    };
+    cookies.push(clear_state);
+    // Never an open redirect: the URL must be on this request's protected origin.
+    let home = format!("{}/", origin.url());
+    let target = login
+        .url
+        .strip_prefix(&origin.url())
+        .filter(|rest| rest.starts_with('/') && !rest.starts_with("//"))
+        .map_or(home, |_| login.url.clone());
+    let mut response = if login.same_site == SameSite::Strict {
+        continue_page(&target)
+    } else {
+        redirect(&target)
+    };
+    for c in cookies {
+        response.headers.push(("set-cookie".to_string(), c));
+    }
+    OAuth2Step::Respond(response)
+}
+
+/// A 200 page that moves on to `target` by itself: a same-site navigation, so
+/// `SameSite=Strict` cookies set here are sent with it.
+fn continue_page(target: &str) -> Response {
+    let t = html_escape(target);
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={t}\"><title>Signed in</title></head><body><p>Signed in. <a href=\"{t}\">Continue</a></p></body></html>\n"
+    );
+    Response {
+        status: 200,
+        headers: vec![
+            (
+                "content-type".to_string(),
+                "text/html; charset=utf-8".to_string(),
+            ),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ],
+        body: body.into_bytes(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refresh_answer(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    origin: &Origin,
+    jar: &CookieJar,
+    old: Session,
+    answer: CalloutAnswer,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let tokens = match read_token_answer(answer) {
+        Ok(t) => t,
+        Err(TokenFailure::Refused(why)) | Err(TokenFailure::Garbled(why)) => {
+            log::info!("OAuth2 filter {}: refresh failed: {why}; new login", f.name);
+            return unauthenticated(f, request, args, origin, jar, idp, now, random);
+        }
+        Err(TokenFailure::Unavailable(why)) => {
+            log::warn!("OAuth2 filter {}: refresh failed: {why}", f.name);
+            return OAuth2Step::Respond(f.idp_unavailable());
+        }
+    };
+    if let Some(id_token) = tokens.id_token.as_deref() {
+        let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
+            return OAuth2Step::Respond(f.idp_unavailable());
+        };
+        // OIDC Core §12.2: no nonce on a refreshed ID token.
+        if let Err(why) = check_id_token(f, id_token, &discovery.issuer, keys, None, now) {
+            log::info!(
+                "OAuth2 filter {}: refreshed ID token refused: {why}",
+                f.name
+            );
+            return unauthenticated(f, request, args, origin, jar, idp, now, random);
+        }
+    }
+    let now_s = now.max(0.0) as u64;
+    let session = Session {
+        access_expires_at: access_expiry(&tokens, now_s),
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token.or(old.refresh_token),
+        id_token: tokens.id_token.or(old.id_token),
+        created: old.created,
+        last_seen: now_s,
+        deadline: old.deadline,
+        xsrf: old.xsrf,
+        scope: tokens.scope.unwrap_or(old.scope),
+    };
+    match write_session(
+        f,
+        request,
+        origin,
+        jar,
+        &session,
+        args.same_site,
+        now,
+        random,
+    ) {
+        Ok(cookies) => allow(f, request, jar, &session, cookies),
+        Err(r) => OAuth2Step::Respond(r),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Logout
+
+fn logout(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    idp: &IdpState<'_>,
+    now: f64,
+) -> OAuth2Step {
+    if !request.method.eq_ignore_ascii_case("POST") {
+        let mut r = Response::json_error(405, "log out with POST (and _xsrf)");
+        r.set_header("allow", "POST");
+        return OAuth2Step::Respond(r);
+    }
+    let session = open_session(f, jar, now);
+    if let Some(s) = &session {
+        if !xsrf_ok(request, s) {
+            return OAuth2Step::Respond(Response::json_error(
+                403,
+                "XSRF check failed: log out with the portcullis_xsrf cookie's value in _xsrf or X-XSRF-Token",
+            ));
+        }
+    }
+    let after = f
+        .post_logout_redirect
+        .clone()
+        .unwrap_or_else(|| format!("{}/", origin.url()));
+    let location = match idp
+        .discovery
+        .and_then(|d| d.end_session_endpoint.as_deref())
+    {
+        Some(end_session) => {
+            let mut params: Vec<(&str, &str)> = Vec::new();
+            if let Some(id_token) = session.as_ref().and_then(|s| s.id_token.as_deref()) {
+                params.push(("id_token_hint", id_token));
+            }
+            if let Some(uri) = &f.post_logout_redirect {
+                params.push(("post_logout_redirect_uri", uri));
+            }
+            params.push(("client_id", &f.client_id));
+            let separator = if end_session.contains('?') { '&' } else { '?' };
+            format!("{end_session}{separator}{}", form_encode(params))
+        }
+        None => after,
+    };
+    let mut response = redirect(&location);
+    for c in clear_session(f, origin, jar) {
+        response.headers.push(("set-cookie".to_string(), c));
+    }
+    OAuth2Step::Respond(response)
+}

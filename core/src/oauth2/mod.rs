@@ -1,0 +1,852 @@
+//! The OAuth2 filter (AES `Filter.spec.OAuth2`): Portcullis as an identity-aware
+//! proxy. A browser without a session is sent to the identity provider (OIDC
+//! authorization code flow with PKCE); the callback exchanges the code, checks
+//! the ID token and seals the session into cookies (no Redis: see
+//! [`session`]); later requests go upstream with `Authorization: Bearer <access
+//! token>`. API clients use the `ClientCredentials` or `Password` grants.
+//!
+//! Sans-IO: [`OAuth2Filter::check`] and [`OAuth2Filter::on_answer`] take the
+//! request, the IdP's discovery document and keys (fetched by the host), the
+//! time and a randomness source, and answer an [`OAuth2Step`].
+//!
+//! # Decisions (AES and oauth2-proxy users' expectations)
+//! - **Origins.** A request whose `scheme://authority` no `protectedOrigins`
+//!   entry covers (`includeSubdomains` covers `*.host`, same scheme and port) is
+//!   answered 403: the login could not come back to it (its redirect URI is not
+//!   registered) and its cookies would live on an unprotected host. The redirect
+//!   URI is `<request origin>/.portcullis/oauth2/redirection-endpoint`.
+//! - **Unauthenticated requests.** GET/HEAD navigations get a 303 to the IdP.
+//!   When the rule's `insteadOfRedirect` applies (no `ifRequestHeader`, or it
+//!   matches) the answer is its `httpStatusCode` (default 403, as AES). Other
+//!   methods and `X-Requested-With: XMLHttpRequest` get that status too when
+//!   `insteadOfRedirect` is set, else 401 (`{"message": ...}`): a redirect to an
+//!   IdP page is of no use to a script, and a replayed POST would lose its body.
+//! - **Login state.** One sealed cookie per login in progress,
+//!   `portcullis_state.<name>.<first 12 characters of state>` (10 minutes,
+//!   HttpOnly, SameSite=Lax, Path=/), holding the state, PKCE verifier, nonce,
+//!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time, so
+//!   several tabs can log in at once. The original URL is always built from the
+//!   request's own protected origin and checked again at the callback: never an
+//!   open redirect.
+//! - **Callback errors** are pages, never redirects, so a failure cannot loop:
+//!   a stale, forged or replayed state is 400; `iss` (RFC 9207) that differs
+//!   from the discovery issuer is 400; an IdP `error=` or a refused code
+//!   exchange is 401; an unusable token answer is 502; an ID token that fails
+//!   (signature, `iss`, `aud`, `exp`, `nonce`, `azp`) is 401; the IdP down is
+//!   503. With `sameSite: Strict` the callback answers a 200 page that moves on
+//!   with `<meta http-equiv="refresh">`, because a Strict cookie is not sent on
+//!   a redirect chain that began at the IdP (which would otherwise loop).
+//! - **Client authentication** (`clientAuthentication.method`, AES names):
+//!   `HeaderPassword` (default, `client_secret_basic`: `Authorization: Basic
+//!   base64(urlencode(id):urlencode(secret))`) or `BodyPassword`
+//!   (`client_secret_post`). `JWTAssertion` is refused at configure time. With no
+//!   `secret`, `client_id` goes in the body (a public client: PKCE protects it).
+//! - **Session lifetime.** As AES: `clientSessionMaxIdle` when set (sliding:
+//!   the session is re-sealed with a new idle deadline at most every
+//!   a quarter of the idle time (at most 5 minutes)); otherwise 14 days when the IdP gave a refresh token,
+//!   else the access token's lifetime (1 hour when the IdP gives none). The
+//!   sealed expiry enforces this whatever the browser does with `Max-Age`.
+//! - **Access token validation** (`accessTokenValidation`): `jwt` verifies it
+//!   against the IdP's JWK Set with `iss` = discovery issuer; `userinfo` asks
+//!   the userinfo endpoint (200 = valid), and answers are remembered in a
+//!   [`UserinfoCache`] the host owns (bounded, at most
+//!   [`USERINFO_CACHE_TTL`]); `auto` (default) verifies it as a JWT when it is one
+//!   signed by a key of the IdP, else asks userinfo. Tokens fresh from the token
+//!   endpoint (callback, refresh, grants) are trusted as they come.
+//! - **Scopes.** The rule's `scope` (plus `openid`) is requested at login; a
+//!   session whose granted scopes (the token answer's `scope`, else the ones
+//!   requested) lack one of the rule's gets 403 (`offline_access` is never
+//!   required, as AES).
+//! - **XSRF.** Unsafe methods (not GET/HEAD/OPTIONS/TRACE) with a session must
+//!   carry the `portcullis_xsrf.<name>` cookie's value in `X-XSRF-Token`, or in
+//!   `_xsrf` in the **query string**: the plugin decides before the body goes
+//!   upstream, so an HTML form puts `_xsrf` in its `action` URL.
+//! - **Grants.** `ClientCredentials`: `X-Ambassador-Client-ID` and
+//!   `X-Ambassador-Client-Secret` are the credentials sent to the token
+//!   endpoint (AES); `Password`: `X-Ambassador-Username` and
+//!   `X-Ambassador-Password` with the configured client. Missing headers: 401.
+//!   These headers never reach the upstream. No token cache: each request
+//!   is one token call, as the IdP must see credentials it can revoke.
+//! - **Failures** of the IdP (no answer, 5xx) are 503 pages, never redirects.
+
+mod discovery;
+pub mod encoding;
+mod flow;
+mod grants;
+pub mod session;
+#[cfg(test)]
+mod tests;
+
+pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
+pub use session::{SameSite, Session, SessionKeys};
+
+use crate::config::schema::{OAuth2ArgumentsSpec, OAuth2Spec};
+use crate::config::url::{CalloutTarget, CalloutUrl};
+use crate::config::Compiler;
+use crate::external::{Callout, CalloutAnswer};
+use crate::inject::HeaderTemplate;
+use crate::jwt::KeySet;
+use crate::request::{Headers, Request};
+use crate::response::{HeaderChange, Response};
+use crate::rules::HeaderCondition;
+use encoding::html_escape;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The callback path (register `<origin>` + this with the IdP).
+pub const CALLBACK_PATH: &str = "/.portcullis/oauth2/redirection-endpoint";
+/// The logout path (POST with `_xsrf`).
+pub const LOGOUT_PATH: &str = "/.portcullis/oauth2/logout";
+/// How long a login may take (the state cookie's lifetime).
+pub const LOGIN_STATE_LIFETIME: u64 = 600;
+/// The most logins in progress per browser (state cookies).
+pub const MAX_PENDING_LOGINS: usize = 4;
+/// How long token and userinfo callouts may take.
+pub const CALLOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a userinfo answer is remembered.
+pub const USERINFO_CACHE_TTL: f64 = 60.0;
+/// The most userinfo answers remembered.
+pub const USERINFO_CACHE_ENTRIES: usize = 1024;
+/// Session lifetime with a refresh token and no `clientSessionMaxIdle` (AES).
+pub const REFRESH_SESSION_LIFETIME: u64 = 14 * 24 * 3600;
+/// Session lifetime when the IdP says nothing of the access token's lifetime.
+pub const DEFAULT_ACCESS_LIFETIME: u64 = 3600;
+
+/// `grantType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    ClientCredentials,
+    Password,
+}
+
+/// `accessTokenValidation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenValidation {
+    Auto,
+    Jwt,
+    Userinfo,
+}
+
+/// `clientAuthentication.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `HeaderPassword`: `client_secret_basic`.
+    Basic,
+    /// `BodyPassword`: `client_secret_post`.
+    Post,
+}
+
+/// A `protectedOrigins` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedOrigin {
+    /// `https` or `http`.
+    pub scheme: String,
+    /// Lower-case host, no port.
+    pub host: String,
+    /// The port, default ports removed.
+    pub port: Option<u16>,
+    pub include_subdomains: bool,
+}
+
+/// `useSessionCookies`.
+#[derive(Debug)]
+struct SessionCookiePolicy {
+    value: bool,
+    condition: Option<HeaderCondition>,
+}
+
+/// A compiled OAuth2 filter.
+#[derive(Debug)]
+pub struct OAuth2Filter {
+    name: String,
+    authorization_url: String,
+    discovery: CalloutTarget,
+    client_id: String,
+    secret: Option<String>,
+    grant: GrantType,
+    validation: TokenValidation,
+    client_auth: ClientAuth,
+    origins: Vec<ProtectedOrigin>,
+    extra_parameters: Vec<(String, String)>,
+    inject: Vec<HeaderTemplate>,
+    margin: u64,
+    max_idle: Option<u64>,
+    session_cookies: Option<SessionCookiePolicy>,
+    post_logout_redirect: Option<String>,
+    keys: SessionKeys,
+    clusters: BTreeMap<String, String>,
+}
+
+/// A rule's `arguments` for an OAuth2 filter.
+#[derive(Debug, Default)]
+pub struct OAuth2Args {
+    pub scopes: Vec<String>,
+    pub instead_of_redirect: Option<InsteadOfRedirect>,
+    pub same_site: SameSite,
+}
+
+/// `insteadOfRedirect`.
+#[derive(Debug)]
+pub struct InsteadOfRedirect {
+    pub condition: Option<HeaderCondition>,
+    pub status: u16,
+}
+
+/// What the host knows of the IdP. `None`: not loaded yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdpState<'a> {
+    pub discovery: Option<&'a Discovery>,
+    /// The JWK Set at `discovery.jwks_uri`.
+    pub keys: Option<&'a KeySet>,
+    /// The host's userinfo answers (see [`UserinfoCache`]).
+    pub userinfo: Option<&'a UserinfoCache>,
+}
+
+/// What the filter decided.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum OAuth2Step {
+    /// Forward upstream with these request header changes; add `response`
+    /// headers (`set-cookie`, one entry each) to the upstream's response.
+    Allow {
+        request: Vec<HeaderChange>,
+        response: Vec<(String, String)>,
+    },
+    /// Answer the client (redirects, denials, error pages, logout).
+    Respond(Response),
+    /// Send this callout; its answer goes to [`OAuth2Filter::on_answer`] with
+    /// `pending`.
+    Callout {
+        callout: Callout,
+        pending: OAuth2Pending,
+    },
+    /// The discovery document or the IdP's JWK Set is not loaded: wait for it
+    /// (bounded), then call `check` again; still missing, answer
+    /// [`OAuth2Filter::idp_unavailable`].
+    NeedIdp,
+}
+
+/// State carried across a callout (opaque to the host).
+#[derive(Debug)]
+pub struct OAuth2Pending {
+    kind: Box<flow::Pending>,
+}
+
+impl OAuth2Pending {
+    /// For a userinfo check, the key its answer is remembered under.
+    pub fn userinfo_key(&self) -> Option<[u8; 32]> {
+        match self.kind.as_ref() {
+            flow::Pending::Userinfo { session, .. } => Some(token_key(&session.access_token)),
+            _ => None,
+        }
+    }
+}
+
+/// Userinfo answers the host remembers (owned by the host, per worker):
+/// SHA-256 of an access token → until when it counts as valid. Bounded to
+/// [`USERINFO_CACHE_ENTRIES`]; expired entries go first, then the soonest to
+/// expire.
+#[derive(Debug, Default, Clone)]
+pub struct UserinfoCache {
+    entries: BTreeMap<[u8; 32], f64>,
+}
+
+impl UserinfoCache {
+    pub fn new() -> UserinfoCache {
+        UserinfoCache::default()
+    }
+
+    /// Whether the token's userinfo answer is remembered at `now`.
+    pub fn is_valid(&self, access_token: &str, now: f64) -> bool {
+        self.entries
+            .get(&token_key(access_token))
+            .is_some_and(|until| *until > now)
+    }
+
+    /// Call with the pending state and the answer before handing them to
+    /// `on_answer`: remembers a userinfo 200 for [`USERINFO_CACHE_TTL`] (or
+    /// until the access token expires, if sooner).
+    pub fn remember(&mut self, pending: &OAuth2Pending, answer: &CalloutAnswer, now: f64) {
+        let flow::Pending::Userinfo { session, .. } = pending.kind.as_ref() else {
+            return;
+        };
+        if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
+            return;
+        }
+        let mut until = now + USERINFO_CACHE_TTL;
+        if let Some(exp) = session.access_expires_at {
+            until = until.min(exp as f64);
+        }
+        self.insert(token_key(&session.access_token), until, now);
+    }
+
+    fn insert(&mut self, key: [u8; 32], until: f64, now: f64) {
+        if self.entries.len() >= USERINFO_CACHE_ENTRIES {
+            self.entries.retain(|_, u| *u > now);
+        }
+        while self.entries.len() >= USERINFO_CACHE_ENTRIES {
+            let soonest = self
+                .entries
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| *k);
+            match soonest {
+                Some(k) => {
+                    self.entries.remove(&k);
+                }
+                None => break,
+            }
+        }
+        self.entries.insert(key, until);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Reserved authorization parameters `extraAuthorizationParameters` may not set.
+const RESERVED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+impl OAuth2Filter {
+    /// Compiles `spec` found at `path` (`filters[2].OAuth2`); `name` is the
+    /// filter's name (cookie names).
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        name: &str,
+        spec: &OAuth2Spec,
+    ) -> Option<OAuth2Filter> {
+        let errors_before = c.errors.len();
+        for (field, present) in [
+            ("secretName", spec.secret_name.is_some()),
+            ("secretNamespace", spec.secret_namespace.is_some()),
+        ] {
+            if present {
+                c.error(
+                    format!("{path}.{field}"),
+                    "Kubernetes Secrets are not read by the plugin: give `secret` literally or as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from a Secret)",
+                );
+            }
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            c.error(
+                path.to_string(),
+                format!("an OAuth2 filter's name is part of its cookie names: use letters, digits, '-', '_' or '.' (not {name:?})"),
+            );
+        }
+        let authorization_url = spec.authorization_url.trim().to_string();
+        let discovery = match CalloutUrl::parse(&authorization_url, None) {
+            Ok(url) if url.path.contains(['?', '#']) => {
+                c.error(
+                    format!("{path}.authorizationURL"),
+                    "the issuer URL has no query or fragment",
+                );
+                None
+            }
+            Ok(_) => c.callout(
+                &format!("{path}.authorizationURL"),
+                &format!(
+                    "{}{WELL_KNOWN_PATH}",
+                    authorization_url.trim_end_matches('/')
+                ),
+                None,
+            ),
+            Err(e) => {
+                c.error(format!("{path}.authorizationURL"), e);
+                None
+            }
+        };
+        if spec.client_id.is_empty() {
+            c.error(format!("{path}.clientID"), "must not be empty");
+        }
+        let secret = spec
+            .secret
+            .as_ref()
+            .and_then(|s| c.secret(&format!("{path}.secret"), s))
+            .filter(|s| !s.is_empty());
+        let grant = match spec.grant_type.as_deref() {
+            None | Some("AuthorizationCode") => GrantType::AuthorizationCode,
+            Some("ClientCredentials") => GrantType::ClientCredentials,
+            Some("Password") | Some("ResourceOwner") => GrantType::Password,
+            Some(other) => {
+                c.error(
+                    format!("{path}.grantType"),
+                    format!("must be \"AuthorizationCode\", \"ClientCredentials\" or \"Password\", not {other:?}"),
+                );
+                GrantType::AuthorizationCode
+            }
+        };
+        let validation = match spec.access_token_validation.as_deref() {
+            None | Some("") | Some("auto") => TokenValidation::Auto,
+            Some("jwt") => TokenValidation::Jwt,
+            Some("userinfo") => TokenValidation::Userinfo,
+            Some(other) => {
+                c.error(
+                    format!("{path}.accessTokenValidation"),
+                    format!("must be \"auto\", \"jwt\" or \"userinfo\", not {other:?}"),
+                );
+                TokenValidation::Auto
+            }
+        };
+        let client_auth = match spec
+            .client_authentication
+            .as_ref()
+            .map(|a| a.method.as_str())
+        {
+            None | Some("HeaderPassword") => ClientAuth::Basic,
+            Some("BodyPassword") => ClientAuth::Post,
+            Some("JWTAssertion") => {
+                c.error(
+                    format!("{path}.clientAuthentication.method"),
+                    "\"JWTAssertion\" is not supported: use \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
+                );
+                ClientAuth::Basic
+            }
+            Some(other) => {
+                c.error(
+                    format!("{path}.clientAuthentication.method"),
+                    format!("must be \"HeaderPassword\" or \"BodyPassword\", not {other:?}"),
+                );
+                ClientAuth::Basic
+            }
+        };
+        let mut origins = Vec::new();
+        for (i, o) in spec.protected_origins.iter().enumerate() {
+            match parse_origin(&o.origin) {
+                Some((scheme, host, port)) => origins.push(ProtectedOrigin {
+                    scheme,
+                    host,
+                    port,
+                    include_subdomains: o.include_subdomains,
+                }),
+                None => c.error(
+                    format!("{path}.protectedOrigins[{i}].origin"),
+                    format!("invalid origin {:?}: give scheme://host[:port]", o.origin),
+                ),
+            }
+        }
+        if grant == GrantType::AuthorizationCode && spec.protected_origins.is_empty() {
+            c.error(
+                format!("{path}.protectedOrigins"),
+                "at least one origin is required with grantType AuthorizationCode",
+            );
+        }
+        let mut extra_parameters = Vec::new();
+        for (k, v) in &spec.extra_authorization_parameters {
+            if RESERVED_PARAMETERS.contains(&k.as_str()) {
+                c.error(
+                    format!("{path}.extraAuthorizationParameters.{k}"),
+                    format!("{k:?} is set by the OAuth2 flow itself and cannot be overridden"),
+                );
+            } else {
+                extra_parameters.push((k.clone(), v.clone()));
+            }
+        }
+        let inject = HeaderTemplate::compile_list(
+            c,
+            &format!("{path}.injectRequestHeaders"),
+            &spec.inject_request_headers,
+        );
+        for (i, t) in inject.iter().enumerate() {
+            if t.name == "authorization" || t.name == "cookie" {
+                c.error(
+                    format!("{path}.injectRequestHeaders[{i}].name"),
+                    format!("{:?} is set by the OAuth2 filter itself", t.name),
+                );
+            }
+        }
+        let session_cookies = spec
+            .use_session_cookies
+            .as_ref()
+            .map(|u| SessionCookiePolicy {
+                value: u.value.unwrap_or(true),
+                condition: u.if_request_header.as_ref().and_then(|h| {
+                    HeaderCondition::compile(
+                        c,
+                        &format!("{path}.useSessionCookies.ifRequestHeader"),
+                        h,
+                    )
+                }),
+            });
+        let post_logout_redirect = match spec.post_logout_redirect_uri.as_deref() {
+            None | Some("") => None,
+            Some(uri) => match CalloutUrl::parse(uri, None) {
+                Ok(_) if !uri.contains(['\r', '\n', ' ']) => Some(uri.to_string()),
+                Ok(_) => {
+                    c.error(format!("{path}.postLogoutRedirectURI"), "not a URL");
+                    None
+                }
+                Err(e) => {
+                    c.error(format!("{path}.postLogoutRedirectURI"), e);
+                    None
+                }
+            },
+        };
+        let mut raw_keys = Vec::new();
+        for (i, k) in spec.session_keys.iter().enumerate() {
+            let at = format!("{path}.sessionKeys[{i}]");
+            if let Some(text) = c.secret(&at, k) {
+                match SessionKeys::decode_key(&text) {
+                    Ok(key) => raw_keys.push(key),
+                    Err(e) => c.error(at, e),
+                }
+            }
+        }
+        if grant == GrantType::AuthorizationCode && spec.session_keys.is_empty() {
+            c.error(
+                format!("{path}.sessionKeys"),
+                "at least one 32-byte base64 key is required with grantType AuthorizationCode (sessions are sealed into cookies; e.g. `openssl rand -base64 32`)",
+            );
+        }
+        let dur = |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0.as_secs());
+        if c.errors.len() != errors_before {
+            return None;
+        }
+        Some(OAuth2Filter {
+            name: name.to_string(),
+            authorization_url,
+            discovery: discovery?,
+            client_id: spec.client_id.clone(),
+            secret,
+            grant,
+            validation,
+            client_auth,
+            origins,
+            extra_parameters,
+            inject,
+            margin: dur(spec.expiration_safety_margin).unwrap_or(0),
+            max_idle: dur(spec.client_session_max_idle).filter(|s| *s > 0),
+            session_cookies,
+            post_logout_redirect,
+            keys: SessionKeys::new(&raw_keys),
+            clusters: c.clusters.clone(),
+        })
+    }
+
+    /// Where the discovery document is fetched (`<authorizationURL>/.well-known/openid-configuration`).
+    pub fn discovery_target(&self) -> &CalloutTarget {
+        &self.discovery
+    }
+
+    /// The configured `authorizationURL` (the issuer).
+    pub fn authorization_url(&self) -> &str {
+        &self.authorization_url
+    }
+
+    /// Parses a fetched discovery document and checks its issuer.
+    pub fn parse_discovery(&self, bytes: &[u8]) -> Result<Discovery, String> {
+        Discovery::parse_for(bytes, &self.authorization_url)
+    }
+
+    /// The callout target of a URL the discovery document named (token,
+    /// userinfo, JWKS), its cluster from the configuration's `clusters`.
+    pub fn callout_target(&self, url: &str) -> Option<CalloutTarget> {
+        CalloutUrl::parse(url, None)
+            .ok()
+            .map(|u| CalloutTarget::new(&u, &self.clusters))
+    }
+
+    pub fn grant_type(&self) -> GrantType {
+        self.grant
+    }
+
+    /// Whether `check` needs the IdP's JWK Set (not only discovery).
+    pub fn needs_keys(&self) -> bool {
+        self.grant == GrantType::AuthorizationCode
+    }
+
+    /// Header names this filter injects (removed from client requests).
+    pub fn injected_names(&self) -> impl Iterator<Item = &str> {
+        self.inject.iter().map(|t| t.name.as_str())
+    }
+
+    /// Whether `path` is one the filter answers itself (callback, logout): the
+    /// host should send these to the filter whatever rule covers them.
+    pub fn handles_path(path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        path == CALLBACK_PATH || path == LOGOUT_PATH
+    }
+
+    /// Checks one request.
+    pub fn check(
+        &self,
+        request: &Request,
+        args: &OAuth2Args,
+        idp: &IdpState<'_>,
+        now_unix: f64,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> OAuth2Step {
+        match self.grant {
+            GrantType::AuthorizationCode => flow::check(self, request, args, idp, now_unix, random),
+            GrantType::ClientCredentials | GrantType::Password => {
+                grants::check(self, request, args, idp)
+            }
+        }
+    }
+
+    /// The answer to the callout the last `OAuth2Step::Callout` asked for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_answer(
+        &self,
+        request: &Request,
+        args: &OAuth2Args,
+        pending: OAuth2Pending,
+        answer: CalloutAnswer,
+        idp: &IdpState<'_>,
+        now_unix: f64,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> OAuth2Step {
+        flow::on_answer(
+            self,
+            request,
+            args,
+            *pending.kind,
+            answer,
+            idp,
+            now_unix,
+            random,
+        )
+    }
+
+    /// The 503 page when the IdP's discovery document or keys never loaded.
+    pub fn idp_unavailable(&self) -> Response {
+        error_page(
+            503,
+            "Sign-in is unavailable",
+            "The identity provider cannot be reached right now. Please try again in a moment.",
+        )
+    }
+
+    /// Whether `useSessionCookies` makes this request's cookies browser-session
+    /// cookies.
+    fn browser_session_cookies(&self, headers: &Headers) -> bool {
+        match &self.session_cookies {
+            None => false,
+            Some(p) => match &p.condition {
+                None => p.value,
+                Some(cond) => cond.matches(headers) == p.value,
+            },
+        }
+    }
+
+    fn cookie_base(&self, kind: &str) -> String {
+        format!("portcullis_{kind}.{}", self.name)
+    }
+}
+
+impl OAuth2Args {
+    /// Compiles a rule's `arguments` found at `path`.
+    pub fn compile(
+        c: &mut Compiler<'_>,
+        path: &str,
+        arguments: Option<&Value>,
+    ) -> Option<OAuth2Args> {
+        let spec = match arguments {
+            None | Some(Value::Null) => OAuth2ArgumentsSpec::default(),
+            Some(v) => {
+                match serde_path_to_error::deserialize::<_, OAuth2ArgumentsSpec>(v.clone()) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        let sub = e.path().to_string();
+                        let at = if sub == "." {
+                            path.to_string()
+                        } else {
+                            format!("{path}.{sub}")
+                        };
+                        c.error(at, e.inner().to_string());
+                        return None;
+                    }
+                }
+            }
+        };
+        let errors_before = c.errors.len();
+        let mut scopes: Vec<String> = Vec::new();
+        for (i, s) in spec.scope.iter().enumerate() {
+            if s.is_empty() || s.contains(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\\')
+            {
+                c.error(format!("{path}.scope[{i}]"), format!("invalid scope {s:?}"));
+            } else if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        let instead_of_redirect = spec.instead_of_redirect.as_ref().map(|i| {
+            let status = i.http_status_code.unwrap_or(403);
+            if !(300..=599).contains(&status) {
+                c.error(
+                    format!("{path}.insteadOfRedirect.httpStatusCode"),
+                    format!("must be an HTTP status between 300 and 599, not {status}"),
+                );
+            }
+            InsteadOfRedirect {
+                condition: i.if_request_header.as_ref().and_then(|h| {
+                    HeaderCondition::compile(
+                        c,
+                        &format!("{path}.insteadOfRedirect.ifRequestHeader"),
+                        h,
+                    )
+                }),
+                status,
+            }
+        });
+        let same_site = match spec
+            .same_site
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("lax") => SameSite::Lax,
+            Some("strict") => SameSite::Strict,
+            Some("none") => SameSite::None,
+            Some(_) => {
+                c.error(
+                    format!("{path}.sameSite"),
+                    format!(
+                        "must be \"Lax\", \"Strict\" or \"None\", not {:?}",
+                        spec.same_site.as_deref().unwrap_or("")
+                    ),
+                );
+                SameSite::Lax
+            }
+        };
+        if c.errors.len() != errors_before {
+            return None;
+        }
+        Some(OAuth2Args {
+            scopes,
+            instead_of_redirect,
+            same_site,
+        })
+    }
+}
+
+/// `scheme://host[:port]` (any path ignored, as AES) → lower-case parts, default
+/// port removed.
+fn parse_origin(text: &str) -> Option<(String, String, Option<u16>)> {
+    let url = CalloutUrl::parse(text.trim(), None).ok()?;
+    let (host, port) = split_authority(&url.authority)?;
+    Some((url.scheme.clone(), host, normalize_port(&url.scheme, port)))
+}
+
+/// `host[:port]` → lower-case host and port.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let authority = authority.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains(['/', '@', ' ', '?', '#']) {
+        return None;
+    }
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let host = authority.get(..=end)?.to_string();
+        let rest = authority.get(end + 1..)?;
+        return match rest.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if rest.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), Some(p.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+fn normalize_port(scheme: &str, port: Option<u16>) -> Option<u16> {
+    match (scheme, port) {
+        ("https", Some(443)) | ("http", Some(80)) => None,
+        (_, p) => p,
+    }
+}
+
+/// A request's origin, normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    pub(crate) fn of(request: &Request) -> Option<Origin> {
+        let scheme = request.scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return None;
+        }
+        let (host, port) = split_authority(&request.authority)?;
+        let port = normalize_port(&scheme, port);
+        Some(Origin { scheme, host, port })
+    }
+
+    pub(crate) fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// `scheme://host[:port]`.
+    pub(crate) fn url(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}://{}:{p}", self.scheme, self.host),
+            None => format!("{}://{}", self.scheme, self.host),
+        }
+    }
+
+    fn covered_by(&self, o: &ProtectedOrigin) -> bool {
+        if self.scheme != o.scheme || self.port != o.port {
+            return false;
+        }
+        self.host == o.host
+            || (o.include_subdomains
+                && self
+                    .host
+                    .strip_suffix(&o.host)
+                    .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1))
+    }
+}
+
+impl OAuth2Filter {
+    pub(crate) fn protects(&self, origin: &Origin) -> bool {
+        self.origins.iter().any(|o| origin.covered_by(o))
+    }
+}
+
+/// An HTML page (error pages, the Strict-cookie continue page).
+pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1><p>{d}</p></body></html>\n",
+        t = html_escape(title),
+        d = html_escape(detail)
+    );
+    Response {
+        status,
+        headers: vec![
+            (
+                "content-type".to_string(),
+                "text/html; charset=utf-8".to_string(),
+            ),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ],
+        body: body.into_bytes(),
+    }
+}

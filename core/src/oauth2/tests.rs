@@ -1,0 +1,1547 @@
+//! The OAuth2 filter driven end to end against a fake IdP: discovery, keys and
+//! token answers are made here; ID tokens are signed with a fixed RSA key.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use super::encoding::{b64url, percent_decode, query_params};
+use super::session::{write_chunked, CookieAttrs, CookieJar, CHUNK_SIZE};
+use super::*;
+use crate::external::CalloutKind;
+use crate::jwt::verify::test_fixtures::{key_set, rsa_a, rsa_b, token, NOW};
+use crate::request::TlsInfo;
+use crate::template::Template;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::json;
+use std::collections::HashMap;
+
+const ISSUER: &str = "https://idp.example.com";
+const KEY1: [u8; 32] = [1; 32];
+const KEY2: [u8; 32] = [2; 32];
+
+fn discovery() -> Discovery {
+    Discovery {
+        issuer: ISSUER.to_string(),
+        authorization_endpoint: format!("{ISSUER}/authorize"),
+        token_endpoint: format!("{ISSUER}/token"),
+        userinfo_endpoint: Some(format!("{ISSUER}/userinfo")),
+        end_session_endpoint: Some(format!("{ISSUER}/logout")),
+        jwks_uri: format!("{ISSUER}/jwks"),
+        iss_parameter_supported: false,
+    }
+}
+
+fn keys() -> KeySet {
+    key_set(vec![rsa_a().jwk_with_kid("k1")])
+}
+
+fn filter() -> OAuth2Filter {
+    let mut clusters = BTreeMap::new();
+    clusters.insert("idp.example.com".to_string(), "idp".to_string());
+    OAuth2Filter {
+        name: "login".to_string(),
+        authorization_url: ISSUER.to_string(),
+        discovery: CalloutTarget {
+            cluster: "idp".to_string(),
+            authority: "idp.example.com".to_string(),
+            path: WELL_KNOWN_PATH.to_string(),
+            scheme: "https".to_string(),
+        },
+        client_id: "my client".to_string(),
+        secret: Some("s3cr3t:&".to_string()),
+        grant: GrantType::AuthorizationCode,
+        validation: TokenValidation::Auto,
+        client_auth: ClientAuth::Basic,
+        origins: vec![ProtectedOrigin {
+            scheme: "https".to_string(),
+            host: "app.example.com".to_string(),
+            port: None,
+            include_subdomains: true,
+        }],
+        extra_parameters: vec![("prompt".to_string(), "login".to_string())],
+        inject: vec![HeaderTemplate {
+            name: "x-user".to_string(),
+            template: Template::parse("{{ .idToken.Claims.sub }}").unwrap(),
+        }],
+        margin: 0,
+        max_idle: None,
+        session_cookies: None,
+        post_logout_redirect: Some("https://app.example.com/bye".to_string()),
+        keys: SessionKeys::new(&[KEY1]),
+        clusters,
+    }
+}
+
+/// A deterministic randomness source (distinct bytes on every call).
+fn rng() -> impl FnMut(&mut [u8]) {
+    let mut counter: u8 = 0;
+    move |buf: &mut [u8]| {
+        for b in buf.iter_mut() {
+            counter = counter.wrapping_add(37);
+            *b = counter;
+        }
+    }
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+    let mut pairs = vec![
+        (":method".to_string(), method.to_string()),
+        (":scheme".to_string(), "https".to_string()),
+        (":authority".to_string(), "app.example.com".to_string()),
+        (":path".to_string(), path.to_string()),
+    ];
+    for (n, v) in headers {
+        pairs.push((n.to_string(), v.to_string()));
+    }
+    Request::from_header_pairs(pairs)
+}
+
+struct Idp {
+    discovery: Discovery,
+    keys: KeySet,
+}
+
+impl Idp {
+    fn new() -> Idp {
+        Idp {
+            discovery: discovery(),
+            keys: keys(),
+        }
+    }
+    fn state(&self) -> IdpState<'_> {
+        IdpState {
+            discovery: Some(&self.discovery),
+            keys: Some(&self.keys),
+            userinfo: None,
+        }
+    }
+}
+
+fn check(f: &OAuth2Filter, args: &OAuth2Args, req: &Request, now: f64) -> OAuth2Step {
+    let idp = Idp::new();
+    f.check(req, args, &idp.state(), now, &mut rng())
+}
+
+fn answer(
+    f: &OAuth2Filter,
+    args: &OAuth2Args,
+    req: &Request,
+    pending: OAuth2Pending,
+    a: CalloutAnswer,
+    now: f64,
+) -> OAuth2Step {
+    let idp = Idp::new();
+    f.on_answer(req, args, pending, a, &idp.state(), now, &mut rng())
+}
+
+fn respond(step: OAuth2Step) -> Response {
+    match step {
+        OAuth2Step::Respond(r) => r,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn callout(step: OAuth2Step) -> (Callout, OAuth2Pending) {
+    match step {
+        OAuth2Step::Callout { callout, pending } => (callout, pending),
+        other => panic!("expected a callout, got {other:?}"),
+    }
+}
+
+fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
+    match step {
+        OAuth2Step::Allow { request, response } => (request, response),
+        other => panic!("expected allow, got {other:?}"),
+    }
+}
+
+fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The cookies a browser would keep from these `Set-Cookie` values, applied to `jar`.
+fn apply_cookies(jar: &mut HashMap<String, String>, set: &[String]) {
+    for c in set {
+        let first = c.split(';').next().unwrap();
+        let (name, value) = first.split_once('=').unwrap();
+        if c.contains("Max-Age=0") {
+            jar.remove(name);
+        } else {
+            jar.insert(name.to_string(), value.to_string());
+        }
+    }
+}
+
+fn cookie_header(jar: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    pairs.sort();
+    pairs.join("; ")
+}
+
+fn location_params(r: &Response) -> HashMap<String, String> {
+    query_params(r.header("location").unwrap())
+        .into_iter()
+        .collect()
+}
+
+fn form(callout: &Callout) -> HashMap<String, String> {
+    let CalloutKind::Http { body, .. } = &callout.kind else {
+        panic!("not http")
+    };
+    let text = String::from_utf8(body.clone()).unwrap();
+    query_params(&format!("/?{text}")).into_iter().collect()
+}
+
+fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
+    let CalloutKind::Http { headers, .. } = &callout.kind else {
+        panic!("not http")
+    };
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn id_token(claims: serde_json::Value) -> String {
+    token(json!({"alg": "RS256", "kid": "k1"}), claims, &rsa_a())
+}
+
+fn good_claims(nonce: &str) -> serde_json::Value {
+    json!({
+        "iss": ISSUER, "aud": "my client", "sub": "alice", "exp": NOW + 600.0,
+        "iat": NOW, "nonce": nonce,
+    })
+}
+
+fn http(status: u16, body: serde_json::Value) -> CalloutAnswer {
+    CalloutAnswer::Http {
+        status,
+        headers: vec![],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A started login: the redirect's parameters and the browser's cookies.
+struct Login {
+    params: HashMap<String, String>,
+    jar: HashMap<String, String>,
+}
+
+fn start_login(f: &OAuth2Filter, args: &OAuth2Args, path: &str) -> Login {
+    let r = respond(check(f, args, &request("GET", path, &[]), NOW));
+    assert_eq!(r.status, 303);
+    let mut jar = HashMap::new();
+    apply_cookies(&mut jar, &set_cookies(&r.headers));
+    Login {
+        params: location_params(&r),
+        jar,
+    }
+}
+
+fn callback_request(login: &Login, extra: &str) -> Request {
+    let path = format!(
+        "{CALLBACK_PATH}?code=the-code&state={}{extra}",
+        login.params["state"]
+    );
+    request("GET", &path, &[("cookie", &cookie_header(&login.jar))])
+}
+
+/// Logs in with these token answer fields; returns the final response and jar.
+fn finish_login(
+    f: &OAuth2Filter,
+    args: &OAuth2Args,
+    login: &mut Login,
+    tokens: serde_json::Value,
+) -> Response {
+    let req = callback_request(login, "");
+    let (_, pending) = callout(check(f, args, &req, NOW));
+    let r = respond(answer(f, args, &req, pending, http(200, tokens), NOW));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    r
+}
+
+fn default_tokens(login: &Login) -> serde_json::Value {
+    json!({
+        "access_token": "opaque-access",
+        "token_type": "Bearer",
+        "id_token": id_token(good_claims(&login.params["nonce"])),
+        "refresh_token": "the-refresh",
+        "expires_in": 300,
+    })
+}
+
+/// A logged-in browser's cookie jar.
+fn logged_in(
+    f: &OAuth2Filter,
+    tokens: impl Fn(&Login) -> serde_json::Value,
+) -> HashMap<String, String> {
+    let args = OAuth2Args::default();
+    let mut login = start_login(f, &args, "/page?x=1");
+    let t = tokens(&login);
+    let r = finish_login(f, &args, &mut login, t);
+    assert_eq!(r.status, 303, "{:?}", String::from_utf8_lossy(&r.body));
+    login.jar
+}
+
+fn jwt_access(exp: f64) -> String {
+    token(
+        json!({"alg": "RS256", "kid": "k1"}),
+        json!({"iss": ISSUER, "sub": "alice", "exp": exp, "scope": "openid"}),
+        &rsa_a(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Login redirect
+
+#[test]
+fn login_redirect_carries_pkce_state_nonce_and_scopes() {
+    let f = filter();
+    let args = OAuth2Args {
+        scopes: vec!["read".to_string(), "openid".to_string()],
+        ..OAuth2Args::default()
+    };
+    let r = respond(check(&f, &args, &request("GET", "/page?x=1", &[]), NOW));
+    assert_eq!(r.status, 303);
+    assert!(r
+        .header("location")
+        .unwrap()
+        .starts_with("https://idp.example.com/authorize?"));
+    let p = location_params(&r);
+    assert_eq!(p["response_type"], "code");
+    assert_eq!(p["client_id"], "my client");
+    assert_eq!(
+        p["redirect_uri"],
+        "https://app.example.com/.portcullis/oauth2/redirection-endpoint"
+    );
+    assert_eq!(p["scope"], "openid read");
+    assert_eq!(p["code_challenge_method"], "S256");
+    assert_eq!(p["prompt"], "login");
+    assert!(p["state"].len() >= 43 && p["nonce"].len() >= 43);
+    // The challenge is S256 of the verifier the callback sends.
+    let mut login = Login {
+        params: p.clone(),
+        jar: HashMap::new(),
+    };
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    let (c, _) = callout(check(&f, &args, &callback_request(&login, ""), NOW));
+    let verifier = form(&c)["code_verifier"].clone();
+    assert!(verifier.len() >= 43);
+    assert_eq!(
+        p["code_challenge"],
+        b64url(&sha2::Sha256::digest(verifier.as_bytes()))
+    );
+}
+
+#[test]
+fn state_cookie_is_sealed_short_lived_and_lax() {
+    let r = respond(check(
+        &filter(),
+        &OAuth2Args::default(),
+        &request("GET", "/", &[]),
+        NOW,
+    ));
+    let cookies = set_cookies(&r.headers);
+    assert_eq!(cookies.len(), 1);
+    let c = &cookies[0];
+    assert!(c.starts_with("portcullis_state.login."), "{c}");
+    for attr in [
+        "Path=/",
+        "Max-Age=600",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+    ] {
+        assert!(c.contains(attr), "{c} lacks {attr}");
+    }
+    assert!(!c.contains("page"), "the URL is not readable in the cookie");
+}
+
+#[test]
+fn too_many_logins_in_progress_forget_the_older_ones() {
+    let f = filter();
+    let cookies: Vec<String> = (0..4)
+        .map(|i| format!("portcullis_state.login.id{i}=x"))
+        .collect();
+    let req = request("GET", "/", &[("cookie", &cookies.join("; "))]);
+    let r = respond(check(&f, &OAuth2Args::default(), &req, NOW));
+    let set = set_cookies(&r.headers);
+    assert_eq!(set.iter().filter(|c| c.contains("Max-Age=0")).count(), 4);
+    assert_eq!(set.len(), 5);
+}
+
+#[test]
+fn unprotected_origin_is_refused() {
+    let mut req = request("GET", "/", &[]);
+    req.authority = "evil.example.net".to_string();
+    assert_eq!(
+        respond(check(&filter(), &OAuth2Args::default(), &req, NOW)).status,
+        403
+    );
+    // includeSubdomains covers a subdomain, not a lookalike or another scheme.
+    req.authority = "api.app.example.com".to_string();
+    assert_eq!(
+        respond(check(&filter(), &OAuth2Args::default(), &req, NOW)).status,
+        303
+    );
+    req.authority = "evilapp.example.com".to_string();
+    assert_eq!(
+        respond(check(&filter(), &OAuth2Args::default(), &req, NOW)).status,
+        403
+    );
+    req.authority = "app.example.com".to_string();
+    req.scheme = "http".to_string();
+    assert_eq!(
+        respond(check(&filter(), &OAuth2Args::default(), &req, NOW)).status,
+        403
+    );
+}
+
+#[test]
+fn api_requests_get_a_status_instead_of_a_redirect() {
+    let f = filter();
+    let none = OAuth2Args::default();
+    assert_eq!(
+        respond(check(&f, &none, &request("POST", "/api", &[]), NOW)).status,
+        401
+    );
+    let xhr = request("GET", "/api", &[("x-requested-with", "XMLHttpRequest")]);
+    assert_eq!(respond(check(&f, &none, &xhr, NOW)).status, 401);
+    let instead = OAuth2Args {
+        instead_of_redirect: Some(InsteadOfRedirect {
+            condition: None,
+            status: 403,
+        }),
+        ..OAuth2Args::default()
+    };
+    let r = respond(check(&f, &instead, &request("GET", "/page", &[]), NOW));
+    assert_eq!(r.status, 403);
+    assert!(r.header("location").is_none());
+    let custom = OAuth2Args {
+        instead_of_redirect: Some(InsteadOfRedirect {
+            condition: None,
+            status: 419,
+        }),
+        ..OAuth2Args::default()
+    };
+    assert_eq!(
+        respond(check(&f, &custom, &request("POST", "/x", &[]), NOW)).status,
+        419
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Callback
+
+#[test]
+fn code_exchange_uses_client_secret_basic() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let (c, _) = callout(check(&f, &args, &callback_request(&login, ""), NOW));
+    assert_eq!(c.cluster, "idp");
+    assert_eq!(header(&c, ":method"), Some("POST"));
+    assert_eq!(header(&c, ":path"), Some("/token"));
+    assert_eq!(header(&c, ":authority"), Some("idp.example.com"));
+    assert_eq!(
+        header(&c, "content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let basic = header(&c, "authorization")
+        .unwrap()
+        .strip_prefix("Basic ")
+        .unwrap();
+    let decoded = String::from_utf8(STANDARD.decode(basic).unwrap()).unwrap();
+    assert_eq!(decoded, "my%20client:s3cr3t%3A%26");
+    let body = form(&c);
+    assert_eq!(body["grant_type"], "authorization_code");
+    assert_eq!(body["code"], "the-code");
+    assert_eq!(
+        body["redirect_uri"],
+        "https://app.example.com/.portcullis/oauth2/redirection-endpoint"
+    );
+    assert!(!body.contains_key("client_secret"));
+}
+
+#[test]
+fn body_password_sends_client_secret_post() {
+    let mut f = filter();
+    f.client_auth = ClientAuth::Post;
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let (c, _) = callout(check(&f, &args, &callback_request(&login, ""), NOW));
+    assert!(header(&c, "authorization").is_none());
+    let body = form(&c);
+    assert_eq!(body["client_id"], "my client");
+    assert_eq!(body["client_secret"], "s3cr3t:&");
+}
+
+#[test]
+fn login_creates_a_session_and_returns_to_the_original_url() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/page?x=1");
+    let t = default_tokens(&login);
+    let r = finish_login(&f, &args, &mut login, t);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example.com/page?x=1")
+    );
+    let set = set_cookies(&r.headers);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("portcullis_session.login="))
+        .unwrap();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=1209600",
+    ] {
+        assert!(session.contains(attr), "{session} lacks {attr}");
+    }
+    let xsrf = set
+        .iter()
+        .find(|c| c.starts_with("portcullis_xsrf.login="))
+        .unwrap();
+    assert!(!xsrf.contains("HttpOnly"));
+    assert!(set
+        .iter()
+        .any(|c| c.starts_with("portcullis_state.login.") && c.contains("Max-Age=0")));
+    assert!(!login.jar.keys().any(|k| k.starts_with("portcullis_state")));
+
+    // The next request goes upstream with the access token and identity.
+    let cookie = format!("{}; theme=dark", cookie_header(&login.jar));
+    let req = request(
+        "GET",
+        "/page",
+        &[("cookie", &cookie), ("authorization", "Bearer forged")],
+    );
+    let mut idp = Idp::new();
+    idp.keys = keys();
+    let mut cache = UserinfoCache::new();
+    let step = f.check(&req, &args, &idp.state(), NOW + 10.0, &mut rng());
+    let (c, pending) = callout(step);
+    assert_eq!(header(&c, "authorization"), Some("Bearer opaque-access"));
+    let ok = http(200, json!({"sub": "alice"}));
+    cache.remember(&pending, &ok, NOW + 10.0);
+    let (changes, response) = allowed(f.on_answer(
+        &req,
+        &args,
+        pending,
+        ok,
+        &idp.state(),
+        NOW + 10.0,
+        &mut rng(),
+    ));
+    assert!(response.is_empty());
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
+    assert!(changes.contains(&HeaderChange::set("x-user", "alice")));
+    assert!(changes.contains(&HeaderChange::set("cookie", "theme=dark")));
+    // The userinfo answer is remembered: no second callout.
+    let state = IdpState {
+        userinfo: Some(&cache),
+        ..idp.state()
+    };
+    allowed(f.check(&req, &args, &state, NOW + 20.0, &mut rng()));
+}
+
+#[test]
+fn forged_missing_and_replayed_state_never_create_a_session() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/");
+    // Forged: a state the browser never got (same id prefix, other value).
+    let mut forged = login.params["state"].clone();
+    forged.push('x');
+    let req = request(
+        "GET",
+        &format!("{CALLBACK_PATH}?code=c&state={forged}"),
+        &[("cookie", &cookie_header(&login.jar))],
+    );
+    let r = respond(check(&f, &args, &req, NOW));
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    // Missing cookie (another browser).
+    let req = request(
+        "GET",
+        &format!("{CALLBACK_PATH}?code=c&state={}", login.params["state"]),
+        &[],
+    );
+    assert_eq!(respond(check(&f, &args, &req, NOW)).status, 400);
+    // No state at all.
+    let req = request("GET", &format!("{CALLBACK_PATH}?code=c"), &[]);
+    assert_eq!(respond(check(&f, &args, &req, NOW)).status, 400);
+    // Expired state cookie.
+    let req = callback_request(&login, "");
+    assert_eq!(respond(check(&f, &args, &req, NOW + 601.0)).status, 400);
+    // Replayed: after a login, the state cookie is gone; with the session, home.
+    let old_jar = login.jar.clone();
+    let t = default_tokens(&login);
+    finish_login(&f, &args, &mut login, t);
+    let req = request(
+        "GET",
+        &format!(
+            "{CALLBACK_PATH}?code=the-code&state={}",
+            login.params["state"]
+        ),
+        &[("cookie", &cookie_header(&login.jar))],
+    );
+    let r = respond(check(&f, &args, &req, NOW));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("https://app.example.com/"))
+    );
+    // A replay with the old state cookie but the IdP refusing the used code.
+    let req = request(
+        "GET",
+        &format!(
+            "{CALLBACK_PATH}?code=the-code&state={}",
+            login.params["state"]
+        ),
+        &[("cookie", &cookie_header(&old_jar))],
+    );
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    let r = respond(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(400, json!({"error": "invalid_grant"})),
+        NOW,
+    ));
+    assert_eq!(r.status, 401);
+    assert!(!set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session")));
+}
+
+#[test]
+fn callback_iss_must_be_the_issuer() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let req = callback_request(&login, "&iss=https%3A%2F%2Fevil.example.com");
+    assert_eq!(respond(check(&f, &args, &req, NOW)).status, 400);
+    let req = callback_request(&login, "&iss=https%3A%2F%2Fidp.example.com");
+    callout(check(&f, &args, &req, NOW));
+}
+
+#[test]
+fn idp_error_answer_is_a_page_not_a_redirect() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let req = callback_request(
+        &login,
+        "&error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E",
+    );
+    let r = respond(check(&f, &args, &req, NOW));
+    assert_eq!(r.status, 401);
+    assert!(r.header("location").is_none());
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("access_denied") && body.contains("&lt;b&gt;"),
+        "{body}"
+    );
+}
+
+#[test]
+fn bad_id_tokens_are_refused() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    type MakeToken = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(&str, MakeToken)> = vec![
+        ("nonce", Box::new(|_| id_token(good_claims("other-nonce")))),
+        (
+            "aud",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c["aud"] = json!("someone-else");
+                id_token(c)
+            }),
+        ),
+        (
+            "azp missing with several audiences",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c["aud"] = json!(["my client", "other"]);
+                id_token(c)
+            }),
+        ),
+        (
+            "azp other",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c["azp"] = json!("other");
+                id_token(c)
+            }),
+        ),
+        (
+            "exp",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c["exp"] = json!(NOW - 3600.0);
+                id_token(c)
+            }),
+        ),
+        (
+            "iss",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c["iss"] = json!("https://evil.example.com");
+                id_token(c)
+            }),
+        ),
+        (
+            "signature",
+            Box::new(|n| {
+                token(
+                    json!({"alg": "RS256", "kid": "k1"}),
+                    good_claims(n),
+                    &rsa_b(),
+                )
+            }),
+        ),
+        (
+            "none alg",
+            Box::new(|n| {
+                let claims = serde_json::to_vec(&good_claims(n)).unwrap();
+                format!("{}.{}.", b64url(br#"{"alg":"none"}"#), b64url(&claims))
+            }),
+        ),
+    ];
+    for (what, make) in cases {
+        let mut login = start_login(&f, &args, "/");
+        let tokens = json!({
+            "access_token": "a", "token_type": "Bearer",
+            "id_token": make(&login.params["nonce"]),
+        });
+        let r = finish_login(&f, &args, &mut login, tokens);
+        assert_eq!(r.status, 401, "{what}");
+        assert!(
+            !login
+                .jar
+                .keys()
+                .any(|k| k.starts_with("portcullis_session")),
+            "{what}"
+        );
+    }
+    // A multi-audience token with the right azp passes.
+    let mut login = start_login(&f, &args, "/");
+    let mut c = good_claims(&login.params["nonce"]);
+    c["aud"] = json!(["my client", "other"]);
+    c["azp"] = json!("my client");
+    let r = finish_login(
+        &f,
+        &args,
+        &mut login,
+        json!({"access_token": "a", "id_token": id_token(c)}),
+    );
+    assert_eq!(r.status, 303);
+}
+
+#[test]
+fn failed_code_exchanges_answer_pages() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let cases = [
+        (http(500, json!({})), 503),
+        (
+            CalloutAnswer::Failed {
+                reason: "timeout".into(),
+            },
+            503,
+        ),
+        (http(401, json!({"error": "invalid_client"})), 401),
+        (
+            CalloutAnswer::Http {
+                status: 200,
+                headers: vec![],
+                body: b"<html>".to_vec(),
+            },
+            502,
+        ),
+        (http(200, json!({"token_type": "Bearer"})), 502),
+        (
+            http(
+                200,
+                json!({"access_token": "a", "token_type": "mac", "id_token": "x"}),
+            ),
+            502,
+        ),
+        (http(200, json!({"access_token": "a"})), 502),
+    ];
+    for (a, status) in cases {
+        let login = start_login(&f, &args, "/");
+        let req = callback_request(&login, "");
+        let (_, pending) = callout(check(&f, &args, &req, NOW));
+        let r = respond(answer(&f, &args, &req, pending, a.clone(), NOW));
+        assert_eq!(r.status, status, "{a:?}");
+        assert!(r.header("location").is_none());
+        let set = set_cookies(&r.headers);
+        assert!(set.iter().all(|c| !c.starts_with("portcullis_session")));
+        assert!(set
+            .iter()
+            .any(|c| c.starts_with("portcullis_state") && c.contains("Max-Age=0")));
+    }
+}
+
+#[test]
+fn strict_same_site_continues_with_a_page() {
+    let f = filter();
+    let args = OAuth2Args {
+        same_site: SameSite::Strict,
+        ..OAuth2Args::default()
+    };
+    let mut login = start_login(&f, &args, "/page");
+    let t = default_tokens(&login);
+    let r = finish_login(&f, &args, &mut login, t);
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(body.contains("url=https://app.example.com/page"));
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session") && c.contains("SameSite=Strict")));
+}
+
+// ---------------------------------------------------------------------------
+// Open redirects
+
+#[test]
+fn original_url_on_another_origin_is_never_followed() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    for evil in [
+        "https://evil.com/x",
+        "https://app.example.com.evil.com/",
+        "https://app.example.com//evil.com",
+    ] {
+        let mut login = start_login(&f, &args, "/");
+        // Re-seal the state cookie with a hostile URL (as if keys leaked).
+        let (name, _) = login
+            .jar
+            .iter()
+            .find(|(n, _)| n.starts_with("portcullis_state"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .unwrap();
+        let value = login.jar[&name].clone();
+        let plain = f.keys.open(&name, &value, NOW).unwrap();
+        let mut state: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        state["u"] = json!(evil);
+        let sealed = f
+            .keys
+            .seal(
+                &name,
+                NOW as u64 + 600,
+                &serde_json::to_vec(&state).unwrap(),
+                &mut rng(),
+            )
+            .unwrap();
+        login.jar.insert(name, sealed);
+        let t = default_tokens(&login);
+        let r = finish_login(&f, &args, &mut login, t);
+        assert_eq!(
+            r.header("location"),
+            Some("https://app.example.com/"),
+            "{evil}"
+        );
+    }
+}
+
+#[test]
+fn scheme_relative_request_paths_return_home() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "//evil.com/x");
+    let t = default_tokens(&login);
+    let r = finish_login(&f, &args, &mut login, t);
+    assert_eq!(r.header("location"), Some("https://app.example.com/"));
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+fn jwt_session_request(
+    jar: &HashMap<String, String>,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Request {
+    let cookie = cookie_header(jar);
+    let mut headers = vec![("cookie", cookie.as_str())];
+    headers.extend_from_slice(extra);
+    request(method, path, &headers)
+}
+
+fn jwt_tokens(login: &Login) -> serde_json::Value {
+    json!({
+        "access_token": jwt_access(NOW + 300.0),
+        "id_token": id_token(good_claims(&login.params["nonce"])),
+        "refresh_token": "the-refresh",
+        "expires_in": 300,
+    })
+}
+
+#[test]
+fn jwt_access_tokens_are_verified_locally() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert!(changes.iter().any(|c| c.name == "authorization"));
+    assert!(changes.contains(&HeaderChange::remove("cookie")));
+}
+
+#[test]
+fn rotated_keys_open_old_sessions_and_seal_with_the_first() {
+    let old = filter();
+    let jar = logged_in(&old, jwt_tokens);
+    let mut rotated = filter();
+    rotated.keys = SessionKeys::new(&[KEY2, KEY1]);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    allowed(check(&rotated, &OAuth2Args::default(), &req, NOW + 5.0));
+    // A new session from the rotated filter opens without the old key.
+    let new_jar = logged_in(&rotated, jwt_tokens);
+    let mut only_new = filter();
+    only_new.keys = SessionKeys::new(&[KEY2]);
+    allowed(check(
+        &only_new,
+        &OAuth2Args::default(),
+        &jwt_session_request(&new_jar, "GET", "/", &[]),
+        NOW + 5.0,
+    ));
+    // And the old session does not open with the new key alone.
+    let r = respond(check(&only_new, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(r.status, 303);
+}
+
+#[test]
+fn tampered_truncated_renamed_and_expired_sessions_are_refused() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let value = jar["portcullis_session.login"].clone();
+    let mut flipped = value.clone().into_bytes();
+    let last = flipped.len() - 5;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let extended = {
+        let mut parts = value.splitn(3, '.');
+        let (v, _, body) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        format!("{v}.{}.{body}", NOW as u64 + 999_999)
+    };
+    for bad in [
+        String::from_utf8(flipped).unwrap(),
+        value[..value.len() - 10].to_string(),
+        extended,
+        "garbage".to_string(),
+    ] {
+        let mut j = jar.clone();
+        j.insert("portcullis_session.login".to_string(), bad.clone());
+        let r = respond(check(
+            &f,
+            &OAuth2Args::default(),
+            &jwt_session_request(&j, "GET", "/", &[]),
+            NOW + 5.0,
+        ));
+        assert_eq!(r.status, 303, "{bad}");
+        // The bad cookie is cleared along with the redirect.
+        assert!(set_cookies(&r.headers)
+            .iter()
+            .any(|c| c.starts_with("portcullis_session.login=;") && c.contains("Max-Age=0")));
+    }
+    // Sealed for another cookie name: refused.
+    let mut j = jar.clone();
+    j.remove("portcullis_session.login");
+    j.insert("portcullis_session.other".to_string(), value.clone());
+    let mut other = filter();
+    other.name = "other".to_string();
+    assert_eq!(
+        respond(check(
+            &other,
+            &OAuth2Args::default(),
+            &jwt_session_request(&j, "GET", "/", &[]),
+            NOW + 5.0
+        ))
+        .status,
+        303
+    );
+    // Past the session's deadline (14 days with a refresh token).
+    let late = NOW + REFRESH_SESSION_LIFETIME as f64 + 1.0;
+    assert_eq!(
+        respond(check(
+            &f,
+            &OAuth2Args::default(),
+            &jwt_session_request(&jar, "GET", "/", &[]),
+            late
+        ))
+        .status,
+        303
+    );
+}
+
+#[test]
+fn large_sessions_are_chunked_and_round_trip() {
+    let f = filter();
+    let big = "a".repeat(6000);
+    let jar = logged_in(&f, |login| {
+        json!({
+            "access_token": big,
+            "id_token": id_token(good_claims(&login.params["nonce"])),
+            "expires_in": 300,
+        })
+    });
+    assert!(jar.contains_key("portcullis_session.login.0"));
+    assert!(jar.contains_key("portcullis_session.login.1"));
+    assert!(!jar.contains_key("portcullis_session.login"));
+    assert!(jar.values().all(|v| v.len() <= CHUNK_SIZE));
+    let req = jwt_session_request(&jar, "GET", "/", &[("cookie", "keep=1")]);
+    let idp = Idp::new();
+    let (c, _) = callout(f.check(
+        &req,
+        &OAuth2Args::default(),
+        &idp.state(),
+        NOW + 1.0,
+        &mut rng(),
+    ));
+    assert_eq!(
+        header(&c, "authorization"),
+        Some(format!("Bearer {big}").as_str())
+    );
+}
+
+#[test]
+fn smaller_sessions_clear_stale_chunks() {
+    let attrs = CookieAttrs {
+        secure: true,
+        same_site: SameSite::Lax,
+        http_only: true,
+        max_age: Some(60),
+    };
+    let headers = crate::request::Headers::new(vec![(
+        "cookie".to_string(),
+        "s.0=a; s.1=b; s.2=c; other=1".to_string(),
+    )]);
+    let jar = CookieJar::from_headers(&headers);
+    let set = write_chunked("s", &"x".repeat(CHUNK_SIZE + 10), &attrs, &jar).unwrap();
+    assert!(set[0].starts_with("s.0=") && set[1].starts_with("s.1="));
+    assert!(set
+        .iter()
+        .any(|c| c.starts_with("s.2=;") && c.contains("Max-Age=0")));
+    let set = write_chunked("s", "small", &attrs, &jar).unwrap();
+    assert!(set[0].starts_with("s=small"));
+    for n in ["s.0=;", "s.1=;", "s.2=;"] {
+        assert!(
+            set.iter()
+                .any(|c| c.starts_with(n) && c.contains("Max-Age=0")),
+            "{n}"
+        );
+    }
+    assert!(write_chunked("s", &"x".repeat(CHUNK_SIZE * 9), &attrs, &jar).is_none());
+}
+
+#[test]
+fn idle_sessions_need_a_new_login() {
+    let mut f = filter();
+    f.max_idle = Some(600);
+    let jar = logged_in(&f, |login| {
+        json!({
+            "access_token": jwt_access(NOW + 3600.0),
+            "id_token": id_token(good_claims(&login.params["nonce"])),
+            "expires_in": 3600,
+        })
+    });
+    // Used within the idle time: allowed, and re-sealed (sliding).
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (_, response) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 200.0));
+    let set = set_cookies(&response);
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("portcullis_session.login=")),
+        "{set:?}"
+    );
+    let mut slid = jar.clone();
+    apply_cookies(&mut slid, &set);
+    allowed(check(
+        &f,
+        &OAuth2Args::default(),
+        &jwt_session_request(&slid, "GET", "/", &[]),
+        NOW + 700.0,
+    ));
+    // Idle past the limit: login.
+    assert_eq!(
+        respond(check(&f, &OAuth2Args::default(), &req, NOW + 601.0)).status,
+        303
+    );
+}
+
+#[test]
+fn expired_access_tokens_are_refreshed_and_the_cookie_renewed() {
+    let mut f = filter();
+    f.margin = 30;
+    let jar = logged_in(&f, jwt_tokens);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    // Within the safety margin of expiry: refresh.
+    let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 280.0));
+    let body = form(&c);
+    assert_eq!(body["grant_type"], "refresh_token");
+    assert_eq!(body["refresh_token"], "the-refresh");
+    assert!(header(&c, "authorization").unwrap().starts_with("Basic "));
+    let fresh = jwt_access(NOW + 900.0);
+    let a = http(200, json!({"access_token": fresh, "expires_in": 600}));
+    let (changes, response) = allowed(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        a,
+        NOW + 280.0,
+    ));
+    assert!(changes.contains(&HeaderChange::set(
+        "authorization",
+        format!("Bearer {fresh}")
+    )));
+    let set = set_cookies(&response);
+    assert!(set
+        .iter()
+        .any(|c| c.starts_with("portcullis_session.login=")));
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set);
+    // The refresh token and ID token were kept.
+    let (changes, _) = allowed(check(
+        &f,
+        &OAuth2Args::default(),
+        &jwt_session_request(&renewed, "GET", "/", &[]),
+        NOW + 500.0,
+    ));
+    assert!(changes.contains(&HeaderChange::set("x-user", "alice")));
+}
+
+#[test]
+fn failed_refresh_means_login_or_503() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 400.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(400, json!({"error": "invalid_grant"})),
+        NOW + 400.0,
+    ));
+    assert_eq!(r.status, 303);
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 400.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        CalloutAnswer::Failed {
+            reason: "reset".into(),
+        },
+        NOW + 400.0,
+    ));
+    assert_eq!(r.status, 503);
+    assert!(r.header("location").is_none());
+}
+
+#[test]
+fn jwt_validation_refuses_a_bad_access_token() {
+    let mut f = filter();
+    f.validation = TokenValidation::Jwt;
+    let jar = logged_in(&f, |login| {
+        json!({
+            "access_token": token(json!({"alg": "RS256", "kid": "k1"}), json!({"iss": "https://other", "exp": NOW + 300.0}), &rsa_a()),
+            "id_token": id_token(good_claims(&login.params["nonce"])),
+            "expires_in": 300,
+        })
+    });
+    let r = respond(check(
+        &f,
+        &OAuth2Args::default(),
+        &jwt_session_request(&jar, "GET", "/", &[]),
+        NOW + 5.0,
+    ));
+    assert_eq!(r.status, 303);
+}
+
+#[test]
+fn userinfo_refusal_means_login_and_failure_503() {
+    let f = filter();
+    let jar = logged_in(&f, default_tokens);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(header(&c, ":method"), Some("GET"));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    assert_eq!(
+        respond(answer(
+            &f,
+            &OAuth2Args::default(),
+            &req,
+            pending,
+            http(401, json!({})),
+            NOW + 5.0
+        ))
+        .status,
+        303
+    );
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(
+        respond(answer(
+            &f,
+            &OAuth2Args::default(),
+            &req,
+            pending,
+            http(502, json!({})),
+            NOW + 5.0
+        ))
+        .status,
+        503
+    );
+}
+
+#[test]
+fn rule_scopes_must_be_granted() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let args = OAuth2Args {
+        scopes: vec!["admin".to_string(), "offline_access".to_string()],
+        ..OAuth2Args::default()
+    };
+    let r = respond(check(
+        &f,
+        &args,
+        &jwt_session_request(&jar, "GET", "/", &[]),
+        NOW + 5.0,
+    ));
+    assert_eq!(r.status, 403);
+}
+
+// ---------------------------------------------------------------------------
+// XSRF and logout
+
+#[test]
+fn unsafe_methods_need_the_xsrf_token() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let args = OAuth2Args::default();
+    assert_eq!(
+        respond(check(
+            &f,
+            &args,
+            &jwt_session_request(&jar, "POST", "/form", &[]),
+            NOW + 5.0
+        ))
+        .status,
+        403
+    );
+    assert_eq!(
+        respond(check(
+            &f,
+            &args,
+            &jwt_session_request(&jar, "DELETE", "/x", &[("x-xsrf-token", "wrong")]),
+            NOW + 5.0
+        ))
+        .status,
+        403
+    );
+    allowed(check(
+        &f,
+        &args,
+        &jwt_session_request(&jar, "POST", "/form", &[("x-xsrf-token", &xsrf)]),
+        NOW + 5.0,
+    ));
+    allowed(check(
+        &f,
+        &args,
+        &jwt_session_request(&jar, "POST", &format!("/form?_xsrf={xsrf}"), &[]),
+        NOW + 5.0,
+    ));
+    allowed(check(
+        &f,
+        &args,
+        &jwt_session_request(&jar, "OPTIONS", "/form", &[]),
+        NOW + 5.0,
+    ));
+}
+
+#[test]
+fn logout_clears_cookies_and_ends_the_idp_session() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let args = OAuth2Args::default();
+    let req = jwt_session_request(&jar, "POST", &format!("{LOGOUT_PATH}?_xsrf={xsrf}"), &[]);
+    let r = respond(check(&f, &args, &req, NOW + 5.0));
+    assert_eq!(r.status, 303);
+    assert!(r
+        .header("location")
+        .unwrap()
+        .starts_with("https://idp.example.com/logout?"));
+    let p = location_params(&r);
+    assert!(p["id_token_hint"].starts_with("eyJ"));
+    assert_eq!(p["post_logout_redirect_uri"], "https://app.example.com/bye");
+    let set = set_cookies(&r.headers);
+    for name in ["portcullis_session.login=;", "portcullis_xsrf.login=;"] {
+        assert!(
+            set.iter()
+                .any(|c| c.starts_with(name) && c.contains("Max-Age=0")),
+            "{name}"
+        );
+    }
+    // Wrong or missing _xsrf: 403, nothing cleared.
+    let req = jwt_session_request(&jar, "POST", &format!("{LOGOUT_PATH}?_xsrf=nope"), &[]);
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    let req = jwt_session_request(&jar, "POST", LOGOUT_PATH, &[]);
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    let req = jwt_session_request(&jar, "GET", LOGOUT_PATH, &[]);
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 405);
+}
+
+#[test]
+fn logout_without_end_session_endpoint_goes_to_post_logout_uri() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let mut idp = Idp::new();
+    idp.discovery.end_session_endpoint = None;
+    let req = jwt_session_request(&jar, "POST", LOGOUT_PATH, &[("x-xsrf-token", &xsrf)]);
+    let r = respond(f.check(
+        &req,
+        &OAuth2Args::default(),
+        &idp.state(),
+        NOW + 5.0,
+        &mut rng(),
+    ));
+    assert_eq!(r.header("location"), Some("https://app.example.com/bye"));
+}
+
+// ---------------------------------------------------------------------------
+// Grants
+
+#[test]
+fn client_credentials_grant_uses_the_request_credentials() {
+    let mut f = filter();
+    f.grant = GrantType::ClientCredentials;
+    let args = OAuth2Args {
+        scopes: vec!["read".to_string()],
+        ..OAuth2Args::default()
+    };
+    let req = request(
+        "GET",
+        "/api",
+        &[
+            ("x-ambassador-client-id", "svc"),
+            ("x-ambassador-client-secret", "pw"),
+        ],
+    );
+    let (c, pending) = callout(check(&f, &args, &req, NOW));
+    let basic = header(&c, "authorization")
+        .unwrap()
+        .strip_prefix("Basic ")
+        .unwrap();
+    assert_eq!(STANDARD.decode(basic).unwrap(), b"svc:pw");
+    let body = form(&c);
+    assert_eq!(
+        (body["grant_type"].as_str(), body["scope"].as_str()),
+        ("client_credentials", "read")
+    );
+    let (changes, _) = allowed(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(
+            200,
+            json!({"access_token": "cc-token", "token_type": "bearer"}),
+        ),
+        NOW,
+    ));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer cc-token")));
+    assert!(changes.contains(&HeaderChange::remove("x-ambassador-client-secret")));
+    // Missing credentials: 401; refused: 401; IdP down: 503.
+    assert_eq!(
+        respond(check(&f, &args, &request("GET", "/api", &[]), NOW)).status,
+        401
+    );
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    assert_eq!(
+        respond(answer(
+            &f,
+            &args,
+            &req,
+            pending,
+            http(401, json!({"error": "invalid_client"})),
+            NOW
+        ))
+        .status,
+        401
+    );
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    assert_eq!(
+        respond(answer(
+            &f,
+            &args,
+            &req,
+            pending,
+            CalloutAnswer::Failed { reason: "x".into() },
+            NOW
+        ))
+        .status,
+        503
+    );
+}
+
+#[test]
+fn password_grant_sends_the_user_credentials() {
+    let mut f = filter();
+    f.grant = GrantType::Password;
+    let args = OAuth2Args::default();
+    let req = request(
+        "GET",
+        "/api",
+        &[
+            ("x-ambassador-username", "alice"),
+            ("x-ambassador-password", "p w"),
+        ],
+    );
+    let (c, pending) = callout(check(&f, &args, &req, NOW));
+    let body = form(&c);
+    assert_eq!(
+        (
+            body["grant_type"].as_str(),
+            body["username"].as_str(),
+            body["password"].as_str()
+        ),
+        ("password", "alice", "p w")
+    );
+    assert!(header(&c, "authorization").is_some());
+    let (changes, _) = allowed(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(200, json!({"access_token": "pw-token"})),
+        NOW,
+    ));
+    assert!(changes.contains(&HeaderChange::remove("x-ambassador-password")));
+    assert_eq!(
+        respond(check(
+            &f,
+            &args,
+            &request("GET", "/api", &[("x-ambassador-username", "alice")]),
+            NOW
+        ))
+        .status,
+        401
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The IdP not loaded, discovery
+
+#[test]
+fn missing_discovery_or_keys_waits_for_the_idp() {
+    let f = filter();
+    let d = discovery();
+    let states = [
+        IdpState::default(),
+        IdpState {
+            discovery: Some(&d),
+            ..IdpState::default()
+        },
+    ];
+    for s in states {
+        assert!(matches!(
+            f.check(
+                &request("GET", "/", &[]),
+                &OAuth2Args::default(),
+                &s,
+                NOW,
+                &mut rng()
+            ),
+            OAuth2Step::NeedIdp
+        ));
+    }
+    assert_eq!(f.idp_unavailable().status, 503);
+}
+
+#[test]
+fn discovery_issuer_must_be_the_authorization_url() {
+    let doc = |issuer: &str| {
+        json!({
+            "issuer": issuer,
+            "authorization_endpoint": "https://idp.example.com/authorize",
+            "token_endpoint": "https://idp.example.com/token",
+            "jwks_uri": "https://idp.example.com/jwks",
+        })
+        .to_string()
+    };
+    let f = filter();
+    let d = f
+        .parse_discovery(doc("https://idp.example.com/").as_bytes())
+        .unwrap();
+    assert_eq!(d.userinfo_endpoint, None);
+    assert!(f
+        .parse_discovery(doc("https://evil.example.com").as_bytes())
+        .is_err());
+    assert!(Discovery::parse(br#"{"issuer": "x"}"#).is_err());
+    let bad_url = doc(ISSUER).replace("https://idp.example.com/token", "ftp://x");
+    assert!(Discovery::parse(bad_url.as_bytes()).is_err());
+    assert_eq!(
+        f.callout_target("https://idp.example.com/token")
+            .unwrap()
+            .cluster,
+        "idp"
+    );
+}
+
+#[test]
+fn templates_see_tls_and_request_headers() {
+    let mut f = filter();
+    f.inject = vec![HeaderTemplate {
+        name: "x-info".to_string(),
+        template: Template::parse(
+            "{{ .token.Claims.sub }}/{{ .httpRequestHeader.Get \"X-Trace\" }}/{{ .tls.subject }}",
+        )
+        .unwrap(),
+    }];
+    let jar = logged_in(&f, jwt_tokens);
+    let mut req = jwt_session_request(&jar, "GET", "/", &[("x-trace", "t1")]);
+    req.tls = Some(TlsInfo {
+        subject: "CN=c".to_string(),
+        ..TlsInfo::default()
+    });
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert!(changes.contains(&HeaderChange::set("x-info", "alice/t1/CN=c")));
+}
+
+#[test]
+fn encoding_round_trips() {
+    assert_eq!(percent_decode("a%20b+c%zz", true), "a b c%zz");
+    let p = query_params("/x?a=1&b=%2F&&c");
+    assert_eq!(
+        p,
+        vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "/".into()),
+            ("c".into(), "".into())
+        ]
+    );
+}
