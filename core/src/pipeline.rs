@@ -70,6 +70,9 @@ pub struct Journey {
     body: Option<(Vec<u8>, bool)>,
     /// Each filter's outcome so far, by filter index (for metrics).
     outcomes: Vec<(usize, Outcome)>,
+    /// The headers went upstream before the body was read: later header
+    /// changes cannot reach it.
+    headers_released: bool,
 }
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
@@ -88,6 +91,7 @@ impl Journey {
             stripped: false,
             body: None,
             outcomes: Vec::new(),
+            headers_released: false,
         }
     }
 
@@ -116,8 +120,28 @@ impl Journey {
         std::mem::take(&mut self.outcomes)
     }
 
-    /// Takes the header changes made so far (the host must apply them now).
-    pub fn take_changes(&mut self) -> Vec<HeaderChange> {
+    /// A Wasm filter cannot read the body while it holds the headers, so the
+    /// host lets them go upstream first. Returns the changes to apply now: those
+    /// made so far, and the removal of every header (but `Authorization`) that
+    /// the waiting External filter would copy from its answer — a client copy must
+    /// not pass when the answer can no longer replace it. Later changes are
+    /// dropped.
+    pub fn release_headers(&mut self, config: &Config, request: &mut Request) -> Vec<HeaderChange> {
+        let waiting = self
+            .rule
+            .and_then(|i| config.rules.get(i))
+            .and_then(|r| r.filters.get(self.position))
+            .and_then(|f| config.filters.get(f.filter));
+        if let Some(FilterKind::External(ext)) = waiting.map(|f| &f.kind) {
+            for name in ext.upstream_header_names() {
+                if name != "authorization" && request.headers.contains(name) {
+                    let change = HeaderChange::remove(name);
+                    apply(request, &change);
+                    self.changes.push(change);
+                }
+            }
+        }
+        self.headers_released = true;
         std::mem::take(&mut self.changes)
     }
 
@@ -294,9 +318,17 @@ impl Journey {
         self.outcomes.push((fref.filter, outcome));
         match decision {
             Decision::Allow(changes) => {
+                if self.headers_released && !changes.is_empty() {
+                    log::debug!(
+                        "{} header changes dropped: the headers went upstream before the body was read",
+                        changes.len()
+                    );
+                }
                 for change in changes {
                     apply(request, &change);
-                    self.changes.push(change);
+                    if !self.headers_released {
+                        self.changes.push(change);
+                    }
                 }
                 (fref.on_allow == OnAllow::Break)
                     .then(|| Step::Continue(std::mem::take(&mut self.changes)))

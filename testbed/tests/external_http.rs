@@ -622,7 +622,14 @@ fn include_body_ok_headers_cannot_reach_the_upstream() {
     let port = envoy.port("main");
     // Twice: the plugin must survive the first.
     for round in 0..2 {
-        let r = client::request(port, "POST", "/body/allow-with-header", &[], b"payload");
+        // A client copy of a header the answer would set never passes either.
+        let r = client::request(
+            port,
+            "POST",
+            "/body/allow-with-header",
+            &[("X-Auth-User", "spoof")],
+            b"payload",
+        );
         let seen = common::passed(&envoy, &r, &format!("allowed with a body, round {round}"));
         assert_eq!(seen.body, "payload");
         assert!(

@@ -177,6 +177,12 @@ impl ExternalFilter {
         self.protocol
     }
 
+    /// Lower-case names of the headers an allowing answer copies onto the
+    /// upstream request (the fixed list and `allowed_authorization_headers`).
+    pub fn upstream_header_names(&self) -> impl Iterator<Item = &str> {
+        self.authorization_headers.iter().map(String::as_str)
+    }
+
     /// The Envoy cluster of the auth service.
     pub fn cluster(&self) -> &str {
         &self.target.cluster

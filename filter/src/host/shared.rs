@@ -199,7 +199,10 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 // (Envoy turns a pause into StopAllIteration, which withholds the
                 // body callbacks too): the headers go on now, with the changes made
                 // so far, and the body is held until the check has decided.
-                apply_changes(&pending.journey.take_changes());
+                let changes = pending
+                    .journey
+                    .release_headers(&shared.config, &mut pending.request);
+                apply_changes(&changes);
                 pending.wait = Wait::Body { max_bytes };
                 park(shared, site, pending);
                 if site.resume {
