@@ -143,7 +143,18 @@ impl<T: Document> DocumentCache<T> {
                 now,
             );
         }
-        match T::parse(body) {
+        self.on_document(source, T::parse(body), now)
+    }
+
+    /// A fetched document, parsed by the caller (who may check more than
+    /// `Document::parse` does).
+    pub fn on_document(
+        &mut self,
+        source: usize,
+        parsed: Result<(T, Vec<String>), String>,
+        now: f64,
+    ) -> FetchResult {
+        match parsed {
             Ok((value, warnings)) => {
                 let Some(s) = self.sources.get_mut(source) else {
                     return FetchResult::Failed {

@@ -9,6 +9,7 @@ use crate::config::{Config, FilterKind};
 use crate::external::{Callout, CalloutAnswer, ExternalOutcome, RequestBody};
 use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::jwt::KeySet;
+use crate::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 use crate::rules::{select_rule, FilterArgs, FilterRef, OnAllow, OnDeny};
@@ -25,6 +26,10 @@ pub enum Step {
     /// Pause until remote JWK Set `source` has keys, then call `run` again; if it
     /// does not arrive in time, call `keys_timed_out`.
     WaitForKeys { source: usize },
+    /// Pause until OAuth2 filter `filter`'s IdP (discovery document, and its JWK
+    /// Set where needed) has loaded, then call `run` again; if it does not arrive
+    /// in time, call `keys_timed_out`.
+    WaitForIdp { filter: usize },
     /// Buffer the request body until its end or until more than `max_bytes`
     /// bytes have arrived, then call `provide_body` and `run`.
     NeedBody { max_bytes: usize },
@@ -39,6 +44,35 @@ pub trait KeyProvider {
     /// A token named a key the set lacks. Returns true when a refresh is now under
     /// way (worth waiting for); false when rate-limited.
     fn refresh_for_unknown_key(&self, source: usize) -> bool;
+
+    /// Runs OAuth2 filter `index` on a request with what the host knows of its
+    /// IdP (discovery, keys, userinfo answers) and a cryptographic random source.
+    /// A host without OAuth2 support answers `NeedIdp` (then 503).
+    fn oauth2_check(
+        &self,
+        _filter: &OAuth2Filter,
+        _index: usize,
+        _request: &Request,
+        _args: &OAuth2Args,
+        _now_unix: f64,
+    ) -> OAuth2Step {
+        OAuth2Step::NeedIdp
+    }
+
+    /// Gives OAuth2 filter `index` the answer to its callout.
+    #[allow(clippy::too_many_arguments)]
+    fn oauth2_answer(
+        &self,
+        filter: &OAuth2Filter,
+        _index: usize,
+        _request: &Request,
+        _args: &OAuth2Args,
+        _pending: OAuth2Pending,
+        _answer: CalloutAnswer,
+        _now_unix: f64,
+    ) -> OAuth2Step {
+        OAuth2Step::Respond(filter.idp_unavailable())
+    }
 }
 
 /// What a filter did with a request, for metrics.
@@ -73,15 +107,61 @@ pub struct Journey {
     /// The headers went upstream before the body was read: later header
     /// changes cannot reach it.
     headers_released: bool,
+    /// Headers to add to the upstream's response (a refreshed session cookie).
+    response_headers: Vec<(String, String)>,
+    /// An OAuth2 filter's state while its callout is out.
+    oauth2_pending: Option<OAuth2Pending>,
+    /// OAuth2 filters whose IdP this journey already waited for.
+    waited_idp: Vec<usize>,
+    /// The request is for an OAuth2 filter's own endpoint (callback, logout):
+    /// only that filter runs.
+    only_one: bool,
 }
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
 
 impl Journey {
-    /// Selects the request's rule (first match by host and path).
+    /// Selects the request's rule (first match by host and path). The OAuth2
+    /// callback and logout paths go to the first rule for the host that uses an
+    /// OAuth2 filter, and only that filter runs.
     pub fn new(config: &Config, request: &Request) -> Journey {
+        if OAuth2Filter::handles_path(&request.path) {
+            // Every (rule, position) of an OAuth2 filter on this host; the one
+            // whose cookies came with the request wins, else the first.
+            let candidates: Vec<(usize, usize, bool)> = config
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, rule)| rule.matches_host(&request.authority))
+                .flat_map(|(i, rule)| {
+                    rule.filters.iter().enumerate().filter_map(move |(p, f)| {
+                        match config.filters.get(f.filter).map(|f| &f.kind) {
+                            Some(FilterKind::OAuth2(o)) => {
+                                Some((i, p, o.claims_endpoint_request(request)))
+                            }
+                            _ => None,
+                        }
+                    })
+                })
+                .collect();
+            let found = candidates
+                .iter()
+                .find(|(_, _, claimed)| *claimed)
+                .or(candidates.first())
+                .map(|(rule, position, _)| (*rule, *position));
+            if let Some((rule, position)) = found {
+                let mut journey = Journey::empty(Some(rule));
+                journey.position = position;
+                journey.only_one = true;
+                return journey;
+            }
+        }
         let rule = select_rule(&config.rules, request)
             .and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
+        Journey::empty(rule)
+    }
+
+    fn empty(rule: Option<usize>) -> Journey {
         Journey {
             rule,
             position: 0,
@@ -92,6 +172,10 @@ impl Journey {
             body: None,
             outcomes: Vec::new(),
             headers_released: false,
+            response_headers: Vec::new(),
+            oauth2_pending: None,
+            waited_idp: Vec::new(),
+            only_one: false,
         }
     }
 
@@ -113,6 +197,11 @@ impl Journey {
                     )
                 })
             })
+    }
+
+    /// Takes the headers to add to the upstream's response.
+    pub fn take_response_headers(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.response_headers)
     }
 
     /// Takes the filters' outcomes recorded so far (for metrics).
@@ -207,6 +296,21 @@ impl Journey {
                         }
                     }
                 }
+                FilterKind::OAuth2(oauth2) => {
+                    let default_args;
+                    let args = match &fref.args {
+                        FilterArgs::OAuth2(args) => args.as_ref(),
+                        _ => {
+                            default_args = OAuth2Args::default();
+                            &default_args
+                        }
+                    };
+                    let step = keys.oauth2_check(oauth2, fref.filter, request, args, now_unix);
+                    match self.oauth2_decision(oauth2, fref.filter, step) {
+                        Ok(decision) => decision,
+                        Err(step) => return step,
+                    }
+                }
                 FilterKind::Mtls(mtls) => match mtls.check(request) {
                     Ok(changes) => Decision::Allow(changes),
                     Err(response) => Decision::Deny(response),
@@ -268,6 +372,32 @@ impl Journey {
                 ExternalOutcome::Allow(changes) => Decision::Allow(changes),
                 ExternalOutcome::Deny(response) => Decision::Deny(response),
             },
+            Some(FilterKind::OAuth2(oauth2)) => {
+                let Some(pending) = self.oauth2_pending.take() else {
+                    return self.run(config, request, keys, now_unix);
+                };
+                let default_args;
+                let args = match &fref.args {
+                    FilterArgs::OAuth2(args) => args.as_ref(),
+                    _ => {
+                        default_args = OAuth2Args::default();
+                        &default_args
+                    }
+                };
+                let step = keys.oauth2_answer(
+                    oauth2,
+                    fref.filter,
+                    request,
+                    args,
+                    pending,
+                    answer,
+                    now_unix,
+                );
+                match self.oauth2_decision(oauth2, fref.filter, step) {
+                    Ok(decision) => decision,
+                    Err(step) => return step,
+                }
+            }
             // No callout was asked for here: ignore the answer.
             _ => return self.run(config, request, keys, now_unix),
         };
@@ -302,6 +432,35 @@ impl Journey {
         self.run(config, request, keys, now_unix)
     }
 
+    /// Maps an OAuth2 step to a decision (`Ok`) or a step for the host (`Err`).
+    #[allow(clippy::result_large_err)] // a step is returned once per journey stage
+    fn oauth2_decision(
+        &mut self,
+        oauth2: &OAuth2Filter,
+        index: usize,
+        step: OAuth2Step,
+    ) -> Result<Decision, Step> {
+        match step {
+            OAuth2Step::Allow { request, response } => {
+                self.response_headers.extend(response);
+                Ok(Decision::Allow(request))
+            }
+            OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),
+            OAuth2Step::Callout { callout, pending } => {
+                self.oauth2_pending = Some(pending);
+                Err(Step::Callout(callout))
+            }
+            OAuth2Step::NeedIdp => {
+                if self.waited_idp.contains(&index) {
+                    Ok(Decision::Deny(oauth2.idp_unavailable()))
+                } else {
+                    self.waited_idp.push(index);
+                    Err(Step::WaitForIdp { filter: index })
+                }
+            }
+        }
+    }
+
     /// Applies one filter's decision with its `onAllow`/`onDeny`, moving past it.
     /// `Some` when the journey ends here.
     fn settle(
@@ -311,6 +470,10 @@ impl Journey {
         request: &mut Request,
     ) -> Option<Step> {
         self.position += 1;
+        if self.only_one {
+            // An OAuth2 endpoint: nothing else of the rule runs.
+            self.position = usize::MAX;
+        }
         let outcome = match &decision {
             Decision::Allow(_) => Outcome::Allowed,
             Decision::Deny(response) => Outcome::Denied(response.status),

@@ -40,7 +40,7 @@ pub struct FilterRef {
 }
 
 /// A filter's per-rule `arguments`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub enum FilterArgs {
     #[default]
     None,
@@ -52,6 +52,7 @@ pub enum FilterArgs {
     External {
         context_extensions: std::collections::BTreeMap<String, String>,
     },
+    OAuth2(Box<crate::oauth2::OAuth2Args>),
 }
 
 impl FilterArgs {
@@ -100,6 +101,8 @@ impl FilterArgs {
                     }
                 }
             }
+            FilterKind::OAuth2(_) => crate::oauth2::OAuth2Args::compile(c, path, Some(&arguments))
+                .map(|a| FilterArgs::OAuth2(Box::new(a))),
             FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {
                 if arguments.as_object().is_some_and(|m| m.is_empty()) {
                     Some(FilterArgs::None)
@@ -118,6 +121,7 @@ impl FilterArgs {
         match kind {
             FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
             FilterKind::ApiKey(_) | FilterKind::Mtls(_) => FilterArgs::None,
+            FilterKind::OAuth2(_) => FilterArgs::OAuth2(Box::default()),
             FilterKind::External(_) => FilterArgs::External {
                 context_extensions: std::collections::BTreeMap::new(),
             },
@@ -195,7 +199,7 @@ impl Rule {
         self.matches_host(&request.authority) && self.path.is_match(request.path_only())
     }
 
-    fn matches_host(&self, authority: &str) -> bool {
+    pub fn matches_host(&self, authority: &str) -> bool {
         if self.host.matches_all() {
             return true;
         }

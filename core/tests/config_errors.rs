@@ -213,14 +213,50 @@ fn jwt_arguments_are_checked() {
     );
 }
 
+const OAUTH2_OK: &str = r#""authorizationURL":"https://idp.example.com","clientID":"c","secret":"s",
+    "protectedOrigins":[{"origin":"https://app.example.com"}],"sessionKeys":["MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]"#;
+
 #[test]
-fn later_filter_types_are_refused_clearly_until_built() {
-    let e = first_error(
-        r#"{"filters":[{"name":"f","OAuth2":{"authorizationURL":"https://idp","clientID":"c"}}]}"#,
+fn oauth2_filter_loads_with_its_rule_arguments() {
+    let c = accepted(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}],
+            "rules":[{{"host":"*","path":"/app/*","filters":[{{"name":"login","arguments":{{"scope":["profile"],"sameSite":"Strict",
+              "insteadOfRedirect":{{"ifRequestHeader":{{"name":"Accept","value":"application/json"}},"httpStatusCode":401}}}}}}]}}]}}"#
+    ));
+    assert_eq!(c.filters[0].kind.type_name(), "OAuth2");
+}
+
+#[test]
+fn oauth2_errors_name_their_paths() {
+    let no_keys = first_error(
+        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"c","secret":"s",
+            "protectedOrigins":[{"origin":"https://app.example.com"}]}}]}"#,
     );
-    assert_eq!(
-        e,
-        "filters[0].OAuth2: OAuth2 filters are not available in this Portcullis build yet"
+    assert!(
+        no_keys.starts_with("filters[0].OAuth2.sessionKeys"),
+        "{no_keys}"
+    );
+    let bad_grant = first_error(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},"grantType":"Implicit"}}}}]}}"#
+    ));
+    assert!(
+        bad_grant.starts_with("filters[0].OAuth2.grantType"),
+        "{bad_grant}"
+    );
+    let bad_key = first_error(
+        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"c","secret":"s",
+            "protectedOrigins":[{"origin":"https://app.example.com"}],"sessionKeys":["c2hvcnQ="]}}]}"#,
+    );
+    assert!(
+        bad_key.starts_with("filters[0].OAuth2.sessionKeys[0]"),
+        "{bad_key}"
+    );
+    let bad_args = first_error(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}],"rules":[{{"filters":[{{"name":"login","arguments":{{"sameSite":"Sometimes"}}}}]}}]}}"#
+    ));
+    assert!(
+        bad_args.starts_with("rules[0].filters[0].arguments.sameSite"),
+        "{bad_args}"
     );
 }
 

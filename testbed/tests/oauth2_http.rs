@@ -106,7 +106,7 @@ fn start() -> Fixture {
             "filters": [
                 filter("login", idp.issuer(), "portcullis", Value::Null),
                 filter("post", idp.issuer(), "portcullis-post",
-                    json!({ "clientAuthentication": { "method": "BodyPasswordAuthorization" } })),
+                    json!({ "clientAuthentication": { "method": "BodyPassword" } })),
                 filter("short", idp.issuer(), "portcullis-short", Value::Null),
                 filter("big", idp.issuer(), "portcullis-big", Value::Null),
                 filter("fragile", fragile.issuer(), "fragile", Value::Null),

@@ -11,6 +11,7 @@ use crate::external::ExternalFilter;
 use crate::glob::Glob;
 use crate::jwt::filter::JwtFilter;
 use crate::mtls::MtlsFilter;
+use crate::oauth2::OAuth2Filter;
 use crate::rules::{FilterArgs, FilterRef, HeaderCondition, OnAllow, OnDeny, Rule};
 use schema::{ConfigSpec, FilterSpec, SecretSpec};
 use serde_json::Value;
@@ -49,6 +50,7 @@ pub enum FilterKind {
     ApiKey(ApiKeyFilter),
     External(Box<ExternalFilter>),
     Mtls(MtlsFilter),
+    OAuth2(Box<OAuth2Filter>),
 }
 
 impl FilterKind {
@@ -58,6 +60,7 @@ impl FilterKind {
             FilterKind::ApiKey(_) => "APIKey",
             FilterKind::External(_) => "External",
             FilterKind::Mtls(_) => "MTLS",
+            FilterKind::OAuth2(_) => "OAuth2",
         }
     }
 
@@ -66,6 +69,7 @@ impl FilterKind {
         match self {
             FilterKind::Jwt(jwt) => jwt.injected_names().collect(),
             FilterKind::Mtls(mtls) => mtls.injected_names().collect(),
+            FilterKind::OAuth2(oauth2) => oauth2.injected_names().collect(),
             FilterKind::ApiKey(_) | FilterKind::External(_) => Vec::new(),
         }
     }
@@ -82,6 +86,10 @@ impl FilterKind {
                         .chain(jwt.error_headers.iter())
                         .any(|t| t.template.source().contains(".tls"))
             }
+            FilterKind::OAuth2(oauth2) => oauth2
+                .inject
+                .iter()
+                .any(|t| t.template.source().contains(".tls")),
             FilterKind::ApiKey(_) | FilterKind::External(_) => false,
         }
     }
@@ -376,15 +384,10 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
         } else if let Some(external) = &spec.external {
             ExternalFilter::compile(c, &format!("{path}.External"), external)
                 .map(|f| FilterKind::External(Box::new(f)))
+        } else if let Some(oauth2) = &spec.oauth2 {
+            OAuth2Filter::compile(c, &format!("{path}.OAuth2"), &spec.name, oauth2)
+                .map(|f| FilterKind::OAuth2(Box::new(f)))
         } else {
-            let type_name = present.first().copied().unwrap_or("?");
-            if let Some(oauth2) = &spec.oauth2 {
-                check_oauth2_secrets(c, &format!("{path}.OAuth2"), oauth2);
-            }
-            c.error(
-                format!("{path}.{type_name}"),
-                format!("{type_name} filters are not available in this Portcullis build yet"),
-            );
             None
         };
         if let Some(kind) = kind {
@@ -395,20 +398,6 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
         }
     }
     filters
-}
-
-fn check_oauth2_secrets(c: &mut Compiler<'_>, path: &str, spec: &schema::OAuth2Spec) {
-    for (field, present) in [
-        ("secretName", spec.secret_name.is_some()),
-        ("secretNamespace", spec.secret_namespace.is_some()),
-    ] {
-        if present {
-            c.error(
-                format!("{path}.{field}"),
-                "Kubernetes Secrets are not read by the plugin: give `secret` literally or as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from a Secret)",
-            );
-        }
-    }
 }
 
 fn compile_rules(c: &mut Compiler<'_>, spec: &ConfigSpec, filters: &[Filter]) -> Vec<Rule> {

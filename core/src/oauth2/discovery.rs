@@ -102,3 +102,17 @@ impl Discovery {
         Ok(discovery)
     }
 }
+
+impl crate::fetch::Document for Discovery {
+    const MAX_BYTES: usize = MAX_DISCOVERY_BYTES;
+
+    /// Shape only: the host checks the issuer with `OAuth2Filter::parse_discovery`
+    /// and hands the result to `DocumentCache::on_document`.
+    fn parse(bytes: &[u8]) -> Result<(Self, Vec<String>), String> {
+        Discovery::parse(bytes).map(|d| (d, Vec::new()))
+    }
+
+    fn summary(&self) -> String {
+        format!("discovery document of {}", self.issuer)
+    }
+}

@@ -69,7 +69,7 @@
 //!   is one token call, as the IdP must see credentials it can revoke.
 //! - **Failures** of the IdP (no answer, 5xx) are 503 pages, never redirects.
 
-mod discovery;
+pub mod discovery;
 pub mod encoding;
 mod flow;
 mod grants;
@@ -171,7 +171,7 @@ pub struct OAuth2Filter {
     client_auth: ClientAuth,
     origins: Vec<ProtectedOrigin>,
     extra_parameters: Vec<(String, String)>,
-    inject: Vec<HeaderTemplate>,
+    pub(crate) inject: Vec<HeaderTemplate>,
     margin: u64,
     max_idle: Option<u64>,
     session_cookies: Option<SessionCookiePolicy>,
@@ -589,6 +589,41 @@ impl OAuth2Filter {
     pub fn handles_path(path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or("");
         path == CALLBACK_PATH || path == LOGOUT_PATH
+    }
+
+    /// Whether a callback or logout request belongs to this filter (several
+    /// OAuth2 filters may share a host): its state cookie (callback) or its
+    /// session or XSRF cookie (logout) came with the request.
+    pub fn claims_endpoint_request(&self, request: &Request) -> bool {
+        let path = request.path.split(['?', '#']).next().unwrap_or("");
+        let names = request
+            .headers
+            .get_all("cookie")
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.split('=').next())
+            .map(str::trim);
+        if path == CALLBACK_PATH {
+            let state = request
+                .path
+                .split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("state="))
+                .unwrap_or("");
+            let id = state.get(..12).unwrap_or(state);
+            let wanted = format!("{}.{id}", self.cookie_base("state"));
+            names.into_iter().any(|n| n == wanted)
+        } else {
+            let session = self.cookie_base("session");
+            let xsrf = self.cookie_base("xsrf");
+            names.into_iter().any(|n| {
+                n == xsrf
+                    || n == session
+                    || n.strip_prefix(session.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            })
+        }
     }
 
     /// Checks one request.

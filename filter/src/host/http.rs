@@ -192,6 +192,7 @@ impl HttpContext for Http {
             shared
                 .metrics
                 .outcomes(&shared.config, &journey.take_outcomes());
+            super::shared::keep_response_headers(&shared, self.context_id, &mut journey);
             super::shared::apply_changes(changes);
             return Action::Continue;
         }
@@ -238,6 +239,24 @@ impl HttpContext for Http {
         shared.pending.borrow_mut().insert(self.context_id, pending);
         Action::Pause
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let headers = shared
+            .response_headers
+            .borrow_mut()
+            .remove(&self.context_id);
+        for (name, value) in headers.into_iter().flatten() {
+            if let Err(status) =
+                hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value)
+            {
+                log::warn!("could not add response header {name}: {status:?}");
+            }
+        }
+        Action::Continue
+    }
 }
 
 /// The body bytes to capture for this journey's rule (0: none).
@@ -264,6 +283,9 @@ impl Drop for Http {
         if let Some(shared) = &self.shared {
             if let Ok(mut pending) = shared.pending.try_borrow_mut() {
                 pending.remove(&self.context_id);
+            }
+            if let Ok(mut headers) = shared.response_headers.try_borrow_mut() {
+                headers.remove(&self.context_id);
             }
         }
     }

@@ -1,14 +1,18 @@
-//! RootContext: parses the configuration once, fetches remote JWK Sets on a tick
-//! (callouts from `on_configure` are unreliable), and wakes requests parked until
-//! keys arrive.
+//! RootContext: parses the configuration once, fetches background documents on
+//! a tick (remote JWK Sets, OIDC discovery documents and the JWK Sets they
+//! name; callouts from `on_configure` are unreliable), and wakes requests parked
+//! until those documents arrive.
 
 use super::http::Http;
 use super::metrics::Metric;
 use super::shared::{
-    callout_answered, now, read_grpc_answer, read_http_answer, wake, Shared, Wait,
+    callout_answered, now, read_grpc_answer, read_http_answer, wake, IdpSlot, Shared, Wait,
 };
-use portcullis_core::config::Config;
-use portcullis_core::jwt::jwks_cache::{FetchResult, JwksCache, FETCH_TIMEOUT, MAX_JWKS_BYTES};
+use portcullis_core::config::url::CalloutTarget;
+use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
+use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
+use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
+use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -18,12 +22,22 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(100);
+/// How often a discovery document is fetched again.
+const DISCOVERY_REFRESH: Duration = Duration::from_secs(300);
+
+/// A background fetch in flight.
+#[derive(Debug, Clone, Copy)]
+enum Fetch {
+    Jwks(usize),
+    /// Index into `Shared::idps`.
+    Discovery(usize),
+}
 
 pub struct Root {
     context_id: u32,
     shared: Option<Rc<Shared>>,
-    /// Callout token → JWK Set source.
-    fetches: BTreeMap<u32, usize>,
+    /// Callout token → what it fetches.
+    fetches: BTreeMap<u32, Fetch>,
 }
 
 impl Root {
@@ -35,35 +49,62 @@ impl Root {
         }
     }
 
+    fn dispatch(&mut self, target: &CalloutTarget, fetch: Fetch) -> Result<(), String> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", target.path.as_str()),
+            (":authority", target.authority.as_str()),
+            (":scheme", target.scheme.as_str()),
+            ("accept", "application/json"),
+        ];
+        match hostcalls::dispatch_http_call(&target.cluster, headers, None, vec![], FETCH_TIMEOUT) {
+            Ok(token) => {
+                self.fetches.insert(token, fetch);
+                Ok(())
+            }
+            Err(status) => Err(format!(
+                "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
+                target.cluster
+            )),
+        }
+    }
+
     fn start_fetches(&mut self, shared: &Shared) {
         let now = now();
         let due = shared.jwks.borrow_mut().due(now);
         for source in due {
-            let Some(src) = shared.config.jwks_sources.get(source) else {
+            let Some((url, target)) = shared.jwks_target(source) else {
                 continue;
             };
-            let t = &src.target;
-            let headers = vec![
-                (":method", "GET"),
-                (":path", t.path.as_str()),
-                (":authority", t.authority.as_str()),
-                (":scheme", t.scheme.as_str()),
-                ("accept", "application/json"),
-            ];
-            match hostcalls::dispatch_http_call(&t.cluster, headers, None, vec![], FETCH_TIMEOUT) {
-                Ok(token) => {
-                    self.fetches.insert(token, source);
-                }
-                Err(status) => {
-                    let reason = format!(
-                        "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                        t.cluster
-                    );
-                    log_fetch(
-                        &src.url,
-                        &shared.jwks.borrow_mut().on_failure(source, reason, now),
-                    );
-                }
+            if let Err(reason) = self.dispatch(&target, Fetch::Jwks(source)) {
+                let result = shared.jwks.borrow_mut().on_failure(source, reason, now);
+                log_fetch("JWK Set", &url, &result);
+            }
+        }
+        let due = shared.discovery.borrow_mut().due(now);
+        for source in due {
+            let slot = shared
+                .idps
+                .borrow()
+                .iter()
+                .position(|s| s.discovery == source);
+            let Some(slot) = slot else {
+                continue;
+            };
+            let filter = shared.idps.borrow().get(slot).map(|s| s.filter);
+            let Some(FilterKind::OAuth2(oauth2)) = filter
+                .and_then(|f| shared.config.filters.get(f))
+                .map(|f| &f.kind)
+            else {
+                continue;
+            };
+            let target = oauth2.discovery_target().clone();
+            if let Err(reason) = self.dispatch(&target, Fetch::Discovery(slot)) {
+                let result = shared
+                    .discovery
+                    .borrow_mut()
+                    .on_failure(source, reason, now);
+                log_fetch("discovery document", oauth2.authorization_url(), &result);
             }
         }
     }
@@ -74,7 +115,10 @@ impl Root {
             .pending
             .borrow()
             .iter()
-            .filter(|(_, p)| matches!(p.wait, Wait::Keys { deadline, .. } if deadline <= now))
+            .filter(|(_, p)| match p.wait {
+                Wait::Keys { deadline, .. } | Wait::Idp { deadline, .. } => deadline <= now,
+                _ => false,
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -82,14 +126,177 @@ impl Root {
         }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
+
+    /// A JWK Set answer: keep it, wake the requests waiting for it.
+    fn jwks_answered(
+        &self,
+        shared: &Rc<Shared>,
+        source: usize,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let now = now();
+        let result = match answer {
+            Ok((status, body)) => shared
+                .jwks
+                .borrow_mut()
+                .on_response(source, status, &body, now),
+            Err(reason) => shared.jwks.borrow_mut().on_failure(source, reason, now),
+        };
+        let url = shared
+            .jwks_target(source)
+            .map(|(u, _)| u)
+            .unwrap_or_default();
+        log_fetch("JWK Set", &url, &result);
+        let metric = match result {
+            FetchResult::Loaded { .. } => Metric::JwksFetched,
+            FetchResult::Failed { .. } => Metric::JwksFetchFailed,
+        };
+        shared.metrics.count(&shared.config, metric);
+        match result {
+            FetchResult::Loaded { .. } => {
+                wake_all(
+                    shared,
+                    |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
+                    false,
+                );
+                let filters: Vec<usize> = shared
+                    .idps
+                    .borrow()
+                    .iter()
+                    .filter(|s| s.jwks == Some(source))
+                    .map(|s| s.filter)
+                    .collect();
+                for filter in filters {
+                    if shared.idp_ready(filter) {
+                        wake_all(
+                            shared,
+                            |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
+                            false,
+                        );
+                    }
+                }
+            }
+            // Keys exist but the refresh an unknown kid asked for failed: answer now.
+            FetchResult::Failed {
+                kept_previous: true,
+                ..
+            } => wake_all(
+                shared,
+                |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
+                true,
+            ),
+            // Never loaded: parked requests wait out their deadline (a retry may land).
+            FetchResult::Failed {
+                kept_previous: false,
+                ..
+            } => {}
+        }
+    }
+
+    /// A discovery answer: keep it, register the JWK Set it names, wake waiters.
+    fn discovery_answered(
+        &self,
+        shared: &Rc<Shared>,
+        slot: usize,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let now = now();
+        let Some(idp) = shared.idps.borrow().get(slot).cloned() else {
+            return;
+        };
+        let Some(FilterKind::OAuth2(oauth2)) =
+            shared.config.filters.get(idp.filter).map(|f| &f.kind)
+        else {
+            return;
+        };
+        let parsed = match answer {
+            Ok((200, body)) => oauth2.parse_discovery(&body).map(|d| (d, Vec::new())),
+            Ok((status, _)) => Err(format!("HTTP status {status}")),
+            Err(reason) => Err(reason),
+        };
+        let result = shared
+            .discovery
+            .borrow_mut()
+            .on_document(idp.discovery, parsed, now);
+        log_fetch("discovery document", oauth2.authorization_url(), &result);
+        if !matches!(result, FetchResult::Loaded { .. }) {
+            return;
+        }
+        let Some(discovery) = shared.discovery.borrow().get(idp.discovery) else {
+            return;
+        };
+        if oauth2.needs_keys() && discovery.jwks_uri != idp.jwks_url {
+            match oauth2.callout_target(&discovery.jwks_uri) {
+                Some(target) => {
+                    let source = shared.jwks.borrow_mut().add_source(DEFAULT_JWKS_REFRESH);
+                    shared
+                        .discovered_jwks
+                        .borrow_mut()
+                        .push((discovery.jwks_uri.clone(), target));
+                    if let Some(s) = shared.idps.borrow_mut().get_mut(slot) {
+                        s.jwks = Some(source);
+                        s.jwks_url = discovery.jwks_uri.clone();
+                    }
+                }
+                None => log::error!(
+                    "discovery document of {}: jwks_uri {:?} is not a usable URL",
+                    oauth2.authorization_url(),
+                    discovery.jwks_uri
+                ),
+            }
+        }
+        if shared.idp_ready(idp.filter) {
+            let filter = idp.filter;
+            wake_all(
+                shared,
+                |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
+                false,
+            );
+        }
+    }
 }
 
-fn log_fetch(url: &str, result: &FetchResult) {
+/// Wakes every parked request whose wait matches.
+fn wake_all(shared: &Rc<Shared>, matches: impl Fn(Wait) -> bool, timed_out: bool) {
+    let waiting: Vec<u32> = shared
+        .pending
+        .borrow()
+        .iter()
+        .filter(|(_, p)| matches(p.wait))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in waiting {
+        wake(shared, id, timed_out);
+    }
+}
+
+/// Status and (bounded) body of a background fetch's answer, in its callback.
+fn read_fetch_answer(body_size: usize, max: usize) -> Result<(u16, Vec<u8>), String> {
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|b| {
+            std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+        })
+        .ok_or_else(|| "no answer (connection failed or timed out)".to_string())?;
+    if body_size > max {
+        return Err(format!("document larger than {max} bytes"));
+    }
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn log_fetch(what: &str, url: &str, result: &FetchResult) {
     match result {
         FetchResult::Loaded { summary, warnings } => {
-            log::info!("JWK Set {url}: loaded {summary}");
+            log::info!("{what} {url}: loaded {summary}");
             for w in warnings {
-                log::warn!("JWK Set {url}: {w}");
+                log::warn!("{what} {url}: {w}");
             }
         }
         FetchResult::Failed {
@@ -97,9 +304,9 @@ fn log_fetch(url: &str, result: &FetchResult) {
             kept_previous,
         } => {
             if *kept_previous {
-                log::warn!("JWK Set {url}: fetch failed: {reason}; keeping the last good set");
+                log::warn!("{what} {url}: fetch failed: {reason}; keeping the last good one");
             } else {
-                log::error!("JWK Set {url}: fetch failed: {reason}; no keys yet");
+                log::error!("{what} {url}: fetch failed: {reason}; none loaded yet");
             }
         }
     }
@@ -124,84 +331,23 @@ impl Context for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(source) = self.fetches.remove(&token_id) else {
-            // An External check dispatched while a parked request was woken.
-            callout_answered(&shared, self.context_id, token_id, || {
-                read_http_answer(body_size)
-            });
-            return;
-        };
-        let now = now();
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|b| {
-                std::str::from_utf8(&b)
-                    .ok()
-                    .and_then(|s| s.parse::<u16>().ok())
-            });
-        let result = match status {
-            None => shared.jwks.borrow_mut().on_failure(
+        match self.fetches.remove(&token_id) {
+            Some(Fetch::Jwks(source)) => self.jwks_answered(
+                &shared,
                 source,
-                "no answer (connection failed or timed out)".to_string(),
-                now,
+                read_fetch_answer(body_size, MAX_JWKS_BYTES),
             ),
-            Some(status) => {
-                let take = body_size.min(MAX_JWKS_BYTES + 1);
-                let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, take)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                let body = if body_size > MAX_JWKS_BYTES {
-                    vec![0u8; MAX_JWKS_BYTES + 1]
-                } else {
-                    body
-                };
-                shared
-                    .jwks
-                    .borrow_mut()
-                    .on_response(source, status, &body, now)
+            Some(Fetch::Discovery(slot)) => self.discovery_answered(
+                &shared,
+                slot,
+                read_fetch_answer(body_size, MAX_DISCOVERY_BYTES),
+            ),
+            // A check dispatched while a parked request was woken.
+            None => {
+                callout_answered(&shared, self.context_id, token_id, || {
+                    read_http_answer(body_size)
+                });
             }
-        };
-        let url = shared
-            .config
-            .jwks_sources
-            .get(source)
-            .map(|s| s.url.clone())
-            .unwrap_or_default();
-        log_fetch(&url, &result);
-        let metric = match result {
-            FetchResult::Loaded { .. } => Metric::JwksFetched,
-            FetchResult::Failed { .. } => Metric::JwksFetchFailed,
-        };
-        shared.metrics.count(&shared.config, metric);
-        let waiting: Vec<u32> = shared
-            .pending
-            .borrow()
-            .iter()
-            .filter(|(_, p)| matches!(p.wait, Wait::Keys { source: s, .. } if s == source))
-            .map(|(id, _)| *id)
-            .collect();
-        match result {
-            FetchResult::Loaded { .. } => {
-                for id in waiting {
-                    wake(&shared, id, false);
-                }
-            }
-            // Keys exist but the refresh an unknown kid asked for failed: answer now.
-            FetchResult::Failed {
-                kept_previous: true,
-                ..
-            } => {
-                for id in waiting {
-                    wake(&shared, id, true);
-                }
-            }
-            // Never loaded: parked requests wait out their deadline (a retry may land).
-            FetchResult::Failed {
-                kept_previous: false,
-                ..
-            } => {}
         }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
@@ -230,22 +376,40 @@ impl RootContext for Root {
             .iter()
             .map(|s| s.refresh_interval)
             .collect();
-        let has_remote = !intervals.is_empty();
+        let mut discovery = DocumentCache::default();
+        let mut idps = Vec::new();
+        for (filter, f) in config.filters.iter().enumerate() {
+            if let FilterKind::OAuth2(_) = f.kind {
+                idps.push(IdpSlot {
+                    filter,
+                    discovery: discovery.add_source(DISCOVERY_REFRESH),
+                    jwks: None,
+                    jwks_url: String::new(),
+                });
+            }
+        }
+        let background = !intervals.is_empty() || !idps.is_empty();
         log::info!(
-            "configured {} filters, {} rules, {} remote JWK Sets",
+            "configured {} filters, {} rules, {} remote JWK Sets, {} identity providers",
             config.filters.len(),
             config.rules.len(),
-            intervals.len()
+            intervals.len(),
+            idps.len()
         );
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             metrics: Default::default(),
             config: Rc::new(config),
             jwks: RefCell::new(JwksCache::new(&intervals)),
+            discovery: RefCell::new(discovery),
+            idps: RefCell::new(idps),
+            discovered_jwks: RefCell::new(Vec::new()),
+            userinfo: RefCell::new(BTreeMap::new()),
+            response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),
         }));
-        if has_remote {
+        if background {
             if let Err(status) = hostcalls::set_tick_period(TICK) {
                 log::error!("could not start the tick: {status:?}");
             }

@@ -9,10 +9,15 @@
 //! (the SDK delivers an answer to the context that was active at dispatch).
 
 use super::metrics::Metric;
+use portcullis_core::config::url::CalloutTarget;
 use portcullis_core::config::Config;
 use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
+use portcullis_core::fetch::DocumentCache;
 use portcullis_core::jwt::jwks_cache::JwksCache;
 use portcullis_core::jwt::KeySet;
+use portcullis_core::oauth2::{
+    Discovery, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, UserinfoCache,
+};
 use portcullis_core::pipeline::{Journey, KeyProvider, Step};
 use portcullis_core::request::Request;
 use portcullis_core::response::{HeaderChange, Response};
@@ -34,6 +39,11 @@ pub const MAX_PENDING: usize = 4096;
 pub enum Wait {
     Keys {
         source: usize,
+        deadline: f64,
+    },
+    /// An OAuth2 filter's IdP (discovery document and JWK Set).
+    Idp {
+        filter: usize,
         deadline: f64,
     },
     Body {
@@ -62,15 +72,102 @@ pub struct Pending {
     pub body: BodyCapture,
 }
 
+/// One OAuth2 filter's IdP: its discovery document and the JWK Set it names.
+#[derive(Debug, Clone)]
+pub struct IdpSlot {
+    /// Index of the OAuth2 filter in the configuration.
+    pub filter: usize,
+    /// Source index in `Shared::discovery`.
+    pub discovery: usize,
+    /// Source index in `Shared::jwks` of the set at `jwks_uri`, once known.
+    pub jwks: Option<usize>,
+    pub jwks_url: String,
+}
+
 /// What the VM's contexts share.
 pub struct Shared {
     pub metrics: super::metrics::Metrics,
+    pub discovery: RefCell<DocumentCache<Discovery>>,
+    pub idps: RefCell<Vec<IdpSlot>>,
+    /// JWK Sets named by discovery documents (source index minus the number of
+    /// configured ones): URL and callout target.
+    pub discovered_jwks: RefCell<Vec<(String, CalloutTarget)>>,
+    /// Userinfo answers, per OAuth2 filter.
+    pub userinfo: RefCell<BTreeMap<usize, UserinfoCache>>,
+    /// Headers to add to the upstream's response, per request (context id).
+    pub response_headers: RefCell<BTreeMap<u32, Vec<(String, String)>>>,
     pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
     pub pending: RefCell<BTreeMap<u32, Pending>>,
     /// Callout token → the request (context id) it belongs to.
     pub callouts: RefCell<BTreeMap<u32, u32>>,
+}
+
+impl Shared {
+    /// URL and callout target of a JWK Set source (configured or discovered).
+    pub fn jwks_target(&self, source: usize) -> Option<(String, CalloutTarget)> {
+        match self.config.jwks_sources.get(source) {
+            Some(s) => Some((s.url.clone(), s.target.clone())),
+            None => self
+                .discovered_jwks
+                .borrow()
+                .get(source.checked_sub(self.config.jwks_sources.len())?)
+                .cloned(),
+        }
+    }
+
+    fn idp_documents(&self, index: usize) -> (Option<Arc<Discovery>>, Option<Arc<KeySet>>) {
+        let slot = self
+            .idps
+            .borrow()
+            .iter()
+            .find(|s| s.filter == index)
+            .cloned();
+        let Some(slot) = slot else {
+            return (None, None);
+        };
+        let discovery = self.discovery.borrow().get(slot.discovery);
+        let keys = slot.jwks.and_then(|j| self.jwks.borrow().get(j));
+        (discovery, keys)
+    }
+
+    /// Whether an OAuth2 filter's IdP is ready for its requests.
+    pub fn idp_ready(&self, index: usize) -> bool {
+        let (discovery, keys) = self.idp_documents(index);
+        let needs_keys = match self.config.filters.get(index).map(|f| &f.kind) {
+            Some(portcullis_core::config::FilterKind::OAuth2(o)) => o.needs_keys(),
+            _ => false,
+        };
+        discovery.is_some() && (keys.is_some() || !needs_keys)
+    }
+}
+
+/// Cryptographic randomness from the host (WASI `random_get`).
+pub fn fill_random(buf: &mut [u8]) {
+    if let Err(e) = getrandom::getrandom(buf) {
+        // Never hand out predictable state: fall back to a hash chain seeded
+        // with the time and a counter, and say so.
+        log::error!("random source failed ({e}); using a time-seeded fallback");
+        thread_local!(static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+        let counter = COUNTER.with(|c| {
+            c.set(c.get().wrapping_add(1));
+            c.get()
+        });
+        let mut block = [0u8; 32];
+        for (i, chunk) in buf.chunks_mut(32).enumerate() {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(block);
+            h.update(now().to_le_bytes());
+            h.update(counter.to_le_bytes());
+            h.update((i as u64).to_le_bytes());
+            block = h.finalize().into();
+            for (b, r) in chunk.iter_mut().zip(block.iter()) {
+                *b = *r;
+            }
+        }
+    }
 }
 
 impl KeyProvider for Shared {
@@ -80,6 +177,57 @@ impl KeyProvider for Shared {
 
     fn refresh_for_unknown_key(&self, source: usize) -> bool {
         self.jwks.borrow_mut().request_refresh(source, now())
+    }
+
+    fn oauth2_check(
+        &self,
+        filter: &OAuth2Filter,
+        index: usize,
+        request: &Request,
+        args: &OAuth2Args,
+        now_unix: f64,
+    ) -> OAuth2Step {
+        let (discovery, keys) = self.idp_documents(index);
+        let userinfo = self.userinfo.borrow();
+        let idp = IdpState {
+            discovery: discovery.as_deref(),
+            keys: keys.as_deref(),
+            userinfo: userinfo.get(&index),
+        };
+        filter.check(request, args, &idp, now_unix, &mut fill_random)
+    }
+
+    fn oauth2_answer(
+        &self,
+        filter: &OAuth2Filter,
+        index: usize,
+        request: &Request,
+        args: &OAuth2Args,
+        pending: OAuth2Pending,
+        answer: CalloutAnswer,
+        now_unix: f64,
+    ) -> OAuth2Step {
+        self.userinfo
+            .borrow_mut()
+            .entry(index)
+            .or_default()
+            .remember(&pending, &answer, now_unix);
+        let (discovery, keys) = self.idp_documents(index);
+        let userinfo = self.userinfo.borrow();
+        let idp = IdpState {
+            discovery: discovery.as_deref(),
+            keys: keys.as_deref(),
+            userinfo: userinfo.get(&index),
+        };
+        filter.on_answer(
+            request,
+            args,
+            pending,
+            answer,
+            &idp,
+            now_unix,
+            &mut fill_random,
+        )
     }
 }
 
@@ -149,6 +297,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 shared
                     .metrics
                     .outcomes(&shared.config, &pending.journey.take_outcomes());
+                keep_response_headers(shared, site.context_id, &mut pending.journey);
                 apply_changes(&changes);
                 if site.resume {
                     if let Err(status) = hostcalls::resume_http_request() {
@@ -164,7 +313,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 send(&response);
                 return Action::Pause;
             }
-            Step::WaitForKeys { source } => {
+            Step::WaitForKeys { .. } | Step::WaitForIdp { .. } => {
                 if shared.pending.borrow().len() >= MAX_PENDING {
                     // Too many waiting already: answer as if the wait timed out.
                     step = pending.journey.keys_timed_out(
@@ -173,17 +322,17 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                         shared,
                         now(),
                     );
-                    if matches!(step, Step::WaitForKeys { .. }) {
-                        step = Step::Respond(Response::json_error(
-                            503,
-                            "JWT keys are not available yet",
-                        ));
+                    if matches!(step, Step::WaitForKeys { .. } | Step::WaitForIdp { .. }) {
+                        step =
+                            Step::Respond(Response::json_error(503, "too many requests waiting"));
                     }
                     continue;
                 }
-                pending.wait = Wait::Keys {
-                    source,
-                    deadline: now() + KEY_WAIT.as_secs_f64(),
+                let deadline = now() + KEY_WAIT.as_secs_f64();
+                pending.wait = match step {
+                    Step::WaitForIdp { filter } => Wait::Idp { filter, deadline },
+                    Step::WaitForKeys { source } => Wait::Keys { source, deadline },
+                    _ => pending.wait,
                 };
                 return park(shared, site, pending);
             }
@@ -279,6 +428,18 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 }
             }
         }
+    }
+}
+
+/// Keeps the headers a filter wants on the upstream's response (a refreshed
+/// session cookie) until the response comes.
+pub fn keep_response_headers(shared: &Shared, context_id: u32, journey: &mut Journey) {
+    let headers = journey.take_response_headers();
+    if !headers.is_empty() {
+        shared
+            .response_headers
+            .borrow_mut()
+            .insert(context_id, headers);
     }
 }
 
