@@ -409,7 +409,7 @@ fn oversized_jwks_is_refused() {
     assert!(f.s1.count("/big.json") >= 1, "the big set was fetched");
     assert!(
         f.envoy.wait_for_log(
-            "JWK Set http://s1.test/big.json: fetch failed: JWK Set larger than 262144 bytes; no keys yet",
+            "JWK Set http://s1.test/big.json: fetch failed: larger than 262144 bytes; no keys yet",
             Duration::from_secs(5)
         ),
         "{}",

@@ -282,7 +282,7 @@ fn read_fetch_answer(body_size: usize, max: usize) -> Result<(u16, Vec<u8>), Str
         })
         .ok_or_else(|| "no answer (connection failed or timed out)".to_string())?;
     if body_size > max {
-        return Err(format!("document larger than {max} bytes"));
+        return Err(format!("larger than {max} bytes"));
     }
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
         .ok()
@@ -303,10 +303,15 @@ fn log_fetch(what: &str, url: &str, result: &FetchResult) {
             reason,
             kept_previous,
         } => {
-            if *kept_previous {
-                log::warn!("{what} {url}: fetch failed: {reason}; keeping the last good one");
+            let (kept, none) = if what == "JWK Set" {
+                ("the last good set", "no keys yet")
             } else {
-                log::error!("{what} {url}: fetch failed: {reason}; none loaded yet");
+                ("the last good document", "none loaded yet")
+            };
+            if *kept_previous {
+                log::warn!("{what} {url}: fetch failed: {reason}; keeping {kept}");
+            } else {
+                log::error!("{what} {url}: fetch failed: {reason}; {none}");
             }
         }
     }
