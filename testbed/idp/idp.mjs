@@ -165,7 +165,10 @@ server.listen(port, '127.0.0.1', () => {
     // for client_secret_post that sends HTTP Basic is refused.
     const basic = /^basic /i.test(req.headers.authorization ?? '');
     const isToken = req.method === 'POST' && req.url.split('?')[0] === '/token';
-    const tag = isToken ? ` auth=${basic ? 'basic' : 'body'}` : '';
+    const basicId = basic
+      ? decodeURIComponent(Buffer.from(req.headers.authorization.slice(6).trim(), 'base64').toString().split(':')[0] ?? '')
+      : '';
+    const tag = isToken ? ` auth=${basic ? `basic client=${basicId}` : 'body'}` : '';
     res.on('finish', () => process.stderr.write(`IDP ${req.method} ${req.url} -> ${res.statusCode}${tag}\n`));
     if (isToken && basic) {
       const decoded = Buffer.from(req.headers.authorization.slice(6).trim(), 'base64').toString();
