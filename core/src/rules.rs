@@ -67,40 +67,13 @@ impl FilterArgs {
             Some(v) => v.clone(),
         };
         match kind {
-            FilterKind::Jwt(_) => {
-                match serde_path_to_error::deserialize::<_, JwtArgumentsSpec>(arguments) {
-                    Ok(spec) => Some(FilterArgs::Jwt { scopes: spec.scope }),
-                    Err(e) => {
-                        let sub = e.path().to_string();
-                        let at = if sub == "." {
-                            path.to_string()
-                        } else {
-                            format!("{path}.{sub}")
-                        };
-                        c.error(at, e.inner().to_string());
-                        None
-                    }
-                }
-            }
-            FilterKind::External(_) => {
-                match serde_path_to_error::deserialize::<
-                    _,
-                    std::collections::BTreeMap<String, String>,
-                >(arguments)
-                {
-                    Ok(context_extensions) => Some(FilterArgs::External { context_extensions }),
-                    Err(e) => {
-                        let sub = e.path().to_string();
-                        let at = if sub == "." {
-                            path.to_string()
-                        } else {
-                            format!("{path}.{sub}")
-                        };
-                        c.error(at, format!("External arguments are a map of strings (gRPC context_extensions): {}", e.inner()));
-                        None
-                    }
-                }
-            }
+            FilterKind::Jwt(_) => c
+                .deserialize_at::<JwtArgumentsSpec>(path, arguments)
+                .map(|spec| FilterArgs::Jwt { scopes: spec.scope }),
+            // The arguments, a map of strings, are the gRPC check's context_extensions.
+            FilterKind::External(_) => c
+                .deserialize_at::<std::collections::BTreeMap<String, String>>(path, arguments)
+                .map(|context_extensions| FilterArgs::External { context_extensions }),
             FilterKind::OAuth2(_) => crate::oauth2::OAuth2Args::compile(c, path, Some(&arguments))
                 .map(|a| FilterArgs::OAuth2(Box::new(a))),
             FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {

@@ -231,6 +231,28 @@ impl Compiler<'_> {
         Some(self.jwks_sources.len() - 1)
     }
 
+    /// Deserializes a JSON value found at `path` (rule `arguments`), reporting
+    /// a fault with the full path of the field at fault.
+    pub fn deserialize_at<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: Value,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let sub = e.path().to_string();
+                let at = if sub == "." {
+                    path.to_string()
+                } else {
+                    format!("{path}.{sub}")
+                };
+                self.error(at, e.inner().to_string());
+                None
+            }
+        }
+    }
+
     pub fn glob(&mut self, path: &str, pattern: &str) -> Option<Glob> {
         match Glob::new(pattern) {
             Ok(g) => Some(g),

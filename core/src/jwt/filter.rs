@@ -410,16 +410,7 @@ pub fn token_data(token: &VerifiedToken, request: &Request) -> Value {
         }),
     );
     if let Some(tls) = &request.tls {
-        root.insert(
-            "tls".to_string(),
-            json!({
-                "subject": tls.subject,
-                "dnsSans": tls.dns_sans,
-                "uriSans": tls.uri_sans,
-                "sha256": tls.sha256,
-                "verified": tls.verified,
-            }),
-        );
+        root.insert("tls".to_string(), crate::mtls::tls_value(tls));
     }
     Value::Object(root)
 }

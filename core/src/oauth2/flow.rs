@@ -513,16 +513,7 @@ fn template_root(request: &Request, access_token: &str, id_token: Option<&str>) 
         root.insert("idToken".to_string(), t);
     }
     if let Some(tls) = &request.tls {
-        root.insert(
-            "tls".to_string(),
-            json!({
-                "subject": tls.subject,
-                "dnsSans": tls.dns_sans,
-                "uriSans": tls.uri_sans,
-                "sha256": tls.sha256,
-                "verified": tls.verified,
-            }),
-        );
+        root.insert("tls".to_string(), crate::mtls::tls_value(tls));
     }
     Value::Object(root)
 }

@@ -702,21 +702,7 @@ impl OAuth2Args {
     ) -> Option<OAuth2Args> {
         let spec = match arguments {
             None | Some(Value::Null) => OAuth2ArgumentsSpec::default(),
-            Some(v) => {
-                match serde_path_to_error::deserialize::<_, OAuth2ArgumentsSpec>(v.clone()) {
-                    Ok(spec) => spec,
-                    Err(e) => {
-                        let sub = e.path().to_string();
-                        let at = if sub == "." {
-                            path.to_string()
-                        } else {
-                            format!("{path}.{sub}")
-                        };
-                        c.error(at, e.inner().to_string());
-                        return None;
-                    }
-                }
-            }
+            Some(v) => c.deserialize_at::<OAuth2ArgumentsSpec>(path, v.clone())?,
         };
         let errors_before = c.errors.len();
         let mut scopes: Vec<String> = Vec::new();
