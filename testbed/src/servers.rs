@@ -314,8 +314,29 @@ impl EchoUpstream {
 
     /// Binds a fixed port (the `testbed echo` command).
     pub fn start_on(port: u16) -> std::io::Result<EchoUpstream> {
-        let handler: Handler = Arc::new(|req| Reply::json(200, &echo_json(req)));
         Ok(EchoUpstream {
+            server: FnServer::start_on(port, |req| Reply::json(200, &echo_json(req)))?.server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+}
+
+/// A server on a fixed port answering every request with one function (the
+/// `testbed echo` and `testbed authz` commands).
+pub struct FnServer {
+    server: Server,
+}
+
+impl FnServer {
+    pub fn start_on(
+        port: u16,
+        answer: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<FnServer> {
+        let handler: Handler = Arc::new(answer);
+        Ok(FnServer {
             server: Server::start_on(port, handler, Arc::new(AtomicBool::new(false)))?,
         })
     }

@@ -187,7 +187,7 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 fn compose_has_the_demo_services_on_the_host_network() {
     let c = compose();
     let services = c["services"].as_object().expect("services");
-    for name in ["envoy", "echo", "jwks"] {
+    for name in ["envoy", "echo", "jwks", "idp", "authz"] {
         let s = service(&c, name);
         assert_eq!(
             s["network_mode"], "host",
@@ -198,7 +198,7 @@ fn compose_has_the_demo_services_on_the_host_network() {
             "{name}: `ports` has no effect with network_mode host"
         );
     }
-    assert_eq!(services.len(), 3, "services: {:?}", services.keys());
+    assert_eq!(services.len(), 5, "services: {:?}", services.keys());
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn ports_match_envoy_yaml() {
     assert_eq!(facts.admin_port, 9901);
     let c = compose();
     // Each testbed service listens on the port of the envoy.yaml cluster of its name.
-    for name in ["echo", "jwks"] {
+    for name in ["echo", "jwks", "authz"] {
         let port: u64 = flag(&command(service(&c, name)), "--port")
             .unwrap_or_else(|| panic!("{name}: --port"))
             .parse()
@@ -274,14 +274,27 @@ fn ports_match_envoy_yaml() {
             "{name} listens where envoy.yaml's cluster {name:?} points"
         );
     }
+    // The IdP takes its port as the last argument, as scripts/demo runs it.
+    let idp_port: u64 = command(service(&c, "idp"))
+        .last()
+        .and_then(|p| p.parse().ok())
+        .expect("idp port");
+    assert_eq!(Some(&idp_port), facts.cluster_ports.get("idp"));
+    let demo = fs::read_to_string(repo_root().join("scripts/demo")).unwrap();
+    assert!(
+        demo.contains(&format!("testbed/idp/idp.mjs\" {idp_port}")),
+        "scripts/demo runs the IdP on {idp_port}"
+    );
+    let mut clusters: Vec<&String> = facts.cluster_ports.keys().collect();
+    clusters.sort();
     assert_eq!(
-        facts.cluster_ports.keys().collect::<Vec<_>>(),
-        vec!["echo", "jwks"],
+        clusters,
+        vec!["authz", "echo", "idp", "jwks"],
         "every envoy.yaml cluster has its service"
     );
     // The compose header names the same ports.
     let text = fs::read_to_string(repo_root().join("docker-compose.yaml")).unwrap();
-    for p in [10000, 9901, 8081, 8082] {
+    for p in [10000, 9901, 8081, 8082, 8083, 8084] {
         assert!(text.contains(&format!("127.0.0.1:{p}")), "header names {p}");
     }
 }
