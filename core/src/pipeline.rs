@@ -45,6 +45,16 @@ pub trait KeyProvider {
     /// way (worth waiting for); false when rate-limited.
     fn refresh_for_unknown_key(&self, source: usize) -> bool;
 
+    /// The host's signature verifier (Envoy's `verify_signature`), if it has one.
+    fn signature_verifier(&self) -> Option<&dyn crate::jwt::host_crypto::SignatureVerifier> {
+        None
+    }
+
+    /// The VM's verified-token cache, if it keeps one.
+    fn token_cache(&self) -> Option<&std::cell::RefCell<crate::jwt::cache::TokenCache>> {
+        None
+    }
+
     /// Runs OAuth2 filter `index` on a request with what the host knows of its
     /// IdP (discovery, keys, userinfo answers) and a cryptographic random source.
     /// A host without OAuth2 support answers `NeedIdp` (then 503).
@@ -273,7 +283,15 @@ impl Journey {
                         KeySource::Remote(source) => keys.keys(*source),
                         KeySource::Inline(_) => None,
                     };
-                    match jwt.check(request, scopes, remote.as_deref(), now_unix) {
+                    match jwt.check_with_cache(
+                        request,
+                        scopes,
+                        remote.as_deref(),
+                        now_unix,
+                        keys.token_cache(),
+                        keys.signature_verifier(),
+                        fref.filter as u64,
+                    ) {
                         JwtOutcome::Allow(changes) => Decision::Allow(changes),
                         JwtOutcome::Deny(response) => Decision::Deny(response),
                         JwtOutcome::KeysUnavailable(source) => {

@@ -121,6 +121,8 @@ pub struct Config {
     pub injected_names: Vec<String>,
     /// Whether any filter needs the client certificate (the host then reads it).
     pub reads_tls: bool,
+    /// `cacheBudget` in bytes: what the VM's verified-token cache may hold.
+    pub cache_budget: usize,
 }
 
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
@@ -302,6 +304,13 @@ impl Config {
             jwks_sources: Vec::new(),
             env,
         };
+        let cache_budget = match &spec.cache_budget {
+            None => crate::jwt::cache::DEFAULT_BUDGET,
+            Some(v) => parse_byte_size(v).unwrap_or_else(|why| {
+                compiler.error("cacheBudget", why);
+                0
+            }),
+        };
         let filters = compile_filters(&mut compiler, &spec.filters);
         let rules = compile_rules(&mut compiler, &spec, &filters);
         if !compiler.errors.is_empty() {
@@ -324,12 +333,49 @@ impl Config {
             notices,
             injected_names,
             reads_tls,
+            cache_budget,
         })
     }
 
     pub fn filter_index(&self, name: &str) -> Option<usize> {
         self.filters.iter().position(|f| f.name == name)
     }
+}
+
+/// Largest `cacheBudget` accepted (the Wasm VM's memory is at most 4 GiB).
+const MAX_CACHE_BUDGET: u64 = 1 << 30;
+
+/// `cacheBudget`: a number of bytes, or a string `N`, `NKi`, `NMi`, `NGi`.
+fn parse_byte_size(value: &Value) -> Result<usize, String> {
+    let bytes = match value {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| "must be a whole number of bytes".to_string())?,
+        Value::String(s) => {
+            let t = s.trim();
+            let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+                Some(i) => (t.get(..i).unwrap_or(""), t.get(i..).unwrap_or("")),
+                None => (t, ""),
+            };
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("{s:?} is not a size (e.g. 16Mi, 1048576)"))?;
+            let scale: u64 = match unit {
+                "" => 1,
+                "Ki" => 1 << 10,
+                "Mi" => 1 << 20,
+                "Gi" => 1 << 30,
+                _ => return Err(format!("{s:?}: the unit is Ki, Mi or Gi")),
+            };
+            n.checked_mul(scale)
+                .ok_or_else(|| format!("{s:?} is too large"))?
+        }
+        _ => return Err("must be a number of bytes or a string like \"16Mi\"".to_string()),
+    };
+    if bytes > MAX_CACHE_BUDGET {
+        return Err(format!("at most 1Gi ({MAX_CACHE_BUDGET} bytes)"));
+    }
+    usize::try_from(bytes).map_err(|_| "too large".to_string())
 }
 
 /// Removes the AES/Emissary fields that Envoy handles here, noting each once.

@@ -17,6 +17,10 @@ pub struct ConfigSpec {
     pub filters: Vec<FilterSpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Memory budget of the VM's caches: bytes (a number) or a string with a
+    /// `Ki`/`Mi`/`Gi` suffix (`"16Mi"`). Default 16 MiB; 0 turns the caches off.
+    #[serde(default, rename = "cacheBudget")]
+    pub cache_budget: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,8 +2,10 @@
 //! the filter's keys and claim policy, check the rule's scopes, and either render
 //! the injected headers or build the RFC 6750 error response.
 
+use super::cache::{verify_cached, TokenCache};
+use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
-use super::verify::{check_scopes, verify_token, ClaimPolicy, TokenError, VerifiedToken};
+use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
 use crate::config::schema::JwtSpec;
 use crate::config::Compiler;
 use crate::inject::{render_injected, HeaderTemplate};
@@ -11,6 +13,7 @@ use crate::request::Request;
 use crate::response::{auth_param_text, HeaderChange, Response};
 use crate::template::{go_json_numbers, RenderData, Rendered, Template};
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,6 +215,23 @@ impl JwtFilter {
         remote_keys: Option<&KeySet>,
         now_unix: f64,
     ) -> JwtOutcome {
+        self.check_with_cache(request, scopes, remote_keys, now_unix, None, None, 0)
+    }
+
+    /// [`check`](Self::check) through a verified-token cache (`scope` tells this
+    /// filter's entries from those of filters with other claim policies), with
+    /// signatures checked by `host` where it can.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_with_cache(
+        &self,
+        request: &Request,
+        scopes: &[String],
+        remote_keys: Option<&KeySet>,
+        now_unix: f64,
+        cache: Option<&RefCell<TokenCache>>,
+        host: Option<&dyn SignatureVerifier>,
+        scope: u64,
+    ) -> JwtOutcome {
         let token = match extract_bearer(request) {
             Extracted::Missing => {
                 return JwtOutcome::Deny(self.error_response(
@@ -234,7 +254,8 @@ impl JwtFilter {
             (KeySource::Remote(_), Some(set)) => set,
             (KeySource::Remote(source), None) => return JwtOutcome::KeysUnavailable(*source),
         };
-        let verified = match verify_token(token, keys, &self.policy, now_unix) {
+        let verified = match verify_cached(cache, scope, token, keys, &self.policy, now_unix, host)
+        {
             Ok(v) => v,
             Err(err) => {
                 let message = format!("Token validation error: {}", err.description());
@@ -275,6 +296,9 @@ impl JwtFilter {
                 ErrorCase::InsufficientScope(scopes),
                 &message,
             ));
+        }
+        if self.inject.is_empty() {
+            return JwtOutcome::Allow(Vec::new());
         }
         let root = token_data(&verified, request);
         let data = RenderData {

@@ -17,6 +17,10 @@ use jwt_compact::alg::{
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 use p384::ecdsa::signature::Verifier as _;
+
+use super::host_crypto::{
+    ec_spki, ecdsa_der_signature, rsa_spki, SignatureVerifier, OID_P256, OID_P384,
+};
 use serde_json::{Map, Value};
 
 /// Signature algorithms Portcullis knows.
@@ -128,9 +132,33 @@ impl Material {
     }
 
     /// Checks `signature` over `message` with this key under `alg`. A key type that
-    /// does not fit `alg` never verifies.
-    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+    /// does not fit `alg` never verifies. RS* and ES* go to `host` when there is
+    /// one and the key has its DER form; otherwise (or when the host cannot
+    /// tell) the pure-Rust code decides.
+    fn verify(
+        &self,
+        spki: Option<&[u8]>,
+        host: Option<&dyn SignatureVerifier>,
+        alg: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
         use Algorithm as A;
+        if let (Some(host), Some(spki)) = (host, spki) {
+            let answer = match (self, alg) {
+                (Material::Rsa(_), A::RS256) => host.verify("sha256", spki, message, signature),
+                (Material::Rsa(_), A::RS384) => host.verify("sha384", spki, message, signature),
+                (Material::Rsa(_), A::RS512) => host.verify("sha512", spki, message, signature),
+                (Material::P256(_), A::ES256) => ecdsa_der_signature(signature, 32)
+                    .and_then(|der| host.verify("sha256", spki, message, &der)),
+                (Material::P384(_), A::ES384) => ecdsa_der_signature(signature, 48)
+                    .and_then(|der| host.verify("sha384", spki, message, &der)),
+                _ => None,
+            };
+            if let Some(valid) = answer {
+                return valid;
+            }
+        }
         match (self, alg) {
             (Material::Rsa(k), A::RS256) => check(&Rsa::rs256(), k, message, signature),
             (Material::Rsa(k), A::RS384) => check(&Rsa::rs384(), k, message, signature),
@@ -184,6 +212,8 @@ pub(crate) struct Jwk {
     /// The JWK's `alg`: when set, the key verifies only this algorithm.
     alg: Option<Algorithm>,
     material: Material,
+    /// DER SubjectPublicKeyInfo (RSA and EC keys), for host verification.
+    spki: Option<Box<[u8]>>,
 }
 
 impl Jwk {
@@ -205,6 +235,15 @@ pub(crate) enum SignatureCheck {
 #[derive(Debug, Default, Clone)]
 pub struct KeySet {
     keys: Vec<Jwk>,
+    /// Unique per parsed set (0 for the empty default): what the verified-token
+    /// cache ties its entries to.
+    id: u64,
+}
+
+static NEXT_KEY_SET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_key_set_id() -> u64 {
+    NEXT_KEY_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl KeySet {
@@ -239,11 +278,31 @@ impl KeySet {
                 Err(reason) => warnings.push(format!("{label}: skipped, {reason}")),
             }
         }
-        Ok((KeySet { keys }, warnings))
+        Ok((
+            KeySet {
+                keys,
+                id: next_key_set_id(),
+            },
+            warnings,
+        ))
     }
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// This set's identity (a refreshed JWK Set is a new set).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The same keys under a new identity (tests).
+    #[cfg(test)]
+    pub(crate) fn clone_with_new_id(&self) -> KeySet {
+        KeySet {
+            keys: self.keys.clone(),
+            id: next_key_set_id(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -266,6 +325,7 @@ impl KeySet {
         alg: Algorithm,
         message: &[u8],
         signature: &[u8],
+        host: Option<&dyn SignatureVerifier>,
     ) -> SignatureCheck {
         match kid {
             Some(kid) => {
@@ -276,7 +336,10 @@ impl KeySet {
                     .filter(|k| k.kid.as_deref() == Some(kid) && k.usable_for(alg))
                 {
                     found = true;
-                    if key.material.verify(alg, message, signature) {
+                    if key
+                        .material
+                        .verify(key.spki.as_deref(), host, alg, message, signature)
+                    {
                         return SignatureCheck::Valid;
                     }
                 }
@@ -290,7 +353,10 @@ impl KeySet {
                 let mut usable = self.keys.iter().filter(|k| k.usable_for(alg));
                 match (usable.next(), usable.next()) {
                     (Some(key), None) => {
-                        if key.material.verify(alg, message, signature) {
+                        if key
+                            .material
+                            .verify(key.spki.as_deref(), host, alg, message, signature)
+                        {
                             SignatureCheck::Valid
                         } else {
                             SignatureCheck::Invalid
@@ -365,11 +431,11 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         },
         Some(_) => return Err("\"alg\" is not a string".to_owned()),
     };
-    let material = match jwk.get("kty").and_then(Value::as_str) {
+    let (material, spki) = match jwk.get("kty").and_then(Value::as_str) {
         Some("RSA") => rsa_key(jwk)?,
         Some("EC") => ec_key(jwk)?,
-        Some("OKP") => okp_key(jwk)?,
-        Some("oct") => oct_key(jwk)?,
+        Some("OKP") => (okp_key(jwk)?, None),
+        Some("oct") => (oct_key(jwk)?, None),
         Some(other) => return Err(format!("unknown key type \"{}\"", printable(other, 16))),
         None => return Err("no \"kty\" string".to_owned()),
     };
@@ -378,7 +444,12 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
             return Err(format!("\"alg\" {} does not fit the key type", alg.name()));
         }
     }
-    Ok(Jwk { kid, alg, material })
+    Ok(Jwk {
+        kid,
+        alg,
+        material,
+        spki: spki.map(Vec::into_boxed_slice),
+    })
 }
 
 /// Decodes a base64url member.
@@ -407,7 +478,7 @@ fn bit_length(bytes: &[u8]) -> usize {
     }
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<Material, String> {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, Option<Vec<u8>>), String> {
     let n = member(jwk, "n")?;
     let e = member(jwk, "e")?;
     let bits = bit_length(&n);
@@ -420,10 +491,10 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<Material, String> {
         private_parts: None,
     };
     let key = RsaPublicKey::try_from(&parsed).map_err(|e| format!("invalid RSA key: {e}"))?;
-    Ok(Material::Rsa(Box::new(key)))
+    Ok((Material::Rsa(Box::new(key)), Some(rsa_spki(&n, &e))))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<Material, String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, Option<Vec<u8>>), String> {
     match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => {
             let x = member(jwk, "x")?;
@@ -436,7 +507,10 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Material, String> {
             };
             let key = <Es256 as JwsAlgorithm>::VerifyingKey::try_from(&parsed)
                 .map_err(|e| format!("invalid P-256 key: {e}"))?;
-            Ok(Material::P256(Box::new(key)))
+            Ok((
+                Material::P256(Box::new(key)),
+                Some(ec_spki(OID_P256, &x, &y)),
+            ))
         }
         Some("P-384") => {
             let x = member(jwk, "x")?;
@@ -450,7 +524,10 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Material, String> {
             sec1.extend_from_slice(&y);
             let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
                 .map_err(|_| "invalid P-384 key: not a curve point".to_owned())?;
-            Ok(Material::P384(Box::new(key)))
+            Ok((
+                Material::P384(Box::new(key)),
+                Some(ec_spki(OID_P384, &x, &y)),
+            ))
         }
         Some(other) => Err(format!("unsupported EC curve \"{}\"", printable(other, 16))),
         None => Err("EC key has no \"crv\" string".to_owned()),

@@ -5,7 +5,9 @@
 //! filter to one request.
 
 pub mod binding;
+pub mod cache;
 pub mod filter;
+pub mod host_crypto;
 pub mod jwks_cache;
 pub mod keys;
 pub mod verify;

@@ -17,6 +17,7 @@
 //! claim fails only when the matching `require*` is set. As in jwt-go, an empty
 //! `iss` string and an empty `aud` (string or array) count as missing.
 
+use super::host_crypto::SignatureVerifier;
 use super::keys::{printable, Algorithm, KeySet, SignatureCheck};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -173,6 +174,18 @@ pub fn verify_token(
     policy: &ClaimPolicy,
     now_unix: f64,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_token_with(token, keys, policy, now_unix, None)
+}
+
+/// [`verify_token`], with RS* and ES* signatures checked by `host` when given
+/// (see [`host_crypto`](super::host_crypto)).
+pub fn verify_token_with(
+    token: &str,
+    keys: &KeySet,
+    policy: &ClaimPolicy,
+    now_unix: f64,
+    host: Option<&dyn SignatureVerifier>,
+) -> Result<VerifiedToken, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(malformed("token is too long"));
     }
@@ -242,7 +255,7 @@ pub fn verify_token(
             .decode_slice(signature_b64, &mut buffer)
             .map_err(|_| TokenError::BadSignature)?;
         let signature = buffer.get(..len).ok_or(TokenError::BadSignature)?;
-        match keys.check_signature(kid, algorithm, signing_input.as_bytes(), signature) {
+        match keys.check_signature(kid, algorithm, signing_input.as_bytes(), signature, host) {
             SignatureCheck::Valid => {}
             SignatureCheck::Invalid => return Err(TokenError::BadSignature),
             SignatureCheck::NoKey => {
@@ -286,7 +299,7 @@ fn is_empty_claim(value: Option<&Value>) -> bool {
     }
 }
 
-fn check_claims(
+pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     policy: &ClaimPolicy,
     now: f64,

@@ -389,6 +389,33 @@ fn authenticated(
             }
         }
     }
+    // A JWT access token this VM verified already (see `jwt::cache`): its
+    // claims are checked again, the signature is not.
+    if f.validation != TokenValidation::Userinfo {
+        if let (Some(cache), Some(keys), Some(d)) = (idp.token_cache, idp.keys, idp.discovery) {
+            let hit = cache.try_borrow_mut().ok().and_then(|mut c| {
+                c.get(
+                    ACCESS_TOKEN_SCOPE,
+                    &session.access_token,
+                    keys,
+                    &access_policy(&d.issuer),
+                    now,
+                )
+            });
+            match hit {
+                Some(Ok(_)) => return allow(f, request, jar, &session, set_cookies),
+                Some(Err(e)) => {
+                    log::info!(
+                        "OAuth2 filter {}: access token refused: {}",
+                        f.name,
+                        e.description()
+                    );
+                    return unauthenticated(f, request, args, origin, jar, idp, now, random);
+                }
+                None => {}
+            }
+        }
+    }
     let use_jwt = match f.validation {
         TokenValidation::Jwt => true,
         TokenValidation::Userinfo => false,
@@ -401,7 +428,12 @@ fn authenticated(
             return OAuth2Step::NeedIdp;
         };
         return match verify_token(&session.access_token, keys, &access_policy(&d.issuer), now) {
-            Ok(_) => allow(f, request, jar, &session, set_cookies),
+            Ok(verified) => {
+                if let Some(mut c) = idp.token_cache.and_then(|c| c.try_borrow_mut().ok()) {
+                    c.insert(ACCESS_TOKEN_SCOPE, keys, std::sync::Arc::new(verified), now);
+                }
+                allow(f, request, jar, &session, set_cookies)
+            }
             Err(e) => {
                 log::info!(
                     "OAuth2 filter {}: access token refused: {}",
@@ -481,6 +513,10 @@ fn signing_algorithms() -> Vec<Algorithm> {
         .filter(|a| *a != Algorithm::None)
         .collect()
 }
+
+/// The verified-token cache scope of access tokens (JWT filters use their
+/// index; an entry also belongs to one key set, and a hit re-checks the issuer).
+const ACCESS_TOKEN_SCOPE: u64 = 1 << 63;
 
 fn access_policy(issuer: &str) -> ClaimPolicy {
     ClaimPolicy {

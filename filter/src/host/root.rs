@@ -11,6 +11,7 @@ use super::shared::{
 use portcullis_core::config::url::CalloutTarget;
 use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
+use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
 use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
 use proxy_wasm::hostcalls;
@@ -401,6 +402,7 @@ impl RootContext for Root {
             intervals.len(),
             idps.len()
         );
+        let budget = config.cache_budget;
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             metrics: Default::default(),
@@ -413,6 +415,8 @@ impl RootContext for Root {
             response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),
+            token_cache: RefCell::new(TokenCache::with_budget(budget)),
+            host_crypto: std::cell::Cell::new(None),
         }));
         if background {
             if let Err(status) = hostcalls::set_tick_period(TICK) {

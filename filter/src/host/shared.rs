@@ -13,6 +13,10 @@ use portcullis_core::config::url::CalloutTarget;
 use portcullis_core::config::Config;
 use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
 use portcullis_core::fetch::DocumentCache;
+use portcullis_core::jwt::cache::TokenCache;
+use portcullis_core::jwt::host_crypto::{
+    decode_result, encode_arguments, probe, SignatureVerifier,
+};
 use portcullis_core::jwt::jwks_cache::JwksCache;
 use portcullis_core::jwt::KeySet;
 use portcullis_core::oauth2::{
@@ -102,6 +106,35 @@ pub struct Shared {
     pub pending: RefCell<BTreeMap<u32, Pending>>,
     /// Callout token → the request (context id) it belongs to.
     pub callouts: RefCell<BTreeMap<u32, u32>>,
+    /// Verified tokens (JWT filters, OAuth2 access tokens), within `cacheBudget`.
+    pub token_cache: RefCell<TokenCache>,
+    /// Whether Envoy's `verify_signature` answered the probe right (`None`:
+    /// not probed yet; probed on first use).
+    pub host_crypto: std::cell::Cell<Option<bool>>,
+}
+
+/// Envoy's `verify_signature` foreign function (BoringSSL in the proxy).
+pub struct HostVerifier;
+
+impl SignatureVerifier for HostVerifier {
+    fn verify(&self, hash: &str, spki: &[u8], message: &[u8], signature: &[u8]) -> Option<bool> {
+        let args = encode_arguments(hash, spki, message, signature);
+        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+            Ok(Some(bytes)) => decode_result(&bytes).map(|r| r.result),
+            // An empty answer is the default message: `result: false`.
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
+/// `PORTCULLIS_HOST_CRYPTO=off` in the VM's environment keeps every signature
+/// check in Wasm (the pure-Rust path).
+fn host_crypto_allowed() -> bool {
+    !matches!(
+        std::env::var("PORTCULLIS_HOST_CRYPTO").as_deref(),
+        Ok("off" | "0" | "false")
+    )
 }
 
 impl Shared {
@@ -179,6 +212,27 @@ impl KeyProvider for Shared {
         self.jwks.borrow_mut().request_refresh(source, now())
     }
 
+    fn token_cache(&self) -> Option<&RefCell<TokenCache>> {
+        Some(&self.token_cache)
+    }
+
+    fn signature_verifier(&self) -> Option<&dyn SignatureVerifier> {
+        let usable = match self.host_crypto.get() {
+            Some(known) => known,
+            None => {
+                let usable = host_crypto_allowed() && probe(&HostVerifier);
+                if usable {
+                    log::info!("signatures (RS*, ES*) are checked by Envoy's verify_signature");
+                } else {
+                    log::info!("signatures are checked in Wasm (host verify_signature unavailable or switched off)");
+                }
+                self.host_crypto.set(Some(usable));
+                usable
+            }
+        };
+        usable.then_some(&HostVerifier as &dyn SignatureVerifier)
+    }
+
     fn oauth2_check(
         &self,
         filter: &OAuth2Filter,
@@ -193,6 +247,7 @@ impl KeyProvider for Shared {
             discovery: discovery.as_deref(),
             keys: keys.as_deref(),
             userinfo: userinfo.get(&index),
+            token_cache: Some(&self.token_cache),
         };
         filter.check(request, args, &idp, now_unix, &mut fill_random)
     }
@@ -218,6 +273,7 @@ impl KeyProvider for Shared {
             discovery: discovery.as_deref(),
             keys: keys.as_deref(),
             userinfo: userinfo.get(&index),
+            token_cache: Some(&self.token_cache),
         };
         filter.on_answer(
             request,

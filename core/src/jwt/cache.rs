@@ -1,0 +1,408 @@
+//! The verified-token cache: a token whose signature and claims passed is kept,
+//! parsed, so that its next request costs a hash and a few claim comparisons
+//! instead of a signature check and two JSON parses.
+//!
+//! - Keyed by a 64-bit SipHash (random keys per cache) of the *scope* (which
+//!   filter, with which claim policy) and the token; the full token is kept and
+//!   compared on a hit, so a hash collision is only a miss.
+//! - An entry belongs to the key set that verified it ([`KeySet::id`]): after a
+//!   JWK Set refresh, tokens are verified again with the new set (a key rotated
+//!   out stops verifying at once).
+//! - No entry outlives its token's `exp`, nor [`MAX_TTL`]; a hit checks the
+//!   claims again at the current time (`exp`, `nbf`, `iat` with their leeways,
+//!   `iss`, `aud`). Only successes are cached.
+//! - Bounded in entries and in (estimated) bytes; when full, expired entries go
+//!   first, then the oldest.
+//!
+//! Sans-IO: the host owns one per VM (per worker) and lends it to the pipeline.
+
+use super::host_crypto::SignatureVerifier;
+use super::keys::KeySet;
+use super::verify::{check_claims, verify_token_with, ClaimPolicy, TokenError, VerifiedToken};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// The longest an entry lives, whatever its `exp` (or without one).
+pub const MAX_TTL: f64 = 600.0;
+/// Default budget of a VM's caches (`cacheBudget`).
+pub const DEFAULT_BUDGET: usize = 16 * 1024 * 1024;
+/// Fixed per-entry overhead counted on top of the token-sized parts.
+const ENTRY_OVERHEAD: usize = 320;
+
+#[derive(Debug)]
+struct Entry {
+    scope: u64,
+    keys: u64,
+    token: Arc<VerifiedToken>,
+    /// Unix seconds after which the entry is dropped.
+    until: f64,
+    bytes: usize,
+    serial: u64,
+}
+
+/// Hit and miss counts, for tests and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+/// A bounded cache of verified tokens.
+#[derive(Debug)]
+pub struct TokenCache {
+    hasher: RandomState,
+    entries: HashMap<u64, Entry>,
+    /// Insertion order: (hash, serial); stale pairs are skipped.
+    order: VecDeque<(u64, u64)>,
+    serial: u64,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    pub stats: CacheStats,
+}
+
+impl TokenCache {
+    /// A cache of at most `max_bytes` (estimated) and `max_entries` entries;
+    /// `max_bytes == 0` turns it off.
+    pub fn new(max_bytes: usize, max_entries: usize) -> TokenCache {
+        TokenCache {
+            hasher: RandomState::new(),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            serial: 0,
+            bytes: 0,
+            max_entries,
+            max_bytes,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// A cache within `budget` bytes: one entry per KiB of budget at most.
+    pub fn with_budget(budget: usize) -> TokenCache {
+        TokenCache::new(budget, (budget / 1024).clamp(0, 1 << 20))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Estimated bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn hash(&self, scope: u64, token: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(scope);
+        h.write(token.as_bytes());
+        h.finish()
+    }
+
+    /// The cached token for `(scope, token)` verified with `keys`, if its entry
+    /// is still live at `now` and its claims still pass `policy`. A claim that
+    /// no longer passes (expired) drops the entry and returns the error.
+    pub fn get(
+        &mut self,
+        scope: u64,
+        token: &str,
+        keys: &KeySet,
+        policy: &ClaimPolicy,
+        now: f64,
+    ) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
+        if self.max_bytes == 0 {
+            return None;
+        }
+        let hash = self.hash(scope, token);
+        let entry = self.entries.get(&hash)?;
+        if entry.scope != scope || entry.keys != keys.id() || entry.token.raw != token {
+            return None;
+        }
+        if now >= entry.until {
+            self.remove(hash);
+            return None;
+        }
+        match check_claims(&entry.token.claims, policy, now) {
+            Ok(()) => {
+                self.stats.hits = self.stats.hits.saturating_add(1);
+                Some(Ok(Arc::clone(&entry.token)))
+            }
+            Err(e) => {
+                self.remove(hash);
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Keeps a token that `keys` verified under `scope`'s policy at `now`.
+    pub fn insert(&mut self, scope: u64, keys: &KeySet, token: Arc<VerifiedToken>, now: f64) {
+        if self.max_bytes == 0 || self.max_entries == 0 {
+            return;
+        }
+        let exp = match token.claims.get("exp").and_then(serde_json::Value::as_f64) {
+            Some(exp) if exp.is_finite() => exp,
+            Some(_) | None => f64::INFINITY,
+        };
+        let until = exp.min(now + MAX_TTL);
+        if until <= now {
+            return;
+        }
+        let bytes = entry_bytes(&token);
+        if bytes > self.max_bytes / 4 {
+            return; // one huge token never flushes the cache
+        }
+        let hash = self.hash(scope, &token.raw);
+        self.remove(hash);
+        if self.entries.len() >= self.max_entries
+            || self.bytes.saturating_add(bytes) > self.max_bytes
+        {
+            self.purge_expired(now);
+        }
+        while self.entries.len() >= self.max_entries
+            || self.bytes.saturating_add(bytes) > self.max_bytes
+        {
+            let Some((old, serial)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|e| e.serial == serial) {
+                self.remove(old);
+                self.stats.evictions = self.stats.evictions.saturating_add(1);
+            }
+        }
+        self.serial = self.serial.wrapping_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.order.push_back((hash, self.serial));
+        self.entries.insert(
+            hash,
+            Entry {
+                scope,
+                keys: keys.id(),
+                token,
+                until,
+                bytes,
+                serial: self.serial,
+            },
+        );
+    }
+
+    fn remove(&mut self, hash: u64) {
+        if let Some(e) = self.entries.remove(&hash) {
+            self.bytes = self.bytes.saturating_sub(e.bytes);
+        }
+    }
+
+    fn purge_expired(&mut self, now: f64) {
+        let before = self.entries.len();
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let keep = now < e.until;
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+        if self.entries.len() != before {
+            let entries = &self.entries;
+            self.order
+                .retain(|(h, s)| entries.get(h).is_some_and(|e| e.serial == *s));
+        }
+    }
+}
+
+/// Estimated heap bytes of one entry: the token text is held three times over
+/// (raw, signature, the parsed header and claims), plus maps and bookkeeping.
+fn entry_bytes(token: &VerifiedToken) -> usize {
+    token
+        .raw
+        .len()
+        .saturating_mul(3)
+        .saturating_add(ENTRY_OVERHEAD)
+}
+
+/// Verifies `token` through `cache` when there is one: a hit re-checks the
+/// claims only; a miss verifies fully and keeps a success.
+pub fn verify_cached(
+    cache: Option<&std::cell::RefCell<TokenCache>>,
+    scope: u64,
+    token: &str,
+    keys: &KeySet,
+    policy: &ClaimPolicy,
+    now: f64,
+    host: Option<&dyn SignatureVerifier>,
+) -> Result<Arc<VerifiedToken>, TokenError> {
+    let Some(cache) = cache else {
+        return verify_token_with(token, keys, policy, now, host).map(Arc::new);
+    };
+    if let Ok(mut c) = cache.try_borrow_mut() {
+        if let Some(found) = c.get(scope, token, keys, policy, now) {
+            return found;
+        }
+        c.stats.misses = c.stats.misses.saturating_add(1);
+    }
+    let verified = Arc::new(verify_token_with(token, keys, policy, now, host)?);
+    if let Ok(mut c) = cache.try_borrow_mut() {
+        c.insert(scope, keys, Arc::clone(&verified), now);
+    }
+    Ok(verified)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use crate::jwt::keys::Algorithm;
+    use crate::jwt::verify::test_fixtures::*;
+    use crate::jwt::verify::verify_token;
+    use serde_json::json;
+    use std::cell::RefCell;
+
+    const NOW: f64 = 1_700_000_000.0;
+
+    fn keys() -> KeySet {
+        key_set(vec![hmac().public_jwk()])
+    }
+
+    fn policy() -> ClaimPolicy {
+        ClaimPolicy {
+            valid_algorithms: vec![Algorithm::HS256],
+            ..ClaimPolicy::default()
+        }
+    }
+
+    fn hs(claims: serde_json::Value) -> String {
+        token(json!({"alg": "HS256", "typ": "JWT"}), claims, &hmac())
+    }
+
+    #[test]
+    fn second_check_is_a_hit_and_rechecks_exp() {
+        let keys = keys();
+        let cache = RefCell::new(TokenCache::with_budget(1 << 20));
+        let t = hs(json!({"exp": NOW + 100.0, "sub": "a"}));
+        let first = verify_cached(Some(&cache), 1, &t, &keys, &policy(), NOW, None).unwrap();
+        let second = verify_cached(Some(&cache), 1, &t, &keys, &policy(), NOW + 1.0, None).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(cache.borrow().stats.hits, 1);
+        // Within leeway after exp: the entry is gone (never outlives exp), full check passes.
+        let lenient = ClaimPolicy {
+            leeway_for_expires_at: std::time::Duration::from_secs(30),
+            ..policy()
+        };
+        assert!(verify_cached(Some(&cache), 1, &t, &keys, &lenient, NOW + 110.0, None).is_ok());
+        assert_eq!(cache.borrow().len(), 0, "not kept past exp");
+        assert_eq!(
+            verify_cached(Some(&cache), 1, &t, &keys, &policy(), NOW + 101.0, None).unwrap_err(),
+            TokenError::Expired
+        );
+    }
+
+    #[test]
+    fn hit_rechecks_nbf_and_policy_claims() {
+        let keys = keys();
+        let mut cache = TokenCache::with_budget(1 << 20);
+        let t = hs(json!({"exp": NOW + 100.0, "nbf": NOW - 1.0}));
+        let v = Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap());
+        cache.insert(1, &keys, v, NOW);
+        assert!(cache.get(1, &t, &keys, &policy(), NOW).unwrap().is_ok());
+        // Earlier than nbf (a clock step back): refused on a hit too.
+        assert_eq!(
+            cache
+                .get(1, &t, &keys, &policy(), NOW - 10.0)
+                .unwrap()
+                .unwrap_err(),
+            TokenError::NotYetValid
+        );
+    }
+
+    #[test]
+    fn scope_and_key_set_separate_entries() {
+        let keys = keys();
+        let other = keys.clone_with_new_id();
+        let cache = RefCell::new(TokenCache::with_budget(1 << 20));
+        let t = hs(json!({"exp": NOW + 100.0}));
+        verify_cached(Some(&cache), 1, &t, &keys, &policy(), NOW, None).unwrap();
+        verify_cached(Some(&cache), 2, &t, &keys, &policy(), NOW, None).unwrap();
+        verify_cached(Some(&cache), 1, &t, &other, &policy(), NOW, None).unwrap();
+        assert_eq!(cache.borrow().stats.hits, 0);
+        verify_cached(Some(&cache), 1, &t, &other, &policy(), NOW, None).unwrap();
+        assert_eq!(cache.borrow().stats.hits, 1);
+    }
+
+    #[test]
+    fn failures_are_not_cached() {
+        let keys = keys();
+        let cache = RefCell::new(TokenCache::with_budget(1 << 20));
+        let t = hs(json!({"exp": NOW - 1.0}));
+        assert!(verify_cached(Some(&cache), 1, &t, &keys, &policy(), NOW, None).is_err());
+        assert!(cache.borrow().is_empty());
+    }
+
+    #[test]
+    fn bounded_in_entries_and_bytes() {
+        let keys = keys();
+        let mut cache = TokenCache::new(1 << 20, 10);
+        for i in 0..50 {
+            let t = hs(json!({"exp": NOW + 100.0, "i": i}));
+            cache.insert(
+                1,
+                &keys,
+                Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap()),
+                NOW,
+            );
+            assert!(cache.len() <= 10);
+        }
+        let mut cache = TokenCache::new(8 * 1024, 1000);
+        for i in 0..50 {
+            let t = hs(json!({"exp": NOW + 100.0, "i": i}));
+            cache.insert(
+                1,
+                &keys,
+                Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap()),
+                NOW,
+            );
+            assert!(cache.bytes() <= 8 * 1024);
+        }
+        assert!(cache.len() > 1);
+        // The newest stays, the oldest went.
+        let last = hs(json!({"exp": NOW + 100.0, "i": 49}));
+        assert!(cache.get(1, &last, &keys, &policy(), NOW).is_some());
+        let first = hs(json!({"exp": NOW + 100.0, "i": 0}));
+        assert!(cache.get(1, &first, &keys, &policy(), NOW).is_none());
+    }
+
+    #[test]
+    fn zero_budget_turns_it_off_and_no_exp_is_capped() {
+        let keys = keys();
+        let mut off = TokenCache::with_budget(0);
+        let t = hs(json!({}));
+        off.insert(
+            1,
+            &keys,
+            Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap()),
+            NOW,
+        );
+        assert!(off.is_empty());
+        let mut cache = TokenCache::with_budget(1 << 20);
+        cache.insert(
+            1,
+            &keys,
+            Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap()),
+            NOW,
+        );
+        assert!(cache
+            .get(1, &t, &keys, &policy(), NOW + MAX_TTL - 1.0)
+            .is_some());
+        assert!(cache.get(1, &t, &keys, &policy(), NOW + MAX_TTL).is_none());
+    }
+}
