@@ -3,6 +3,8 @@
 //! Only the modules under `host/` touch `proxy-wasm`.
 
 pub mod host;
+#[cfg(feature = "test-crash")]
+pub mod test_crash;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);

@@ -46,6 +46,7 @@ pub struct EnvoyConfig {
     vm_env: Vec<(String, String)>,
     root_id: Option<String>,
     fail_open: bool,
+    failure_policy: Option<String>,
     instances: Vec<PluginInstance>,
     routes: Vec<ExtraRoute>,
     listeners: Vec<(String, Vec<Value>)>,
@@ -69,6 +70,7 @@ impl EnvoyConfig {
             vm_env: Vec::new(),
             root_id: None,
             fail_open: false,
+            failure_policy: None,
             instances: Vec::new(),
             routes: Vec::new(),
             listeners: Vec::new(),
@@ -174,6 +176,13 @@ impl EnvoyConfig {
         self
     }
 
+    /// The plugin's `failure_policy` (`FAIL_CLOSED`, `FAIL_OPEN`, `FAIL_RELOAD`)
+    /// instead of `fail_open`: what Envoy does after the VM crashed.
+    pub fn failure_policy(mut self, policy: &str) -> Self {
+        self.failure_policy = Some(policy.to_string());
+        self
+    }
+
     /// The http_filters entry for a Wasm filter (indented for `build`).
     fn wasm_filter(
         &self,
@@ -199,7 +208,10 @@ impl EnvoyConfig {
         if let Some(id) = root_id {
             s.push_str(&format!("                root_id: {}\n", yaml_str(id)));
         }
-        s.push_str(&format!("                fail_open: {}\n", self.fail_open));
+        match &self.failure_policy {
+            Some(policy) => s.push_str(&format!("                failure_policy: {policy}\n")),
+            None => s.push_str(&format!("                fail_open: {}\n", self.fail_open)),
+        }
         s.push_str("                configuration:\n");
         s.push_str(
             "                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n",

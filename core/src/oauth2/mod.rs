@@ -203,6 +203,8 @@ pub struct IdpState<'a> {
     pub keys: Option<&'a KeySet>,
     /// The host's userinfo answers (see [`UserinfoCache`]).
     pub userinfo: Option<&'a UserinfoCache>,
+    /// The VM's verified-token cache (JWT access tokens), if any.
+    pub token_cache: Option<&'a std::cell::RefCell<crate::jwt::cache::TokenCache>>,
 }
 
 /// What the filter decided.

@@ -117,6 +117,7 @@ impl Idp {
             discovery: Some(&self.discovery),
             keys: Some(&self.keys),
             userinfo: None,
+            token_cache: None,
         }
     }
 }

@@ -151,6 +151,8 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-crash")]
+        crate::test_crash::on_request_headers();
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
