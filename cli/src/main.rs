@@ -4,6 +4,7 @@
 //! ```text
 //! portcullis check CONFIG                  every error with its JSON path; exit 1 if any
 //! portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX]
+//! portcullis schema                        the JSON Schema of the configuration, for editors
 //! ```
 //! CONFIG is the plugin's JSON, or the same document in YAML (`.yaml`/`.yml`).
 
@@ -17,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage:
   portcullis check CONFIG
+  portcullis schema
   portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX_SECONDS]
 
 CONFIG: the plugin configuration, JSON or YAML. `fromEnv` secrets are read from
@@ -27,6 +29,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("check") => check(args.get(1..).unwrap_or_default()),
         Some("render") => render(args.get(1..).unwrap_or_default()),
+        Some("schema") => {
+            println!("{}", schema());
+            Ok(())
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -179,4 +185,42 @@ fn render(args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The JSON Schema of the configuration, generated from the serde types the
+/// plugin parses, with the AES/Emissary fields it accepts and ignores added to
+/// each filter type (so a pasted spec validates in an editor too).
+fn schema() -> String {
+    let mut schema = serde_json::to_value(schemars::schema_for!(
+        portcullis_core::config::schema::ConfigSpec
+    ))
+    .unwrap_or_default();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "title".to_string(),
+            serde_json::Value::String("Portcullis plugin configuration (v1)".to_string()),
+        );
+    }
+    for definition in [
+        "JwtSpec",
+        "ExternalSpec",
+        "OAuth2Spec",
+        "ApiKeySpec",
+        "MtlsSpec",
+    ] {
+        let properties = schema
+            .get_mut("$defs")
+            .and_then(|d| d.get_mut(definition))
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(serde_json::Value::as_object_mut);
+        if let Some(properties) = properties {
+            for (field, advice) in portcullis_core::config::IGNORED_FIELDS {
+                properties.insert(
+                    (*field).to_string(),
+                    serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
+                );
+            }
+        }
+    }
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
 }

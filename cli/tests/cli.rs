@@ -129,3 +129,35 @@ fn render_reports_a_refused_token() {
     assert!(!ok);
     assert!(err.contains("the token is refused (401)"), "{err}");
 }
+
+#[test]
+fn schema_describes_every_filter_type_and_accepts_ignored_fields() {
+    let (ok, out, err) = run(&["schema"]);
+    assert!(ok, "{err}");
+    let schema: serde_json::Value = serde_json::from_str(&out).expect("the schema is JSON");
+    for top in ["clusters", "filters", "rules"] {
+        assert!(schema["properties"][top].is_object(), "{top}");
+    }
+    let defs = &schema["$defs"];
+    assert!(defs["FilterSpec"]["properties"]["JWT"].is_object());
+    assert!(defs["JwtSpec"]["properties"]["jwksURI"].is_object());
+    assert!(defs["JwtSpec"]["properties"]["leewayForExpiresAt"].is_object());
+    assert!(defs["ExternalSpec"]["properties"]["allowed_authorization_headers"].is_object());
+    assert!(defs["OAuth2Spec"]["properties"]["protectedOrigins"].is_object());
+    assert!(defs["ApiKeySpec"]["properties"]["httpHeader"].is_object());
+    assert!(defs["MtlsSpec"]["properties"]["allowedDNSNames"].is_object());
+    // Unknown fields are errors, but AES/Emissary fields Envoy handles are not.
+    assert_eq!(
+        defs["JwtSpec"]["additionalProperties"],
+        serde_json::json!(false)
+    );
+    assert!(
+        defs["ExternalSpec"]["properties"]["ambassador_id"]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("accepted and ignored"))
+    );
+    assert_eq!(
+        defs["ExternalSpec"]["required"],
+        serde_json::json!(["auth_service"])
+    );
+}

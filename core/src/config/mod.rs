@@ -127,7 +127,7 @@ pub struct Config {
 
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
 /// with where to configure them instead.
-const IGNORED_FIELDS: &[(&str, &str)] = &[
+pub const IGNORED_FIELDS: &[(&str, &str)] = &[
     (
         "ambassador_id",
         "Portcullis has no Ambassador ID; one plugin config serves its filter chain",

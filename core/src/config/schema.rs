@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     #[serde(default)]
@@ -24,6 +25,7 @@ pub struct ConfigSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
     pub name: String,
@@ -91,6 +93,7 @@ impl<'de> Deserialize<'de> for SecretSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderTemplateSpec {
     pub name: String,
@@ -99,6 +102,7 @@ pub struct HeaderTemplateSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JwtSpec {
     #[serde(rename = "jwksURI")]
@@ -130,6 +134,7 @@ pub struct JwtSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorResponseSpec {
     pub realm: Option<String>,
@@ -141,6 +146,7 @@ pub struct ErrorResponseSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IncludeBodySpec {
     pub max_bytes: u64,
@@ -148,12 +154,14 @@ pub struct IncludeBodySpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusOnErrorSpec {
     pub code: u16,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExternalSpec {
     pub auth_service: String,
@@ -176,6 +184,7 @@ pub struct ExternalSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProtectedOriginSpec {
     pub origin: String,
@@ -184,6 +193,7 @@ pub struct ProtectedOriginSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UseSessionCookiesSpec {
     pub value: Option<bool>,
@@ -192,12 +202,14 @@ pub struct UseSessionCookiesSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthenticationSpec {
     pub method: String,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OAuth2Spec {
     #[serde(rename = "authorizationURL")]
@@ -226,6 +238,7 @@ pub struct OAuth2Spec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyEntrySpec {
     pub value: Option<SecretSpec>,
@@ -233,6 +246,7 @@ pub struct ApiKeyEntrySpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiKeySpec {
     pub http_header: Option<String>,
@@ -241,6 +255,7 @@ pub struct ApiKeySpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MtlsSpec {
     pub require_client_certificate: Option<bool>,
@@ -255,6 +270,7 @@ pub struct MtlsSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub host: Option<String>,
@@ -263,6 +279,7 @@ pub struct RuleSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FilterRefSpec {
     pub name: String,
@@ -275,6 +292,7 @@ pub struct FilterRefSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HeaderConditionSpec {
     pub name: String,
@@ -285,6 +303,7 @@ pub struct HeaderConditionSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtArgumentsSpec {
     #[serde(default)]
@@ -292,6 +311,7 @@ pub struct JwtArgumentsSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InsteadOfRedirectSpec {
     #[serde(rename = "ifRequestHeader")]
@@ -301,6 +321,7 @@ pub struct InsteadOfRedirectSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OAuth2ArgumentsSpec {
     /// AES v2 documents this argument as `scopes`, v3 as `scope`: both load.
@@ -308,4 +329,41 @@ pub struct OAuth2ArgumentsSpec {
     pub scope: Vec<String>,
     pub instead_of_redirect: Option<InsteadOfRedirectSpec>,
     pub same_site: Option<String>,
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for GoDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GoDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A Go duration: \"300ms\", \"1m30s\", \"1.5h\" (units ns, us, ms, s, m, h)",
+            "pattern": "^(0|([0-9]+(\\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+)$"
+        })
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for SecretSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A secret: literally, or read from the Wasm VM's environment (Envoy vm_config.environment_variables)",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": { "fromEnv": { "type": "string", "minLength": 1 } },
+                    "required": ["fromEnv"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
