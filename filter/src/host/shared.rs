@@ -165,6 +165,19 @@ impl Shared {
         (discovery, keys)
     }
 
+    /// Runs `f` with what is known of OAuth2 filter `index`'s IdP.
+    fn with_idp<R>(&self, index: usize, f: impl FnOnce(&IdpState<'_>) -> R) -> R {
+        let (discovery, keys) = self.idp_documents(index);
+        let userinfo = self.userinfo.borrow();
+        let idp = IdpState {
+            discovery: discovery.as_deref(),
+            keys: keys.as_deref(),
+            userinfo: userinfo.get(&index),
+            token_cache: Some(&self.token_cache),
+        };
+        f(&idp)
+    }
+
     /// Whether an OAuth2 filter's IdP is ready for its requests.
     pub fn idp_ready(&self, index: usize) -> bool {
         let (discovery, keys) = self.idp_documents(index);
@@ -241,15 +254,9 @@ impl KeyProvider for Shared {
         args: &OAuth2Args,
         now_unix: f64,
     ) -> OAuth2Step {
-        let (discovery, keys) = self.idp_documents(index);
-        let userinfo = self.userinfo.borrow();
-        let idp = IdpState {
-            discovery: discovery.as_deref(),
-            keys: keys.as_deref(),
-            userinfo: userinfo.get(&index),
-            token_cache: Some(&self.token_cache),
-        };
-        filter.check(request, args, &idp, now_unix, &mut fill_random)
+        self.with_idp(index, |idp| {
+            filter.check(request, args, idp, now_unix, &mut fill_random)
+        })
     }
 
     fn oauth2_answer(
@@ -267,23 +274,17 @@ impl KeyProvider for Shared {
             .entry(index)
             .or_default()
             .remember(&pending, &answer, now_unix);
-        let (discovery, keys) = self.idp_documents(index);
-        let userinfo = self.userinfo.borrow();
-        let idp = IdpState {
-            discovery: discovery.as_deref(),
-            keys: keys.as_deref(),
-            userinfo: userinfo.get(&index),
-            token_cache: Some(&self.token_cache),
-        };
-        filter.on_answer(
-            request,
-            args,
-            pending,
-            answer,
-            &idp,
-            now_unix,
-            &mut fill_random,
-        )
+        self.with_idp(index, |idp| {
+            filter.on_answer(
+                request,
+                args,
+                pending,
+                answer,
+                idp,
+                now_unix,
+                &mut fill_random,
+            )
+        })
     }
 }
 
