@@ -103,7 +103,7 @@ pub(super) fn check(
         LOGOUT_PATH => return logout(f, request, &origin, &jar, idp, now),
         _ => {}
     }
-    match open_session(f, &jar, now) {
+    match open_session_cached(f, &jar, now, idp.session_cache) {
         Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
         None => unauthenticated(f, request, args, &origin, &jar, idp, now, random),
     }
@@ -189,10 +189,31 @@ pub(super) fn on_answer(
 // Sessions on requests
 
 fn open_session(f: &OAuth2Filter, jar: &CookieJar, now: f64) -> Option<Session> {
+    open_session_cached(f, jar, now, None)
+}
+
+/// Opens the session cookie, through the VM's cache of opened sessions when
+/// there is one; then the idle and lifetime checks.
+fn open_session_cached(
+    f: &OAuth2Filter,
+    jar: &CookieJar,
+    now: f64,
+    cache: Option<&std::cell::RefCell<super::session::SessionCache>>,
+) -> Option<Session> {
     let name = f.cookie_base("session");
     let sealed = jar.chunked(&name)?;
-    let plain = f.keys.open(&name, &sealed, now)?;
-    let session: Session = serde_json::from_slice(&plain).ok()?;
+    let cached = cache.and_then(|c| c.try_borrow().ok()?.get(&name, &sealed, now));
+    let session = match cached {
+        Some(session) => session,
+        None => {
+            let plain = f.keys.open(&name, &sealed, now)?;
+            let session: Session = serde_json::from_slice(&plain).ok()?;
+            if let Some(mut c) = cache.and_then(|c| c.try_borrow_mut().ok()) {
+                c.insert(&name, &sealed, &session);
+            }
+            session
+        }
+    };
     if let Some(idle) = f.max_idle {
         if now >= session.last_seen.saturating_add(idle) as f64 {
             return None;

@@ -205,6 +205,8 @@ pub struct IdpState<'a> {
     pub userinfo: Option<&'a UserinfoCache>,
     /// The VM's verified-token cache (JWT access tokens), if any.
     pub token_cache: Option<&'a std::cell::RefCell<crate::jwt::cache::TokenCache>>,
+    /// The VM's opened sessions (see [`session::SessionCache`]), if any.
+    pub session_cache: Option<&'a std::cell::RefCell<session::SessionCache>>,
 }
 
 /// What the filter decided.

@@ -356,3 +356,111 @@ fn stale_chunks<'a>(
         .collect::<Vec<_>>()
         .into_iter()
 }
+/// The most bytes of sealed sessions a [`SessionCache`] remembers.
+pub const SESSION_CACHE_BYTES: usize = 4 << 20;
+
+/// Sessions already opened, by a hash of the cookie's name and sealed value: a
+/// hit skips AES-GCM and the JSON parse, which dominate a session check in Wasm.
+/// Transparent: the same sealed value always opens to the same session, and an
+/// entry never outlives the expiry sealed into its cookie; the idle and lifetime
+/// checks still run on every request. Bounded in bytes, oldest out first.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    entries: std::collections::BTreeMap<[u8; 32], (Session, u64)>,
+    order: std::collections::VecDeque<([u8; 32], usize)>,
+    bytes: usize,
+}
+
+impl SessionCache {
+    fn key(name: &str, sealed: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        h.update(sealed.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The session sealed in `sealed` for cookie `name`, if opened before and
+    /// its cookie has not expired at `now`.
+    pub fn get(&self, name: &str, sealed: &str, now: f64) -> Option<Session> {
+        let (session, expires) = self.entries.get(&Self::key(name, sealed))?;
+        ((*expires as f64) > now).then(|| session.clone())
+    }
+
+    /// Remembers an opened session.
+    pub fn insert(&mut self, name: &str, sealed: &str, session: &Session) {
+        let Some(expires) = sealed.split('.').nth(1).and_then(|e| e.parse::<u64>().ok()) else {
+            return;
+        };
+        let size = sealed.len().saturating_mul(2).saturating_add(128);
+        if size > SESSION_CACHE_BYTES {
+            return;
+        }
+        while self.bytes.saturating_add(size) > SESSION_CACHE_BYTES {
+            let Some((old, old_size)) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&old);
+            self.bytes = self.bytes.saturating_sub(old_size);
+        }
+        let key = Self::key(name, sealed);
+        if self
+            .entries
+            .insert(key, (session.clone(), expires))
+            .is_none()
+        {
+            self.order.push_back((key, size));
+            self.bytes = self.bytes.saturating_add(size);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn session(token: &str) -> Session {
+        serde_json::from_value(
+            serde_json::json!({"at": token, "cr": 0, "ls": 0, "dl": 2000, "x": "x"}),
+        )
+        .unwrap_or_else(|e| panic!("session fixture: {e}"))
+    }
+
+    #[test]
+    fn session_cache_hits_only_the_same_cookie_before_its_expiry() {
+        let mut c = SessionCache::default();
+        c.insert("portcullis_session.a", "v1.1000.abc", &session("t1"));
+        let hit = c.get("portcullis_session.a", "v1.1000.abc", 999.0);
+        assert_eq!(hit.map(|s| s.access_token), Some("t1".to_string()));
+        assert!(c
+            .get("portcullis_session.b", "v1.1000.abc", 999.0)
+            .is_none());
+        assert!(c
+            .get("portcullis_session.a", "v1.1000.abd", 999.0)
+            .is_none());
+        assert!(c
+            .get("portcullis_session.a", "v1.1000.abc", 1000.0)
+            .is_none());
+    }
+
+    #[test]
+    fn session_cache_stays_within_its_byte_budget() {
+        let mut c = SessionCache::default();
+        let sealed = format!("v1.9999999999.{}", "x".repeat(30_000));
+        for i in 0..200 {
+            c.insert(&format!("portcullis_session.{i}"), &sealed, &session("t"));
+        }
+        assert!(c.bytes <= SESSION_CACHE_BYTES);
+        assert!(c.len() < 200, "the oldest went out");
+        assert!(c.get("portcullis_session.199", &sealed, 0.0).is_some());
+    }
+}

@@ -118,6 +118,7 @@ impl Idp {
             keys: Some(&self.keys),
             userinfo: None,
             token_cache: None,
+            session_cache: None,
         }
     }
 }
@@ -1545,4 +1546,46 @@ fn encoding_round_trips() {
             ("c".into(), "".into())
         ]
     );
+}
+
+#[test]
+fn opened_sessions_are_cached_transparently() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let idp = Idp::new();
+    let cache = std::cell::RefCell::new(super::session::SessionCache::default());
+    let state = IdpState {
+        session_cache: Some(&cache),
+        ..idp.state()
+    };
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let first = allowed(f.check(&req, &OAuth2Args::default(), &state, NOW + 5.0, &mut rng()));
+    assert_eq!(cache.borrow().len(), 1, "the opened session is remembered");
+    let second = allowed(f.check(&req, &OAuth2Args::default(), &state, NOW + 6.0, &mut rng()));
+    assert_eq!(
+        first.0, second.0,
+        "a cache hit gives the same upstream request"
+    );
+    // A tampered cookie is another key: it is opened (and refused) as ever.
+    let mut tampered = jar.clone();
+    if let Some(v) = tampered.get_mut("portcullis_session.login") {
+        v.push('A');
+    }
+    let r = respond(f.check(
+        &jwt_session_request(&tampered, "GET", "/", &[]),
+        &OAuth2Args::default(),
+        &state,
+        NOW + 7.0,
+        &mut rng(),
+    ));
+    assert_eq!(r.status, 303);
+    // Past the cookie's sealed expiry, the cached entry no longer serves.
+    let late = f.check(
+        &req,
+        &OAuth2Args::default(),
+        &state,
+        NOW + 1.0e9,
+        &mut rng(),
+    );
+    assert!(!matches!(late, OAuth2Step::Allow { .. }));
 }

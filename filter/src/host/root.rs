@@ -406,6 +406,7 @@ impl RootContext for Root {
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             metrics: Default::default(),
+            session_cache: Default::default(),
             config: Rc::new(config),
             jwks: RefCell::new(JwksCache::new(&intervals)),
             discovery: RefCell::new(discovery),

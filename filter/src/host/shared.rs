@@ -91,6 +91,8 @@ pub struct IdpSlot {
 /// What the VM's contexts share.
 pub struct Shared {
     pub metrics: super::metrics::Metrics,
+    /// OAuth2 sessions already opened (skips AES-GCM on repeat requests).
+    pub session_cache: RefCell<portcullis_core::oauth2::session::SessionCache>,
     pub discovery: RefCell<DocumentCache<Discovery>>,
     pub idps: RefCell<Vec<IdpSlot>>,
     /// JWK Sets named by discovery documents (source index minus the number of
@@ -174,6 +176,7 @@ impl Shared {
             keys: keys.as_deref(),
             userinfo: userinfo.get(&index),
             token_cache: Some(&self.token_cache),
+            session_cache: Some(&self.session_cache),
         };
         f(&idp)
     }
