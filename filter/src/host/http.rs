@@ -159,15 +159,16 @@ impl HttpContext for Http {
         if shared.config.rules.is_empty() {
             return Action::Continue;
         }
-        if bypassed() {
-            shared.metrics.count(&shared.config, Metric::Bypassed);
-            strip_injected(&shared);
-            return Action::Continue;
-        }
         let mut request = Request::from_header_pairs(request_header_pairs());
         let mut journey = Journey::new(&shared.config, &request);
         if journey.rule().is_none() {
             shared.metrics.count(&shared.config, Metric::NoRule);
+            strip_injected(&shared);
+            return Action::Continue;
+        }
+        // Route metadata is read only where a rule applies.
+        if bypassed() {
+            shared.metrics.count(&shared.config, Metric::Bypassed);
             strip_injected(&shared);
             return Action::Continue;
         }
@@ -211,7 +212,6 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
-        log::debug!("request body: {body_size} bytes, end of stream {end_of_stream}");
         let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };

@@ -361,6 +361,11 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // Log at Envoy's level for the wasm component: debug lines cost nothing
+        // unless asked for.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             _ => b"{}".to_vec(),
@@ -394,7 +399,6 @@ impl RootContext for Root {
                 });
             }
         }
-        let background = !intervals.is_empty() || !idps.is_empty();
         log::info!(
             "configured {} filters, {} rules, {} remote JWK Sets, {} identity providers",
             config.filters.len(),
@@ -419,10 +423,10 @@ impl RootContext for Root {
             token_cache: RefCell::new(TokenCache::with_budget(budget)),
             host_crypto: std::cell::Cell::new(None),
         }));
-        if background {
-            if let Err(status) = hostcalls::set_tick_period(TICK) {
-                log::error!("could not start the tick: {status:?}");
-            }
+        // The tick fetches background documents, expires waits, and hands the
+        // metric counts to Envoy.
+        if let Err(status) = hostcalls::set_tick_period(TICK) {
+            log::error!("could not start the tick: {status:?}");
         }
         true
     }
@@ -431,6 +435,7 @@ impl RootContext for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        shared.metrics.flush(&shared.config);
         self.start_fetches(&shared);
         self.expire_parked(&shared);
     }

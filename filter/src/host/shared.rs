@@ -367,9 +367,23 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Continue;
             }
             Step::Respond(response) => {
-                shared
-                    .metrics
-                    .outcomes(&shared.config, &pending.journey.take_outcomes());
+                let outcomes = pending.journey.take_outcomes();
+                if log::log_enabled!(log::Level::Debug) {
+                    // Never the query, a header value or a token.
+                    let filter = outcomes
+                        .last()
+                        .and_then(|(f, _)| shared.config.filters.get(*f))
+                        .map(|f| f.name.as_str())
+                        .unwrap_or("?");
+                    log::debug!(
+                        "{} {}{}: answered {} by filter {filter}",
+                        pending.request.method,
+                        pending.request.authority,
+                        pending.request.path_only(),
+                        response.status
+                    );
+                }
+                shared.metrics.outcomes(&shared.config, &outcomes);
                 send(&response);
                 return Action::Pause;
             }
