@@ -361,31 +361,43 @@ pub const SESSION_CACHE_BYTES: usize = 4 << 20;
 
 /// Sessions already opened, by a hash of the cookie's name and sealed value: a
 /// hit skips AES-GCM and the JSON parse, which dominate a session check in Wasm.
-/// Transparent: the same sealed value always opens to the same session, and an
-/// entry never outlives the expiry sealed into its cookie; the idle and lifetime
-/// checks still run on every request. Bounded in bytes, oldest out first.
+/// Transparent: the same sealed value always opens to the same session (the
+/// name and value are compared in full on a hit, so a hash collision is only a
+/// miss), and an entry never outlives the expiry sealed into its cookie; the
+/// idle and lifetime checks still run on every request. Bounded in bytes, oldest
+/// out first.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    entries: std::collections::BTreeMap<[u8; 32], (Session, u64)>,
-    order: std::collections::VecDeque<([u8; 32], usize)>,
+    hasher: std::collections::hash_map::RandomState,
+    entries: std::collections::HashMap<u64, SessionEntry>,
+    order: std::collections::VecDeque<(u64, usize)>,
     bytes: usize,
 }
 
+#[derive(Debug)]
+struct SessionEntry {
+    name: String,
+    sealed: String,
+    session: Session,
+    expires: u64,
+}
+
 impl SessionCache {
-    fn key(name: &str, sealed: &str) -> [u8; 32] {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(name.as_bytes());
-        h.update([0u8]);
-        h.update(sealed.as_bytes());
-        h.finalize().into()
+    fn key(&self, name: &str, sealed: &str) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        h.write(name.as_bytes());
+        h.write_u8(0);
+        h.write(sealed.as_bytes());
+        h.finish()
     }
 
     /// The session sealed in `sealed` for cookie `name`, if opened before and
     /// its cookie has not expired at `now`.
     pub fn get(&self, name: &str, sealed: &str, now: f64) -> Option<Session> {
-        let (session, expires) = self.entries.get(&Self::key(name, sealed))?;
-        ((*expires as f64) > now).then(|| session.clone())
+        let e = self.entries.get(&self.key(name, sealed))?;
+        (e.name == name && e.sealed == sealed && (e.expires as f64) > now)
+            .then(|| e.session.clone())
     }
 
     /// Remembers an opened session.
@@ -393,7 +405,11 @@ impl SessionCache {
         let Some(expires) = sealed.split('.').nth(1).and_then(|e| e.parse::<u64>().ok()) else {
             return;
         };
-        let size = sealed.len().saturating_mul(2).saturating_add(128);
+        let size = sealed
+            .len()
+            .saturating_mul(3)
+            .saturating_add(name.len())
+            .saturating_add(160);
         if size > SESSION_CACHE_BYTES {
             return;
         }
@@ -404,12 +420,14 @@ impl SessionCache {
             self.entries.remove(&old);
             self.bytes = self.bytes.saturating_sub(old_size);
         }
-        let key = Self::key(name, sealed);
-        if self
-            .entries
-            .insert(key, (session.clone(), expires))
-            .is_none()
-        {
+        let key = self.key(name, sealed);
+        let entry = SessionEntry {
+            name: name.to_string(),
+            sealed: sealed.to_string(),
+            session: session.clone(),
+            expires,
+        };
+        if self.entries.insert(key, entry).is_none() {
             self.order.push_back((key, size));
             self.bytes = self.bytes.saturating_add(size);
         }
