@@ -22,21 +22,12 @@ pub struct Response {
 impl Response {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        crate::http::first_header(&self.headers, name)
     }
 
     /// All values of a header, in order.
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        crate::http::all_headers(&self.headers, name)
     }
 
     pub fn body_str(&self) -> String {

@@ -18,6 +18,23 @@ impl Head {
     }
 }
 
+/// The first value of header `name` (any case) in a lower-cased header list.
+pub fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of header `name` (any case), in order.
+pub fn all_headers<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 const MAX_HEAD: usize = 256 * 1024;
 
 fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<String>> {
