@@ -702,3 +702,48 @@ fn client_credentials_grant_with_aes_headers() {
     );
     assert!(matches!(r.status, 401 | 403), "got {}", r.status);
 }
+
+#[test]
+fn concurrent_requests_of_one_session_refresh_it_once() {
+    // oidc-provider rotates refresh tokens and revokes the grant when an old
+    // one is used again: two requests racing to refresh would end the session.
+    let f = fx();
+    let (agent, first) = logged_in("/short/race");
+    let t1 = bearer(&echoed(&first));
+    let cookie = agent
+        .cookie_header(&portcullis_testbed::browserless::Url::parse(&url("/short/")).unwrap())
+        .expect("session cookies");
+    thread::sleep(Duration::from_secs(7)); // the access token lives 5 s
+    let mine = "POST /token -> 200 auth=basic client=portcullis-short";
+    let before = f.idp.log_count(mine);
+    let port = f.port;
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let cookie = cookie.clone();
+            let host = format!("127.0.0.1:{port}");
+            thread::spawn(move || {
+                client::request(
+                    port,
+                    "GET",
+                    &format!("/short/race/{i}"),
+                    &[("Host", host.as_str()), ("Cookie", cookie.as_str())],
+                    b"",
+                )
+            })
+        })
+        .collect();
+    let answers: Vec<client::Response> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let tokens: Vec<String> = answers.iter().map(|r| bearer(&echoed(r))).collect();
+    for t in &tokens {
+        assert_ne!(t, &t1, "a refreshed access token reached the upstream");
+    }
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "every request got the one refresh's token: {tokens:?}"
+    );
+    assert_eq!(
+        f.idp.log_count(mine) - before,
+        1,
+        "one refresh for the session, not one per request"
+    );
+}

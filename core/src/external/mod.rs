@@ -113,6 +113,10 @@ pub struct Callout {
     pub cluster: String,
     pub kind: CalloutKind,
     pub timeout: Duration,
+    /// Identical callouts in flight at once may share one answer (an OAuth2
+    /// refresh: two requests of one session refresh it once, as an IdP that
+    /// rotates refresh tokens requires).
+    pub coalesce: bool,
 }
 
 /// What came back from the auth service.
@@ -216,6 +220,7 @@ impl ExternalFilter {
             cluster: self.target.cluster.clone(),
             kind,
             timeout: self.timeout,
+            coalesce: false,
         })
     }
 

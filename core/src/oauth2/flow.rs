@@ -386,7 +386,10 @@ fn authenticated(
             (Some(rt), Some(d)) => match f.callout_target(&d.token_endpoint) {
                 Some(target) => {
                     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
-                    let callout = token_callout(f, &target, &mut form, None);
+                    let mut callout = token_callout(f, &target, &mut form, None);
+                    // One refresh per session at a time: requests of the same
+                    // session share its answer.
+                    callout.coalesce = true;
                     OAuth2Step::Callout {
                         callout,
                         pending: pending(Pending::Refresh { session }),
@@ -501,6 +504,7 @@ fn authenticated(
                 body: Vec::new(),
             },
             timeout: CALLOUT_TIMEOUT,
+            coalesce: false,
         },
         pending: pending(Pending::Userinfo {
             session,
@@ -941,6 +945,7 @@ pub(super) fn token_callout<'a>(
         cluster: target.cluster.clone(),
         kind: CalloutKind::Http { headers, body },
         timeout: CALLOUT_TIMEOUT,
+        coalesce: false,
     }
 }
 

@@ -6,10 +6,11 @@
 use super::http::Http;
 use super::metrics::Metric;
 use super::shared::{
-    callout_answered, now, read_grpc_answer, read_http_answer, wake, IdpSlot, Shared, Wait,
+    callout_answered, deliver, now, read_grpc_answer, read_http_answer, wake, IdpSlot, Shared, Wait,
 };
 use portcullis_core::config::url::CalloutTarget;
 use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
+use portcullis_core::external::CalloutAnswer;
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
@@ -23,6 +24,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(100);
+/// How long a request waits for another request's shared callout.
+const SHARED_CALLOUT_WAIT: Duration = Duration::from_secs(10);
 /// How often a discovery document is fetched again.
 const DISCOVERY_REFRESH: Duration = Duration::from_secs(300);
 
@@ -124,6 +127,23 @@ impl Root {
             .collect();
         for id in expired {
             wake(shared, id, true);
+        }
+        // A request waiting for another's shared callout whose answer never
+        // came (that request went away): it fails like an unanswered callout.
+        let stranded: Vec<u32> = shared
+            .pending
+            .borrow()
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.wait, Wait::Shared { since } if now - since > SHARED_CALLOUT_WAIT.as_secs_f64())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stranded {
+            let answer = CalloutAnswer::Failed {
+                reason: "the shared callout got no answer".to_string(),
+            };
+            deliver(shared, self.context_id, id, answer);
         }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
@@ -420,6 +440,8 @@ impl RootContext for Root {
             response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),
+            coalesced: RefCell::new(Default::default()),
+            coalesce_hasher: Default::default(),
             token_cache: RefCell::new(TokenCache::with_budget(budget)),
             host_crypto: std::cell::Cell::new(None),
         }));

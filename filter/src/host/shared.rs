@@ -28,7 +28,8 @@ use portcullis_core::response::{HeaderChange, Response};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -52,6 +53,11 @@ pub enum Wait {
     },
     Body {
         max_bytes: usize,
+    },
+    /// Another request's identical callout, sent at this time: its answer is
+    /// shared (see `Callout::coalesce`).
+    Shared {
+        since: f64,
     },
     /// A callout sent at this time (Unix seconds).
     Callout {
@@ -106,8 +112,13 @@ pub struct Shared {
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
     pub pending: RefCell<BTreeMap<u32, Pending>>,
-    /// Callout token → the request (context id) it belongs to.
-    pub callouts: RefCell<BTreeMap<u32, u32>>,
+    /// Callout token → the request (context id) it belongs to, and its
+    /// coalescing key.
+    pub callouts: RefCell<BTreeMap<u32, (u32, Option<u64>)>>,
+    /// Coalescing key of a shared callout in flight → the other requests waiting
+    /// for its answer.
+    pub coalesced: RefCell<HashMap<u64, Vec<u32>>>,
+    pub coalesce_hasher: RandomState,
     /// Verified tokens (JWT filters, OAuth2 access tokens), within `cacheBudget`.
     pub token_cache: RefCell<TokenCache>,
     /// Whether Envoy's `verify_signature` answered the probe right (`None`:
@@ -436,6 +447,15 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Continue;
             }
             Step::Callout(callout) => {
+                // An identical shared callout in flight: wait for its answer.
+                let key = callout.coalesce.then(|| coalesce_key(shared, &callout));
+                if let Some(key) = key {
+                    if let Some(waiters) = shared.coalesced.borrow_mut().get_mut(&key) {
+                        waiters.push(site.context_id);
+                        pending.wait = Wait::Shared { since: now() };
+                        return park(shared, site, pending);
+                    }
+                }
                 // The callout belongs to the running context.
                 let _ = hostcalls::set_effective_context(site.running);
                 let dispatched = match &callout.kind {
@@ -475,7 +495,13 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 let _ = hostcalls::set_effective_context(site.context_id);
                 match dispatched {
                     Ok(token) => {
-                        shared.callouts.borrow_mut().insert(token, site.context_id);
+                        shared
+                            .callouts
+                            .borrow_mut()
+                            .insert(token, (site.context_id, key));
+                        if let Some(key) = key {
+                            shared.coalesced.borrow_mut().insert(key, Vec::new());
+                        }
                         pending.wait = Wait::Callout { since: now() };
                         return park(shared, site, pending);
                     }
@@ -620,10 +646,13 @@ pub fn callout_answered(
     token: u32,
     answer: impl FnOnce() -> CalloutAnswer,
 ) -> bool {
-    let Some(context_id) = shared.callouts.borrow_mut().remove(&token) else {
+    let Some((context_id, key)) = shared.callouts.borrow_mut().remove(&token) else {
         return false;
     };
     let answer = answer();
+    let waiters = key
+        .and_then(|k| shared.coalesced.borrow_mut().remove(&k))
+        .unwrap_or_default();
     let failed = match &answer {
         CalloutAnswer::Failed { .. } => true,
         CalloutAnswer::Http { status, .. } => *status >= 500,
@@ -632,17 +661,38 @@ pub fn callout_answered(
     if failed {
         shared.metrics.count(&shared.config, Metric::CalloutFailed);
     }
+    for waiter in waiters {
+        deliver(shared, running, waiter, answer.clone());
+    }
+    deliver(shared, running, context_id, answer);
+    true
+}
+
+/// A shared callout's key: its cluster, headers and body.
+fn coalesce_key(shared: &Shared, callout: &portcullis_core::external::Callout) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = shared.coalesce_hasher.build_hasher();
+    callout.cluster.hash(&mut h);
+    if let CalloutKind::Http { headers, body } = &callout.kind {
+        headers.hash(&mut h);
+        body.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Gives a callout's answer to the request of `context_id`, which goes on.
+pub fn deliver(shared: &Shared, running: u32, context_id: u32, answer: CalloutAnswer) {
     let Some(mut pending) = shared.pending.borrow_mut().remove(&context_id) else {
-        return true; // the request is gone
+        return; // the request is gone
     };
-    if let Wait::Callout { since } = pending.wait {
+    if let Wait::Callout { since } | Wait::Shared { since } = pending.wait {
         let ms = ((now() - since) * 1000.0).max(0.0) as u64;
         shared
             .metrics
             .record(&shared.config, Metric::CalloutLatency, ms);
     }
     if running != context_id && hostcalls::set_effective_context(context_id).is_err() {
-        return true;
+        return;
     }
     let step = pending.journey.on_callout_answer(
         &shared.config,
@@ -660,5 +710,4 @@ pub fn callout_answered(
     if running != context_id {
         let _ = hostcalls::set_effective_context(running);
     }
-    true
 }
