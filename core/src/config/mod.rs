@@ -121,8 +121,18 @@ pub struct Config {
     pub injected_names: Vec<String>,
     /// Whether any filter needs the client certificate (the host then reads it).
     pub reads_tls: bool,
-    /// `cacheBudget` in bytes: what the VM's verified-token cache may hold.
+    /// `cacheBudget` in bytes: what the VM's caches together may hold (see
+    /// [`Config::cache_shares`]).
     pub cache_budget: usize,
+}
+
+/// How `cacheBudget` is shared between a VM's caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheShares {
+    /// The verified-token cache.
+    pub tokens: usize,
+    /// The opened-session cache (OAuth2 only).
+    pub sessions: usize,
 }
 
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
@@ -267,6 +277,21 @@ impl Compiler<'_> {
 }
 
 impl Config {
+    /// The budget split between the caches: with an OAuth2 filter, a quarter
+    /// for opened sessions and the rest for verified tokens; otherwise all of
+    /// it for tokens. The two shares never add up to more than `cacheBudget`.
+    pub fn cache_shares(&self) -> CacheShares {
+        let oauth2 = self
+            .filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::OAuth2(_)));
+        let sessions = if oauth2 { self.cache_budget / 4 } else { 0 };
+        CacheShares {
+            tokens: self.cache_budget.saturating_sub(sessions),
+            sessions,
+        }
+    }
+
     /// Parses and validates the plugin configuration, reading `fromEnv` secrets
     /// from the process environment.
     pub fn from_json(bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {

@@ -30,6 +30,10 @@ pub const MAX_TTL: f64 = 600.0;
 pub const DEFAULT_BUDGET: usize = 16 * 1024 * 1024;
 /// Fixed per-entry overhead counted on top of the token-sized parts.
 const ENTRY_OVERHEAD: usize = 320;
+/// A full cache looks for expired entries at most this often (seconds): the
+/// scan visits every entry, so running it on every insertion into a full cache
+/// made each miss cost O(entries). In between, the oldest entry makes room.
+const PURGE_INTERVAL: f64 = 1.0;
 
 #[derive(Debug)]
 struct Entry {
@@ -61,6 +65,8 @@ pub struct TokenCache {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+    /// No expiry scan before this time (see [`PURGE_INTERVAL`]).
+    next_purge: f64,
     pub stats: CacheStats,
 }
 
@@ -76,6 +82,7 @@ impl TokenCache {
             bytes: 0,
             max_entries,
             max_bytes,
+            next_purge: f64::NEG_INFINITY,
             stats: CacheStats::default(),
         }
     }
@@ -159,9 +166,11 @@ impl TokenCache {
         }
         let hash = self.hash(scope, &token.raw);
         self.remove(hash);
-        if self.entries.len() >= self.max_entries
-            || self.bytes.saturating_add(bytes) > self.max_bytes
+        if (self.entries.len() >= self.max_entries
+            || self.bytes.saturating_add(bytes) > self.max_bytes)
+            && now >= self.next_purge
         {
+            self.next_purge = now + PURGE_INTERVAL;
             self.purge_expired(now);
         }
         while self.entries.len() >= self.max_entries
@@ -177,6 +186,13 @@ impl TokenCache {
         }
         self.serial = self.serial.wrapping_add(1);
         self.bytes = self.bytes.saturating_add(bytes);
+        // Replaced entries leave stale pairs behind: drop them once they
+        // outnumber the live ones (amortised O(1) per insertion).
+        if self.order.len() > self.entries.len().saturating_mul(2).saturating_add(64) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(h, s)| entries.get(h).is_some_and(|e| e.serial == *s));
+        }
         self.order.push_back((hash, self.serial));
         self.entries.insert(
             hash,
@@ -379,6 +395,60 @@ mod tests {
         assert!(cache.get(1, &last, &keys, &policy(), NOW).is_some());
         let first = hs(json!({"exp": NOW + 100.0, "i": 0}));
         assert!(cache.get(1, &first, &keys, &policy(), NOW).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_scans_for_expired_entries_at_most_once_a_second() {
+        let keys = keys();
+        let verified = |claims| Arc::new(verify_token(&hs(claims), &keys, &policy(), NOW).unwrap());
+        let mut cache = TokenCache::new(1 << 20, 4);
+        // Two short-lived entries, two long-lived: full.
+        cache.insert(1, &keys, verified(json!({"exp": NOW + 2.0, "i": 0})), NOW);
+        cache.insert(1, &keys, verified(json!({"exp": NOW + 2.0, "i": 1})), NOW);
+        cache.insert(1, &keys, verified(json!({"exp": NOW + 100.0, "i": 2})), NOW);
+        cache.insert(1, &keys, verified(json!({"exp": NOW + 100.0, "i": 3})), NOW);
+        // Full at NOW: this insertion scans (nothing expired) and evicts the oldest.
+        cache.insert(1, &keys, verified(json!({"exp": NOW + 100.0, "i": 4})), NOW);
+        assert_eq!(cache.stats.evictions, 1);
+        // At NOW + 3 both short-lived entries are expired (one is left: i=1);
+        // the scan is due again, so it frees it and nothing live is evicted.
+        cache.insert(
+            1,
+            &keys,
+            verified(json!({"exp": NOW + 100.0, "i": 5})),
+            NOW + 3.0,
+        );
+        assert_eq!(cache.stats.evictions, 1);
+        assert_eq!(cache.len(), 4);
+        let live = hs(json!({"exp": NOW + 100.0, "i": 2}));
+        assert!(cache.get(1, &live, &keys, &policy(), NOW + 3.0).is_some());
+        // Within the interval, a full cache makes room by evicting the oldest.
+        cache.insert(
+            1,
+            &keys,
+            verified(json!({"exp": NOW + 100.0, "i": 6})),
+            NOW + 3.5,
+        );
+        assert_eq!(cache.stats.evictions, 2);
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn replacing_the_same_token_keeps_the_order_queue_bounded() {
+        let keys = keys();
+        let t = hs(json!({"exp": NOW + 100.0}));
+        let mut cache = TokenCache::with_budget(1 << 20);
+        for _ in 0..10_000 {
+            cache.insert(
+                1,
+                &keys,
+                Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap()),
+                NOW,
+            );
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(cache.order.len() <= 2 + 64 + 1, "{}", cache.order.len());
+        assert!(cache.get(1, &t, &keys, &policy(), NOW).is_some());
     }
 
     #[test]

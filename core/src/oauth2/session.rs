@@ -356,7 +356,8 @@ fn stale_chunks<'a>(
         .collect::<Vec<_>>()
         .into_iter()
 }
-/// The most bytes of sealed sessions a [`SessionCache`] remembers.
+/// The most bytes of sealed sessions a default [`SessionCache`] remembers (the
+/// host sizes it from `cacheBudget`: [`crate::config::Config::cache_shares`]).
 pub const SESSION_CACHE_BYTES: usize = 4 << 20;
 
 /// Sessions already opened, by a hash of the cookie's name and sealed value: a
@@ -366,12 +367,19 @@ pub const SESSION_CACHE_BYTES: usize = 4 << 20;
 /// miss), and an entry never outlives the expiry sealed into its cookie; the
 /// idle and lifetime checks still run on every request. Bounded in bytes, oldest
 /// out first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SessionCache {
     hasher: std::collections::hash_map::RandomState,
     entries: std::collections::HashMap<u64, SessionEntry>,
     order: std::collections::VecDeque<(u64, usize)>,
     bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for SessionCache {
+    fn default() -> SessionCache {
+        SessionCache::with_budget(SESSION_CACHE_BYTES)
+    }
 }
 
 #[derive(Debug)]
@@ -383,6 +391,22 @@ struct SessionEntry {
 }
 
 impl SessionCache {
+    /// A cache of at most `max_bytes` (estimated); 0 turns it off.
+    pub fn with_budget(max_bytes: usize) -> SessionCache {
+        SessionCache {
+            hasher: Default::default(),
+            entries: Default::default(),
+            order: Default::default(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// Estimated bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     fn key(&self, name: &str, sealed: &str) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.hasher.build_hasher();
@@ -410,10 +434,10 @@ impl SessionCache {
             .saturating_mul(3)
             .saturating_add(name.len())
             .saturating_add(160);
-        if size > SESSION_CACHE_BYTES {
-            return;
+        if size > self.max_bytes / 4 {
+            return; // one huge cookie never flushes the cache
         }
-        while self.bytes.saturating_add(size) > SESSION_CACHE_BYTES {
+        while self.bytes.saturating_add(size) > self.max_bytes {
             let Some((old, old_size)) = self.order.pop_front() else {
                 break;
             };
@@ -480,5 +504,19 @@ mod cache_tests {
         assert!(c.bytes <= SESSION_CACHE_BYTES);
         assert!(c.len() < 200, "the oldest went out");
         assert!(c.get("portcullis_session.199", &sealed, 0.0).is_some());
+    }
+
+    #[test]
+    fn session_cache_budget_is_its_share_and_zero_turns_it_off() {
+        let sealed = format!("v1.9999999999.{}", "x".repeat(3_000));
+        let mut small = SessionCache::with_budget(64 * 1024);
+        for i in 0..100 {
+            small.insert(&format!("s.{i}"), &sealed, &session("t"));
+            assert!(small.bytes() <= 64 * 1024);
+        }
+        assert!(small.get("s.99", &sealed, 0.0).is_some());
+        let mut off = SessionCache::with_budget(0);
+        off.insert("s", &sealed, &session("t"));
+        assert!(off.is_empty());
     }
 }

@@ -15,6 +15,7 @@ use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
 use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
+use portcullis_core::oauth2::session::SessionCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -426,11 +427,11 @@ impl RootContext for Root {
             intervals.len(),
             idps.len()
         );
-        let budget = config.cache_budget;
+        let shares = config.cache_shares();
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             metrics: Default::default(),
-            session_cache: Default::default(),
+            session_cache: RefCell::new(SessionCache::with_budget(shares.sessions)),
             config: Rc::new(config),
             jwks: RefCell::new(JwksCache::new(&intervals)),
             discovery: RefCell::new(discovery),
@@ -442,7 +443,7 @@ impl RootContext for Root {
             callouts: RefCell::new(BTreeMap::new()),
             coalesced: RefCell::new(Default::default()),
             coalesce_hasher: Default::default(),
-            token_cache: RefCell::new(TokenCache::with_budget(budget)),
+            token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(None),
         }));
         // The tick fetches background documents, expires waits, and hands the
