@@ -277,3 +277,50 @@ fn remote_keys_not_loaded_makes_the_request_wait_then_503() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_token_with_spaces_is_400_before_keys_and_whatever_the_cache_holds() {
+    use portcullis_core::jwt::cache::TokenCache;
+    use std::cell::RefCell;
+    struct Cached(RefCell<TokenCache>);
+    impl KeyProvider for Cached {
+        fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
+            None
+        }
+        fn refresh_for_unknown_key(&self, _source: usize) -> bool {
+            false
+        }
+        fn token_cache(&self) -> Option<&RefCell<TokenCache>> {
+            Some(&self.0)
+        }
+    }
+    // Remote keys never loaded: the malformed header still answers 400.
+    let remote = config(
+        r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"http://idp/jwks"}}],"rules":[{"filters":[{"name":"jwt"}]}]}"#,
+    );
+    let token = none_token(r#"{"sub":"alice"}"#);
+    let spaced = format!("Bearer {token} x");
+    assert_eq!(
+        status(&run(
+            &remote,
+            request("x", "/", &[("authorization", &spaced)])
+        )),
+        400
+    );
+    // A cached token followed by more text is not a cache hit: 400.
+    let inline = config(&format!(
+        r#"{{"filters":[{NONE_JWT}],"rules":[{{"filters":[{{"name":"jwt"}}]}}]}}"#
+    ));
+    let host = Cached(RefCell::new(TokenCache::with_budget(1 << 20)));
+    let go = |auth: &str| {
+        let mut req = request("x", "/", &[("authorization", auth)]);
+        let mut journey = Journey::new(&inline, &req);
+        status(&journey.run(&inline, &mut req, &host, 1_700_000_000.0))
+    };
+    let plain = format!("Bearer {token}");
+    assert_eq!(go(&plain), 200);
+    assert_eq!(go(&plain), 200);
+    assert_eq!(host.0.borrow().stats.hits, 1);
+    assert_eq!(go(&spaced), 400);
+    assert_eq!(go(&format!("Bearer {token}\u{2003}x")), 400);
+}

@@ -2,7 +2,7 @@
 //! the filter's keys and claim policy, check the rule's scopes, and either render
 //! the injected headers or build the RFC 6750 error response.
 
-use super::cache::{verify_cached, TokenCache};
+use super::cache::{lookup_cached, verify_and_keep, TokenCache};
 use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
 use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
@@ -206,6 +206,18 @@ impl JwtFilter {
         self.inject.iter().map(|t| t.name.as_str())
     }
 
+    fn invalid_request(&self, request: &Request, why: &'static str) -> JwtOutcome {
+        JwtOutcome::Deny(self.error_response(request, ErrorCase::InvalidRequest(why), why))
+    }
+
+    /// The 400 for a bearer token with whitespace in it (`extract_bearer` leaves
+    /// this check to the caller, to run only where the cache does not answer).
+    fn malformed(&self, request: &Request, token: &str) -> Option<JwtOutcome> {
+        token
+            .contains(char::is_whitespace)
+            .then(|| self.invalid_request(request, TOKEN_WITH_SPACES))
+    }
+
     /// Checks one request. `remote_keys` is the current set of a `Remote` source
     /// (`None` when it has never loaded).
     pub fn check(
@@ -240,22 +252,31 @@ impl JwtFilter {
                     "Token validation error: no bearer token in the Authorization header",
                 ))
             }
-            Extracted::Malformed(why) => {
-                return JwtOutcome::Deny(self.error_response(
-                    request,
-                    ErrorCase::InvalidRequest(why),
-                    why,
-                ))
-            }
+            Extracted::Malformed(why) => return self.invalid_request(request, why),
             Extracted::Token(t) => t,
         };
         let keys: &KeySet = match (&self.keys, remote_keys) {
             (KeySource::Inline(set), _) => set,
             (KeySource::Remote(_), Some(set)) => set,
-            (KeySource::Remote(source), None) => return JwtOutcome::KeysUnavailable(*source),
+            (KeySource::Remote(source), None) => {
+                if let Some(denial) = self.malformed(request, token) {
+                    return denial;
+                }
+                return JwtOutcome::KeysUnavailable(*source);
+            }
         };
-        let verified = match verify_cached(cache, scope, token, keys, &self.policy, now_unix, host)
-        {
+        // A cached token was verified, so it has no whitespace: the check for a
+        // malformed header (a scan of the whole token) runs on a miss only.
+        let result = match lookup_cached(cache, scope, token, keys, &self.policy, now_unix) {
+            Some(found) => found,
+            None => {
+                if let Some(denial) = self.malformed(request, token) {
+                    return denial;
+                }
+                verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host)
+            }
+        };
+        let verified = match result {
             Ok(v) => v,
             Err(err) => {
                 let message = format!("Token validation error: {}", err.description());
@@ -398,8 +419,11 @@ enum Extracted<'a> {
     Token(&'a str),
 }
 
+const TOKEN_WITH_SPACES: &str = "Authorization header is not \"Bearer <token>\"";
+
 /// `Authorization: Bearer <token>` (scheme case-insensitive). Another scheme counts
-/// as no bearer token; `Bearer` with no token, or a token with spaces, is malformed.
+/// as no bearer token; `Bearer` with no token is malformed. A token with spaces is
+/// malformed too, but that is checked by the caller (`JwtFilter::malformed`).
 fn extract_bearer(request: &Request) -> Extracted<'_> {
     let Some(header) = request.headers.get("authorization") else {
         return Extracted::Missing;
@@ -414,9 +438,6 @@ fn extract_bearer(request: &Request) -> Extracted<'_> {
     }
     if rest.is_empty() {
         return Extracted::Malformed("Authorization header has no bearer token");
-    }
-    if rest.contains(char::is_whitespace) {
-        return Extracted::Malformed("Authorization header is not \"Bearer <token>\"");
     }
     Extracted::Token(rest)
 }
