@@ -24,6 +24,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+/// How many bytes at the end of a token its cache key hashes (see `hash`).
+const HASHED_TAIL: usize = 48;
 /// The longest an entry lives, whatever its `exp` (or without one).
 pub const MAX_TTL: f64 = 600.0;
 /// Default budget of a VM's caches (`cacheBudget`).
@@ -105,10 +107,20 @@ impl TokenCache {
         self.bytes
     }
 
+    /// The key of `(scope, token)`: SipHash (random keys) of the scope, the
+    /// token's length and its last [`HASHED_TAIL`] bytes, the end of the
+    /// signature, which tells any two tokens of an issuer apart. Hashing a whole
+    /// ~1 KB token on every request cost more than the rest of a hit. A shared
+    /// tail is only a shared slot: the token is compared in full on a hit.
     fn hash(&self, scope: u64, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(HASHED_TAIL)..)
+            .unwrap_or(bytes);
         let mut h = self.hasher.build_hasher();
         h.write_u64(scope);
-        h.write(token.as_bytes());
+        h.write_usize(bytes.len());
+        h.write(tail);
         h.finish()
     }
 
@@ -253,17 +265,42 @@ pub fn verify_cached(
     now: f64,
     host: Option<&dyn SignatureVerifier>,
 ) -> Result<Arc<VerifiedToken>, TokenError> {
-    let Some(cache) = cache else {
-        return verify_token_with(token, keys, policy, now, host).map(Arc::new);
-    };
-    if let Ok(mut c) = cache.try_borrow_mut() {
-        if let Some(found) = c.get(scope, token, keys, policy, now) {
-            return found;
-        }
+    match lookup_cached(cache, scope, token, keys, policy, now) {
+        Some(found) => found,
+        None => verify_and_keep(cache, scope, token, keys, policy, now, host),
+    }
+}
+
+/// The cache's answer for `token`, if it has one (see [`TokenCache::get`]); a
+/// miss is counted.
+pub fn lookup_cached(
+    cache: Option<&std::cell::RefCell<TokenCache>>,
+    scope: u64,
+    token: &str,
+    keys: &KeySet,
+    policy: &ClaimPolicy,
+    now: f64,
+) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
+    let mut c = cache?.try_borrow_mut().ok()?;
+    let found = c.get(scope, token, keys, policy, now);
+    if found.is_none() {
         c.stats.misses = c.stats.misses.saturating_add(1);
     }
+    found
+}
+
+/// Verifies `token` fully and keeps a success in `cache`.
+pub fn verify_and_keep(
+    cache: Option<&std::cell::RefCell<TokenCache>>,
+    scope: u64,
+    token: &str,
+    keys: &KeySet,
+    policy: &ClaimPolicy,
+    now: f64,
+    host: Option<&dyn SignatureVerifier>,
+) -> Result<Arc<VerifiedToken>, TokenError> {
     let verified = Arc::new(verify_token_with(token, keys, policy, now, host)?);
-    if let Ok(mut c) = cache.try_borrow_mut() {
+    if let Some(Ok(mut c)) = cache.map(|c| c.try_borrow_mut()) {
         c.insert(scope, keys, Arc::clone(&verified), now);
     }
     Ok(verified)
@@ -431,6 +468,39 @@ mod tests {
         );
         assert_eq!(cache.stats.evictions, 2);
         assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn tokens_sharing_their_tail_share_a_slot_but_never_a_hit() {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let none = |who: &str| {
+            format!(
+                "{}.{}.",
+                b64(json!({"alg": "none"})),
+                b64(json!({"a": who, "pad": "p".repeat(80), "exp": NOW + 100.0}))
+            )
+        };
+        let (t1, t2) = (none("x"), none("y"));
+        assert_eq!(t1.len(), t2.len());
+        assert_eq!(t1[t1.len() - HASHED_TAIL..], t2[t2.len() - HASHED_TAIL..]);
+        assert_ne!(t1, t2);
+        let policy = ClaimPolicy {
+            valid_algorithms: vec![Algorithm::None],
+            ..ClaimPolicy::default()
+        };
+        let keys = KeySet::default();
+        let cache = RefCell::new(TokenCache::with_budget(1 << 20));
+        let first = verify_cached(Some(&cache), 1, &t1, &keys, &policy, NOW, None).unwrap();
+        assert_eq!(first.claims["a"], "x");
+        let second = verify_cached(Some(&cache), 1, &t2, &keys, &policy, NOW, None).unwrap();
+        assert_eq!(second.claims["a"], "y", "no false hit");
+        let again = verify_cached(Some(&cache), 1, &t2, &keys, &policy, NOW, None).unwrap();
+        assert_eq!(again.claims["a"], "y");
+        assert_eq!(cache.borrow().stats.hits, 1);
+        assert_eq!(cache.borrow().len(), 1, "one slot");
     }
 
     #[test]
