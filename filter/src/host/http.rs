@@ -60,7 +60,13 @@ fn request_header_pairs() -> Vec<(String, String)> {
     match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
         Ok(pairs) => pairs
             .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .map(|(n, v)| {
+                // The bytes become the String as they are (no copy) when they
+                // are UTF-8, as nearly every header is.
+                let v = String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                (n, v)
+            })
             .collect(),
         Err(_) => Vec::new(),
     }
