@@ -407,12 +407,19 @@ impl SessionCache {
         self.bytes
     }
 
+    /// SipHash (random keys) of the cookie name, the sealed value's length and
+    /// its last 48 bytes, which end with the AES-GCM tag of a fresh random nonce:
+    /// hashing the whole 2–4 KB value on every request cost more than the rest
+    /// of a hit. Entries are compared in full, so a shared tail is only a miss.
     fn key(&self, name: &str, sealed: &str) -> u64 {
         use std::hash::{BuildHasher, Hasher};
+        let bytes = sealed.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(48)..).unwrap_or(bytes);
         let mut h = self.hasher.build_hasher();
         h.write(name.as_bytes());
         h.write_u8(0);
-        h.write(sealed.as_bytes());
+        h.write_usize(bytes.len());
+        h.write(tail);
         h.finish()
     }
 
@@ -504,6 +511,21 @@ mod cache_tests {
         assert!(c.bytes <= SESSION_CACHE_BYTES);
         assert!(c.len() < 200, "the oldest went out");
         assert!(c.get("portcullis_session.199", &sealed, 0.0).is_some());
+    }
+
+    #[test]
+    fn session_cache_never_confuses_values_sharing_their_tail() {
+        let mut c = SessionCache::default();
+        let tail = "t".repeat(100);
+        let (a, b) = (format!("v1.1000.A{tail}"), format!("v1.1000.B{tail}"));
+        c.insert("s", &a, &session("for-a"));
+        assert!(c.get("s", &b, 0.0).is_none());
+        c.insert("s", &b, &session("for-b"));
+        assert_eq!(
+            c.get("s", &b, 0.0).map(|s| s.access_token).as_deref(),
+            Some("for-b")
+        );
+        assert!(c.get("s", &a, 0.0).is_none());
     }
 
     #[test]
