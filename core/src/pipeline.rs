@@ -194,16 +194,18 @@ impl Journey {
         self.rule
     }
 
-    /// Whether any filter of the selected rule calls out (an External filter):
-    /// the host then reads the connection facts a check carries.
-    pub fn uses_callouts(&self, config: &Config) -> bool {
+    /// Whether any filter of the selected rule sends a gRPC check, which
+    /// carries the connection facts (peer and local addresses, protocol): the
+    /// host reads those properties only then (three host calls per request).
+    pub fn needs_connection_facts(&self, config: &Config) -> bool {
         self.rule
             .and_then(|i| config.rules.get(i))
             .is_some_and(|rule| {
                 rule.filters.iter().any(|f| {
                     matches!(
                         config.filters.get(f.filter).map(|f| &f.kind),
-                        Some(FilterKind::External(_))
+                        Some(FilterKind::External(e))
+                            if e.protocol() == crate::external::Protocol::Grpc
                     )
                 })
             })

@@ -181,7 +181,7 @@ impl HttpContext for Http {
         if shared.config.reads_tls {
             request.tls = client_certificate();
         }
-        if journey.uses_callouts(&shared.config) {
+        if journey.needs_connection_facts(&shared.config) {
             request.source_address = property_text(&["source", "address"]);
             request.destination_address = property_text(&["destination", "address"]);
             request.protocol = property_text(&["request", "protocol"]);
