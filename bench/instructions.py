@@ -1,0 +1,126 @@
+"""Instructions per request on Envoy's worker thread, counted by callgrind.
+
+Wall-clock ratios on a shared 2-core machine move with whatever else runs;
+instruction counts do not: the same module, configuration and requests give the
+same count. scripts/bench-instructions starts the benchmark's Envoy (the same
+envoy.json, listeners and fixtures as scripts/bench) under
+`valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`, and this
+script, for each variant, sends warm-up requests, then switches instrumentation
+on, sends N requests over one keep-alive connection, dumps, and reads the
+worker thread's total. What the counts leave out: the kernel (sockets), and the
+client. What they include: Envoy's C++, V8's generated code for the module, and
+for External, the auth service listener (in the same worker, for both variants).
+
+Usage: instructions.py WORKDIR VALGRIND_PID N DOC|-
+"""
+import glob
+import http.client
+import os
+import re
+import subprocess
+import sys
+import time
+
+BEGIN = "<!-- instructions:begin (written by scripts/bench-instructions) -->"
+END = "<!-- instructions:end -->"
+
+VARIANTS = [
+    # (name, listener, how requests authenticate)
+    ("plain", "plain", None),
+    ("native_jwt_cache", "native_jwt_cache", "token"),
+    ("pc_jwt", "pc_jwt", "token"),
+    ("native_jwt_distinct", "native_jwt", "tokens"),
+    ("pc_jwt_distinct", "pc_jwt", "tokens"),
+    ("native_ext_authz", "native_ext_authz", None),
+    ("pc_external", "pc_external", None),
+    ("pc_oidc", "pc_oidc", "cookie"),
+]
+RATIOS = [
+    ("JWT one token vs native jwt_authn with cache", "pc_jwt", "native_jwt_cache"),
+    ("JWT one token vs plain Envoy", "pc_jwt", "plain"),
+    ("JWT distinct tokens vs native jwt_authn without cache", "pc_jwt_distinct", "native_jwt_distinct"),
+    ("External vs native ext_authz", "pc_external", "native_ext_authz"),
+    ("OIDC session check vs plain Envoy", "pc_oidc", "plain"),
+]
+
+
+def main():
+    work, pid, n, doc = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    ports = dict(line.split() for line in open(os.path.join(work, "listeners.txt")) if line.strip())
+    token = open(os.path.join(work, "token.txt")).read().split()[0]
+    tokens = open(os.path.join(work, "tokens.txt")).read().split()
+    cookie = open(os.path.join(work, "cookie.txt")).read().splitlines()[0]
+    out_prefix = os.path.join(work, "callgrind.out")
+    next_token = [0]
+
+    def send(listener, auth, count):
+        conn = http.client.HTTPConnection("127.0.0.1", int(ports[listener]), timeout=60)
+        bad = 0
+        for _ in range(count):
+            headers = {}
+            if auth == "token":
+                headers["Authorization"] = "Bearer " + token
+            elif auth == "tokens":
+                headers["Authorization"] = "Bearer " + tokens[next_token[0] % len(tokens)]
+                next_token[0] += 1
+            elif auth == "cookie":
+                headers["Cookie"] = cookie
+            conn.request("GET", "/", headers=headers)
+            response = conn.getresponse()
+            response.read()
+            bad += response.status != 200
+        conn.close()
+        if bad:
+            sys.exit(f"bench-instructions: {listener}: {bad} of {count} requests were not answered 200")
+
+    def control(*args):
+        subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True)
+
+    results = {}
+    for name, listener, auth in VARIANTS:
+        send(listener, auth, 1000)  # warm-up: V8 tiers hot code up, caches fill
+        control("-i", "on")
+        control("-z")
+        send(listener, auth, n)
+        control("-d", name)
+        control("-i", "off")
+        total = None
+        for _ in range(50):
+            for path in glob.glob(out_prefix + ".*"):
+                text = open(path, errors="replace").read()
+                if f"Trigger: dump {name}\n" in text and re.search(r"^thread: (\d+)$", text, re.M):
+                    counted = int(re.search(r"^totals: (\d+)", text, re.M).group(1))
+                    total = max(total or 0, counted)  # the worker is the busy thread
+            if total is not None:
+                break
+            time.sleep(0.2)
+        if total is None:
+            sys.exit(f"bench-instructions: no callgrind dump for {name}")
+        results[name] = total / n
+        print(f"{name:26s} {results[name]:10.0f} instructions/request")
+
+    lines = [BEGIN, "| variant | instructions per request | vs plain |", "|---|---:|---:|"]
+    for name, _, _ in VARIANTS:
+        lines.append(f"| {name} | {results[name]:,.0f} | +{results[name] - results['plain']:,.0f} |")
+    lines += ["", "| goal (as throughput, inverse of instructions) | ratio |", "|---|---:|"]
+    for label, ours, theirs in RATIOS:
+        ratio = results[theirs] / results[ours]
+        lines.append(f"| {label} | {ratio:.2f}x |")
+        print(f"{label}: {ratio:.2f}x")
+    lines += ["", f"{n} requests per variant after 1000 warm-up requests, one keep-alive connection; "
+              f"Envoy `--concurrency 1`; {time.strftime('%Y-%m-%d', time.gmtime())}.", END]
+    block = "\n".join(lines)
+    if doc == "-":
+        print(block)
+        return
+    text = open(doc).read() if os.path.exists(doc) else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    open(doc, "w").write(text)
+    print(f"bench-instructions: wrote {doc}")
+
+
+if __name__ == "__main__":
+    main()
