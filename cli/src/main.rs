@@ -169,6 +169,8 @@ fn render(args: &[String]) -> Result<(), String> {
             JwtOutcome::KeysUnavailable(_) | JwtOutcome::UnknownKey { .. } => {
                 return Err("no key for this token".to_string())
             }
+            // Only for a lean request, which this one is not.
+            JwtOutcome::NeedFullRequest => return Err("could not check the token".to_string()),
         }
     }
     let decoded = decode_unverified(&token).map_err(|e| format!("token: {e}"))?;

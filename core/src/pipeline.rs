@@ -35,6 +35,10 @@ pub enum Step {
     NeedBody { max_bytes: usize },
     /// Send this callout and give its answer to `on_callout_answer`.
     Callout(Callout),
+    /// The request was built from a few headers (`Request::lean`) and the
+    /// journey could not simply pass it: build it again with every header and
+    /// run a new journey (nothing of this one was done).
+    NeedFullRequest,
 }
 
 /// The host's key store, as the pipeline needs it.
@@ -295,6 +299,9 @@ impl Journey {
                         fref.filter as u64,
                     ) {
                         JwtOutcome::Allow(changes) => Decision::Allow(changes),
+                        // Before any wait or refresh: a lean request is redone.
+                        JwtOutcome::NeedFullRequest => return Step::NeedFullRequest,
+                        _ if request.lean => return Step::NeedFullRequest,
                         JwtOutcome::Deny(response) => Decision::Deny(response),
                         JwtOutcome::KeysUnavailable(source) => {
                             if self.waited.contains(&source) {
@@ -362,6 +369,10 @@ impl Journey {
                     }
                 }
             };
+            if request.lean && !matches!(decision, Decision::Allow(_)) {
+                // A denial answers with the request as it came: redo it whole.
+                return Step::NeedFullRequest;
+            }
             self.fallback = None;
             if let Some(step) = self.settle(fref, decision, request) {
                 return step;

@@ -111,6 +111,10 @@ pub struct Request {
     /// The headers as the client sent them, kept when Portcullis strips headers it
     /// injects: templates (`.httpRequestHeader`) read these, as in AES.
     pub as_sent: Option<Headers>,
+    /// Built from only the headers `Config::lean_headers` names: the journey may
+    /// pass it, but asks for the whole request (`Step::NeedFullRequest`) for
+    /// anything else.
+    pub lean: bool,
 }
 
 impl Request {
@@ -140,6 +144,16 @@ impl Request {
         }
         request.headers = Headers::new(headers);
         request
+    }
+
+    /// A request from the few headers `Config::lean_headers` names (lower case,
+    /// without pseudo-headers); see `lean`.
+    pub fn lean(pairs: Vec<(String, String)>) -> Request {
+        Request {
+            headers: Headers::new(pairs),
+            lean: true,
+            ..Request::default()
+        }
     }
 
     /// The headers as the client sent them (see `as_sent`).

@@ -324,3 +324,119 @@ fn a_token_with_spaces_is_400_before_keys_and_whatever_the_cache_holds() {
     assert_eq!(go(&spaced), 400);
     assert_eq!(go(&format!("Bearer {token}\u{2003}x")), 400);
 }
+
+// ---- lean requests: a few headers fetched, the whole request for anything else
+
+#[test]
+fn lean_headers_only_for_a_catch_all_first_rule_of_jwt_and_mtls_filters() {
+    let lean = |json: &str| config(json).lean_headers;
+    let jwt = r#"{"name":"jwt","JWT":{"validAlgorithms":["none"]}}"#;
+    assert_eq!(
+        lean(&format!(
+            r#"{{"filters":[{jwt}],"rules":[{{"host":"*","path":"*","filters":[{{"name":"jwt"}}]}}]}}"#
+        )),
+        Some(vec!["authorization".to_string()])
+    );
+    // Host and path default to `*`.
+    assert_eq!(
+        lean(&format!(
+            r#"{{"filters":[{jwt}],"rules":[{{"filters":[{{"name":"jwt","arguments":{{"scope":["a"]}}}}]}}]}}"#
+        )),
+        Some(vec!["authorization".to_string()])
+    );
+    for not_lean in [
+        // the rule depends on the path or host
+        format!(r#"{{"filters":[{jwt}],"rules":[{{"path":"/api/*","filters":[{{"name":"jwt"}}]}}]}}"#),
+        format!(r#"{{"filters":[{jwt}],"rules":[{{"host":"a.example","filters":[{{"name":"jwt"}}]}}]}}"#),
+        // a condition reads a header
+        format!(r#"{{"filters":[{jwt}],"rules":[{{"filters":[{{"name":"jwt","ifRequestHeader":{{"name":"x"}}}}]}}]}}"#),
+        // an injected header must be stripped from every client request
+        format!(r#"{{"filters":[{NONE_JWT}],"rules":[{{"filters":[{{"name":"jwt"}}]}}]}}"#),
+        // an API key filter reads its own header
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"value":"s"}]}}],"rules":[{"filters":[{"name":"k"}]}]}"#.to_string(),
+        // no rules
+        r#"{}"#.to_string(),
+    ] {
+        assert_eq!(lean(&not_lean), None, "{not_lean}");
+    }
+}
+
+#[test]
+fn a_lean_request_passes_on_a_cache_hit_and_is_redone_whole_otherwise() {
+    use portcullis_core::jwt::cache::TokenCache;
+    use std::cell::RefCell;
+    struct Cached(RefCell<TokenCache>);
+    impl KeyProvider for Cached {
+        fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
+            None
+        }
+        fn refresh_for_unknown_key(&self, _source: usize) -> bool {
+            panic!("a lean request never asks for a refresh")
+        }
+        fn token_cache(&self) -> Option<&RefCell<TokenCache>> {
+            Some(&self.0)
+        }
+    }
+    let c = config(
+        r#"{"filters":[{"name":"jwt","JWT":{"validAlgorithms":["none"]}}],
+            "rules":[{"filters":[{"name":"jwt","arguments":{"scope":["read"]}}]}]}"#,
+    );
+    assert!(c.lean_headers.is_some());
+    let host = Cached(RefCell::new(TokenCache::with_budget(1 << 20)));
+    let now = 1_700_000_000.0;
+    let lean = |auth: Option<&str>| {
+        let pairs = auth
+            .map(|a| vec![("authorization".to_string(), a.to_string())])
+            .unwrap_or_default();
+        let mut req = Request::lean(pairs);
+        let mut journey = Journey::new(&c, &req);
+        journey.run(&c, &mut req, &host, now)
+    };
+    let full = |auth: &str| {
+        let mut req = request(
+            "x",
+            "/",
+            &[("authorization", auth), ("x-request-id", "rid-1")],
+        );
+        let mut journey = Journey::new(&c, &req);
+        journey.run(&c, &mut req, &host, now)
+    };
+    let good = format!("Bearer {}", none_token(r#"{"scope":"read write"}"#));
+    // Not cached yet: verified in the lean run, passed and kept.
+    assert_eq!(lean(Some(&good)), Step::Continue(vec![]));
+    assert_eq!(host.0.borrow().len(), 1);
+    assert_eq!(lean(Some(&good)), Step::Continue(vec![]));
+    assert_eq!(host.0.borrow().stats.hits, 1);
+    // No token, a malformed header, a token lacking the scope, a token the
+    // policy refuses: each is answered from the whole request (templates and
+    // logs see all of it).
+    assert_eq!(lean(None), Step::NeedFullRequest);
+    assert_eq!(lean(Some("Bearer a b")), Step::NeedFullRequest);
+    let unscoped = format!("Bearer {}", none_token(r#"{"scope":"write"}"#));
+    assert_eq!(lean(Some(&unscoped)), Step::NeedFullRequest);
+    let expired = format!("Bearer {}", none_token(r#"{"exp":1000}"#));
+    assert_eq!(lean(Some(&expired)), Step::NeedFullRequest);
+    assert_eq!(status(&full(&expired)), 401);
+    match full(&unscoped) {
+        Step::Respond(r) => {
+            assert_eq!(r.status, 403);
+            assert!(String::from_utf8_lossy(&r.body).contains("insufficient scope"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lean_request_for_remote_keys_not_loaded_is_redone_whole_without_waiting() {
+    let c = config(
+        r#"{"filters":[{"name":"jwt","JWT":{"jwksURI":"http://idp/jwks"}}],"rules":[{"filters":[{"name":"jwt"}]}]}"#,
+    );
+    assert!(c.lean_headers.is_some());
+    let auth = format!("Bearer {}", none_token(r#"{"sub":"alice"}"#));
+    let mut req = Request::lean(vec![("authorization".to_string(), auth)]);
+    let mut journey = Journey::new(&c, &req);
+    assert_eq!(
+        journey.run(&c, &mut req, &no_keys(), 0.0),
+        Step::NeedFullRequest
+    );
+}

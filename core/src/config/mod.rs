@@ -121,6 +121,9 @@ pub struct Config {
     pub injected_names: Vec<String>,
     /// Whether any filter needs the client certificate (the host then reads it).
     pub reads_tls: bool,
+    /// The request headers the host needs to fetch, when fewer than all will do
+    /// (see [`lean_headers`]); `None`: fetch them all.
+    pub lean_headers: Option<Vec<String>>,
     /// `cacheBudget` in bytes: what the VM's caches together may hold (see
     /// [`Config::cache_shares`]).
     pub cache_budget: usize,
@@ -351,7 +354,9 @@ impl Config {
             }
         }
         let reads_tls = filters.iter().any(|f| f.kind.reads_tls());
+        let lean_headers = lean_headers(&filters, &rules, &injected_names);
         Ok(Config {
+            lean_headers,
             filters,
             rules,
             jwks_sources: compiler.jwks_sources,
@@ -365,6 +370,53 @@ impl Config {
     pub fn filter_index(&self, name: &str) -> Option<usize> {
         self.filters.iter().position(|f| f.name == name)
     }
+}
+
+/// The request headers a configuration needs to decide an allowed request, when
+/// that is a few named ones: every request is in the first rule (host and path
+/// `*`), whose filters are JWT and MTLS filters without conditions, and no
+/// filter injects a header (nothing to strip from client requests) or is an
+/// OAuth2 filter (whose endpoints are chosen by path). The JWT filters need
+/// `Authorization`; MTLS reads the connection. Each header fetched from Envoy
+/// is a host call that copies into the module, and fetching all of them on every
+/// request cost more than the check of a cached token.
+///
+/// A request built from these (`Request::lean`) only ever passes: anything
+/// else, a token not in the cache included, makes the journey answer
+/// [`crate::pipeline::Step::NeedFullRequest`], and the host runs it again with
+/// every header, so denials, templates and logs see the request as it came.
+pub fn lean_headers(
+    filters: &[Filter],
+    rules: &[crate::rules::Rule],
+    injected_names: &[String],
+) -> Option<Vec<String>> {
+    if !injected_names.is_empty()
+        || filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::OAuth2(_)))
+    {
+        return None;
+    }
+    let rule = rules.first()?;
+    if !(rule.host.matches_all() && rule.path.matches_all()) {
+        return None;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for fref in &rule.filters {
+        if fref.condition.is_some() {
+            return None;
+        }
+        match filters.get(fref.filter).map(|f| &f.kind) {
+            Some(FilterKind::Jwt(_)) => {
+                if !names.iter().any(|n| n == "authorization") {
+                    names.push("authorization".to_string());
+                }
+            }
+            Some(FilterKind::Mtls(_)) => {}
+            _ => return None,
+        }
+    }
+    Some(names)
 }
 
 /// Largest `cacheBudget` accepted (the Wasm VM's memory is at most 4 GiB).

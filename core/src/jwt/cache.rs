@@ -69,8 +69,25 @@ pub struct TokenCache {
     max_bytes: usize,
     /// No expiry scan before this time (see [`PURGE_INTERVAL`]).
     next_purge: f64,
+    /// What a lean request's check found wrong with a token, for the
+    /// whole-request run that follows at once (see [`remember_failure`]).
+    failure: Option<Failure>,
     pub stats: CacheStats,
 }
+
+/// A token's refusal, kept for the next look-up of the same token.
+#[derive(Debug)]
+struct Failure {
+    scope: u64,
+    keys: u64,
+    token: String,
+    error: TokenError,
+    at: f64,
+}
+
+/// How long a remembered refusal stays usable (seconds): the whole-request run
+/// comes within the same callback, microseconds later.
+const FAILURE_TTL: f64 = 1.0;
 
 impl TokenCache {
     /// A cache of at most `max_bytes` (estimated) and `max_entries` entries;
@@ -85,6 +102,7 @@ impl TokenCache {
             max_entries,
             max_bytes,
             next_purge: f64::NEG_INFINITY,
+            failure: None,
             stats: CacheStats::default(),
         }
     }
@@ -282,11 +300,42 @@ pub fn lookup_cached(
     now: f64,
 ) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
     let mut c = cache?.try_borrow_mut().ok()?;
+    if let Some(f) = c.failure.take() {
+        if f.scope == scope && f.keys == keys.id() && f.token == token && now - f.at < FAILURE_TTL {
+            return Some(Err(f.error));
+        }
+    }
     let found = c.get(scope, token, keys, policy, now);
     if found.is_none() {
         c.stats.misses = c.stats.misses.saturating_add(1);
     }
     found
+}
+
+/// Keeps a lean request's refusal of `token` for the whole-request run of the
+/// same request, which the host starts at once: the token is then checked once,
+/// not twice. One slot, taken by the next look-up; an unknown key is not kept
+/// (the whole run may refresh the key set for it).
+pub fn remember_failure(
+    cache: Option<&std::cell::RefCell<TokenCache>>,
+    scope: u64,
+    token: &str,
+    keys: &KeySet,
+    error: TokenError,
+    now: f64,
+) {
+    if matches!(error, TokenError::UnknownKey(_)) {
+        return;
+    }
+    if let Some(Ok(mut c)) = cache.map(|c| c.try_borrow_mut()) {
+        c.failure = Some(Failure {
+            scope,
+            keys: keys.id(),
+            token: token.to_string(),
+            error,
+            at: now,
+        });
+    }
 }
 
 /// Verifies `token` fully and keeps a success in `cache`.
@@ -501,6 +550,34 @@ mod tests {
         assert_eq!(again.claims["a"], "y");
         assert_eq!(cache.borrow().stats.hits, 1);
         assert_eq!(cache.borrow().len(), 1, "one slot");
+    }
+
+    #[test]
+    fn a_remembered_refusal_answers_the_next_look_up_of_that_token_once() {
+        let keys = keys();
+        let cache = RefCell::new(TokenCache::with_budget(0)); // works with the cache off
+        let t = hs(json!({"sub": "a"}));
+        let p = policy();
+        remember_failure(Some(&cache), 1, &t, &keys, TokenError::BadSignature, NOW);
+        // Another token, scope or key set: not this one's (and the slot is gone).
+        assert!(lookup_cached(Some(&cache), 2, &t, &keys, &p, NOW).is_none());
+        remember_failure(Some(&cache), 1, &t, &keys, TokenError::BadSignature, NOW);
+        let found = lookup_cached(Some(&cache), 1, &t, &keys, &p, NOW + 0.001);
+        assert_eq!(found.map(|r| r.err()), Some(Some(TokenError::BadSignature)));
+        let used = lookup_cached(Some(&cache), 1, &t, &keys, &p, NOW);
+        assert!(used.is_none(), "used once");
+        // Too late, or an unknown key (a refresh may bring it): not used.
+        remember_failure(Some(&cache), 1, &t, &keys, TokenError::Expired, NOW);
+        assert!(lookup_cached(Some(&cache), 1, &t, &keys, &p, NOW + 2.0).is_none());
+        remember_failure(
+            Some(&cache),
+            1,
+            &t,
+            &keys,
+            TokenError::UnknownKey(None),
+            NOW,
+        );
+        assert!(lookup_cached(Some(&cache), 1, &t, &keys, &p, NOW).is_none());
     }
 
     #[test]

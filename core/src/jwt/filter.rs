@@ -2,7 +2,7 @@
 //! the filter's keys and claim policy, check the rule's scopes, and either render
 //! the injected headers or build the RFC 6750 error response.
 
-use super::cache::{lookup_cached, verify_and_keep, TokenCache};
+use super::cache::{lookup_cached, remember_failure, verify_and_keep, TokenCache};
 use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
 use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
@@ -53,6 +53,9 @@ pub enum JwtOutcome {
         source: usize,
         response: Response,
     },
+    /// A lean request (`Request::lean`) whose token is not in the cache: the
+    /// host must build the whole request and check again.
+    NeedFullRequest,
 }
 
 /// The status the "JWKS never fetched" case answers with.
@@ -269,6 +272,21 @@ impl JwtFilter {
         // malformed header (a scan of the whole token) runs on a miss only.
         let result = match lookup_cached(cache, scope, token, keys, &self.policy, now_unix) {
             Some(found) => found,
+            // A lean request: a token that verifies passes; anything else is
+            // answered from the whole request, which finds the refusal kept
+            // here (so a bad token is verified once).
+            None if request.lean => {
+                if token.contains(char::is_whitespace) {
+                    return JwtOutcome::NeedFullRequest;
+                }
+                match verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host) {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        remember_failure(cache, scope, token, keys, e, now_unix);
+                        return JwtOutcome::NeedFullRequest;
+                    }
+                }
+            }
             None => {
                 if let Some(denial) = self.malformed(request, token) {
                     return denial;

@@ -3,13 +3,13 @@
 
 use super::metrics::Metric;
 use super::shared::{
-    advance, callout_answered, now, read_grpc_answer, read_http_answer, BodyCapture, Pending,
-    Shared, Site, Wait,
+    advance, callout_answered, now, read_grpc_answer, read_http_answer, read_lean_request,
+    read_request, BodyCapture, Pending, Shared, Site, Wait,
 };
 use portcullis_core::config::FilterKind;
 use portcullis_core::mtls::peer_certificate_sans;
 use portcullis_core::pipeline::{Journey, Step};
-use portcullis_core::request::{Request, TlsInfo};
+use portcullis_core::request::TlsInfo;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -52,24 +52,6 @@ impl Http {
 
 fn bypassed() -> bool {
     matches!(hostcalls::get_property(BYPASS_PROPERTY.to_vec()), Ok(Some(bytes)) if bytes.first() == Some(&1))
-}
-
-/// The request headers, pseudo-headers included. Values that are not UTF-8 are
-/// converted lossily (the SDK's string accessor would panic on them).
-fn request_header_pairs() -> Vec<(String, String)> {
-    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|(n, v)| {
-                // The bytes become the String as they are (no copy) when they
-                // are UTF-8, as nearly every header is.
-                let v = String::from_utf8(v)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                (n, v)
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 /// Removes every header a filter injects, where no filter runs: a client never
@@ -165,7 +147,11 @@ impl HttpContext for Http {
         if shared.config.rules.is_empty() {
             return Action::Continue;
         }
-        let mut request = Request::from_header_pairs(request_header_pairs());
+        // The few headers a lean configuration needs, or all of them.
+        let mut request = match &shared.config.lean_headers {
+            Some(names) => read_lean_request(names),
+            None => read_request(),
+        };
         let mut journey = Journey::new(&shared.config, &request);
         if journey.rule().is_none() {
             shared.metrics.count(&shared.config, Metric::NoRule);

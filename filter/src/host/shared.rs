@@ -359,6 +359,40 @@ pub struct Site {
     pub resume: bool,
 }
 
+/// The request with every header, pseudo-headers included. Values that are not
+/// UTF-8 are converted lossily (the SDK's string accessor would panic on them).
+pub fn read_request() -> Request {
+    let pairs = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(n, v)| (n, header_text(v)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Request::from_header_pairs(pairs)
+}
+
+/// A header value as text: the bytes as they are (no copy) when they are UTF-8,
+/// as nearly every header is; converted lossily otherwise.
+fn header_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A request of only the headers `names` (`Config::lean_headers`): one host
+/// call per name instead of a copy of every header.
+pub fn read_lean_request(names: &[String]) -> Request {
+    let pairs = names
+        .iter()
+        .filter_map(|name| {
+            let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()?;
+            Some((name.clone(), header_text(value)))
+        })
+        .collect();
+    Request::lean(pairs)
+}
+
 /// Carries out `step` for a request and keeps going until it forwards, answers
 /// or must wait. The effective context must be the request's.
 pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step) -> Action {
@@ -420,6 +454,16 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                     _ => pending.wait,
                 };
                 return park(shared, site, pending);
+            }
+            Step::NeedFullRequest => {
+                // A lean request the journey could not just pass: again, whole.
+                let tls = pending.request.tls.take();
+                pending.request = read_request();
+                pending.request.tls = tls;
+                pending.journey = Journey::new(&shared.config, &pending.request);
+                step = pending
+                    .journey
+                    .run(&shared.config, &mut pending.request, shared, now());
             }
             Step::NeedBody { max_bytes } => {
                 if let Some(bytes) = pending.body.bytes.take() {
@@ -597,7 +641,7 @@ pub fn read_http_answer(body_size: usize) -> CalloutAnswer {
     let headers = headers
         .into_iter()
         .filter(|(n, _)| !n.starts_with(':'))
-        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .map(|(n, v)| (n, header_text(v)))
         .collect();
     let body = read_buffer(BufferType::HttpCallResponseBody, body_size);
     CalloutAnswer::Http {
