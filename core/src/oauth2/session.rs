@@ -386,7 +386,7 @@ impl Default for SessionCache {
 struct SessionEntry {
     name: String,
     sealed: String,
-    session: Session,
+    session: std::sync::Arc<Session>,
     expires: u64,
 }
 
@@ -425,14 +425,14 @@ impl SessionCache {
 
     /// The session sealed in `sealed` for cookie `name`, if opened before and
     /// its cookie has not expired at `now`.
-    pub fn get(&self, name: &str, sealed: &str, now: f64) -> Option<Session> {
+    pub fn get(&self, name: &str, sealed: &str, now: f64) -> Option<std::sync::Arc<Session>> {
         let e = self.entries.get(&self.key(name, sealed))?;
         (e.name == name && e.sealed == sealed && (e.expires as f64) > now)
-            .then(|| e.session.clone())
+            .then(|| std::sync::Arc::clone(&e.session))
     }
 
     /// Remembers an opened session.
-    pub fn insert(&mut self, name: &str, sealed: &str, session: &Session) {
+    pub fn insert(&mut self, name: &str, sealed: &str, session: &std::sync::Arc<Session>) {
         let Some(expires) = sealed.split('.').nth(1).and_then(|e| e.parse::<u64>().ok()) else {
             return;
         };
@@ -455,7 +455,7 @@ impl SessionCache {
         let entry = SessionEntry {
             name: name.to_string(),
             sealed: sealed.to_string(),
-            session: session.clone(),
+            session: std::sync::Arc::clone(session),
             expires,
         };
         if self.entries.insert(key, entry).is_none() {
@@ -477,11 +477,13 @@ impl SessionCache {
 mod cache_tests {
     use super::*;
 
-    fn session(token: &str) -> Session {
-        serde_json::from_value(
-            serde_json::json!({"at": token, "cr": 0, "ls": 0, "dl": 2000, "x": "x"}),
+    fn session(token: &str) -> std::sync::Arc<Session> {
+        std::sync::Arc::new(
+            serde_json::from_value(
+                serde_json::json!({"at": token, "cr": 0, "ls": 0, "dl": 2000, "x": "x"}),
+            )
+            .unwrap_or_else(|e| panic!("session fixture: {e}")),
         )
-        .unwrap_or_else(|e| panic!("session fixture: {e}"))
     }
 
     #[test]
@@ -489,7 +491,7 @@ mod cache_tests {
         let mut c = SessionCache::default();
         c.insert("portcullis_session.a", "v1.1000.abc", &session("t1"));
         let hit = c.get("portcullis_session.a", "v1.1000.abc", 999.0);
-        assert_eq!(hit.map(|s| s.access_token), Some("t1".to_string()));
+        assert_eq!(hit.map(|s| s.access_token.clone()), Some("t1".to_string()));
         assert!(c
             .get("portcullis_session.b", "v1.1000.abc", 999.0)
             .is_none());
@@ -522,7 +524,9 @@ mod cache_tests {
         assert!(c.get("s", &b, 0.0).is_none());
         c.insert("s", &b, &session("for-b"));
         assert_eq!(
-            c.get("s", &b, 0.0).map(|s| s.access_token).as_deref(),
+            c.get("s", &b, 0.0)
+                .map(|s| s.access_token.clone())
+                .as_deref(),
             Some("for-b")
         );
         assert!(c.get("s", &a, 0.0).is_none());
