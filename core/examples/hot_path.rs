@@ -1,20 +1,29 @@
-//! The per-request work of the core on a JWT cache hit, in a loop: build the
+//! The per-request work of the core on a repeat request, in a loop: build the
 //! request from header pairs, select the rule, run the journey. For profiling
-//! natively (`valgrind --tool=callgrind target/release/examples/hot_path`) what
-//! the Wasm module does on every request; see docs/performance.md.
+//! natively (`valgrind --tool=callgrind target/release/examples/hot_path ...`)
+//! what the Wasm module does on every request; see docs/performance.md.
 //!
-//! Usage: hot_path <config.json> <token> [iterations]
+//! Usage:
+//!   hot_path jwt <config.json> <token> [iterations]
+//!   hot_path oidc <config.json> <cookie> <discovery.json> <jwks.json> <authority> [iterations]
+//!
+//! (`scripts/bench` writes such fixtures: target/bench/.)
 
 use portcullis_core::config::Config;
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::KeySet;
+use portcullis_core::oauth2::discovery::Discovery;
+use portcullis_core::oauth2::session::SessionCache;
+use portcullis_core::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Step};
 use portcullis_core::pipeline::{Journey, KeyProvider, Step};
 use portcullis_core::request::Request;
 use std::cell::RefCell;
 use std::sync::Arc;
 
 struct Host {
-    cache: RefCell<TokenCache>,
+    tokens: RefCell<TokenCache>,
+    sessions: RefCell<SessionCache>,
+    idp: Option<(Discovery, KeySet)>,
 }
 
 impl KeyProvider for Host {
@@ -25,49 +34,91 @@ impl KeyProvider for Host {
         false
     }
     fn token_cache(&self) -> Option<&RefCell<TokenCache>> {
-        Some(&self.cache)
+        Some(&self.tokens)
+    }
+    fn oauth2_check(
+        &self,
+        filter: &OAuth2Filter,
+        _index: usize,
+        request: &Request,
+        args: &OAuth2Args,
+        now_unix: f64,
+    ) -> OAuth2Step {
+        let idp = IdpState {
+            discovery: self.idp.as_ref().map(|(d, _)| d),
+            keys: self.idp.as_ref().map(|(_, k)| k),
+            userinfo: None,
+            token_cache: Some(&self.tokens),
+            session_cache: Some(&self.sessions),
+        };
+        filter.check(request, args, &idp, now_unix, &mut |b| b.fill(7))
     }
 }
 
+fn fail(message: String) -> ! {
+    eprintln!("hot_path: {message}");
+    std::process::exit(2)
+}
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| fail(format!("{path}: {e}")))
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(config), Some(token)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: hot_path <config.json> <token> [iterations]");
-        std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| fail("usage: see the header of core/examples/hot_path.rs".into()))
     };
-    let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let bytes = std::fs::read(config).unwrap_or_else(|e| {
-        eprintln!("{config}: {e}");
-        std::process::exit(2)
+    let oidc = arg(0) == "oidc";
+    let config = Config::from_json(&read(&arg(1))).unwrap_or_else(|e| fail(format!("{e:?}")));
+    let (header, authority, n_at) = if oidc {
+        (("cookie".to_string(), arg(2)), arg(5), 6)
+    } else {
+        (
+            ("authorization".to_string(), format!("Bearer {}", arg(2))),
+            "127.0.0.1".into(),
+            3,
+        )
+    };
+    let idp = oidc.then(|| {
+        let discovery = Discovery::parse(&read(&arg(3))).unwrap_or_else(|e| fail(e));
+        let (keys, _) = KeySet::from_json(&read(&arg(4))).unwrap_or_else(|e| fail(e));
+        (discovery, keys)
     });
-    let config = Config::from_json(&bytes).unwrap_or_else(|e| {
-        eprintln!("config: {e:?}");
-        std::process::exit(2)
-    });
+    let n: usize = args
+        .get(n_at)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let shares = config.cache_shares();
     let host = Host {
-        cache: RefCell::new(TokenCache::with_budget(config.cache_shares().tokens)),
+        tokens: RefCell::new(TokenCache::with_budget(shares.tokens)),
+        sessions: RefCell::new(SessionCache::with_budget(shares.sessions.max(1 << 20))),
+        idp,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let bearer = format!("Bearer {token}");
     let mut allowed = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..n {
         let pairs = vec![
-            (":authority".to_string(), "127.0.0.1:18005".to_string()),
+            (":authority".to_string(), authority.clone()),
             (":path".to_string(), "/".to_string()),
             (":method".to_string(), "GET".to_string()),
             (":scheme".to_string(), "http".to_string()),
             ("user-agent".to_string(), "wrk".to_string()),
-            ("authorization".to_string(), bearer.clone()),
+            header.clone(),
             ("x-request-id".to_string(), "3f2a".to_string()),
         ];
         let mut request = Request::from_header_pairs(pairs);
         let mut journey = Journey::new(&config, &request);
-        if let Step::Continue(_) = journey.run(&config, &mut request, &host, now) {
-            allowed += 1;
+        match journey.run(&config, &mut request, &host, now) {
+            Step::Continue(_) => allowed += 1,
+            other if allowed == 0 => fail(format!("not allowed: {other:?}")),
+            _ => {}
         }
     }
     let elapsed = start.elapsed();
