@@ -272,26 +272,19 @@ impl JwtFilter {
         // malformed header (a scan of the whole token) runs on a miss only.
         let result = match lookup_cached(cache, scope, token, keys, &self.policy, now_unix) {
             Some(found) => found,
-            // A lean request: a token that verifies passes; anything else is
-            // answered from the whole request, which finds the refusal kept
-            // here (so a bad token is verified once).
-            None if request.lean => {
-                if token.contains(char::is_whitespace) {
-                    return JwtOutcome::NeedFullRequest;
+            None => {
+                if let Some(denial) = self.malformed(request, token) {
+                    return denial; // on a lean request, the pipeline redoes it whole
                 }
                 match verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host) {
-                    Ok(v) => Ok(v),
-                    Err(e) => {
+                    // A lean request is answered from the whole request, which
+                    // finds the refusal kept here (a bad token is verified once).
+                    Err(e) if request.lean => {
                         remember_failure(cache, scope, token, keys, e, now_unix);
                         return JwtOutcome::NeedFullRequest;
                     }
+                    other => other,
                 }
-            }
-            None => {
-                if let Some(denial) = self.malformed(request, token) {
-                    return denial;
-                }
-                verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host)
             }
         };
         let verified = match result {
