@@ -555,8 +555,8 @@ impl Journey {
 
 fn apply(request: &mut Request, change: &HeaderChange) {
     match &change.value {
-        Some(v) if change.append => request.headers.append(&change.name, v),
-        Some(v) => request.headers.set(&change.name, v),
+        Some(v) if change.append => request.headers.append_bytes(&change.name, v),
+        Some(v) => request.headers.set_bytes(&change.name, v),
         None => request.headers.remove(&change.name),
     }
 }

@@ -71,9 +71,16 @@ fn http_check(
     body: Option<RequestBody<'_>>,
 ) -> (Vec<(String, String)>, Vec<u8>) {
     match f.build_check(r, body, &no_ext(), NOW).unwrap().kind {
-        CalloutKind::Http { headers, body } => (headers, body),
+        CalloutKind::Http { headers, body } => (text_headers(&headers), body),
         other => panic!("not HTTP: {other:?}"),
     }
+}
+
+fn text_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).unwrap()))
+        .collect()
 }
 
 fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -145,6 +152,7 @@ fn http_check_authority_scheme_cluster_and_timeout_come_from_auth_service() {
     let CalloutKind::Http { headers, .. } = callout.kind else {
         panic!()
     };
+    let headers = text_headers(&headers);
     assert_eq!(values(&headers, ":authority"), ["auth.example:8443"]);
     assert_eq!(values(&headers, ":scheme"), ["https"]);
 

@@ -311,14 +311,15 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Applies header changes to the current request.
+/// Applies header changes to the current request, as bytes (a value passed
+/// through from the client keeps the bytes it was sent with).
 pub fn apply_changes(changes: &[HeaderChange]) {
     for change in changes {
         let result = match (&change.value, change.append) {
             (Some(value), true) => {
-                hostcalls::add_map_value(MapType::HttpRequestHeaders, &change.name, value)
+                hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, &change.name, value)
             }
-            (value, _) => hostcalls::set_map_value(
+            (value, _) => hostcalls::set_map_value_bytes(
                 MapType::HttpRequestHeaders,
                 &change.name,
                 value.as_deref(),
@@ -359,17 +360,12 @@ pub struct Site {
     pub resume: bool,
 }
 
-/// The request with every header, pseudo-headers included. Values that are not
-/// UTF-8 are converted lossily (the SDK's string accessor would panic on them).
+/// The request with every header, pseudo-headers included, values as bytes
+/// (see `portcullis_core::request::Headers`; the SDK's string accessor would
+/// panic on a value that is not UTF-8, which a client can send).
 pub fn read_request() -> Request {
-    let pairs = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|(n, v)| (n, header_text(v)))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    Request::from_header_pairs(pairs)
+    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+    Request::from_header_bytes(pairs)
 }
 
 /// A header value as text: the bytes as they are (no copy) when they are UTF-8,
@@ -387,10 +383,37 @@ pub fn read_lean_request(names: &[String]) -> Request {
             let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
                 .ok()
                 .flatten()?;
-            Some((name.clone(), header_text(value)))
+            Some((name.clone(), value))
         })
         .collect();
-    Request::lean(pairs)
+    Request::lean_bytes(pairs)
+}
+
+/// `dispatch_http_call` with header values as bytes. The SDK takes `&str`
+/// values (proxy-wasm-rust-sdk issue #26) but only ever reads their length and
+/// bytes (`serialize_map`); a value that is not UTF-8 (a client's obs-text
+/// header passed to an auth service) is handed over as such.
+fn dispatch_http_call_bytes(
+    cluster: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, proxy_wasm::types::Status> {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| {
+            let value = match std::str::from_utf8(v) {
+                Ok(text) => text,
+                // SAFETY: proxy-wasm 0.2.5's `dispatch_http_call` passes the
+                // value to `utils::serialize_map`, which only calls `len()` and
+                // `as_bytes()` on it: no operation that relies on UTF-8. The
+                // version is pinned (`=0.2.5`) so an upgrade re-checks this.
+                Err(_) => unsafe { std::str::from_utf8_unchecked(v) },
+            };
+            (n.as_str(), value)
+        })
+        .collect();
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
 }
 
 /// Carries out `step` for a request and keeps going until it forwards, answers
@@ -504,17 +527,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 let _ = hostcalls::set_effective_context(site.running);
                 let dispatched = match &callout.kind {
                     CalloutKind::Http { headers, body } => {
-                        let headers: Vec<(&str, &str)> = headers
-                            .iter()
-                            .map(|(n, v)| (n.as_str(), v.as_str()))
-                            .collect();
-                        hostcalls::dispatch_http_call(
-                            &callout.cluster,
-                            headers,
-                            Some(body),
-                            vec![],
-                            callout.timeout,
-                        )
+                        dispatch_http_call_bytes(&callout.cluster, headers, body, callout.timeout)
                     }
                     CalloutKind::Grpc {
                         service,
