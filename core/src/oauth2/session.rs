@@ -570,3 +570,26 @@ mod cache_tests {
         assert!(off.is_empty());
     }
 }
+
+#[cfg(test)]
+mod cookie_header_tests {
+    use super::*;
+
+    #[test]
+    fn only_our_cookies_leave_and_the_rest_keep_their_bytes() {
+        let headers = Headers::from_bytes(vec![
+            (
+                "cookie".to_string(),
+                b"a=\xe9t\xe9;  ours=1;b=\"q\"".to_vec(),
+            ),
+            ("cookie".to_string(), b"ours.1=x".to_vec()),
+        ]);
+        let ours = |n: &str| n == "ours" || n == "ours.1";
+        assert_eq!(
+            cookie_header_without(&headers, ours),
+            Some(Some(b"a=\xe9t\xe9; b=\"q\"".to_vec()))
+        );
+        assert_eq!(cookie_header_without(&headers, |_| false), None);
+        assert_eq!(cookie_header_without(&headers, |_| true), Some(None));
+    }
+}
