@@ -1,7 +1,8 @@
 //! Every request handled as the client sent it (docs/reliability.md "Client
 //! input"): header values that are not UTF-8 (obs-text) reach the upstream and
 //! the auth service byte for byte, whether they pass untouched, through a
-//! template, or into an External check (HTTP and gRPC).
+//! template, or into an External check (HTTP and gRPC); the HTTP check carries
+//! the client's Host.
 //!
 //! One Envoy for the file; each test uses paths of its own. Requests are written
 //! as raw bytes so the exact input is on the wire.
@@ -36,6 +37,12 @@ fn fx() -> &'static Fixture {
         upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
         let auth = ScriptedServer::start();
         auth.set_default(Reply::new(200));
+        // An auth service that sends users to a login page of the site they
+        // asked for (Authelia, oauth2-proxy's /oauth2/auth behind a redirect).
+        auth.set_fn("/check/ext/login", |r| {
+            let site = r.header("host").unwrap_or("?").to_string();
+            Reply::new(302).header("Location", &format!("https://{site}/sign-in?rd=/ext/login"))
+        });
         let grpc = GrpcAuthServer::start();
         let plugin = json!({
             "clusters": { "auth.test:3000": "authsvc", "grpc-auth.test:9000": "grpcauth" },
@@ -188,4 +195,17 @@ fn utf8_only_requests_send_no_header_map() {
         http.headers.get("user-agent").map(String::as_str),
         Some("café")
     );
+}
+
+#[test]
+fn the_http_check_carries_the_clients_host_so_a_login_redirect_names_the_site() {
+    let r = client::get(port(), "/ext/login", &[("Host", "shop.example.com")]);
+    assert_eq!(r.status, 302, "{}", show(&r));
+    assert_eq!(
+        r.header("location"),
+        Some("https://shop.example.com/sign-in?rd=/ext/login")
+    );
+    let checks = fx().auth.requests_to("/check/ext/login");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].header("host"), Some("shop.example.com"));
 }

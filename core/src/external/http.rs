@@ -14,7 +14,8 @@ use crate::response::{HeaderChange, Response};
 
 use super::CalloutKind;
 
-/// The check request: the client's method, `path_prefix` + path and query, the
+/// The check request: the client's method and `:authority` (Host), `path_prefix`
+/// + path and query, the
 /// allowed client headers (every value, in order), `add_auth_headers`, and the
 /// body with `include_body`. `content-length` is always sent (0 without a
 /// body), as Envoy does.
@@ -36,10 +37,15 @@ pub(super) fn build(
         ":path".to_string(),
         format!("{}{path}", f.path_prefix).into_bytes(),
     ));
-    headers.push((
-        ":authority".to_string(),
-        f.target.authority.clone().into_bytes(),
-    ));
+    // The client's authority, as Envoy's ext_authz sends it (CONFIG.md
+    // "clusters"): an auth service that decides by site, or builds a login URL
+    // from it, sees the site. The cluster still comes from `auth_service`.
+    let authority = if request.authority.is_empty() {
+        &f.target.authority
+    } else {
+        &request.authority
+    };
+    headers.push((":authority".to_string(), authority.clone().into_bytes()));
     headers.push((":scheme".to_string(), f.target.scheme.clone().into_bytes()));
     headers.push((
         "content-length".to_string(),

@@ -140,7 +140,7 @@ fn http_check_path_is_prefix_plus_path_and_query() {
 }
 
 #[test]
-fn http_check_authority_scheme_cluster_and_timeout_come_from_auth_service() {
+fn http_check_scheme_cluster_and_timeout_come_from_auth_service_authority_from_the_client() {
     let (f, _) = compile_with_clusters(
         json!({"auth_service": "https://auth.example:8443", "timeout_ms": 750}),
         &[("auth.example:8443", "authsvc")],
@@ -153,7 +153,7 @@ fn http_check_authority_scheme_cluster_and_timeout_come_from_auth_service() {
         panic!()
     };
     let headers = text_headers(&headers);
-    assert_eq!(values(&headers, ":authority"), ["auth.example:8443"]);
+    assert_eq!(values(&headers, ":authority"), ["app.example.com"]);
     assert_eq!(values(&headers, ":scheme"), ["https"]);
 
     let f = filter(json!({"auth_service": "auth:3000"}));
