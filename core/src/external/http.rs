@@ -14,8 +14,8 @@ use crate::response::{HeaderChange, Response};
 
 use super::CalloutKind;
 
-/// The check request: the client's method and `:authority` (Host), `path_prefix`
-/// + path and query, the
+/// The check request: the client's method and `:authority` (Host),
+/// `path_prefix` and the path with its query, the
 /// allowed client headers (every value, in order), `add_auth_headers`, and the
 /// body with `include_body`. `content-length` is always sent (0 without a
 /// body), as Envoy does.
