@@ -36,8 +36,22 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a request waits for a JWK Set that has not loaded yet.
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
-/// At most this many requests wait at once per VM; more get the timeout answer.
+/// At most this many requests wait at once per VM (for keys, the IdP, a body or
+/// a callout); one more waiting for keys or the IdP gets the timeout answer at
+/// once. `PORTCULLIS_MAX_PENDING` in the VM's environment sets another bound.
 pub const MAX_PENDING: usize = 4096;
+
+/// The bound on parked requests: `PORTCULLIS_MAX_PENDING` or [`MAX_PENDING`].
+pub fn max_pending() -> usize {
+    static BOUND: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BOUND.get_or_init(|| {
+        std::env::var("PORTCULLIS_MAX_PENDING")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_PENDING)
+    })
+}
 
 /// What a pending request waits for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,6 +204,34 @@ impl Shared {
             session_cache: Some(&self.session_cache),
         };
         f(&idp)
+    }
+
+    /// Whether a request waiting for JWK Set `source` may get it soon: a fetch
+    /// is in flight or due. False right after a failed fetch (answer at once).
+    pub fn keys_awaited(&self, source: usize) -> bool {
+        self.jwks.borrow().awaiting(source, now())
+    }
+
+    /// [`Shared::keys_awaited`] for an OAuth2 filter's IdP: its discovery
+    /// document, then the JWK Set that names.
+    pub fn idp_awaited(&self, index: usize) -> bool {
+        let slot = self
+            .idps
+            .borrow()
+            .iter()
+            .find(|s| s.filter == index)
+            .cloned();
+        let Some(slot) = slot else {
+            return false;
+        };
+        let now = now();
+        if !self.discovery.borrow().has(slot.discovery) {
+            return self.discovery.borrow().awaiting(slot.discovery, now);
+        }
+        match slot.jwks {
+            Some(source) => self.jwks.borrow().awaiting(source, now),
+            None => false,
+        }
     }
 
     /// Whether an OAuth2 filter's IdP is ready for its requests.
@@ -456,8 +498,15 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Pause;
             }
             Step::WaitForKeys { .. } | Step::WaitForIdp { .. } => {
-                if shared.pending.borrow().len() >= MAX_PENDING {
-                    // Too many waiting already: answer as if the wait timed out.
+                // Wait only for a fetch in flight (or due): after a failed one,
+                // answer at once, as when the wait times out. Too many waiting
+                // already: the same.
+                let awaited = match step {
+                    Step::WaitForKeys { source } => shared.keys_awaited(source),
+                    Step::WaitForIdp { filter } => shared.idp_awaited(filter),
+                    _ => false,
+                };
+                if !awaited || shared.pending.borrow().len() >= max_pending() {
                     step = pending.journey.keys_timed_out(
                         &shared.config,
                         &mut pending.request,
