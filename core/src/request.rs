@@ -315,6 +315,18 @@ impl Request {
         self.as_sent.as_ref().unwrap_or(&self.headers)
     }
 
+    /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`, both non-empty (as Envoy's CORS filter
+    /// and jwt_authn tell one). A browser never sends credentials on one.
+    pub fn is_cors_preflight(&self) -> bool {
+        self.method == "OPTIONS"
+            && self.headers.get("origin").is_some_and(|v| !v.is_empty())
+            && self
+                .headers
+                .get("access-control-request-method")
+                .is_some_and(|v| !v.is_empty())
+    }
+
     /// The path without its query string.
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")

@@ -62,11 +62,19 @@ fn fx() -> &'static Fixture {
             "rules": [
                 { "host": "*", "path": "/jwt/*", "filters": [ { "name": "jwt" } ] },
                 { "host": "*", "path": "/ext/*", "filters": [ { "name": "ext" } ] },
-                { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] }
+                { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] },
+                { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] }
             ]
+        });
+        // A second instance with preflights checked like any request.
+        let strict = json!({
+            "bypassCorsPreflight": false,
+            "filters": [ { "name": "strict", "JWT": { "jwks": jwks(), "issuer": ISSUER, "audience": AUDIENCE } } ],
+            "rules": [ { "host": "*", "path": "/strict/*", "filters": [ { "name": "strict" } ] } ]
         });
         let cfg = EnvoyConfig::new(upstream.port())
             .plugin(plugin)
+            .plugin_instance("portcullis-strict", "vm-strict", None, strict)
             .cluster("authsvc", auth.port())
             .grpc_cluster("grpcauth", grpc.port())
             .build();
@@ -208,4 +216,133 @@ fn the_http_check_carries_the_clients_host_so_a_login_redirect_names_the_site() 
     let checks = fx().auth.requests_to("/check/ext/login");
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].header("host"), Some("shop.example.com"));
+}
+
+// ---- two Authorization lines ------------------------------------------------
+// Envoy joins them with a comma. The rule, in every order: the Bearer
+// credential is found among them (other schemes are skipped), and every Bearer
+// present must verify (as Envoy's jwt_authn after envoy#32248).
+
+const BASIC: &[u8] = b"Basic dXNlcjpwYXNz";
+
+fn bearer(token: &str) -> Vec<u8> {
+    format!("Bearer {token}").into_bytes()
+}
+
+fn two_lines(first: &[u8], second: &[u8]) -> Response {
+    raw_get(
+        "/jwt/two-lines",
+        &[("Authorization", first), ("Authorization", second)],
+    )
+}
+
+#[test]
+fn basic_and_bearer_lines_pass_in_either_order_and_reach_the_upstream_unchanged() {
+    let good = bearer(&token("RS256", json!({ "sub": "from-bearer" })));
+    for (first, second) in [(BASIC, good.as_slice()), (good.as_slice(), BASIC)] {
+        let r = two_lines(first, second);
+        let up = echoed(&r);
+        assert_eq!(up.header("x-sub"), Some("from-bearer"));
+        let mut joined = first.to_vec();
+        joined.push(b',');
+        joined.extend_from_slice(second);
+        assert_eq!(up.header_bytes("authorization"), Some(joined.as_slice()));
+    }
+    // One line with both, joined by a comma and a space, either order.
+    let both = format!("Basic dXNlcjpwYXNz, {}", String::from_utf8_lossy(&good));
+    let r = raw_get("/jwt/one-line", &[("Authorization", both.as_bytes())]);
+    assert_eq!(echoed(&r).header("x-sub"), Some("from-bearer"));
+}
+
+#[test]
+fn two_bearer_lines_pass_only_when_both_verify() {
+    let good = bearer(&token("RS256", json!({ "sub": "first" })));
+    let also_good = bearer(&token("ES256", json!({ "sub": "second" })));
+    let expired = bearer(&token("RS256", json!({ "exp": now() - 600 })));
+    let r = two_lines(&good, &also_good);
+    assert_eq!(
+        echoed(&r).header("x-sub"),
+        Some("first"),
+        "the first one's claims"
+    );
+    for (first, second) in [(&good, &expired), (&expired, &good)] {
+        let r = two_lines(first, second);
+        assert_invalid_token(
+            &r,
+            "jwt",
+            "token is expired",
+            "a bad Bearer beside a good one",
+        );
+    }
+    let forged = bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln");
+    let r = two_lines(&forged, &good);
+    assert_eq!(r.status, 401, "{}", show(&r));
+}
+
+#[test]
+fn basic_alone_is_no_bearer_token_and_an_empty_bearer_is_malformed_in_any_order() {
+    let r = two_lines(BASIC, b"Digest username=\"u\", realm=\"r\"");
+    assert_no_token(&r, "jwt", "Basic and Digest");
+    let good = bearer(&token("RS256", json!({})));
+    for (first, second) in [
+        (b"Bearer".as_slice(), good.as_slice()),
+        (good.as_slice(), b"Bearer"),
+    ] {
+        let r = two_lines(first, second);
+        assert_eq!(r.status, 400, "{}", show(&r));
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|w| w.contains("invalid_request")),
+            "{}",
+            show(&r)
+        );
+    }
+}
+
+// ---- CORS preflight -----------------------------------------------------------
+
+fn preflight(path: &str) -> Response {
+    client::request(
+        port(),
+        "OPTIONS",
+        path,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+        b"",
+    )
+}
+
+#[test]
+fn a_cors_preflight_skips_the_jwt_filter_by_default() {
+    let up = echoed(&preflight("/jwt/preflight"));
+    assert_eq!(up.method, "OPTIONS");
+    assert_eq!(up.header("origin"), Some("https://app.example.com"));
+    // An OPTIONS that is not a preflight is checked as any request.
+    let r = client::request(
+        port(),
+        "OPTIONS",
+        "/jwt/preflight",
+        &[("Origin", "https://app.example.com")],
+        b"",
+    );
+    assert_no_token(&r, "jwt", "OPTIONS without Access-Control-Request-Method");
+    // So is a preflight with bypassCorsPreflight: false.
+    assert_no_token(
+        &preflight("/strict/preflight"),
+        "strict",
+        "bypassCorsPreflight: false",
+    );
+}
+
+#[test]
+fn a_cors_preflight_still_goes_to_an_external_auth_service() {
+    fx().auth.set("/check/chain/preflight", Reply::new(403));
+    let r = preflight("/chain/preflight");
+    assert_eq!(r.status, 403, "{}", show(&r));
+    let checks = fx().auth.requests_to("/check/chain/preflight");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].method, "OPTIONS");
 }
