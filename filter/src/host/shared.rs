@@ -737,6 +737,9 @@ pub fn callout_answered(
         None => Vec::new(),
     };
     for waiter in waiters {
+        shared
+            .metrics
+            .count(&shared.config, Metric::SharedCalloutReused);
         deliver(shared, running, waiter, answer.clone());
     }
     deliver(shared, running, context_id, answer);
