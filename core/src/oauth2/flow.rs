@@ -525,8 +525,8 @@ fn access_due(f: &OAuth2Filter, session: &Session, now: f64) -> bool {
 /// The refresh of `session` (RFC 6749 §6), or `None` when it has no refresh
 /// token. Every request of the session shares one refresh per Envoy, across
 /// its worker VMs and for late requests that still carry the cookie from
-/// before it: the callout's share key is the filter, the client and the
-/// refresh token (see [`crate::shared_callout`]).
+/// before it: the callout's share key is the filter, the client, the refresh
+/// token and the access token it replaces (see [`crate::shared_callout`]).
 fn refresh(f: &OAuth2Filter, session: &Session, idp: &IdpState<'_>) -> Option<OAuth2Step> {
     let rt = session.refresh_token.as_deref()?;
     let d = idp.discovery?;
@@ -535,11 +535,15 @@ fn refresh(f: &OAuth2Filter, session: &Session, idp: &IdpState<'_>) -> Option<OA
     };
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
     let mut callout = token_callout(f, &target, &mut form, None);
+    // The refresh of this access token with this refresh token: an IdP that
+    // does not rotate refresh tokens gets the same one again, and its next
+    // refresh (of the next access token) is another callout.
     callout.share = Some(ShareKey::of(&[
         b"refresh",
         f.name.as_bytes(),
         f.client_id.as_bytes(),
         rt.as_bytes(),
+        session.access_token.as_bytes(),
     ]));
     Some(OAuth2Step::Callout {
         callout,

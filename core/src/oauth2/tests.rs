@@ -1623,6 +1623,16 @@ fn a_refresh_is_shared_by_the_session_s_requests_and_only_theirs() {
     });
     let (_, c, _) = refresh_of(&f, &other, NOW + 400.0);
     assert_ne!(a.share, c.share, "another session refreshes on its own");
+    // An IdP that does not rotate: the same refresh token, the next access
+    // token: the next refresh is another callout.
+    let next = logged_in(&f, |login| {
+        let mut t = jwt_tokens(login);
+        t["access_token"] = json!(jwt_access(NOW + 301.0));
+        t
+    });
+    let (_, d, _) = refresh_of(&f, &next, NOW + 400.0);
+    assert_eq!(form(&d)["refresh_token"], "the-refresh");
+    assert_ne!(a.share, d.share, "the refresh of another access token");
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub const MAX_PENDING: usize = 4096;
 pub const FAST_TICK: Duration = Duration::from_millis(10);
 /// The tick otherwise.
 pub const TICK: Duration = Duration::from_millis(100);
+/// The most steps `advance` carries out for one request in one go.
+const MAX_STEPS: usize = 32;
 /// Compare-and-swap attempts on a shared slot before giving up on it.
 const CAS_ATTEMPTS: usize = 16;
 
@@ -405,7 +407,20 @@ pub fn read_lean_request(names: &[String]) -> Request {
 /// Carries out `step` for a request and keeps going until it forwards, answers
 /// or must wait. The effective context must be the request's.
 pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step) -> Action {
+    let mut steps = 0usize;
     loop {
+        steps = steps.saturating_add(1);
+        if steps > MAX_STEPS {
+            // Answers that keep asking for more (an IdP answering each refresh
+            // with a token that is due already): never spin the VM.
+            log::error!(
+                "a request took more than {MAX_STEPS} steps without an answer; answering 503"
+            );
+            step = Step::Respond(Response::json_error(
+                503,
+                "the request could not be completed",
+            ));
+        }
         match step {
             Step::Continue(changes) => {
                 shared
