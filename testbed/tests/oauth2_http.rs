@@ -747,3 +747,41 @@ fn concurrent_requests_of_one_session_refresh_it_once() {
         "one refresh for the session, not one per request"
     );
 }
+
+#[test]
+fn other_cookies_reach_the_upstream_byte_for_byte_when_the_session_cookies_are_removed() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let login = f.idp.login_headless(&mut agent, &url("/app/obs"), USER);
+    echoed(&login.response);
+    let ours = agent
+        .cookie_header(&Url::parse(&url("/app/obs")).expect("url"))
+        .expect("the session cookies");
+    // A Latin-1 cookie (obs-text) before and after Portcullis's own.
+    let mut cookie = b"theme=\xe9t\xe9; ".to_vec();
+    cookie.extend_from_slice(ours.as_bytes());
+    cookie.extend_from_slice(b"; lang=fran\xe7ais");
+    let mut req = format!(
+        "GET /app/obs HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: ",
+        f.port
+    )
+    .into_bytes();
+    req.extend_from_slice(&cookie);
+    req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let e = echoed(&client::raw(f.port, &req));
+    assert_eq!(e.header("x-user"), Some(USER));
+    // The agent also holds the IdP's cookies (same host): those stay too.
+    let mut want = b"theme=\xe9t\xe9".to_vec();
+    for c in ours.split("; ").filter(|c| !c.starts_with("portcullis_")) {
+        want.extend_from_slice(b"; ");
+        want.extend_from_slice(c.as_bytes());
+    }
+    want.extend_from_slice(b"; lang=fran\xe7ais");
+    assert!(ours.contains("portcullis_session.login"), "{ours}");
+    assert_eq!(
+        e.header_bytes("cookie"),
+        Some(want.as_slice()),
+        "{:?}",
+        e.headers
+    );
+}

@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 const UNAVAILABLE: &str = "JWT keys are not available yet: the JWK Set could not be fetched";
 /// The bound on parked requests this Envoy's VM is given.
 const BOUND: usize = 4;
-/// Far below the 3 s a parked request waits: answered without parking.
-const AT_ONCE: Duration = Duration::from_millis(1500);
+/// Below the 3 s a parked request waits (with room for a loaded machine):
+/// answered without parking.
+const AT_ONCE: Duration = Duration::from_millis(2500);
 
 struct Fixture {
     envoy: Envoy,
@@ -153,48 +154,57 @@ fn with_the_idp_down_and_discovery_failed_sign_in_is_unavailable_at_once() {
     }
 }
 
-#[test]
-fn parked_requests_are_bounded_per_vm_and_one_past_the_bound_is_answered_at_once() {
-    let f = bounded();
+/// Sends `BOUND` requests while a fetch is in flight and waits until Envoy
+/// counts them all active (parked). `None` when the fetch ended first (a
+/// loaded machine): the caller tries again with the next fetch.
+fn park_bound_requests(f: &Bounded, token: &str) -> Option<Vec<thread::JoinHandle<u16>>> {
     let port = f.envoy.port("main");
-    let token = token("RS256", Value::Null);
-    // Wait for a fetch to start: it stays in flight 4 s, and requests wait for it.
     let seen = f.slow.heads().len();
     let deadline = Instant::now() + Duration::from_secs(20);
     while f.slow.heads().len() == seen {
         assert!(Instant::now() < deadline, "no JWK Set fetch started");
         thread::sleep(Duration::from_millis(10));
     }
+    // The fetch now stays in flight for 4 s, and requests wait for it.
+    let fetch_started = Instant::now();
     let parked: Vec<_> = (0..BOUND)
         .map(|_| {
-            let token = token.clone();
-            thread::spawn(move || {
-                let started = Instant::now();
-                let r = get_with_token(port, "/x", &token, &[]);
-                (r.status, started.elapsed())
-            })
+            let token = token.to_string();
+            thread::spawn(move || get_with_token(port, "/x", &token, &[]).status)
         })
         .collect();
-    // Until all of them are parked (Envoy counts them active).
-    let deadline = Instant::now() + Duration::from_secs(3);
     while f.envoy.stat("http.main.downstream_rq_active").unwrap_or(0) < BOUND as u64 {
-        assert!(Instant::now() < deadline, "the requests never parked");
+        if fetch_started.elapsed() > Duration::from_millis(3500) {
+            for p in parked {
+                let _ = p.join();
+            }
+            return None;
+        }
         thread::sleep(Duration::from_millis(5));
     }
-    // One past the bound: answered at once, as a timed-out wait.
-    let started = Instant::now();
+    Some(parked)
+}
+
+#[test]
+fn parked_requests_are_bounded_per_vm_and_one_past_the_bound_is_answered_at_once() {
+    let f = bounded();
+    let port = f.envoy.port("main");
+    let token = token("RS256", Value::Null);
+    let parked = (0..5)
+        .find_map(|_| park_bound_requests(f, &token))
+        .expect("the requests parked for one of five fetches");
+    // One past the bound: answered at once, as a timed-out wait, while the
+    // others are still parked.
     let r = get_with_token(port, "/x", &token, &[]);
-    let took = started.elapsed();
+    let still_parked = f.envoy.stat("http.main.downstream_rq_active").unwrap_or(0);
     assert_eq!(r.status, 503, "{}", show(&r));
     assert_default_body(&r, UNAVAILABLE, 503, "past the bound");
-    assert!(took < AT_ONCE, "took {took:?}");
-    // The parked ones waited for the fetch (its failure or their 3 s).
+    assert!(
+        still_parked >= BOUND as u64,
+        "answered only after the parked ones ({still_parked} still active)"
+    );
+    // The parked ones get their 503 when the fetch fails (or their 3 s end).
     for p in parked {
-        let (status, waited) = p.join().expect("client thread");
-        assert_eq!(status, 503, "a parked request");
-        assert!(
-            waited > took,
-            "a parked request waited {waited:?}, the one past the bound {took:?}"
-        );
+        assert_eq!(p.join().expect("client thread"), 503, "a parked request");
     }
 }
