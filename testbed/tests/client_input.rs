@@ -346,3 +346,23 @@ fn a_cors_preflight_still_goes_to_an_external_auth_service() {
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].method, "OPTIONS");
 }
+
+#[test]
+fn eight_credentials_are_read_and_a_ninth_is_malformed() {
+    let good = String::from_utf8(bearer(&token("RS256", json!({})))).expect("ASCII");
+    let with = |basics: usize| {
+        let mut list = vec!["Basic dXNlcjpwYXNz"; basics];
+        list.push(&good);
+        list.join(", ")
+    };
+    let r = raw_get("/jwt/credentials", &[("Authorization", with(7).as_bytes())]);
+    echoed(&r);
+    let r = raw_get("/jwt/credentials", &[("Authorization", with(8).as_bytes())]);
+    assert_eq!(r.status, 400, "{}", show(&r));
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|w| w.contains("too many credentials")),
+        "{}",
+        show(&r)
+    );
+}
