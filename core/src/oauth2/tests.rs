@@ -209,7 +209,7 @@ fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 fn id_token(claims: serde_json::Value) -> String {
