@@ -82,7 +82,7 @@ impl JwtFilter {
                         Some(a) => algs.push(a),
                         None => c.error(
                             format!("{path}.validAlgorithms[{i}]"),
-                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, none)"),
+                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512, none)"),
                         ),
                     }
                 }
