@@ -359,7 +359,8 @@ impl JwtFilter {
                     "Bearer error=\"invalid_request\", error_description=\"{}\", realm=\"{realm}\"",
                     auth_param_text(why)
                 )),
-                Some(1),
+                // As AES: no token was parsed, so `.error.ValidationError` is nil.
+                None,
             ),
             ErrorCase::InvalidToken(err) => (
                 401,
@@ -385,6 +386,14 @@ impl JwtFilter {
             Some(b) => json!({ "ValidationError": { "Errors": b } }),
             None => json!({}),
         };
+        // AES's error struct: `{{ . | json "" }}` shows `message`,
+        // `status_code` and, on a 5xx, `request_id`; the aliases and `error`
+        // are for templates only.
+        let json_fields: &[&str] = if status >= 500 {
+            &["message", "status_code", "request_id"]
+        } else {
+            &["message", "status_code"]
+        };
         let root = json!({
             "status_code": status,
             "httpStatus": status,
@@ -392,6 +401,7 @@ impl JwtFilter {
             "request_id": request.request_id,
             "requestId": request.request_id,
             "error": error,
+            (crate::template::JSON_FIELDS_KEY): json_fields,
         });
         let data = RenderData {
             root: &root,
