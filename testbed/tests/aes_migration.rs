@@ -355,3 +355,62 @@ fn bypass_auth_mappings_skip_every_filter() {
     let e = echoed(&r);
     assert_eq!(e.path, "/api/health/ready");
 }
+
+/// The realistic manifests in `testdata/aes-import` (three namespaces, Secrets,
+/// precedence, an AuthService) imported, then loaded by `envoy --mode validate`,
+/// which runs the plugin's configure step with the VM environment the import
+/// wrote.
+#[test]
+fn imported_testdata_passes_envoy_validate() {
+    use portcullis_testbed::envoy::{envoy_bin, wasm_path};
+    let dir = std::env::temp_dir().join(format!("portcullis-aes-validate-{}", std::process::id()));
+    let data = repo_root().join("testdata/aes-import");
+    let mut cmd = Command::new(portcullis_bin());
+    cmd.arg("import");
+    for f in [
+        "filters.yaml",
+        "policies.yaml",
+        "routing.yaml",
+        "secrets.yaml",
+    ] {
+        cmd.arg(data.join(f));
+    }
+    let out = cmd.arg("--out").arg(dir.join("out")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/portcullis.json")).unwrap())
+            .unwrap();
+    let env = std::fs::read_to_string(dir.join("out/secrets.env")).unwrap();
+    // The callout hosts' clusters (the URL hosts, as without a `clusters` map).
+    let mut cfg = EnvoyConfig::new(9)
+        .plugin(config)
+        .cluster("idp.example.com", 9)
+        .cluster("auth.default", 9);
+    for (k, v) in env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+    {
+        cfg = cfg.vm_env(k, v);
+    }
+    let yaml = cfg
+        .build()
+        .replace("{{WASM}}", &wasm_path().unwrap().to_string_lossy());
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let ran = Command::new(envoy_bin().unwrap())
+        .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "envoy --mode validate failed:\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
