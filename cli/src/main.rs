@@ -276,6 +276,20 @@ fn schema() -> String {
             serde_json::Value::String("Portcullis plugin configuration (v1)".to_string()),
         );
     }
+    // AES puts `ambassador_id` beside the filter type, in the entry.
+    if let Some(properties) = schema
+        .get_mut("$defs")
+        .and_then(|d| d.get_mut("FilterSpec"))
+        .and_then(|d| d.get_mut("properties"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for (field, advice) in portcullis_core::config::IGNORED_ENTRY_FIELDS {
+            properties.insert(
+                (*field).to_string(),
+                serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
+            );
+        }
+    }
     for definition in [
         "JwtSpec",
         "ExternalSpec",
