@@ -920,7 +920,8 @@ fn header_change(changes: &[HeaderChange], name: &str) -> String {
     changes
         .iter()
         .find(|c| c.name == name)
-        .and_then(|c| c.value.clone())
+        .and_then(|c| c.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| panic!("no change to {name}: {changes:?}"))
 }
 
