@@ -249,6 +249,9 @@ pub struct Request {
     /// pass it, but asks for the whole request (`Step::NeedFullRequest`) for
     /// anything else.
     pub lean: bool,
+    /// The body, when a filter asked the host to read it (an OAuth2 logout
+    /// form, at most `MAX_LOGOUT_FORM_BYTES` + 1 bytes); `None` otherwise.
+    pub body: Option<Vec<u8>>,
 }
 
 impl Request {

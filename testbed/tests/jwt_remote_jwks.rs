@@ -153,7 +153,7 @@ fn jwks_is_fetched_in_the_background_before_any_request() {
     assert_eq!(fetch.header("host"), Some("s1.test"));
     assert!(
         f.envoy.wait_for_log(
-            "JWK Set http://s1.test/good.json: loaded 5 keys",
+            "JWK Set http://s1.test/good.json: loaded 6 keys",
             Duration::from_secs(5)
         ),
         "{}",
@@ -260,7 +260,7 @@ fn unknown_kid_refreshes_the_set_at_most_once_per_10s() {
     assert_eq!(seen.headers_all("x-sub"), vec!["user-1"]);
     assert_eq!(f.s1.count("/refresh.json"), before + 1, "one refresh");
     assert!(f.envoy.wait_for_log(
-        "JWK Set http://s1.test/refresh.json: loaded 5 keys",
+        "JWK Set http://s1.test/refresh.json: loaded 6 keys",
         Duration::from_secs(5)
     ));
     // Another unknown kid within 10 s: refused at once, no new fetch.
@@ -376,7 +376,7 @@ fn jwks_down_at_start_gives_503_then_recovers() {
     assert!(f
         .envoy
         .log()
-        .contains("JWK Set http://s2.test/jwks.json: loaded 5 keys"));
+        .contains("JWK Set http://s2.test/jwks.json: loaded 6 keys"));
     passed(
         &f.envoy,
         &call("/down/x", &token("HS256", Value::Null)),

@@ -553,11 +553,24 @@ fn config_rejects_protocol_version_v2_for_grpc() {
 }
 
 #[test]
-fn config_refuses_protocol_version_v2_for_http_too() {
-    // The contract: `v2` refused with a clear error, whatever `proto` says.
-    let e = errors(json!({"auth_service": "auth:3000", "protocol_version": "v2"}));
+fn protocol_version_v2_is_ignored_for_http_and_refused_for_grpc() {
+    // As Emissary: an HTTP check has no protocol version.
+    let (f, notices) = compile_with_clusters(
+        json!({"auth_service": "auth:3000", "proto": "http", "protocol_version": "v2"}),
+        &[],
+    );
+    assert!(f.is_ok());
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("protocol_version: ignored")),
+        "{notices:?}"
+    );
+    let e = errors(json!({"auth_service": "auth:3000", "proto": "grpc", "protocol_version": "v2"}));
     assert_eq!(e.len(), 1);
     assert!(e[0].contains("v2 is not supported"), "{e:?}");
+    let e = errors(json!({"auth_service": "auth:3000", "allow_request_body": true}));
+    assert!(e[0].contains("include_body"), "{e:?}");
     let (f, _) = compile_with_clusters(
         json!({"auth_service": "auth:3000", "protocol_version": "v3"}),
         &[],

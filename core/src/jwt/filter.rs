@@ -82,7 +82,7 @@ impl JwtFilter {
                         Some(a) => algs.push(a),
                         None => c.error(
                             format!("{path}.validAlgorithms[{i}]"),
-                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, none)"),
+                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512, none)"),
                         ),
                     }
                 }
@@ -385,7 +385,8 @@ impl JwtFilter {
                     "Bearer error=\"invalid_request\", error_description=\"{}\", realm=\"{realm}\"",
                     auth_param_text(why)
                 )),
-                Some(1),
+                // As AES: no token was parsed, so `.error.ValidationError` is nil.
+                None,
             ),
             ErrorCase::InvalidToken(err) => (
                 401,
@@ -411,6 +412,14 @@ impl JwtFilter {
             Some(b) => json!({ "ValidationError": { "Errors": b } }),
             None => json!({}),
         };
+        // AES's error struct: `{{ . | json "" }}` shows `message`,
+        // `status_code` and, on a 5xx, `request_id`; the aliases and `error`
+        // are for templates only.
+        let json_fields: &[&str] = if status >= 500 {
+            &["message", "status_code", "request_id"]
+        } else {
+            &["message", "status_code"]
+        };
         let root = json!({
             "status_code": status,
             "httpStatus": status,
@@ -418,6 +427,7 @@ impl JwtFilter {
             "request_id": request.request_id,
             "requestId": request.request_id,
             "error": error,
+            (crate::template::JSON_FIELDS_KEY): json_fields,
         });
         let data = RenderData {
             root: &root,

@@ -9,9 +9,9 @@ use super::encoding::{
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
     error_page, grants, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, Origin,
-    TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLBACK_PATH, CALLOUT_TIMEOUT,
-    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, LOGOUT_PATH, MAX_PENDING_LOGINS,
-    REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
+    TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLOUT_TIMEOUT, DEFAULT_ACCESS_LIFETIME,
+    LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS, REFRESH_ON_REFUSAL_AFTER,
+    REFRESH_SESSION_LIFETIME,
 };
 use crate::config::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
@@ -91,7 +91,7 @@ pub(super) fn check(
     let (Some(_), Some(_)) = (idp.discovery, idp.keys) else {
         return OAuth2Step::NeedIdp;
     };
-    let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+    let Some(origin) = f.origin_of(request) else {
         return OAuth2Step::Respond(Response::json_error(
             403,
             &format!(
@@ -101,10 +101,12 @@ pub(super) fn check(
         ));
     };
     let jar = CookieJar::from_headers(&request.headers);
-    match request.path_only() {
-        CALLBACK_PATH => return callback(f, request, &origin, &jar, idp, now),
-        LOGOUT_PATH => return logout(f, request, &origin, &jar, idp, now),
-        _ => {}
+    let path = request.path_only();
+    if f.is_callback_path(path) {
+        return callback(f, request, &origin, &jar, idp, now);
+    }
+    if super::is_logout_path(path) {
+        return logout(f, request, &origin, &jar, idp, now);
     }
     match open_session_cached(f, &jar, now, idp.session_cache) {
         Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
@@ -124,7 +126,7 @@ pub(super) fn on_answer(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let jar = CookieJar::from_headers(&request.headers);
-    let origin = Origin::of(request).filter(|o| f.protects(o));
+    let origin = f.origin_of(request);
     match kind {
         Pending::Grant => grants::on_answer(f, request, answer),
         Pending::CodeExchange {
@@ -342,13 +344,31 @@ fn is_safe_method(method: &str) -> bool {
     )
 }
 
-/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the query.
+/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the
+/// query, else `_xsrf` in an `application/x-www-form-urlencoded` body the host
+/// read (logout only: see [`logout`]).
 fn presented_xsrf(request: &Request) -> Option<String> {
     if let Some(h) = request.headers.get("x-xsrf-token") {
         return Some(h.trim().to_string());
     }
     let params = query_params(&request.path);
-    query_param(&params, "_xsrf").map(str::to_string)
+    if let Some(v) = query_param(&params, "_xsrf") {
+        return Some(v.to_string());
+    }
+    let body = request.body.as_ref().filter(|_| is_form(request))?;
+    let form = query_params(&format!("?{}", String::from_utf8_lossy(body)));
+    query_param(&form, "_xsrf").map(str::to_string)
+}
+
+/// Whether the request body is an HTML form (`application/x-www-form-urlencoded`).
+fn is_form(request: &Request) -> bool {
+    request.headers.get("content-type").is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
 }
 
 fn xsrf_ok(request: &Request, session: &Session) -> bool {
@@ -372,7 +392,9 @@ fn authenticated(
     now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    if !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
+    // As AES: the application checks the XSRF token (the cookie reaches it);
+    // Portcullis does only when `xsrfProtection: unsafeMethods` asks.
+    if f.xsrf_on_requests && !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
         return OAuth2Step::Respond(Response::json_error(
             403,
             "XSRF check failed: send the portcullis_xsrf cookie's value in X-XSRF-Token (or _xsrf in the query)",
@@ -656,11 +678,9 @@ fn allow(
         session.id_token.as_deref(),
     );
     if request.headers.contains("cookie") {
-        let bases = [
-            f.cookie_base("session"),
-            f.cookie_base("xsrf"),
-            f.cookie_base("state"),
-        ];
+        // The XSRF cookie stays: the application reads it to put in its forms
+        // and compares it with what they send back (AES).
+        let bases = [f.cookie_base("session"), f.cookie_base("state")];
         let ours = |n: &str| {
             bases.iter().any(|b| {
                 n == b
@@ -761,7 +781,7 @@ fn login_redirect(
         }
     }
     let scope = scopes.join(" ");
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     // The original URL is the request's own origin and path: never elsewhere.
     let path = if request.path.starts_with('/') && !request.path.starts_with("//") {
         request.path.as_str()
@@ -926,7 +946,7 @@ fn callback(
     let Some(target) = f.callout_target(&discovery.token_endpoint) else {
         return fail(503, "The identity provider's token endpoint is not usable.");
     };
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -1430,10 +1450,17 @@ fn logout(
     }
     let session = open_session(f, jar, now);
     if let Some(s) = &session {
+        if !xsrf_ok(request, s) && request.body.is_none() && is_form(request) {
+            // AES's logout form carries `_xsrf` in its body: the host reads it
+            // (bounded) and asks again.
+            return OAuth2Step::NeedBody {
+                max_bytes: MAX_LOGOUT_FORM_BYTES,
+            };
+        }
         if !xsrf_ok(request, s) {
             return OAuth2Step::Respond(Response::json_error(
                 403,
-                "XSRF check failed: log out with the portcullis_xsrf cookie's value in _xsrf or X-XSRF-Token",
+                "XSRF check failed: log out with the portcullis_xsrf cookie's value in the form field _xsrf, the query or X-XSRF-Token",
             ));
         }
     }

@@ -59,6 +59,19 @@ impl SessionKeys {
         })
     }
 
+    /// The session key of a filter given no `sessionKeys`: HKDF-SHA256 (RFC
+    /// 5869) of the client `secret`, with a fixed salt and the filter's name as
+    /// `info`, so two filters sharing a client secret never share a key, and
+    /// the key changes only with the secret or the name.
+    pub fn derive_from_secret(secret: &str, filter_name: &str) -> [u8; 32] {
+        let hk =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"portcullis sessionKeys v1"), secret.as_bytes());
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit (255 * 32): never fails.
+        let _ = hk.expand(format!("OAuth2 filter {filter_name}").as_bytes(), &mut key);
+        key
+    }
+
     pub fn new(keys: &[[u8; 32]]) -> SessionKeys {
         SessionKeys {
             keys: keys.iter().map(|k| Aes256Gcm::new(&(*k).into())).collect(),

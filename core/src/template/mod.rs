@@ -18,6 +18,7 @@ mod gofmt;
 mod lex;
 mod parse;
 mod value;
+pub use value::JSON_FIELDS_KEY;
 
 #[cfg(test)]
 mod tests;
