@@ -273,10 +273,7 @@ fn token(state: &Mutex<State>, profile: Profile, issuer: &str, req: &Request) ->
                 "iat": now, "exp": now + 3600, "cid": client, "n": s.counter,
             }),
         ),
-        Profile::Google => {
-            let t = s.next("ya29.opaque");
-            t
-        }
+        Profile::Google => s.next("ya29.opaque"),
     };
     let mut answer = json!({
         "access_token": access,

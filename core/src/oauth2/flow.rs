@@ -31,7 +31,7 @@ use std::time::Duration;
 /// Leeway for the ID token's `exp`, `nbf` and `iat` (clock skew with the IdP).
 const ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 /// Length of the state id in the state cookie's name.
-const STATE_ID_LEN: usize = 12;
+pub(super) const STATE_ID_LEN: usize = 12;
 /// The longest refresh token kept.
 const MAX_REFRESH_TOKEN_LEN: usize = 8 * 1024;
 
@@ -736,20 +736,7 @@ fn allow(
         session.userinfo.as_ref(),
     );
     if request.headers.contains("cookie") {
-        let bases = [
-            f.cookie_base("session"),
-            f.cookie_base("xsrf"),
-            f.cookie_base("state"),
-            f.cookie_base("logins"),
-        ];
-        let ours = |n: &str| {
-            bases.iter().any(|b| {
-                n == b
-                    || n.strip_prefix(b.as_str())
-                        .is_some_and(|rest| rest.starts_with('.'))
-            })
-        };
-        changes.push(match jar.without(ours) {
+        changes.push(match jar.without(|n| f.owns_cookie(n)) {
             Some(v) => HeaderChange::set("cookie", v),
             None => HeaderChange::remove("cookie"),
         });
@@ -882,13 +869,7 @@ fn login_redirect(
     let location = format!("{endpoint}{separator}{}", form_encode(params));
     let mut response = redirect(&location);
     // Bound the logins in progress: past the limit, forget the older ones.
-    let existing: Vec<&str> = jar
-        .names()
-        .filter(|n| {
-            n.strip_prefix(state_base.as_str())
-                .is_some_and(|rest| rest.starts_with('.'))
-        })
-        .collect();
+    let existing: Vec<&str> = jar.names().filter(|n| f.owns_state_cookie(n)).collect();
     if existing.len() >= MAX_PENDING_LOGINS {
         for n in existing {
             response

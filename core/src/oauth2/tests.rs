@@ -1978,3 +1978,45 @@ fn opened_sessions_are_cached_transparently() {
     );
     assert!(!matches!(late, OAuth2Step::Allow { .. }));
 }
+
+#[test]
+fn filters_sharing_a_name_prefix_keep_to_their_own_cookies() {
+    let app = filter(); // "login"
+    let mut other = filter();
+    other.name = "login.default".to_string();
+    for name in [
+        "portcullis_session.login",
+        "portcullis_session.login.0",
+        "portcullis_session.login.7",
+        "portcullis_xsrf.login",
+        "portcullis_logins.login",
+        "portcullis_state.login.AbCdEf012345",
+    ] {
+        assert!(app.owns_cookie(name), "{name}");
+        assert!(!other.owns_cookie(name), "{name}");
+    }
+    for name in [
+        "portcullis_session.login.default",
+        "portcullis_session.login.default.1",
+        "portcullis_xsrf.login.default",
+        "portcullis_state.login.default.AbCdEf012345",
+        "portcullis_logins.login.default",
+    ] {
+        assert!(other.owns_cookie(name), "{name}");
+        assert!(!app.owns_cookie(name), "{name}");
+    }
+    // Four logins of the other filter in progress: this one's login clears none.
+    let cookies: Vec<String> = (0..4)
+        .map(|i| format!("portcullis_state.login.default.id{i}=x"))
+        .collect();
+    let req = request("GET", "/", &[("cookie", &cookies.join("; "))]);
+    let r = respond(check(&app, &OAuth2Args::default(), &req, NOW));
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.contains("Max-Age=0")));
+    // Names whose cookies would collide are refused at configure time.
+    assert!(cookie_names_collide("app", "app.1"));
+    assert!(cookie_names_collide("app.1", "app"));
+    assert!(!cookie_names_collide("app", "app.default"));
+    assert!(!cookie_names_collide("app", "app"));
+}
