@@ -755,3 +755,28 @@ fn concurrent_requests_of_one_session_refresh_it_once() {
         "one refresh for the session, not one per request"
     );
 }
+
+#[test]
+fn a_login_link_just_past_the_bound_comes_back_to_its_path() {
+    // The state cookie keeps at most 2048 bytes of path and query (a longer
+    // one took the cookie past the 4096 bytes a browser keeps, and the login
+    // was "not started in this browser").
+    let f = fx();
+    let at_bound = format!("/app/long?q={}", "a".repeat(2048 - "/app/long?q=".len()));
+    assert_eq!(at_bound.len(), 2048);
+    let past = format!("{at_bound}b");
+    for (path, back) in [
+        (at_bound.as_str(), at_bound.as_str()),
+        (past.as_str(), "/app/long"),
+    ] {
+        let mut agent = Agent::new();
+        let login = f.idp.login_headless(&mut agent, &url(path), USER);
+        for h in &login.hops {
+            for c in portcullis_testbed::browserless::set_cookies(&h.response) {
+                assert!(c.raw.len() < 4096, "a cookie of {} bytes", c.raw.len());
+            }
+        }
+        assert_eq!(login.final_url, url(back), "{} bytes", path.len());
+        assert_eq!(echoed(&login.response).header("x-user"), Some(USER));
+    }
+}

@@ -265,7 +265,11 @@ fn azure_like_under_jwt_works_and_under_userinfo_explains_itself() {
     assert_eq!(e.header("x-user"), Some(QUIRKY_USER));
     let iss = jwt_claims(&bearer(&e))["iss"].clone();
     assert_eq!(iss, format!("https://sts.windows.net/{AZURE_TENANT}/"));
-    assert_ne!(iss, json!(f.azure.issuer()), "another issuer than discovery's");
+    assert_ne!(
+        iss,
+        json!(f.azure.issuer()),
+        "another issuer than discovery's"
+    );
     // `userinfo` validation can never pass a token UserInfo refuses: the
     // callback says so, once, instead of a loop.
     let mut agent = Agent::new();

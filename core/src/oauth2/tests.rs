@@ -2020,3 +2020,43 @@ fn filters_sharing_a_name_prefix_keep_to_their_own_cookies() {
     assert!(!cookie_names_collide("app", "app.default"));
     assert!(!cookie_names_collide("app", "app"));
 }
+
+#[test]
+fn a_session_just_past_its_chunk_bound_is_refused_with_a_page() {
+    use super::session::{MAX_CHUNKS, MAX_SEALED_LEN};
+    let attrs = CookieAttrs {
+        secure: true,
+        same_site: SameSite::Lax,
+        http_only: true,
+        max_age: Some(60),
+    };
+    let jar = CookieJar::default();
+    let at = "a".repeat(MAX_SEALED_LEN);
+    let set = write_chunked("s", &at, &attrs, &jar).expect("at the bound: chunked");
+    assert_eq!(set.len(), MAX_CHUNKS);
+    assert!(set.iter().all(|c| c.len() < 4096));
+    let past = "a".repeat(MAX_SEALED_LEN + 1);
+    assert!(write_chunked("s", &past, &attrs, &jar).is_none());
+    // At login: tokens too large for the session's cookies get a 502 page,
+    // no cookie, no redirect.
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/");
+    let mut claims = good_claims(&login.params["nonce"]);
+    claims["groups"] = json!("g".repeat(11_000));
+    let mut big_access = claims.clone();
+    big_access["groups"] = json!("h".repeat(11_000));
+    let tokens = json!({
+        "access_token": id_token(big_access),
+        "id_token": id_token(claims),
+        "refresh_token": "r".repeat(8 * 1024),
+        "expires_in": 300,
+    });
+    let r = finish_login(&f, &args, &mut login, tokens);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("too large to keep in cookies"));
+    assert!(r.header("location").is_none());
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.starts_with("portcullis_session.login")));
+}
