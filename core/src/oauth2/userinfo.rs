@@ -79,8 +79,7 @@ pub(super) fn callout(
             body: Vec::new(),
         },
         timeout: CALLOUT_TIMEOUT,
-        // Requests of one session refreshed together ask once.
-        coalesce: true,
+        share: None,
     })
 }
 
