@@ -31,6 +31,7 @@ use super::{OAuth2Filter, CALLOUT_TIMEOUT};
 use crate::external::{Callout, CalloutAnswer, CalloutKind};
 use crate::jwt::verify::{decode_unverified, verify_token};
 use crate::jwt::{Algorithm, ClaimPolicy, KeySet};
+use crate::shared_callout::ShareKey;
 use serde_json::{Map, Value};
 
 /// The most bytes of UserInfo claims (serialized JSON) a session keeps.
@@ -79,7 +80,13 @@ pub(super) fn callout(
             body: Vec::new(),
         },
         timeout: CALLOUT_TIMEOUT,
-        share: None,
+        // The requests of a session refreshed together (on any worker) ask
+        // once for the new token's claims.
+        share: Some(ShareKey::of(&[
+            b"userinfo",
+            f.name.as_bytes(),
+            access_token.as_bytes(),
+        ])),
     })
 }
 
@@ -109,12 +116,15 @@ pub(super) fn read(
             "answer larger than {MAX_USERINFO_ANSWER_BYTES} bytes"
         ));
     }
-    let signed = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("content-type")
-            && v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/jwt"))
-    });
+    // `application/jwt`; a shared answer keeps no headers, so a body that is
+    // a JWT counts too.
+    let signed = body.starts_with(b"eyJ")
+        || headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("content-type")
+                && v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/jwt"))
+        });
     let claims = if signed {
         match signed_claims(f, body, issuer, keys, now) {
             Ok(c) => c,
