@@ -255,11 +255,11 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
         "the requests landed on one worker only; the test proves nothing: {}",
         envoy.admin_get("/stats?filter=worker_.*downstream_cx_total")
     );
-    // Ten requests used the one refresh's answer (the first made it).
-    assert_eq!(
-        counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10),
-        10
-    );
+    // Ten requests used the one refresh's answer (the first made it); the
+    // UserInfo call each then makes for the new access token is shared too
+    // (up to ten more).
+    let shared = counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10);
+    assert!((10..=20).contains(&shared), "{shared} shared answers");
 
     // The next expiry refreshes with the rotated refresh token.
     let agent = after(&agent, &origin, answers.last().expect("answers"));
@@ -424,6 +424,9 @@ fn two_envoys_without_affinity_refresh_twice_and_the_idp_ends_the_session() {
         2,
         "the code and one refresh"
     );
+    // The IdP logs a request when its answer is done: wait for the line.
+    let refused = format!("POST /token -> 400 auth=basic client={client_id}");
+    f.idp.wait_for_log(&refused, 1, WAIT);
     assert_eq!(
         token_calls(&f.idp, client_id, 400),
         1,
@@ -438,6 +441,7 @@ fn two_envoys_without_affinity_refresh_twice_and_the_idp_ends_the_session() {
         r.status, 303,
         "the grant was revoked: the user logs in again"
     );
+    f.idp.wait_for_log(&refused, 2, WAIT);
     assert_eq!(token_calls(&f.idp, client_id, 400), 2);
 }
 

@@ -4,8 +4,9 @@
 //! between the application and the IdP until the browser gives up. Two guards:
 //!
 //! - **A login that has just completed and is refused again** (its session is
-//!   younger than [`JUST_SIGNED_IN`]) gets an explained page (401): what was
-//!   refused, and the setting to look at. A new login would end the same way.
+//!   younger than [`JUST_SIGNED_IN`] and still has the login's access token)
+//!   gets an explained page (401): what was refused, and the setting to look
+//!   at. A new login would end the same way.
 //! - **A bounded count of logins per browser**: the cookie
 //!   `portcullis_logins.<name>` counts the login redirects of a window of
 //!   [`LOGIN_WINDOW`] seconds; past [`MAX_LOGINS_IN_WINDOW`] the browser gets
@@ -47,7 +48,10 @@ pub(super) fn refused(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let age = (now.max(0.0) as u64).saturating_sub(session.created);
-    if age >= JUST_SIGNED_IN {
+    // The login's own access token: one refreshed since is another matter (a
+    // grant the IdP revoked meanwhile), for a new login.
+    let logins_token = session.access_obtained <= session.created;
+    if age >= JUST_SIGNED_IN || !logins_token {
         log::info!("OAuth2 filter {}: {what}; new login", f.name);
         return unauthenticated(f, request, args, origin, jar, idp, now, random);
     }

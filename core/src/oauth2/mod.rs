@@ -283,8 +283,13 @@ impl UserinfoCache {
     /// `on_answer`: remembers a userinfo 200 for [`USERINFO_CACHE_TTL`] (or
     /// until the access token expires, if sooner).
     pub fn remember(&mut self, pending: &OAuth2Pending, answer: &CalloutAnswer, now: f64) {
-        let flow::Pending::Userinfo { session, .. } = pending.kind.as_ref() else {
-            return;
+        // A validation call, or the UserInfo call of a login or refresh: either
+        // 200 says the access token is good now.
+        let session = match pending.kind.as_ref() {
+            flow::Pending::Userinfo { session, .. }
+            | flow::Pending::LoginUserinfo { session, .. }
+            | flow::Pending::RefreshUserinfo { session } => session,
+            _ => return,
         };
         if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
             return;

@@ -2222,8 +2222,23 @@ fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
     ));
     assert_eq!(form(&c)["grant_type"], "refresh_token");
     let a = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
-    let (changes, _) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
+    let (changes, set) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
     assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-2")));
+    // The refreshed token refused at once, within a minute of the login: not
+    // the login's token (the grant was revoked meanwhile): a new login.
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set_cookies(&set));
+    let req2 = jwt_session_request(&renewed, "GET", "/", &[]);
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req2, later + 1.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req2,
+        pending,
+        http(401, json!({})),
+        later + 1.0,
+    ));
+    assert_eq!(r.status, 303);
     // A token refused right after it was obtained: no refresh loop, and as
     // the login has just completed, no login loop either: the explained page
     // (`loops::refused`).
