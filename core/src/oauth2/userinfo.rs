@@ -72,7 +72,10 @@ pub(super) fn callout(
             format!("Bearer {access_token}"),
         ),
         ("accept".to_string(), "application/json".to_string()),
-    ];
+    ]
+    .into_iter()
+    .map(|(n, v)| (n, v.into_bytes()))
+    .collect();
     Some(Callout {
         cluster: target.cluster.clone(),
         kind: CalloutKind::Http {
