@@ -31,7 +31,7 @@ use portcullis_testbed::{EchoUpstream, Envoy, EnvoyConfig};
 use serde_json::{json, Value};
 
 /// Access tokens live this long (s): a refresh is due after [`PAST_EXPIRY`].
-const EXPIRES_IN: u64 = 2;
+const EXPIRES_IN: u64 = 5;
 const PAST_EXPIRY: Duration = Duration::from_secs(EXPIRES_IN + 1);
 
 struct Fixture {
