@@ -137,6 +137,24 @@ fn late(
     )
 }
 
+/// The traffic after expiry: 8 parallel requests on separate
+/// connections, then 3 still carrying the pre-refresh `cookie`, 0.3 s, 1 s and
+/// 2.5 s later. The answers, and when the burst began.
+fn burst_then_late(port: u16, authority: &str, cookie: &str) -> (Vec<client::Response>, Instant) {
+    let began = Instant::now();
+    let mut answers = burst(port, authority, cookie, 8);
+    for after in [300, 1000, 2500] {
+        answers.push(late(
+            port,
+            authority,
+            cookie,
+            began,
+            Duration::from_millis(after),
+        ));
+    }
+    (answers, began)
+}
+
 /// Asserts every response reached the upstream as `alice` with one refreshed
 /// token (not `old`) and renewed the session cookie; returns that token.
 fn one_fresh_token(responses: &[client::Response], old: &str) -> String {
@@ -230,17 +248,7 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
     );
 
     until_expired(issued);
-    let refreshed_at = Instant::now();
-    let mut answers = burst(port, &authority, &cookie, 8);
-    for after in [300, 1000, 2500] {
-        answers.push(late(
-            port,
-            &authority,
-            &cookie,
-            refreshed_at,
-            Duration::from_millis(after),
-        ));
-    }
+    let (answers, refreshed_at) = burst_then_late(port, &authority, &cookie);
     let fresh = one_fresh_token(&answers, &old);
     assert_eq!(
         token_calls(&idp, client_id, 200, 2),
@@ -466,17 +474,7 @@ fn two_envoys_behind_a_cookie_hash_front_refresh_once() {
     };
     let before = served();
     until_expired(issued);
-    let refreshed_at = Instant::now();
-    let mut answers = burst(f.port, &authority, &cookie, 8);
-    for after in [300, 1000, 2500] {
-        answers.push(late(
-            f.port,
-            &authority,
-            &cookie,
-            refreshed_at,
-            Duration::from_millis(after),
-        ));
-    }
+    let (answers, refreshed_at) = burst_then_late(f.port, &authority, &cookie);
     let fresh = one_fresh_token(&answers, &old);
     assert_eq!(
         token_calls(&f.idp, client_id, 200, 2),
