@@ -519,3 +519,16 @@ fn cache_budget_is_shared_between_the_caches_and_never_exceeded() {
     ));
     assert_eq!(off.cache_shares().tokens + off.cache_shares().sessions, 0);
 }
+
+#[test]
+fn oauth2_filters_whose_cookie_names_would_collide_are_refused() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"app","OAuth2":{{{OAUTH2_OK}}}}},{{"name":"app.1","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
+    ));
+    assert!(e.starts_with("filters[1].name"), "{e}");
+    assert!(e.contains("cookie names"), "{e}");
+    // A name and its AES `name.namespace` form live side by side.
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"app","OAuth2":{{{OAUTH2_OK}}}}},{{"name":"app.default","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
+    ));
+}

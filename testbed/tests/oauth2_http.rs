@@ -81,7 +81,11 @@ fn start() -> Fixture {
                 "protectedOrigins": [ { "origin": o } ],
                 "sessionKeys": [ key ],
                 "postLogoutRedirectURI": format!("{o}/logged-out"),
-                "injectRequestHeaders": [ { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" } ]
+                "injectRequestHeaders": [
+                    { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" },
+                    { "name": "X-Email", "value": "{{ .userinfo.email }}" },
+                    { "name": "X-Id-Token-Email", "value": "{{ .idToken.Claims.email }}" }
+                ]
             });
             if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
                 s.extend(e);
@@ -89,7 +93,7 @@ fn start() -> Fixture {
             json!({ "name": name, "OAuth2": spec })
         };
         let rule = |path: &str, name: &str, args: Value| json!({ "host": "*", "path": path, "filters": [ { "name": name, "arguments": args } ] });
-        let profile = json!({ "scope": ["profile"] });
+        let profile = json!({ "scope": ["profile", "email"] });
         let mut svc = filter(
             "svc",
             idp.issuer(),
@@ -239,6 +243,10 @@ fn login_reaches_the_upstream_with_identity_and_sealed_cookies() {
     let e = echoed(&login.response);
     assert_eq!(e.path, "/app/hello?a=b");
     assert_eq!(e.header("x-user"), Some(USER));
+    // The strict IdP keeps the email claim out of the ID token (OpenID Connect
+    // Core 5.4); the UserInfo endpoint has it, and templates see it there.
+    assert_eq!(e.header("x-id-token-email"), Some("<no value>"));
+    assert_eq!(e.header("x-email"), Some("alice@example.test"));
     let token = bearer(&e);
     assert!(!token.is_empty());
     assert_no_portcullis_cookies_upstream(&e);
@@ -787,4 +795,29 @@ fn other_cookies_reach_the_upstream_byte_for_byte_when_the_session_cookies_are_r
         "{:?}",
         e.headers
     );
+}
+
+#[test]
+fn a_login_link_just_past_the_bound_comes_back_to_its_path() {
+    // The state cookie keeps at most 2048 bytes of path and query (a longer
+    // one took the cookie past the 4096 bytes a browser keeps, and the login
+    // was "not started in this browser").
+    let f = fx();
+    let at_bound = format!("/app/long?q={}", "a".repeat(2048 - "/app/long?q=".len()));
+    assert_eq!(at_bound.len(), 2048);
+    let past = format!("{at_bound}b");
+    for (path, back) in [
+        (at_bound.as_str(), at_bound.as_str()),
+        (past.as_str(), "/app/long"),
+    ] {
+        let mut agent = Agent::new();
+        let login = f.idp.login_headless(&mut agent, &url(path), USER);
+        for h in &login.hops {
+            for c in portcullis_testbed::browserless::set_cookies(&h.response) {
+                assert!(c.raw.len() < 4096, "a cookie of {} bytes", c.raw.len());
+            }
+        }
+        assert_eq!(login.final_url, url(back), "{} bytes", path.len());
+        assert_eq!(echoed(&login.response).header("x-user"), Some(USER));
+    }
 }

@@ -265,11 +265,11 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
         "the requests landed on one worker only; the test proves nothing: {}",
         envoy.admin_get("/stats?filter=worker_.*downstream_cx_total")
     );
-    // Ten requests used the one refresh's answer (the first made it).
-    assert_eq!(
-        counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10),
-        10
-    );
+    // Ten requests used the one refresh's answer (the first made it); the
+    // UserInfo call each then makes for the new access token is shared too
+    // (up to ten more).
+    let shared = counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10);
+    assert!((10..=20).contains(&shared), "{shared} shared answers");
 
     // The next expiry refreshes with the rotated refresh token.
     let agent = after(&agent, &origin, answers.last().expect("answers"));

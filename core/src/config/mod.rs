@@ -532,6 +532,19 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 format!("duplicate filter name {:?}", spec.name),
             );
         }
+        if spec.oauth2.is_some() {
+            if let Some(other) = specs.iter().take(i).find(|s| {
+                s.oauth2.is_some() && crate::oauth2::cookie_names_collide(&s.name, &spec.name)
+            }) {
+                c.error(
+                    format!("{path}.name"),
+                    format!(
+                        "OAuth2 filters {:?} and {:?} would share cookie names (a session chunk is `portcullis_session.<name>.<n>`): rename one",
+                        other.name, spec.name
+                    ),
+                );
+            }
+        }
         let present: Vec<&str> = [
             ("JWT", spec.jwt.is_some()),
             ("External", spec.external.is_some()),

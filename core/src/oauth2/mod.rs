@@ -73,9 +73,11 @@ pub mod discovery;
 pub mod encoding;
 mod flow;
 mod grants;
+mod loops;
 pub mod session;
 #[cfg(test)]
 mod tests;
+mod userinfo;
 
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
 pub use session::{SameSite, Session, SessionKeys};
@@ -313,8 +315,13 @@ impl UserinfoCache {
     /// `on_answer`: remembers a userinfo 200 for [`USERINFO_CACHE_TTL`] (or
     /// until the access token expires, if sooner).
     pub fn remember(&mut self, pending: &OAuth2Pending, answer: &CalloutAnswer, now: f64) {
-        let flow::Pending::Userinfo { session, .. } = pending.kind.as_ref() else {
-            return;
+        // A validation call, or the UserInfo call of a login or refresh: either
+        // 200 says the access token is good now.
+        let session = match pending.kind.as_ref() {
+            flow::Pending::Userinfo { session, .. }
+            | flow::Pending::LoginUserinfo { session, .. }
+            | flow::Pending::RefreshUserinfo { session } => session,
+            _ => return,
         };
         if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
             return;
@@ -749,14 +756,10 @@ impl OAuth2Filter {
             let wanted = format!("{}.{id}", self.cookie_base("state"));
             names.into_iter().any(|n| n == wanted)
         } else {
-            let session = self.cookie_base("session");
             let xsrf = self.cookie_base("xsrf");
-            names.into_iter().any(|n| {
-                n == xsrf
-                    || n == session
-                    || n.strip_prefix(session.as_str())
-                        .is_some_and(|r| r.starts_with('.'))
-            })
+            names
+                .into_iter()
+                .any(|n| n == xsrf || (n.starts_with("portcullis_session.") && self.owns_cookie(n)))
         }
     }
 
@@ -825,6 +828,58 @@ impl OAuth2Filter {
     fn cookie_base(&self, kind: &str) -> String {
         format!("portcullis_{kind}.{}", self.name)
     }
+
+    /// Whether the cookie `name` is one of this filter's: its session (whole or
+    /// a chunk `.<n>`), XSRF cookie, login count, or a login's state
+    /// (`.<state id>`). Exact, so filters `app` and `app.default` on one origin
+    /// never take (clear, count, strip) each other's cookies.
+    pub(crate) fn owns_cookie(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix("portcullis_") else {
+            return false;
+        };
+        let Some((kind, rest)) = rest.split_once('.') else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix(self.name.as_str()) else {
+            return false;
+        };
+        match kind {
+            "xsrf" | "logins" => rest.is_empty(),
+            "session" => rest.is_empty() || is_chunk_suffix(rest),
+            "state" => self.is_state_suffix(rest),
+            _ => false,
+        }
+    }
+
+    /// Whether `name` is one of this filter's login state cookies.
+    pub(crate) fn owns_state_cookie(&self, name: &str) -> bool {
+        name.strip_prefix(self.cookie_base("state").as_str())
+            .is_some_and(|rest| self.is_state_suffix(rest))
+    }
+
+    fn is_state_suffix(&self, rest: &str) -> bool {
+        rest.strip_prefix('.').is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= flow::STATE_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+}
+
+/// `.<n>`: a session chunk's suffix.
+fn is_chunk_suffix(rest: &str) -> bool {
+    rest.strip_prefix('.')
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether OAuth2 filters named `a` and `b` would share a cookie name: one is
+/// the other plus a chunk suffix (`app` and `app.1`: `portcullis_session.app.1`
+/// is both a chunk of one and the session of the other).
+pub fn cookie_names_collide(a: &str, b: &str) -> bool {
+    let suffix = |long: &str, short: &str| long.strip_prefix(short).is_some_and(is_chunk_suffix);
+    a != b && (suffix(a, b) || suffix(b, a))
 }
 
 impl OAuth2Args {
