@@ -228,7 +228,7 @@ fn render(args: &[String]) -> Result<(), String> {
         match jwt.check(&request, &[], None, now) {
             JwtOutcome::Allow(changes) => {
                 for c in changes {
-                    println!("{}: {}", c.name, c.value.unwrap_or_default());
+                    println!("{}: {}", c.name, c.value_text().unwrap_or_default());
                 }
                 return Ok(());
             }

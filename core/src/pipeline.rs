@@ -306,6 +306,19 @@ impl Journey {
                     continue;
                 }
             }
+            // A CORS preflight carries no credential: the filters that check
+            // one do not run on it (`bypassCorsPreflight`); External (the auth
+            // service decides) and MTLS (the connection's certificate) do.
+            if config.bypass_cors_preflight
+                && matches!(
+                    filter.kind,
+                    FilterKind::Jwt(_) | FilterKind::OAuth2(_) | FilterKind::ApiKey(_)
+                )
+                && request.is_cors_preflight()
+            {
+                self.position += 1;
+                continue;
+            }
             let decision = match &filter.kind {
                 FilterKind::Jwt(jwt) => {
                     let scopes: &[String] = match &fref.args {
@@ -588,8 +601,8 @@ impl Journey {
 
 fn apply(request: &mut Request, change: &HeaderChange) {
     match &change.value {
-        Some(v) if change.append => request.headers.append(&change.name, v),
-        Some(v) => request.headers.set(&change.name, v),
+        Some(v) if change.append => request.headers.append_bytes(&change.name, v),
+        Some(v) => request.headers.set_bytes(&change.name, v),
         None => request.headers.remove(&change.name),
     }
 }

@@ -352,9 +352,11 @@ fn jwks_down_at_start_gives_503_then_recovers() {
     let r = call("/down/x", &token("RS256", Value::Null));
     let waited = started.elapsed();
     assert_unavailable(&r, "set never loaded");
+    // It waits only for a fetch in flight, which fails at once against a
+    // server that closes the connection: never the whole 3 s.
     assert!(
-        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(8),
-        "the request waits about 3 s before the 503 (waited {waited:?})"
+        waited < Duration::from_millis(2500),
+        "the 503 comes when the fetch fails, not after 3 s (waited {waited:?})"
     );
     let log = f.envoy.log();
     let line = log

@@ -127,6 +127,9 @@ pub struct Config {
     /// `cacheBudget` in bytes: what the VM's caches together may hold (see
     /// [`Config::cache_shares`]).
     pub cache_budget: usize,
+    /// `bypassCorsPreflight` (default true): a CORS preflight
+    /// (`Request::is_cors_preflight`) skips JWT, OAuth2 and APIKey filters.
+    pub bypass_cors_preflight: bool,
 }
 
 /// How `cacheBudget` is shared between a VM's caches.
@@ -384,6 +387,7 @@ impl Config {
             injected_names,
             reads_tls,
             cache_budget,
+            bypass_cors_preflight: spec.bypass_cors_preflight.unwrap_or(true),
         })
     }
 

@@ -22,6 +22,11 @@ pub struct ConfigSpec {
     /// `Ki`/`Mi`/`Gi` suffix (`"16Mi"`). Default 16 MiB; 0 turns the caches off.
     #[serde(default, rename = "cacheBudget")]
     pub cache_budget: Option<serde_json::Value>,
+    /// Whether a CORS preflight skips the filters that check a credential a
+    /// browser never sends on one (JWT, OAuth2, APIKey), as Envoy's jwt_authn
+    /// `bypass_cors_preflight`. Default true.
+    #[serde(default, rename = "bypassCorsPreflight")]
+    pub bypass_cors_preflight: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,8 +92,9 @@ pub struct RequestBody<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CalloutKind {
     Http {
-        /// Includes `:method`, `:path`, `:authority`, `:scheme`.
-        headers: Vec<(String, String)>,
+        /// Includes `:method`, `:path`, `:authority`, `:scheme`. Values are
+        /// bytes: a client's header passes to the auth service as it was sent.
+        headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
     },
     Grpc {
@@ -105,6 +106,20 @@ pub enum CalloutKind {
         message: Vec<u8>,
         initial_metadata: Vec<(String, Vec<u8>)>,
     },
+}
+
+impl CalloutKind {
+    /// An HTTP callout whose header values are all text (the IdP's token and
+    /// userinfo requests).
+    pub fn http_text(headers: Vec<(String, String)>, body: Vec<u8>) -> CalloutKind {
+        CalloutKind::Http {
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n, v.into_bytes()))
+                .collect(),
+            body,
+        }
+    }
 }
 
 /// One call to the auth service.

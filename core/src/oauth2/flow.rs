@@ -522,10 +522,7 @@ fn authenticated(
     OAuth2Step::Callout {
         callout: Callout {
             cluster: target.cluster.clone(),
-            kind: CalloutKind::Http {
-                headers,
-                body: Vec::new(),
-            },
+            kind: CalloutKind::http_text(headers, Vec::new()),
             timeout: CALLOUT_TIMEOUT,
             share: None,
         },
@@ -691,10 +688,14 @@ fn allow(
                         .is_some_and(|rest| rest.starts_with('.'))
             })
         };
-        changes.push(match jar.without(ours) {
-            Some(v) => HeaderChange::set("cookie", v),
-            None => HeaderChange::remove("cookie"),
-        });
+        // Only when one of ours is there; every other cookie byte for byte.
+        if jar.any(ours) {
+            match super::session::cookie_header_without(&request.headers, ours) {
+                Some(Some(v)) => changes.push(HeaderChange::set("cookie", v)),
+                Some(None) => changes.push(HeaderChange::remove("cookie")),
+                None => {}
+            }
+        }
     }
     OAuth2Step::Allow {
         request: changes,
@@ -1008,7 +1009,7 @@ pub(super) fn token_callout<'a>(
     headers.push(("content-length".to_string(), body.len().to_string()));
     Callout {
         cluster: target.cluster.clone(),
-        kind: CalloutKind::Http { headers, body },
+        kind: CalloutKind::http_text(headers, body),
         timeout: CALLOUT_TIMEOUT,
         share: None,
     }

@@ -212,7 +212,7 @@ fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 fn id_token(claims: serde_json::Value) -> String {
@@ -920,7 +920,8 @@ fn header_change(changes: &[HeaderChange], name: &str) -> String {
     changes
         .iter()
         .find(|c| c.name == name)
-        .and_then(|c| c.value.clone())
+        .and_then(|c| c.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| panic!("no change to {name}: {changes:?}"))
 }
 
