@@ -356,6 +356,22 @@ fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
 }
 
 #[test]
+fn aes_plugin_filters_and_the_v1alpha1_shape_are_refused_with_advice() {
+    let e = first_error(r#"{"filters":[{"name":"p","Plugin":{"name":"param-filter"}}]}"#);
+    assert!(
+        e.starts_with("filters[0].Plugin: AES Go plugins") && e.contains("External"),
+        "{e}"
+    );
+    let e = first_error(
+        r#"{"filters":[{"name":"j","type":"jwt","jwt":{"jwksURI":"http://idp/jwks"}}]}"#,
+    );
+    assert!(
+        e.starts_with("filters[0].type: this is the gateway.getambassador.io/v1alpha1"),
+        "{e}"
+    );
+}
+
+#[test]
 fn client_credentials_needs_no_client_id() {
     accepted(
         r#"{"filters":[{"name":"cc","OAuth2":{"authorizationURL":"https://idp.example.com","grantType":"ClientCredentials"}}]}"#,

@@ -532,6 +532,25 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 format!("duplicate filter name {:?}", spec.name),
             );
         }
+        if spec.plugin.is_some() {
+            c.error(
+                format!("{path}.Plugin"),
+                "AES Go plugins cannot run inside a Wasm module: run the plugin's logic as a service and call it with an External filter",
+            );
+            continue;
+        }
+        if spec.v1alpha1_type.is_some()
+            || spec.v1alpha1_jwt.is_some()
+            || spec.v1alpha1_oauth2.is_some()
+            || spec.v1alpha1_apikey.is_some()
+            || spec.v1alpha1_external.is_some()
+        {
+            c.error(
+                format!("{path}.type"),
+                "this is the gateway.getambassador.io/v1alpha1 Filter shape: write the getambassador.io/v3alpha1 one, with `JWT`, `OAuth2`, `APIKey` or `External` beside `name`",
+            );
+            continue;
+        }
         if spec.oauth2.is_some() {
             if let Some(other) = specs.iter().take(i).find(|s| {
                 s.oauth2.is_some() && crate::oauth2::cookie_names_collide(&s.name, &spec.name)

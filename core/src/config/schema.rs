@@ -44,6 +44,21 @@ pub struct FilterSpec {
     pub apikey: Option<ApiKeySpec>,
     #[serde(rename = "MTLS")]
     pub mtls: Option<MtlsSpec>,
+    /// AES Go plugins: refused with advice.
+    #[serde(rename = "Plugin")]
+    pub plugin: Option<Value>,
+    /// The `gateway.getambassador.io/v1alpha1` shape (`type` and a lower-case
+    /// body): refused with advice.
+    #[serde(rename = "type")]
+    pub v1alpha1_type: Option<Value>,
+    #[serde(rename = "jwt")]
+    pub v1alpha1_jwt: Option<Value>,
+    #[serde(rename = "oauth2")]
+    pub v1alpha1_oauth2: Option<Value>,
+    #[serde(rename = "apikey")]
+    pub v1alpha1_apikey: Option<Value>,
+    #[serde(rename = "external")]
+    pub v1alpha1_external: Option<Value>,
 }
 
 /// A Go duration string (`"300ms"`, `"1m30s"`).

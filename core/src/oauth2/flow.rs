@@ -1662,6 +1662,16 @@ fn logout(
                 max_bytes: MAX_LOGOUT_FORM_BYTES,
             };
         }
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_LOGOUT_FORM_BYTES)
+        {
+            return OAuth2Step::Respond(Response::json_error(
+                413,
+                "the logout form is larger than 4096 bytes",
+            ));
+        }
         if !xsrf_ok(request, s) {
             return OAuth2Step::Respond(Response::json_error(
                 403,

@@ -1790,6 +1790,16 @@ fn aes_logout_form_reads_xsrf_from_the_body() {
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
     req.body = Some(Vec::new());
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    // The form is bounded: 4096 bytes pass, one more is refused.
+    let padded = |len: usize| {
+        let mut body = format!("_xsrf={}&pad=", percent_encode(&xsrf)).into_bytes();
+        body.resize(len, b'x');
+        body
+    };
+    req.body = Some(padded(MAX_LOGOUT_FORM_BYTES));
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 303);
+    req.body = Some(padded(MAX_LOGOUT_FORM_BYTES + 1));
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 413);
     // A body that is not a form is never read for it.
     let mut json_req = jwt_session_request(
         &jar,
