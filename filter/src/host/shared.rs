@@ -804,14 +804,16 @@ pub fn callout_answered(
     if failed {
         shared.metrics.count(&shared.config, Metric::CalloutFailed);
     }
-    // A shared callout: kept for the other VMs and late requests, and given at
-    // once to this VM's requests waiting for it.
+    // A shared callout: kept in its slot for every request waiting on it, in
+    // this VM or another, and for late requests. This VM's waiters read it on
+    // the next tick (`poll_shared`), like the other VMs': they go on from the
+    // root context, so a callout one of them sends next (UserInfo after a
+    // refresh) belongs to a context that outlives this request. (The SDK
+    // routes an answer to the context whose callback sent the call.) Only
+    // when the slot could not be written are they given the answer here.
     let waiters = match key {
-        Some(key) => {
-            settle_shared(shared, &key, &answer);
-            shared_waiters(shared, |k| k == key)
-        }
-        None => Vec::new(),
+        Some(key) if !settle_shared(shared, &key, &answer) => shared_waiters(shared, |k| k == key),
+        _ => Vec::new(),
     };
     for waiter in waiters {
         shared
@@ -885,8 +887,9 @@ pub fn init_shared_slots(shared: &Shared) {
     }
 }
 
-/// Keeps a shared callout's answer in its slot for the other VMs.
-fn settle_shared(shared: &Shared, key: &ShareKey, answer: &CalloutAnswer) {
+/// Keeps a shared callout's answer in its slot for the requests waiting on it
+/// (this VM's and the others'); false when the slot could not be written.
+fn settle_shared(shared: &Shared, key: &ShareKey, answer: &CalloutAnswer) -> bool {
     let name = shared.shared_callouts.slot_name(key);
     for _ in 0..CAS_ATTEMPTS {
         let Ok((bytes, cas)) = hostcalls::get_shared_data(&name) else {
@@ -896,12 +899,13 @@ fn settle_shared(shared: &Shared, key: &ShareKey, answer: &CalloutAnswer) {
             .shared_callouts
             .settle(bytes.as_deref(), key, answer, now());
         match hostcalls::set_shared_data(&name, Some(&settled), cas) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(proxy_wasm::types::Status::CasMismatch) => continue,
             Err(_) => break,
         }
     }
     log::warn!("shared data {name}: could not keep a shared answer; other workers wait for it until it is stale");
+    false
 }
 
 /// The requests of this VM waiting on a shared callout whose key matches.
