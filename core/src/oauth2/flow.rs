@@ -6,6 +6,7 @@ use super::encoding::{
     b64url, form_encode, html_escape, percent_encode, query_param, query_params, random_token,
     secrets_equal,
 };
+use super::id_token::{check_id_token, signing_algorithms, IdTokenError, ID_TOKEN_LEEWAY};
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
     error_page, grants, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, Origin,
@@ -16,7 +17,7 @@ use crate::config::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::inject::render_injected;
 use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
-use crate::jwt::{Algorithm, ClaimPolicy, KeySet, TokenError};
+use crate::jwt::{ClaimPolicy, KeySet, TokenError};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 use crate::template::{go_json_numbers, RenderData};
@@ -26,10 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Leeway for the ID token's `exp`, `nbf` and `iat` (clock skew with the IdP).
-const ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 /// Length of the state id in the state cookie's name.
 const STATE_ID_LEN: usize = 12;
 /// The longest refresh token kept.
@@ -70,6 +68,13 @@ pub(super) enum Pending {
         set_cookies: Vec<String>,
     },
     Grant,
+    /// The token endpoint's answer, kept while fresh IdP keys are fetched
+    /// for an ID token naming an unknown `kid`.
+    IdTokenKeys {
+        state_cookie: String,
+        login: LoginState,
+        tokens: TokenAnswer,
+    },
 }
 
 fn pending(kind: Pending) -> OAuth2Pending {
@@ -125,6 +130,10 @@ pub(super) fn on_answer(
     let origin = Origin::of(request).filter(|o| f.protects(o));
     match kind {
         Pending::Grant => grants::on_answer(f, request, answer),
+        // Not a callout's state: nothing was sent for it.
+        kind @ Pending::IdTokenKeys { .. } => {
+            resume(f, request, args, Some(kind), idp, now, random)
+        }
         Pending::CodeExchange {
             state_cookie,
             login,
@@ -183,6 +192,47 @@ pub(super) fn on_answer(
                 }
             }
         }
+    }
+}
+
+/// Goes on where [`OAuth2Step::UnknownKey`] left, once the host fetched the
+/// IdP's JWK Set again: the login's ID token is checked with the fresh keys
+/// (`kind` holds the token answer), or the request is checked again (an
+/// access token, `kind` is `None`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn resume(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    kind: Option<Pending>,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    match kind {
+        Some(Pending::IdTokenKeys {
+            state_cookie,
+            login,
+            tokens,
+        }) => {
+            let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            let jar = CookieJar::from_headers(&request.headers);
+            finish_login(
+                f,
+                request,
+                &origin,
+                &jar,
+                &state_cookie,
+                login,
+                tokens,
+                idp,
+                now,
+                random,
+            )
+        }
+        _ => check(f, request, args, idp, now, random),
     }
 }
 
@@ -462,6 +512,19 @@ fn authenticated(
                 }
                 allow(f, request, jar, &session, set_cookies)
             }
+            Err(TokenError::UnknownKey(Some(kid)))
+                if f.validation == TokenValidation::Jwt && !keys.has_kid(&kid) =>
+            {
+                // The IdP may have rotated its signing key: fetch its JWK Set
+                // again (rate-limited) and check the request once more.
+                match unauthenticated(f, request, args, origin, jar, idp, now, random) {
+                    OAuth2Step::Respond(response) => OAuth2Step::UnknownKey {
+                        pending: None,
+                        response,
+                    },
+                    other => other,
+                }
+            }
             Err(e) => {
                 log::info!(
                     "OAuth2 filter {}: access token refused: {}",
@@ -533,14 +596,6 @@ fn signed_by_idp(token: &str, keys: &KeySet) -> bool {
             | TokenError::BadSignature
             | TokenError::UnsupportedCritical(_))
     )
-}
-
-fn signing_algorithms() -> Vec<Algorithm> {
-    Algorithm::ALL
-        .iter()
-        .copied()
-        .filter(|a| *a != Algorithm::None)
-        .collect()
 }
 
 /// The verified-token cache scope of access tokens (JWT filters use their
@@ -1049,54 +1104,6 @@ pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, To
     })
 }
 
-/// Checks an ID token (OIDC Core §3.1.3.7): signature by the IdP's keys, `iss`
-/// = the discovery issuer, `aud` contains the client id, `exp` (required),
-/// `azp` = the client id when present or when `aud` has several entries, and
-/// `nonce` when one is expected.
-fn check_id_token(
-    f: &OAuth2Filter,
-    token: &str,
-    issuer: &str,
-    keys: &KeySet,
-    nonce: Option<&str>,
-    now: f64,
-) -> Result<(), String> {
-    let policy = ClaimPolicy {
-        valid_algorithms: signing_algorithms(),
-        audience: Some(f.client_id.clone()),
-        require_audience: true,
-        issuer: Some(issuer.to_string()),
-        require_issuer: true,
-        require_expires_at: true,
-        leeway_for_expires_at: ID_TOKEN_LEEWAY,
-        leeway_for_not_before: ID_TOKEN_LEEWAY,
-        leeway_for_issued_at: ID_TOKEN_LEEWAY,
-        ..ClaimPolicy::default()
-    };
-    let verified = verify_token(token, keys, &policy, now).map_err(|e| e.description())?;
-    let claims = &verified.claims;
-    let several_audiences = claims
-        .get("aud")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.len() > 1);
-    match claims.get("azp") {
-        Some(Value::String(azp)) if *azp == f.client_id => {}
-        Some(_) => return Err("azp is not this client".to_string()),
-        None if several_audiences => {
-            return Err("several audiences and no azp".to_string());
-        }
-        None => {}
-    }
-    if let Some(expected) = nonce {
-        match claims.get("nonce").and_then(Value::as_str) {
-            Some(n) if secrets_equal(n, expected) => {}
-            Some(_) => return Err("nonce does not match the login".to_string()),
-            None => return Err("no nonce".to_string()),
-        }
-    }
-    Ok(())
-}
-
 /// A new session from a token answer.
 fn new_session(
     f: &OAuth2Filter,
@@ -1176,6 +1183,45 @@ fn code_answer(
             return fail(502, "The identity provider's answer could not be used.");
         }
     };
+    finish_login(
+        f,
+        request,
+        origin,
+        jar,
+        state_cookie,
+        login,
+        tokens,
+        idp,
+        now,
+        random,
+    )
+}
+
+/// The login's last step once the token endpoint gave tokens: the ID token
+/// check, then the session. An ID token naming a `kid` the IdP's JWK Set lacks
+/// asks for fresh keys ([`OAuth2Step::UnknownKey`]); the host calls
+/// [`resume`] with the tokens when they come.
+#[allow(clippy::too_many_arguments)]
+fn finish_login(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    state_cookie: &str,
+    login: LoginState,
+    tokens: TokenAnswer,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let clear_state = state_attrs(origin, 0).clear(state_cookie);
+    let fail_page = |status: u16, detail: &str| {
+        let mut r = error_page(status, "Sign-in could not be completed", detail);
+        r.headers
+            .push(("set-cookie".to_string(), clear_state.clone()));
+        r
+    };
+    let fail = |status: u16, detail: &str| OAuth2Step::Respond(fail_page(status, detail));
     let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
         return fail(
             503,
@@ -1185,19 +1231,39 @@ fn code_answer(
     let Some(id_token) = tokens.id_token.as_deref() else {
         return fail(502, "The identity provider did not issue an ID token.");
     };
-    if let Err(why) = check_id_token(
-        f,
+    const ID_TOKEN_REFUSED: &str = "The identity provider's ID token could not be verified.";
+    match check_id_token(
+        &f.client_id,
         id_token,
         &discovery.issuer,
         keys,
         Some(&login.nonce),
         now,
     ) {
-        log::info!("OAuth2 filter {}: ID token refused: {why}", f.name);
-        return fail(
-            401,
-            "The identity provider's ID token could not be verified.",
-        );
+        Ok(_) => {}
+        Err(IdTokenError::UnknownKid(kid)) => {
+            log::info!(
+                "OAuth2 filter {}: the ID token names key {kid:?}, which the IdP's JWK Set lacks",
+                f.name
+            );
+            let response = fail_page(401, ID_TOKEN_REFUSED);
+            return OAuth2Step::UnknownKey {
+                pending: Some(pending(Pending::IdTokenKeys {
+                    state_cookie: state_cookie.to_string(),
+                    login,
+                    tokens,
+                })),
+                response,
+            };
+        }
+        Err(why) => {
+            log::info!(
+                "OAuth2 filter {}: ID token refused: {}",
+                f.name,
+                why.describe()
+            );
+            return fail(401, ID_TOKEN_REFUSED);
+        }
     }
     let session = new_session(f, tokens, &login.scope, now, random);
     let mut cookies = match write_session(
@@ -1281,10 +1347,12 @@ fn refresh_answer(
             return OAuth2Step::Respond(f.idp_unavailable());
         };
         // OIDC Core §12.2: no nonce on a refreshed ID token.
-        if let Err(why) = check_id_token(f, id_token, &discovery.issuer, keys, None, now) {
+        if let Err(why) = check_id_token(&f.client_id, id_token, &discovery.issuer, keys, None, now)
+        {
             log::info!(
-                "OAuth2 filter {}: refreshed ID token refused: {why}",
-                f.name
+                "OAuth2 filter {}: refreshed ID token refused: {}",
+                f.name,
+                why.describe()
             );
             return unauthenticated(f, request, args, origin, jar, idp, now, random);
         }
