@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -34,7 +35,9 @@ use sha2::{Digest, Sha256};
 use crate::browserless::{percent_decode, query_param};
 use crate::idp::{random_bytes, REDIRECTION_ENDPOINT};
 use crate::servers::{Reply, Request, ScriptedServer};
-use crate::tokens::{b64, header, jwk, merge, now, sign_token, tamper_signature, unsigned};
+use crate::tokens::{
+    b64, header, jwk, merge, now, sign_hmac_token, sign_token, tamper_signature, unsigned,
+};
 
 /// The client every test ID registers (static registration).
 pub const CLIENT_ID: &str = "portcullis-rp";
@@ -44,6 +47,10 @@ pub const CLIENT_SECRET: &str = "s3cret:with/odd+chars";
 pub const SUB: &str = "conformance-user";
 /// The UserInfo answer's e-mail (scope `email`).
 pub const EMAIL: &str = "user@conformance.example";
+
+/// [`OpScript::signing_key`] for an HS256/384/512 ID token keyed with the
+/// client secret (OIDC Core §10.1).
+pub const CLIENT_SECRET_KEY: &str = "client-secret";
 
 /// How one test ID's OP behaves. [`OpScript::default`] is a correct OP.
 #[derive(Debug, Clone)]
@@ -179,6 +186,12 @@ impl ConformanceOp {
     /// Requests to `test`'s endpoint `path` (e.g. `/token`), in order.
     pub fn requests_to(&self, test: &str, path: &str) -> Vec<Request> {
         self.server.requests_to(&format!("/{test}{path}"))
+    }
+
+    /// Waits until `test`'s endpoint `path` got at least `n` requests.
+    pub fn wait_for_requests(&self, test: &str, path: &str, n: usize, timeout: Duration) -> bool {
+        self.server
+            .wait_for_requests(&format!("/{test}{path}"), n, timeout)
     }
 
     /// The token answers `test` gave (`access_token`, `id_token`, ...), in order.
@@ -382,6 +395,12 @@ fn token(s: &mut State, test: &str, issuer: &str, script: &OpScript, req: &Reque
     let claims = merge(claims, script.id_token_claims.clone());
     let id_token = match script.signing_key {
         None => unsigned(json!({"alg": "none"}), claims),
+        // OIDC Core §10.1: an HMAC alg is keyed with the client secret.
+        Some(CLIENT_SECRET_KEY) => sign_hmac_token(
+            CLIENT_SECRET.as_bytes(),
+            &header(script.alg, script.kid.as_deref(), &Value::Null),
+            &claims,
+        ),
         Some(key) => {
             let signed = sign_token(
                 key,
