@@ -388,6 +388,7 @@ fn session_cookie(access_token: &str, expires: u64) -> String {
         refresh_token: None,
         id_token: None,
         access_expires_at: Some(expires),
+        access_obtained: t,
         created: t,
         last_seen: t,
         deadline: expires,

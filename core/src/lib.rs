@@ -18,4 +18,5 @@ pub mod pipeline;
 pub mod request;
 pub mod response;
 pub mod rules;
+pub mod shared_callout;
 pub mod template;

@@ -363,17 +363,26 @@ fn aes_spec_pasted_as_is_loads() {
 fn cache_budget_is_shared_between_the_caches_and_never_exceeded() {
     let jwt_only = accepted(r#"{"cacheBudget":"8Mi"}"#);
     let shares = jwt_only.cache_shares();
-    assert_eq!((shares.tokens, shares.sessions), (8 << 20, 0));
+    assert_eq!(
+        (shares.tokens, shares.sessions, shares.shared_callouts),
+        (8 << 20, 0, 0)
+    );
     let with_oauth2 = accepted(&format!(
         r#"{{"cacheBudget":"8Mi","filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
     ));
     let shares = with_oauth2.cache_shares();
-    assert_eq!((shares.tokens, shares.sessions), (6 << 20, 2 << 20));
+    assert_eq!(
+        (shares.tokens, shares.sessions, shares.shared_callouts),
+        (5 << 20, 2 << 20, 1 << 20)
+    );
     let default = accepted(&format!(
         r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
     ));
     let shares = default.cache_shares();
-    assert_eq!(shares.tokens + shares.sessions, 16 << 20);
+    assert_eq!(
+        shares.tokens + shares.sessions + shares.shared_callouts,
+        16 << 20
+    );
     let off = accepted(&format!(
         r#"{{"cacheBudget":0,"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
     ));

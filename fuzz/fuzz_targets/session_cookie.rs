@@ -65,6 +65,7 @@ fn valid_sealed() -> &'static String {
             refresh_token: Some("rt".to_string()),
             id_token: None,
             access_expires_at: Some(NOW as u64 + 600),
+            access_obtained: NOW as u64,
             created: NOW as u64 - 10,
             last_seen: NOW as u64 - 10,
             deadline: NOW as u64 + 3600,

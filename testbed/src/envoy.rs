@@ -141,6 +141,16 @@ impl Envoy {
     }
 
     pub fn try_start_with(config_yaml: &str, vars: &[(&str, &str)]) -> Result<Envoy, String> {
+        Self::try_start_workers(config_yaml, vars, 1)
+    }
+
+    /// Starts Envoy with `workers` worker threads (`--concurrency`): one Wasm VM
+    /// per worker, as in production where the default is one per core.
+    pub fn try_start_workers(
+        config_yaml: &str,
+        vars: &[(&str, &str)],
+        workers: usize,
+    ) -> Result<Envoy, String> {
         let bin = envoy_bin().unwrap_or_else(|e| panic!("{e}"));
         let mut yaml = render(config_yaml, vars);
         if yaml.contains("{{WASM}}") {
@@ -166,7 +176,8 @@ impl Envoy {
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
             .arg(&cfg)
-            .args(["--disable-hot-restart", "--concurrency", "1"])
+            .arg("--disable-hot-restart")
+            .args(["--concurrency", &workers.to_string()])
             .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
             .arg("--admin-address-path")
             .arg(&admin_file);

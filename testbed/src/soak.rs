@@ -533,6 +533,7 @@ pub fn sealed_session(
         refresh_token: None,
         id_token: Some(id_token),
         access_expires_at: Some(now + 7200),
+        access_obtained: now,
         created: now,
         last_seen: now,
         deadline: now + 7200,

@@ -136,6 +136,10 @@ pub struct CacheShares {
     pub tokens: usize,
     /// The opened-session cache (OAuth2 only).
     pub sessions: usize,
+    /// The refresh answers shared by the VMs of one Envoy, in its shared data
+    /// (OAuth2 only; see `shared_callout`). Counted in every VM's budget,
+    /// though the VMs of one Envoy hold one copy.
+    pub shared_callouts: usize,
 }
 
 /// Fields AES and Emissary define that belong to Envoy's own configuration here,
@@ -289,9 +293,14 @@ impl Config {
             .iter()
             .any(|f| matches!(f.kind, FilterKind::OAuth2(_)));
         let sessions = if oauth2 { self.cache_budget / 4 } else { 0 };
+        let shared_callouts = if oauth2 { self.cache_budget / 8 } else { 0 };
         CacheShares {
-            tokens: self.cache_budget.saturating_sub(sessions),
+            tokens: self
+                .cache_budget
+                .saturating_sub(sessions)
+                .saturating_sub(shared_callouts),
             sessions,
+            shared_callouts,
         }
     }
 

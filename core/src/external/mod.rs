@@ -113,10 +113,10 @@ pub struct Callout {
     pub cluster: String,
     pub kind: CalloutKind,
     pub timeout: Duration,
-    /// Identical callouts in flight at once may share one answer (an OAuth2
-    /// refresh: two requests of one session refresh it once, as an IdP that
-    /// rotates refresh tokens requires).
-    pub coalesce: bool,
+    /// Callouts with the same key share one answer across the VMs of one Envoy
+    /// (an OAuth2 refresh: the requests of one session refresh it once, as an
+    /// IdP that rotates refresh tokens requires); see [`crate::shared_callout`].
+    pub share: Option<crate::shared_callout::ShareKey>,
 }
 
 /// What came back from the auth service.
@@ -220,7 +220,7 @@ impl ExternalFilter {
             cluster: self.target.cluster.clone(),
             kind,
             timeout: self.timeout,
-            coalesce: false,
+            share: None,
         })
     }
 

@@ -10,8 +10,9 @@ use super::id_token::{check_id_token, signing_algorithms, IdTokenError, ID_TOKEN
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
     error_page, grants, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, Origin,
-    TokenValidation, CALLBACK_PATH, CALLOUT_TIMEOUT, DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME,
-    LOGOUT_PATH, MAX_PENDING_LOGINS, REFRESH_SESSION_LIFETIME,
+    TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLBACK_PATH, CALLOUT_TIMEOUT,
+    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, LOGOUT_PATH, MAX_PENDING_LOGINS,
+    REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
 use crate::config::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
@@ -20,6 +21,7 @@ use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
 use crate::jwt::{ClaimPolicy, KeySet, TokenError};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
+use crate::shared_callout::ShareKey;
 use crate::template::{go_json_numbers, RenderData};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -176,6 +178,19 @@ pub(super) fn on_answer(
                 CalloutAnswer::Http {
                     status: 401 | 403, ..
                 } => {
+                    // The IdP stopped honouring a token it issued a while ago
+                    // (an opaque token's lifetime is a guess): refresh it.
+                    let stale = (now.max(0.0) as u64).saturating_sub(session.access_obtained)
+                        >= REFRESH_ON_REFUSAL_AFTER;
+                    if stale {
+                        if let Some(step) = refresh(f, &session, idp) {
+                            log::info!(
+                                "OAuth2 filter {}: userinfo refused the access token; refreshing it",
+                                f.name
+                            );
+                            return step;
+                        }
+                    }
                     log::info!(
                         "OAuth2 filter {}: userinfo refused the access token",
                         f.name
@@ -429,28 +444,10 @@ fn authenticated(
             ),
         ));
     }
-    let expired = session
-        .access_expires_at
-        .is_some_and(|exp| now + f.margin as f64 >= exp as f64);
-    if expired {
-        return match (&session.refresh_token, idp.discovery) {
-            (Some(rt), Some(d)) => match f.callout_target(&d.token_endpoint) {
-                Some(target) => {
-                    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
-                    let mut callout = token_callout(f, &target, &mut form, None);
-                    // One refresh per session at a time: requests of the same
-                    // session share its answer.
-                    callout.coalesce = true;
-                    OAuth2Step::Callout {
-                        callout,
-                        pending: pending(Pending::Refresh {
-                            session: Arc::unwrap_or_clone(session),
-                        }),
-                    }
-                }
-                None => OAuth2Step::Respond(f.idp_unavailable()),
-            },
-            _ => unauthenticated(f, request, args, origin, jar, idp, now, random),
+    if access_due(f, &session, now) {
+        return match refresh(f, &session, idp) {
+            Some(step) => step,
+            None => unauthenticated(f, request, args, origin, jar, idp, now, random),
         };
     }
     // Sliding idle deadline.
@@ -571,13 +568,48 @@ fn authenticated(
                 body: Vec::new(),
             },
             timeout: CALLOUT_TIMEOUT,
-            coalesce: false,
+            share: None,
         },
         pending: pending(Pending::Userinfo {
             session: Arc::unwrap_or_clone(session),
             set_cookies,
         }),
     }
+}
+
+/// Whether the session's access token is due for a refresh: expired, or within
+/// `expirationSafetyMargin` of it.
+fn access_due(f: &OAuth2Filter, session: &Session, now: f64) -> bool {
+    session
+        .access_expires_at
+        .is_some_and(|exp| now + f.margin as f64 >= exp as f64)
+}
+
+/// The refresh of `session` (RFC 6749 §6), or `None` when it has no refresh
+/// token. Every request of the session shares one refresh per Envoy, across
+/// its worker VMs and for late requests that still carry the cookie from
+/// before it: the callout's share key is the filter, the client and the
+/// refresh token (see [`crate::shared_callout`]).
+fn refresh(f: &OAuth2Filter, session: &Session, idp: &IdpState<'_>) -> Option<OAuth2Step> {
+    let rt = session.refresh_token.as_deref()?;
+    let d = idp.discovery?;
+    let Some(target) = f.callout_target(&d.token_endpoint) else {
+        return Some(OAuth2Step::Respond(f.idp_unavailable()));
+    };
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    let mut callout = token_callout(f, &target, &mut form, None);
+    callout.share = Some(ShareKey::of(&[
+        b"refresh",
+        f.name.as_bytes(),
+        f.client_id.as_bytes(),
+        rt.as_bytes(),
+    ]));
+    Some(OAuth2Step::Callout {
+        callout,
+        pending: pending(Pending::Refresh {
+            session: session.clone(),
+        }),
+    })
 }
 
 /// `accessTokenValidation: auto`: a JWT whose signature a key of the IdP checks.
@@ -1009,7 +1041,7 @@ pub(super) fn token_callout<'a>(
         cluster: target.cluster.clone(),
         kind: CalloutKind::Http { headers, body },
         timeout: CALLOUT_TIMEOUT,
-        coalesce: false,
+        share: None,
     }
 }
 
@@ -1021,6 +1053,9 @@ pub(super) struct TokenAnswer {
     pub refresh_token: Option<String>,
     pub expires_in: Option<u64>,
     pub scope: Option<String>,
+    /// Seconds since the IdP answered (the `Age` of a refresh answer another
+    /// request received and shared; 0 for an answer just received).
+    pub age: u64,
 }
 
 /// Why a token call did not give tokens.
@@ -1042,10 +1077,19 @@ pub(super) fn describe(answer: &CalloutAnswer) -> String {
 }
 
 pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, TokenFailure> {
-    let body = match answer {
+    let (body, age) = match answer {
         CalloutAnswer::Http {
-            status: 200, body, ..
-        } => body,
+            status: 200,
+            body,
+            headers,
+        } => {
+            let age = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("age"))
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            (body, age)
+        }
         CalloutAnswer::Http { status, body, .. } if (400..500).contains(&status) => {
             let error = serde_json::from_slice::<Map<String, Value>>(&body)
                 .ok()
@@ -1088,7 +1132,12 @@ pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, To
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64().filter(|v| *v >= 0.0).map(|v| v.min(1e9) as u64),
         // Some IdPs send it as a string.
-        Some(Value::String(s)) => s.parse::<u64>().ok(),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v.min(1e9) as u64),
         Some(_) => None,
     };
     let scope = match map.get("scope") {
@@ -1101,6 +1150,7 @@ pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, To
         refresh_token: text("refresh_token", MAX_REFRESH_TOKEN_LEN)?,
         expires_in,
         scope,
+        age,
     })
 }
 
@@ -1113,8 +1163,9 @@ fn new_session(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Session {
     let now_s = now.max(0.0) as u64;
-    let access_expires_at = access_expiry(&tokens, now_s);
-    let deadline = if tokens.refresh_token.is_some() {
+    let refreshable = tokens.refresh_token.is_some();
+    let access_expires_at = access_expiry(&tokens, refreshable, now_s);
+    let deadline = if refreshable {
         now_s.saturating_add(REFRESH_SESSION_LIFETIME)
     } else {
         access_expires_at.unwrap_or(now_s.saturating_add(DEFAULT_ACCESS_LIFETIME))
@@ -1125,6 +1176,7 @@ fn new_session(
         refresh_token: tokens.refresh_token,
         id_token: tokens.id_token,
         access_expires_at,
+        access_obtained: now_s,
         created: now_s,
         last_seen: now_s,
         deadline,
@@ -1133,16 +1185,25 @@ fn new_session(
     }
 }
 
-/// `expires_in`, else the access token's own `exp` when it is a JWT.
-fn access_expiry(tokens: &TokenAnswer, now_s: u64) -> Option<u64> {
-    match tokens.expires_in {
+/// When the access token of a token answer is due for a refresh (Unix s):
+/// `expires_in` (RFC 6749 §5.1), else the token's own `exp` when it is a JWT.
+/// With neither (an opaque token, and an IdP that leaves out the RECOMMENDED
+/// `expires_in`) and a refresh token to refresh with, the token is assumed to
+/// live [`ASSUMED_ACCESS_LIFETIME`]: the session refreshes then rather than
+/// never (and earlier when UserInfo refuses the token; see `on_answer`).
+/// `None` only when there is nothing to refresh with.
+fn access_expiry(tokens: &TokenAnswer, refreshable: bool, now_s: u64) -> Option<u64> {
+    // As of when the IdP answered.
+    let now_s = now_s.saturating_sub(tokens.age);
+    let known = match tokens.expires_in {
         Some(secs) => Some(now_s.saturating_add(secs)),
         None => decode_unverified(&tokens.access_token)
             .ok()
             .and_then(|t| t.claims.get("exp").and_then(Value::as_f64))
             .filter(|e| *e > 0.0)
             .map(|e| e.min(1e12) as u64),
-    }
+    };
+    known.or_else(|| refreshable.then(|| now_s.saturating_add(ASSUMED_ACCESS_LIFETIME)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1346,22 +1407,28 @@ fn refresh_answer(
         let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
             return OAuth2Step::Respond(f.idp_unavailable());
         };
-        // OIDC Core §12.2: no nonce on a refreshed ID token.
-        if let Err(why) = check_id_token(&f.client_id, id_token, &discovery.issuer, keys, None, now)
-        {
+        // OIDC Core §12.2: no nonce on a refreshed ID token, and its `iss` and
+        // `sub` are the session's (another subject ends the session).
+        let checked = check_id_token(&f.client_id, id_token, &discovery.issuer, keys, None, now)
+            .map_err(|e| e.describe())
+            .and_then(|_| same_subject(old.id_token.as_deref(), id_token));
+        if let Err(why) = checked {
             log::info!(
-                "OAuth2 filter {}: refreshed ID token refused: {}",
-                f.name,
-                why.describe()
+                "OAuth2 filter {}: refreshed ID token refused: {why}; new login",
+                f.name
             );
             return unauthenticated(f, request, args, origin, jar, idp, now, random);
         }
     }
     let now_s = now.max(0.0) as u64;
+    // RFC 6749 §6: no `refresh_token` in the answer keeps the one used; no
+    // `id_token` keeps the session's.
+    let refresh_token = tokens.refresh_token.clone().or(old.refresh_token);
     let session = Session {
-        access_expires_at: access_expiry(&tokens, now_s),
+        access_expires_at: access_expiry(&tokens, refresh_token.is_some(), now_s),
+        access_obtained: now_s,
         access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token.or(old.refresh_token),
+        refresh_token,
         id_token: tokens.id_token.or(old.id_token),
         created: old.created,
         last_seen: now_s,
@@ -1369,6 +1436,14 @@ fn refresh_answer(
         xsrf: old.xsrf,
         scope: tokens.scope.unwrap_or(old.scope),
     };
+    // A shared answer that came long enough ago that its access token is due
+    // already (a short-lived token and a late request): refresh again, with
+    // the refresh token it gave.
+    if tokens.age > 0 && access_due(f, &session, now) {
+        if let Some(step) = refresh(f, &session, idp) {
+            return step;
+        }
+    }
     match write_session(
         f,
         request,
@@ -1382,6 +1457,21 @@ fn refresh_answer(
         Ok(cookies) => allow(f, request, jar, &session, cookies),
         Err(r) => OAuth2Step::Respond(r),
     }
+}
+
+/// OIDC Core §12.2: a refreshed ID token names the `iss` and `sub` of the
+/// session's ID token (when the session has one).
+fn same_subject(old: Option<&str>, new: &str) -> Result<(), String> {
+    let Some(old) = old.and_then(|t| decode_unverified(t).ok()) else {
+        return Ok(());
+    };
+    let new = decode_unverified(new).map_err(|e| e.description())?;
+    for claim in ["iss", "sub"] {
+        if old.claims.get(claim) != new.claims.get(claim) {
+            return Err(format!("its {claim} is not the session's"));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

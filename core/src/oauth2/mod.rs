@@ -114,6 +114,13 @@ pub const USERINFO_CACHE_ENTRIES: usize = 1024;
 pub const REFRESH_SESSION_LIFETIME: u64 = 14 * 24 * 3600;
 /// Session lifetime when the IdP says nothing of the access token's lifetime.
 pub const DEFAULT_ACCESS_LIFETIME: u64 = 3600;
+/// The lifetime assumed for an access token the IdP gave no `expires_in` for
+/// and that carries no `exp` (an opaque token), when a refresh token allows a
+/// refresh (seconds): the shortest default of the common IdPs (Keycloak's).
+pub const ASSUMED_ACCESS_LIFETIME: u64 = 300;
+/// UserInfo refusing an access token obtained at least this long ago (seconds)
+/// refreshes it instead of a new login (a younger token refused is not stale).
+pub const REFRESH_ON_REFUSAL_AFTER: u64 = 30;
 
 /// `grantType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -143,6 +143,10 @@ pub struct Session {
     /// When the access token expires (Unix s), when known.
     #[serde(rename = "ae", default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<u64>,
+    /// When the access token was obtained (login or refresh; Unix s; 0 in
+    /// sessions sealed before this field).
+    #[serde(rename = "ai", default)]
+    pub access_obtained: u64,
     /// When the session was created (login).
     #[serde(rename = "cr")]
     pub created: u64,

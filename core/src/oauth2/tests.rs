@@ -1680,3 +1680,203 @@ fn opened_sessions_are_cached_transparently() {
     );
     assert!(!matches!(late, OAuth2Step::Allow { .. }));
 }
+
+// ---------------------------------------------------------------------------
+// Refresh answers (OIDC Core §12.2, RFC 6749 §6) and the shared refresh
+
+/// The refresh callout of a session at `now`, and its request.
+fn refresh_of(
+    f: &OAuth2Filter,
+    jar: &HashMap<String, String>,
+    now: f64,
+) -> (Request, Callout, OAuth2Pending) {
+    let req = jwt_session_request(jar, "GET", "/", &[]);
+    let (c, pending) = callout(check(f, &OAuth2Args::default(), &req, now));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    (req, c, pending)
+}
+
+#[test]
+fn a_refresh_is_shared_by_the_session_s_requests_and_only_theirs() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let (_, a, _) = refresh_of(&f, &jar, NOW + 400.0);
+    let (_, b, _) = refresh_of(&f, &jar, NOW + 401.0);
+    assert!(a.share.is_some());
+    assert_eq!(
+        a.share, b.share,
+        "two requests of one session share one refresh"
+    );
+    let other = logged_in(&f, |login| {
+        let mut t = jwt_tokens(login);
+        t["refresh_token"] = json!("another-refresh");
+        t
+    });
+    let (_, c, _) = refresh_of(&f, &other, NOW + 400.0);
+    assert_ne!(a.share, c.share, "another session refreshes on its own");
+}
+
+#[test]
+fn a_refreshed_id_token_for_another_subject_ends_the_session() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let (req, _, pending) = refresh_of(&f, &jar, NOW + 400.0);
+    let mallory = id_token(json!({
+        "iss": ISSUER, "aud": "my client", "sub": "mallory", "exp": NOW + 900.0, "iat": NOW + 400.0,
+    }));
+    let a = http(
+        200,
+        json!({"access_token": jwt_access(NOW + 900.0), "id_token": mallory, "expires_in": 600}),
+    );
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        a,
+        NOW + 400.0,
+    ));
+    assert_eq!(r.status, 303, "a new login");
+    assert!(r
+        .header("location")
+        .is_some_and(|l| l.contains("/authorize?")));
+    // The same subject is fine, and keeps the session.
+    let (req, _, pending) = refresh_of(&f, &jar, NOW + 400.0);
+    let alice = id_token(json!({
+        "iss": ISSUER, "aud": "my client", "sub": "alice", "exp": NOW + 900.0, "iat": NOW + 400.0,
+    }));
+    let a = http(
+        200,
+        json!({"access_token": jwt_access(NOW + 900.0), "id_token": alice, "expires_in": 600}),
+    );
+    allowed(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        a,
+        NOW + 400.0,
+    ));
+}
+
+#[test]
+fn a_refresh_answer_without_refresh_or_id_token_keeps_the_session_s() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let (req, _, pending) = refresh_of(&f, &jar, NOW + 400.0);
+    // `expires_in` as a string, as some IdPs send it.
+    let a = http(
+        200,
+        json!({"access_token": jwt_access(NOW + 1300.0), "expires_in": "900"}),
+    );
+    let (_, response) = allowed(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        a,
+        NOW + 400.0,
+    ));
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set_cookies(&response));
+    // Still the ID token's subject, and not due before 900 s later.
+    let (changes, _) = allowed(check(
+        &f,
+        &OAuth2Args::default(),
+        &jwt_session_request(&renewed, "GET", "/", &[]),
+        NOW + 1200.0,
+    ));
+    assert!(changes.contains(&HeaderChange::set("x-user", "alice")));
+    // Then it refreshes with the refresh token it had.
+    let (_, c, _) = refresh_of(&f, &renewed, NOW + 1301.0);
+    assert_eq!(form(&c)["refresh_token"], "the-refresh");
+}
+
+#[test]
+fn an_opaque_token_without_expires_in_is_refreshed_after_the_assumed_lifetime() {
+    let f = filter();
+    let jar = logged_in(&f, |login| {
+        json!({
+            "access_token": "opaque-access",
+            "token_type": "Bearer",
+            "id_token": id_token(good_claims(&login.params["nonce"])),
+            "refresh_token": "the-refresh",
+        })
+    });
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    // Before: checked at UserInfo.
+    let (c, _) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    // After the assumed lifetime: refreshed.
+    let now = NOW + super::ASSUMED_ACCESS_LIFETIME as f64;
+    let (_, c, _) = refresh_of(&f, &jar, now);
+    assert_eq!(form(&c)["refresh_token"], "the-refresh");
+}
+
+#[test]
+fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
+    let f = filter();
+    let jar = logged_in(&f, default_tokens);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let later = NOW + super::REFRESH_ON_REFUSAL_AFTER as f64;
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, later));
+    let (c, pending) = callout(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        later,
+    ));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    let a = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
+    let (changes, _) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-2")));
+    // A token refused right after it was obtained: no refresh loop, a login.
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 1.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        NOW + 1.0,
+    ));
+    assert_eq!(r.status, 303);
+}
+
+#[test]
+fn a_late_request_reads_a_shared_answer_as_of_its_age() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let aged = |age: &str, rt: &str| CalloutAnswer::Http {
+        status: 200,
+        headers: vec![("age".into(), age.into())],
+        body: json!({"access_token": "opaque-2", "refresh_token": rt, "expires_in": 60})
+            .to_string()
+            .into_bytes(),
+    };
+    // 20 s old: the token has 40 s left; the request goes on with it.
+    let (req, _, pending) = refresh_of(&f, &jar, NOW + 400.0);
+    let (changes, _) = allowed(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        aged("20", "rt-2"),
+        NOW + 400.0,
+    ));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-2")));
+    // 61 s old: that token has expired already; refreshed again with the
+    // refresh token the answer gave.
+    let (req, _, pending) = refresh_of(&f, &jar, NOW + 400.0);
+    let (c, _) = callout(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        aged("61", "rt-2"),
+        NOW + 400.0,
+    ));
+    assert_eq!(form(&c)["refresh_token"], "rt-2");
+}

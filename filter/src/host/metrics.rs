@@ -10,6 +10,8 @@
 //! | `portcullis.requests.no_rule` | counter: no rule matched |
 //! | `portcullis.callout.failed` | counter: no answer, or 5xx / gRPC error |
 //! | `portcullis.callout.latency_ms` | histogram |
+//! | `portcullis.callout.shared` | counter: a request used another request's shared answer (an OAuth2 refresh made by another request, in this worker or another) instead of calling out |
+//! | `portcullis.callout.shared_wait_ms` | histogram: how long a request waited for another request's shared callout |
 //! | `portcullis.jwks.fetched` / `portcullis.jwks.fetch_failed` | counters |
 
 use portcullis_core::config::Config;
@@ -28,6 +30,8 @@ pub enum Metric {
     NoRule,
     CalloutFailed,
     CalloutLatency,
+    SharedCalloutReused,
+    SharedCalloutWait,
     JwksFetched,
     JwksFetchFailed,
 }
@@ -73,6 +77,13 @@ impl Metrics {
             Metric::CalloutLatency => (
                 MetricType::Histogram,
                 "portcullis.callout.latency_ms".to_string(),
+            ),
+            Metric::SharedCalloutReused => {
+                (MetricType::Counter, "portcullis.callout.shared".to_string())
+            }
+            Metric::SharedCalloutWait => (
+                MetricType::Histogram,
+                "portcullis.callout.shared_wait_ms".to_string(),
             ),
             Metric::JwksFetched => (MetricType::Counter, "portcullis.jwks.fetched".to_string()),
             Metric::JwksFetchFailed => (

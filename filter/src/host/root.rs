@@ -6,16 +6,17 @@
 use super::http::Http;
 use super::metrics::Metric;
 use super::shared::{
-    callout_answered, deliver, now, read_grpc_answer, read_http_answer, wake, IdpSlot, Shared, Wait,
+    callout_answered, init_shared_slots, now, poll_shared, read_grpc_answer, read_http_answer,
+    wake, IdpSlot, Shared, Wait, TICK,
 };
 use portcullis_core::config::url::CalloutTarget;
 use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
-use portcullis_core::external::CalloutAnswer;
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
 use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
 use portcullis_core::oauth2::session::SessionCache;
+use portcullis_core::shared_callout::SharedCallouts;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -24,7 +25,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-const TICK: Duration = Duration::from_millis(100);
 /// How long a request waits for another request's shared callout.
 const SHARED_CALLOUT_WAIT: Duration = Duration::from_secs(10);
 /// How often a discovery document is fetched again.
@@ -129,23 +129,9 @@ impl Root {
         for id in expired {
             wake(shared, id, true);
         }
-        // A request waiting for another's shared callout whose answer never
-        // came (that request went away): it fails like an unanswered callout.
-        let stranded: Vec<u32> = shared
-            .pending
-            .borrow()
-            .iter()
-            .filter(|(_, p)| {
-                matches!(p.wait, Wait::Shared { since } if now - since > SHARED_CALLOUT_WAIT.as_secs_f64())
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stranded {
-            let answer = CalloutAnswer::Failed {
-                reason: "the shared callout got no answer".to_string(),
-            };
-            deliver(shared, self.context_id, id, answer);
-        }
+        // Requests waiting for a shared callout (another VM's, or one whose
+        // request went away): its answer, or a failure once it is overdue.
+        poll_shared(shared, self.context_id, SHARED_CALLOUT_WAIT.as_secs_f64());
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
@@ -441,11 +427,14 @@ impl RootContext for Root {
             response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),
-            coalesced: RefCell::new(Default::default()),
-            coalesce_hasher: Default::default(),
+            shared_callouts: SharedCallouts::with_budget(shares.shared_callouts),
+            fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(None),
         }));
+        if let Some(shared) = &self.shared {
+            init_shared_slots(shared);
+        }
         // The tick fetches background documents, expires waits, and hands the
         // metric counts to Envoy.
         if let Err(status) = hostcalls::set_tick_period(TICK) {

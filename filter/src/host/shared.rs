@@ -25,11 +25,11 @@ use portcullis_core::oauth2::{
 use portcullis_core::pipeline::{Journey, KeyProvider, Step};
 use portcullis_core::request::Request;
 use portcullis_core::response::{HeaderChange, Response};
+use portcullis_core::shared_callout::{Consult, ShareKey, SharedCallouts};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -38,6 +38,13 @@ use std::time::{Duration, UNIX_EPOCH};
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
 /// At most this many requests wait at once per VM; more get the timeout answer.
 pub const MAX_PENDING: usize = 4096;
+/// The tick while requests wait on a shared callout another VM may answer: how
+/// often the slot is read again.
+pub const FAST_TICK: Duration = Duration::from_millis(10);
+/// The tick otherwise.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Compare-and-swap attempts on a shared slot before giving up on it.
+const CAS_ATTEMPTS: usize = 16;
 
 /// What a pending request waits for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,9 +61,10 @@ pub enum Wait {
     Body {
         max_bytes: usize,
     },
-    /// Another request's identical callout, sent at this time: its answer is
-    /// shared (see `Callout::coalesce`).
+    /// Another request's shared callout (this VM's or another's), waited for
+    /// since this time: its answer is shared (see `Callout::share`).
     Shared {
+        key: ShareKey,
         since: f64,
     },
     /// A callout sent at this time (Unix seconds).
@@ -112,13 +120,14 @@ pub struct Shared {
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
     pub pending: RefCell<BTreeMap<u32, Pending>>,
-    /// Callout token → the request (context id) it belongs to, and its
-    /// coalescing key.
-    pub callouts: RefCell<BTreeMap<u32, (u32, Option<u64>)>>,
-    /// Coalescing key of a shared callout in flight → the other requests waiting
-    /// for its answer.
-    pub coalesced: RefCell<HashMap<u64, Vec<u32>>>,
-    pub coalesce_hasher: RandomState,
+    /// Callout token → the request (context id) it belongs to, and its share
+    /// key.
+    pub callouts: RefCell<BTreeMap<u32, (u32, Option<ShareKey>)>>,
+    /// The slots of the callouts shared by the VMs of this Envoy (in the host's
+    /// shared data).
+    pub shared_callouts: SharedCallouts,
+    /// Whether the tick runs at `FAST_TICK` (requests wait on a shared callout).
+    pub fast_tick: std::cell::Cell<bool>,
     /// Verified tokens (JWT filters, OAuth2 access tokens), within `cacheBudget`.
     pub token_cache: RefCell<TokenCache>,
     /// Whether Envoy's `verify_signature` answered the probe right (`None`:
@@ -513,13 +522,29 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Continue;
             }
             Step::Callout(callout) => {
-                // An identical shared callout in flight: wait for its answer.
-                let key = callout.coalesce.then(|| coalesce_key(shared, &callout));
-                if let Some(key) = key {
-                    if let Some(waiters) = shared.coalesced.borrow_mut().get_mut(&key) {
-                        waiters.push(site.context_id);
-                        pending.wait = Wait::Shared { since: now() };
-                        return park(shared, site, pending);
+                // A shared callout: another request's answer, or its callout in
+                // flight (in this VM or another), or this request's to send.
+                if let Some(key) = callout.share {
+                    match claim_shared(shared, &key) {
+                        SharedTurn::Answered(answer) => {
+                            shared
+                                .metrics
+                                .count(&shared.config, Metric::SharedCalloutReused);
+                            step = pending.journey.on_callout_answer(
+                                &shared.config,
+                                &mut pending.request,
+                                answer,
+                                shared,
+                                now(),
+                            );
+                            continue;
+                        }
+                        SharedTurn::Wait => {
+                            pending.wait = Wait::Shared { key, since: now() };
+                            set_fast_tick(shared, true);
+                            return park(shared, site, pending);
+                        }
+                        SharedTurn::Mine => {}
                     }
                 }
                 // The callout belongs to the running context.
@@ -564,10 +589,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                         shared
                             .callouts
                             .borrow_mut()
-                            .insert(token, (site.context_id, key));
-                        if let Some(key) = key {
-                            shared.coalesced.borrow_mut().insert(key, Vec::new());
-                        }
+                            .insert(token, (site.context_id, callout.share));
                         pending.wait = Wait::Callout { since: now() };
                         return park(shared, site, pending);
                     }
@@ -583,6 +605,9 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                                 callout.cluster
                             ),
                         };
+                        if let Some(key) = callout.share {
+                            settle_shared(shared, &key, &answer);
+                        }
                         step = pending.journey.on_callout_answer(
                             &shared.config,
                             &mut pending.request,
@@ -716,9 +741,6 @@ pub fn callout_answered(
         return false;
     };
     let answer = answer();
-    let waiters = key
-        .and_then(|k| shared.coalesced.borrow_mut().remove(&k))
-        .unwrap_or_default();
     let failed = match &answer {
         CalloutAnswer::Failed { .. } => true,
         CalloutAnswer::Http { status, .. } => *status >= 500,
@@ -727,23 +749,176 @@ pub fn callout_answered(
     if failed {
         shared.metrics.count(&shared.config, Metric::CalloutFailed);
     }
+    // A shared callout: kept for the other VMs and late requests, and given at
+    // once to this VM's requests waiting for it.
+    let waiters = match key {
+        Some(key) => {
+            settle_shared(shared, &key, &answer);
+            shared_waiters(shared, |k| k == key)
+        }
+        None => Vec::new(),
+    };
     for waiter in waiters {
+        shared
+            .metrics
+            .count(&shared.config, Metric::SharedCalloutReused);
         deliver(shared, running, waiter, answer.clone());
     }
     deliver(shared, running, context_id, answer);
     true
 }
 
-/// A shared callout's key: its cluster, headers and body.
-fn coalesce_key(shared: &Shared, callout: &portcullis_core::external::Callout) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = shared.coalesce_hasher.build_hasher();
-    callout.cluster.hash(&mut h);
-    if let CalloutKind::Http { headers, body } = &callout.kind {
-        headers.hash(&mut h);
-        body.hash(&mut h);
+/// What a request does with a shared callout.
+enum SharedTurn {
+    /// Another request's answer.
+    Answered(CalloutAnswer),
+    /// Another request's callout is in flight.
+    Wait,
+    /// This request sends it (its claim is written, or shared data failed).
+    Mine,
+}
+
+/// Reads the key's slot in the host's shared data and claims the callout when
+/// nobody has it (compare-and-swap; read again on a mismatch).
+fn claim_shared(shared: &Shared, key: &ShareKey) -> SharedTurn {
+    let name = shared.shared_callouts.slot_name(key);
+    for _ in 0..CAS_ATTEMPTS {
+        let (bytes, cas) = match hostcalls::get_shared_data(&name) {
+            Ok(found) => found,
+            Err(status) => {
+                log::warn!("shared data {name} unreadable ({status:?}): calling out alone");
+                return SharedTurn::Mine;
+            }
+        };
+        match shared.shared_callouts.consult(bytes.as_deref(), key, now()) {
+            Consult::Answered(answer) => return SharedTurn::Answered(answer),
+            Consult::InFlight => return SharedTurn::Wait,
+            Consult::Claim(claimed) => {
+                match hostcalls::set_shared_data(&name, Some(&claimed), cas) {
+                    Ok(()) => return SharedTurn::Mine,
+                    Err(proxy_wasm::types::Status::CasMismatch) => continue,
+                    Err(status) => {
+                        log::warn!("shared data {name} unwritable ({status:?}): calling out alone");
+                        return SharedTurn::Mine;
+                    }
+                }
+            }
+        }
     }
-    h.finish()
+    // Other VMs keep writing the slot: wait, and read it again on the tick.
+    SharedTurn::Wait
+}
+
+/// Writes every slot that does not exist yet, empty. Envoy's shared data has
+/// no compare-and-swap on a key it has not seen (a write to a missing key
+/// always succeeds), so two VMs could both claim a callout in a never-written
+/// slot; written at configure time, every later claim is a real CAS.
+pub fn init_shared_slots(shared: &Shared) {
+    if !shared
+        .config
+        .filters
+        .iter()
+        .any(|f| matches!(f.kind, portcullis_core::config::FilterKind::OAuth2(_)))
+    {
+        return;
+    }
+    for slot in 0..shared.shared_callouts.slots() {
+        let name = shared.shared_callouts.slot_name_of(slot);
+        if let Ok((None, _)) = hostcalls::get_shared_data(&name) {
+            let _ = hostcalls::set_shared_data(&name, Some(b""), None);
+        }
+    }
+}
+
+/// Keeps a shared callout's answer in its slot for the other VMs.
+fn settle_shared(shared: &Shared, key: &ShareKey, answer: &CalloutAnswer) {
+    let name = shared.shared_callouts.slot_name(key);
+    for _ in 0..CAS_ATTEMPTS {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(&name) else {
+            break;
+        };
+        let settled = shared
+            .shared_callouts
+            .settle(bytes.as_deref(), key, answer, now());
+        match hostcalls::set_shared_data(&name, Some(&settled), cas) {
+            Ok(()) => return,
+            Err(proxy_wasm::types::Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    log::warn!("shared data {name}: could not keep a shared answer; other workers wait for it until it is stale");
+}
+
+/// The requests of this VM waiting on a shared callout whose key matches.
+fn shared_waiters(shared: &Shared, matches: impl Fn(ShareKey) -> bool) -> Vec<u32> {
+    shared
+        .pending
+        .borrow()
+        .iter()
+        .filter_map(|(id, p)| match p.wait {
+            Wait::Shared { key, .. } if matches(key) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// On the tick: the requests waiting on another VM's shared callout read its
+/// slot again; those answered go on, and those waiting longer than `max_wait`
+/// seconds (its VM went away) fail as an unanswered callout would.
+pub fn poll_shared(shared: &Shared, running: u32, max_wait: f64) {
+    let waiting: Vec<(u32, ShareKey, f64)> = shared
+        .pending
+        .borrow()
+        .iter()
+        .filter_map(|(id, p)| match p.wait {
+            Wait::Shared { key, since } => Some((*id, key, since)),
+            _ => None,
+        })
+        .collect();
+    if waiting.is_empty() {
+        set_fast_tick(shared, false);
+        return;
+    }
+    let now = now();
+    // One read per slot, however many requests wait on it.
+    let mut slots: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    for (id, key, since) in waiting {
+        let name = shared.shared_callouts.slot_name(&key);
+        let bytes = slots.entry(name).or_insert_with_key(|name| {
+            hostcalls::get_shared_data(name)
+                .ok()
+                .and_then(|(bytes, _)| bytes)
+        });
+        match shared.shared_callouts.consult(bytes.as_deref(), &key, now) {
+            Consult::Answered(answer) => {
+                shared
+                    .metrics
+                    .count(&shared.config, Metric::SharedCalloutReused);
+                deliver(shared, running, id, answer);
+            }
+            // Still in flight.
+            Consult::InFlight if now - since <= max_wait => {}
+            // Its VM went away without answering; or the answer is gone from
+            // the slot (evicted) before this VM read it.
+            _ => {
+                let answer = CalloutAnswer::Failed {
+                    reason: "the shared callout got no answer".to_string(),
+                };
+                deliver(shared, running, id, answer);
+            }
+        }
+    }
+}
+
+/// Runs the tick at `FAST_TICK` while requests wait on a shared callout.
+pub fn set_fast_tick(shared: &Shared, fast: bool) {
+    if shared.fast_tick.get() == fast {
+        return;
+    }
+    let period = if fast { FAST_TICK } else { TICK };
+    if hostcalls::set_tick_period(period).is_ok() {
+        shared.fast_tick.set(fast);
+    }
 }
 
 /// Gives a callout's answer to the request of `context_id`, which goes on.
@@ -751,11 +926,14 @@ pub fn deliver(shared: &Shared, running: u32, context_id: u32, answer: CalloutAn
     let Some(mut pending) = shared.pending.borrow_mut().remove(&context_id) else {
         return; // the request is gone
     };
-    if let Wait::Callout { since } | Wait::Shared { since } = pending.wait {
+    let waited = match pending.wait {
+        Wait::Callout { since } => Some((Metric::CalloutLatency, since)),
+        Wait::Shared { since, .. } => Some((Metric::SharedCalloutWait, since)),
+        _ => None,
+    };
+    if let Some((metric, since)) = waited {
         let ms = ((now() - since) * 1000.0).max(0.0) as u64;
-        shared
-            .metrics
-            .record(&shared.config, Metric::CalloutLatency, ms);
+        shared.metrics.record(&shared.config, metric, ms);
     }
     if running != context_id && hostcalls::set_effective_context(context_id).is_err() {
         return;
