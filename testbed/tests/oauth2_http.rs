@@ -79,7 +79,11 @@ fn start() -> Fixture {
                 "protectedOrigins": [ { "origin": o } ],
                 "sessionKeys": [ key ],
                 "postLogoutRedirectURI": format!("{o}/logged-out"),
-                "injectRequestHeaders": [ { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" } ]
+                "injectRequestHeaders": [
+                    { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" },
+                    { "name": "X-Email", "value": "{{ .userinfo.email }}" },
+                    { "name": "X-Id-Token-Email", "value": "{{ .idToken.Claims.email }}" }
+                ]
             });
             if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
                 s.extend(e);
@@ -87,7 +91,7 @@ fn start() -> Fixture {
             json!({ "name": name, "OAuth2": spec })
         };
         let rule = |path: &str, name: &str, args: Value| json!({ "host": "*", "path": path, "filters": [ { "name": name, "arguments": args } ] });
-        let profile = json!({ "scope": ["profile"] });
+        let profile = json!({ "scope": ["profile", "email"] });
         let mut svc = filter(
             "svc",
             idp.issuer(),
@@ -235,6 +239,10 @@ fn login_reaches_the_upstream_with_identity_and_sealed_cookies() {
     let e = echoed(&login.response);
     assert_eq!(e.path, "/app/hello?a=b");
     assert_eq!(e.header("x-user"), Some(USER));
+    // The strict IdP keeps the email claim out of the ID token (OpenID Connect
+    // Core 5.4); the UserInfo endpoint has it, and templates see it there.
+    assert_eq!(e.header("x-id-token-email"), Some("<no value>"));
+    assert_eq!(e.header("x-email"), Some("alice@example.test"));
     let token = bearer(&e);
     assert!(!token.is_empty());
     assert_no_portcullis_cookies_upstream(&e);

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use oauth2_common::*;
 use portcullis_testbed::browserless::{Agent, Hop, Url};
 use portcullis_testbed::conformance_op::{
-    ConformanceOp, OpScript, CLIENT_ID, CLIENT_SECRET, CLIENT_SECRET_KEY, SUB,
+    ConformanceOp, OpScript, CLIENT_ID, CLIENT_SECRET, CLIENT_SECRET_KEY, EMAIL, SUB,
 };
 use portcullis_testbed::tokens::{decode, jwk, jwk_with};
 use portcullis_testbed::{EchoUpstream, Echoed, Envoy};
@@ -100,6 +100,14 @@ fn test_ids() -> Vec<(&'static str, OpScript, Value)> {
         ("rp-id_token-sig-rs256", ok(), Value::Null),
         ("rp-id_token-sub", claims(json!({"sub": null})), Value::Null),
         ("rp-userinfo-bearer-header", ok(), Value::Null),
+        (
+            "rp-userinfo-bad-sub-claim",
+            OpScript {
+                userinfo_claims: json!({"sub": "someone-else"}),
+                ..OpScript::default()
+            },
+            Value::Null,
+        ),
         // Optional in the Basic plan
         (
             "rp-id_token-sig-es256",
@@ -217,7 +225,8 @@ fn start() -> Fixture {
                 "sessionKeys": [ key ],
                 "injectRequestHeaders": [
                     { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" },
-                    { "name": "X-Id-Token-Alg", "value": "{{ .idToken.Header.alg }}" }
+                    { "name": "X-Id-Token-Alg", "value": "{{ .idToken.Header.alg }}" },
+                    { "name": "X-Email", "value": "{{ .userinfo.email }}" }
                 ]
             });
             if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra.clone()) {
@@ -503,6 +512,43 @@ fn rp_userinfo_bearer_header() {
         assert!(!c.path.contains("access_token"), "{}", c.path);
         assert!(c.body.is_empty());
     }
+}
+
+/// rp-scope-userinfo-claims: the scope `email` is asked for; the OP returns the
+/// e-mail only from UserInfo (not in the ID token): it reaches the upstream
+/// through `{{ .userinfo.email }}`.
+#[test]
+fn rp_scope_userinfo_claims() {
+    let id = "rp-scope-userinfo-claims";
+    let (agent, hops) = login(id);
+    let e = assert_accepted(id, &agent, &hops);
+    let scope = authorization_request(id, "/authorize")
+        .query_param("scope")
+        .unwrap_or_default();
+    assert!(scope.split(' ').any(|s| s == "email"), "scope {scope:?}");
+    let (_, id_claims) = decode(
+        fx().op.issued(id)[0]["id_token"]
+            .as_str()
+            .expect("id_token"),
+    );
+    assert!(id_claims.get("email").is_none(), "{id_claims}");
+    assert_eq!(e.header("x-email"), Some(EMAIL));
+}
+
+/// rp-userinfo-bad-sub-claim: UserInfo answers another `sub` than the ID
+/// token's: its claims are not used (OIDC Core §5.3.2); the login, proven by
+/// the ID token, stands.
+#[test]
+fn rp_userinfo_bad_sub_claim() {
+    let id = "rp-userinfo-bad-sub-claim";
+    let (agent, hops) = login(id);
+    let e = assert_accepted(id, &agent, &hops);
+    assert!(!fx().op.requests_to(id, "/userinfo").is_empty());
+    assert_ne!(
+        e.header("x-email"),
+        Some(EMAIL),
+        "another subject's claim was used"
+    );
 }
 
 /// rp-id_token-sig-es256 (optional): an ES256 ID token: accepted.

@@ -74,9 +74,11 @@ pub mod encoding;
 mod flow;
 mod grants;
 mod id_token;
+mod loops;
 pub mod session;
 #[cfg(test)]
 mod tests;
+mod userinfo;
 
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
 pub use session::{SameSite, Session, SessionKeys};

@@ -162,6 +162,13 @@ pub struct Session {
     /// The scopes granted (space-separated).
     #[serde(rename = "sc", default)]
     pub scope: String,
+    /// The UserInfo claims (bounded: see `userinfo`), when the IdP answered.
+    #[serde(rename = "ui", default, skip_serializing_if = "Option::is_none")]
+    pub userinfo: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The UserInfo endpoint refused this access token (a token for another
+    /// API): `auto` validation does not ask it again.
+    #[serde(rename = "ur", default, skip_serializing_if = "std::ops::Not::not")]
+    pub userinfo_refused: bool,
 }
 
 /// The request's cookies, parsed once (at most [`MAX_COOKIES`]).

@@ -128,7 +128,32 @@ fn check(f: &OAuth2Filter, args: &OAuth2Args, req: &Request, now: f64) -> OAuth2
     f.check(req, args, &idp.state(), now, &mut rng())
 }
 
+/// The answer to a callout; a UserInfo call that follows a code exchange or a
+/// refresh is answered too, with [`userinfo_claims`].
 fn answer(
+    f: &OAuth2Filter,
+    args: &OAuth2Args,
+    req: &Request,
+    pending: OAuth2Pending,
+    a: CalloutAnswer,
+    now: f64,
+) -> OAuth2Step {
+    let step = answer_only(f, args, req, pending, a, now);
+    match step {
+        OAuth2Step::Callout { pending, .. }
+            if matches!(
+                pending.kind.as_ref(),
+                flow::Pending::LoginUserinfo { .. } | flow::Pending::RefreshUserinfo { .. }
+            ) =>
+        {
+            answer_only(f, args, req, pending, http(200, userinfo_claims()), now)
+        }
+        other => other,
+    }
+}
+
+/// The answer to one callout, whatever comes next.
+fn answer_only(
     f: &OAuth2Filter,
     args: &OAuth2Args,
     req: &Request,
@@ -138,6 +163,11 @@ fn answer(
 ) -> OAuth2Step {
     let idp = Idp::new();
     f.on_answer(req, args, pending, a, &idp.state(), now, &mut rng())
+}
+
+/// What the fake IdP's UserInfo endpoint answers for alice.
+fn userinfo_claims() -> serde_json::Value {
+    json!({"sub": "alice", "email": "alice@example.test", "age": 42})
 }
 
 fn respond(step: OAuth2Step) -> Response {
@@ -351,7 +381,10 @@ fn state_cookie_is_sealed_short_lived_and_lax() {
         &request("GET", "/", &[]),
         NOW,
     ));
-    let cookies = set_cookies(&r.headers);
+    let cookies: Vec<String> = set_cookies(&r.headers)
+        .into_iter()
+        .filter(|c| c.starts_with("portcullis_state."))
+        .collect();
     assert_eq!(cookies.len(), 1);
     let c = &cookies[0];
     assert!(c.starts_with("portcullis_state.login."), "{c}");
@@ -377,7 +410,8 @@ fn too_many_logins_in_progress_forget_the_older_ones() {
     let r = respond(check(&f, &OAuth2Args::default(), &req, NOW));
     let set = set_cookies(&r.headers);
     assert_eq!(set.iter().filter(|c| c.contains("Max-Age=0")).count(), 4);
-    assert_eq!(set.len(), 5);
+    // Four cleared, the new login's state, and the login count.
+    assert_eq!(set.len(), 6);
 }
 
 #[test]
@@ -800,7 +834,16 @@ fn an_id_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
         discovery: discovery(),
         keys: key_set(vec![rsa_b().jwk_with_kid("k2")]),
     };
-    let r = respond(f.resume(&req, &args, pending, &fresh.state(), NOW, &mut rng()));
+    let (c, pending) = callout(f.resume(&req, &args, pending, &fresh.state(), NOW, &mut rng()));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    let r = respond(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(200, userinfo_claims()),
+        NOW,
+    ));
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
     apply_cookies(&mut login.jar, &set_cookies(&r.headers));
     assert!(login.jar.contains_key("portcullis_session.login"));
@@ -810,17 +853,48 @@ fn an_id_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
 fn a_jwt_access_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
     let mut f = filter();
     f.validation = TokenValidation::Jwt;
-    let jar = logged_in(&f, |login| {
-        let access = token(
-            json!({"alg": "RS256", "kid": "k2"}),
-            json!({"iss": ISSUER, "sub": "alice", "exp": NOW + 600.0}),
-            &rsa_b(),
-        );
-        json!({"access_token": access, "token_type": "Bearer", "expires_in": 600,
-               "id_token": id_token(good_claims(&login.params["nonce"]))})
-    });
-    let req = request("GET", "/page", &[("cookie", &cookie_header(&jar))]);
-    let step = check(&f, &OAuth2Args::default(), &req, NOW + 1.0);
+    let args = OAuth2Args::default();
+    let access = token(
+        json!({"alg": "RS256", "kid": "k2"}),
+        json!({"iss": ISSUER, "sub": "alice", "exp": NOW + 600.0}),
+        &rsa_b(),
+    );
+    let fresh = Idp {
+        discovery: discovery(),
+        keys: key_set(vec![rsa_a().jwk_with_kid("k1"), rsa_b().jwk_with_kid("k2")]),
+    };
+    // At login: the access token names a key the cached set lacks.
+    let mut login = start_login(&f, &args, "/page");
+    let req = callback_request(&login, "");
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    let tokens = json!({"access_token": access, "token_type": "Bearer", "expires_in": 600,
+                        "id_token": id_token(good_claims(&login.params["nonce"]))});
+    let step = answer(&f, &args, &req, pending, http(200, tokens), NOW);
+    let OAuth2Step::UnknownKey {
+        pending: Some(pending),
+        response,
+    } = step
+    else {
+        panic!("expected UnknownKey with the token answer kept: {step:?}");
+    };
+    assert_eq!(response.status, 401);
+    let (_, pending) = callout(f.resume(&req, &args, pending, &fresh.state(), NOW, &mut rng()));
+    let userinfo = http(200, userinfo_claims());
+    let r = respond(f.on_answer(
+        &req,
+        &args,
+        pending,
+        userinfo,
+        &fresh.state(),
+        NOW,
+        &mut rng(),
+    ));
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    // On a request, checked against a set that lacks the key (another worker's
+    // copy): fresh keys are asked for.
+    let req = request("GET", "/page", &[("cookie", &cookie_header(&login.jar))]);
+    let step = check(&f, &args, &req, NOW + 1.0);
     let OAuth2Step::UnknownKey {
         pending: None,
         response,
@@ -828,18 +902,9 @@ fn a_jwt_access_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
     else {
         panic!("expected UnknownKey: {step:?}");
     };
-    assert_eq!(response.status, 303, "a new login if the key never comes");
-    let fresh = Idp {
-        discovery: discovery(),
-        keys: key_set(vec![rsa_a().jwk_with_kid("k1"), rsa_b().jwk_with_kid("k2")]),
-    };
-    let step = f.check(
-        &req,
-        &OAuth2Args::default(),
-        &fresh.state(),
-        NOW + 1.0,
-        &mut rng(),
-    );
+    // If it never comes: a session this fresh gets the explained page.
+    assert_eq!(response.status, 401);
+    let step = f.check(&req, &args, &fresh.state(), NOW + 1.0, &mut rng());
     let (changes, _) = allowed(step);
     assert!(changes.iter().any(|c| c.name == "authorization"));
 }
@@ -1254,46 +1319,163 @@ fn failed_refresh_means_login_or_503() {
 }
 
 #[test]
-fn jwt_validation_refuses_a_bad_access_token() {
+fn jwt_validation_accepts_the_idps_tokens_for_another_api() {
+    // Azure AD v1: the access token is signed by the IdP's keys but its `iss`
+    // is `https://sts.windows.net/<tenant>/` and `aud` another API. It came
+    // from the token endpoint: not a forgery (see `access_policy`).
+    for validation in [TokenValidation::Jwt, TokenValidation::Auto] {
+        let mut f = filter();
+        f.validation = validation;
+        let v1 = token(
+            json!({"alg": "RS256", "kid": "k1"}),
+            json!({"iss": "https://sts.windows.net/tenant/", "aud": "api://other", "exp": NOW + 300.0}),
+            &rsa_a(),
+        );
+        let jar = logged_in(&f, |login| {
+            json!({
+                "access_token": v1,
+                "id_token": id_token(good_claims(&login.params["nonce"])),
+                "expires_in": 300,
+            })
+        });
+        let req = jwt_session_request(&jar, "GET", "/", &[]);
+        let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+        assert!(changes.contains(&HeaderChange::set("authorization", format!("Bearer {v1}"))));
+    }
+}
+
+#[test]
+fn jwt_validation_of_a_token_no_idp_key_signs_stops_at_the_callback() {
     let mut f = filter();
     f.validation = TokenValidation::Jwt;
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/");
+    let foreign = token(
+        json!({"alg": "RS256", "kid": "k1"}),
+        json!({"iss": ISSUER, "exp": NOW + 300.0}),
+        &rsa_b(),
+    );
+    let tokens = json!({
+        "access_token": foreign,
+        "id_token": id_token(good_claims(&login.params["nonce"])),
+        "expires_in": 300,
+    });
+    let r = finish_login(&f, &args, &mut login, tokens);
+    assert_eq!(r.status, 401);
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation"), "{page}");
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.starts_with("portcullis_session.login=") || c.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_session_refused_right_after_login_gets_a_page_not_a_loop() {
+    // `auto`: the IdP signs an access token that is already expired (a clock
+    // far off, a misconfigured lifetime) but says `expires_in: 300`.
+    let f = filter();
+    let expired = jwt_access(NOW - 600.0);
     let jar = logged_in(&f, |login| {
         json!({
-            "access_token": token(json!({"alg": "RS256", "kid": "k1"}), json!({"iss": "https://other", "exp": NOW + 300.0}), &rsa_a()),
+            "access_token": expired,
             "id_token": id_token(good_claims(&login.params["nonce"])),
             "expires_in": 300,
         })
     });
+    let req = jwt_session_request(&jar, "GET", "/app", &[]);
+    let r = respond(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(r.status, 401, "just signed in: a page, not a redirect");
+    assert!(r.header("location").is_none());
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("expired"), "what was refused: {page}");
+    assert!(
+        page.contains("accessTokenValidation"),
+        "the setting: {page}"
+    );
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session.login=;") && c.contains("Max-Age=0")));
+    // An older session that is refused logs in again.
     let r = respond(check(
         &f,
         &OAuth2Args::default(),
-        &jwt_session_request(&jar, "GET", "/", &[]),
-        NOW + 5.0,
+        &req,
+        NOW + loops::JUST_SIGNED_IN as f64,
     ));
     assert_eq!(r.status, 303);
 }
 
 #[test]
-fn userinfo_refusal_means_login_and_failure_503() {
+fn logins_past_the_bound_in_a_window_get_the_loop_page() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut jar: HashMap<String, String> = HashMap::new();
+    for i in 0..loops::MAX_LOGINS_IN_WINDOW {
+        let req = request("GET", "/", &[("cookie", &cookie_header(&jar))]);
+        let r = respond(check(&f, &args, &req, NOW + f64::from(i)));
+        assert_eq!(r.status, 303, "login {i}");
+        apply_cookies(&mut jar, &set_cookies(&r.headers));
+    }
+    // One just past the bound: the loop page.
+    let req = request("GET", "/", &[("cookie", &cookie_header(&jar))]);
+    let r = respond(check(&f, &args, &req, NOW + 10.0));
+    assert_eq!(r.status, 508);
+    assert!(r.header("location").is_none());
+    assert!(r.header("retry-after").is_some());
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation") && page.contains("Secure"));
+    // The window over, logins go on.
+    let r = respond(check(
+        &f,
+        &args,
+        &req,
+        NOW + loops::LOGIN_WINDOW as f64 + 1.0,
+    ));
+    assert_eq!(r.status, 303);
+    // The count never reaches the upstream.
+    let mut logged = logged_in(&f, jwt_tokens);
+    logged.insert("portcullis_logins.login".to_string(), "1.0".to_string());
+    let (changes, _) = allowed(check(
+        &f,
+        &args,
+        &jwt_session_request(&logged, "GET", "/", &[]),
+        NOW + 5.0,
+    ));
+    assert!(changes.contains(&HeaderChange::remove("cookie")));
+}
+
+#[test]
+fn userinfo_refusal_of_a_fresh_session_is_a_page_later_a_login_and_failure_503() {
     let f = filter();
     let jar = logged_in(&f, default_tokens);
     let req = jwt_session_request(&jar, "GET", "/", &[]);
     let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
     assert_eq!(header(&c, ":method"), Some("GET"));
     assert_eq!(header(&c, ":path"), Some("/userinfo"));
-    assert_eq!(
-        respond(answer(
-            &f,
-            &OAuth2Args::default(),
-            &req,
-            pending,
-            http(401, json!({})),
-            NOW + 5.0
-        ))
-        .status,
-        303
-    );
-    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        NOW + 5.0,
+    ));
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("UserInfo endpoint refused"));
+    // Later, with a refresh token: the token may have been revoked early, so
+    // it is refreshed (see `userinfo_refusing_an_older_token_refreshes_it...`).
+    let later = NOW + 120.0;
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, later));
+    let (c, _) = callout(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        later,
+    ));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, later));
     assert_eq!(
         respond(answer(
             &f,
@@ -1301,11 +1483,251 @@ fn userinfo_refusal_means_login_and_failure_503() {
             &req,
             pending,
             http(502, json!({})),
-            NOW + 5.0
+            later
         ))
         .status,
         503
     );
+}
+
+// ---------------------------------------------------------------------------
+// UserInfo at login and refresh
+
+/// A login whose UserInfo call gets `userinfo`: the final response and jar.
+fn login_with_userinfo(
+    f: &OAuth2Filter,
+    userinfo: CalloutAnswer,
+) -> (Response, HashMap<String, String>) {
+    let args = OAuth2Args::default();
+    let mut login = start_login(f, &args, "/page");
+    let req = callback_request(&login, "");
+    let (_, pending) = callout(check(f, &args, &req, NOW));
+    let tokens = default_tokens(&login);
+    let (c, pending) = callout(answer_only(f, &args, &req, pending, http(200, tokens), NOW));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    assert_eq!(header(&c, "authorization"), Some("Bearer opaque-access"));
+    let r = respond(answer_only(f, &args, &req, pending, userinfo, NOW));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    (r, login.jar)
+}
+
+fn email_filter() -> OAuth2Filter {
+    let mut f = filter();
+    f.inject = vec![HeaderTemplate {
+        name: "x-email".to_string(),
+        template: Template::parse("{{ .userinfo.email }}|{{ .userinfo.age }}").unwrap(),
+    }];
+    f
+}
+
+/// What `x-email` the upstream gets with this jar, the UserInfo validation
+/// answered 200.
+fn injected_email(f: &OAuth2Filter, jar: &HashMap<String, String>, now: f64) -> String {
+    let req = jwt_session_request(jar, "GET", "/", &[]);
+    let step = match check(f, &OAuth2Args::default(), &req, now) {
+        OAuth2Step::Callout { pending, .. } => answer_only(
+            f,
+            &OAuth2Args::default(),
+            &req,
+            pending,
+            http(200, json!({"sub": "alice"})),
+            now,
+        ),
+        other => other,
+    };
+    let (changes, _) = allowed(step);
+    changes
+        .iter()
+        .find(|c| c.name == "x-email")
+        .and_then(|c| c.value.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn userinfo_claims_reach_templates() {
+    let f = email_filter();
+    let (r, jar) = login_with_userinfo(&f, http(200, userinfo_claims()));
+    assert_eq!(r.status, 303);
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "alice@example.test|42");
+}
+
+#[test]
+fn userinfo_of_another_subject_is_not_used() {
+    let f = email_filter();
+    let other = json!({"sub": "mallory", "email": "mallory@example.test"});
+    let (r, jar) = login_with_userinfo(&f, http(200, other));
+    assert_eq!(r.status, 303, "the login completes");
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+    // No sub at all: not used either.
+    let (_, jar) = login_with_userinfo(&f, http(200, json!({"email": "x@example.test"})));
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+}
+
+#[test]
+fn userinfo_failure_or_refusal_at_login_completes_it_without_claims() {
+    let f = email_filter();
+    let (r, jar) = login_with_userinfo(&f, http(503, json!({})));
+    assert_eq!(r.status, 303);
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+    // Refused (a token for another API): `auto` then trusts the sealed
+    // session's expiry, with no UserInfo call per request.
+    let (r, jar) = login_with_userinfo(&f, http(401, json!({})));
+    assert_eq!(r.status, 303);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
+    // `userinfo` validation can never pass such a token: a page at once.
+    let mut strict = email_filter();
+    strict.validation = TokenValidation::Userinfo;
+    let (r, _) = login_with_userinfo(&strict, http(401, json!({})));
+    assert_eq!(r.status, 401);
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation"), "{page}");
+}
+
+#[test]
+fn userinfo_is_asked_again_on_refresh() {
+    let f = email_filter();
+    let (_, jar) = login_with_userinfo(&f, http(200, userinfo_claims()));
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let at = NOW + 400.0; // past expires_in 300
+    let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, at));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    let refreshed = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
+    let (c, pending) = callout(answer_only(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        refreshed,
+        at,
+    ));
+    assert_eq!(header(&c, "authorization"), Some("Bearer opaque-2"));
+    let claims = json!({"sub": "alice", "email": "new@example.test", "age": 43});
+    let (changes, response) = allowed(answer_only(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(200, claims),
+        at,
+    ));
+    assert!(changes.contains(&HeaderChange::set("x-email", "new@example.test|43")));
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set_cookies(&response));
+    assert_eq!(
+        injected_email(&f, &renewed, at + 5.0),
+        "new@example.test|43"
+    );
+}
+
+#[test]
+fn signed_userinfo_answers_are_verified() {
+    let f = email_filter();
+    let signed = |key: &crate::jwt::verify::test_fixtures::Priv| {
+        CalloutAnswer::Http {
+        status: 200,
+        headers: vec![(
+            "content-type".to_string(),
+            "application/jwt; charset=utf-8".to_string(),
+        )],
+        body: token(
+            json!({"alg": "RS256", "kid": "k1"}),
+            json!({"sub": "alice", "email": "signed@example.test", "iss": ISSUER, "aud": "my client"}),
+            key,
+        )
+        .into_bytes(),
+    }
+    };
+    let (_, jar) = login_with_userinfo(&f, signed(&rsa_a()));
+    assert_eq!(
+        injected_email(&f, &jar, NOW + 5.0),
+        "signed@example.test|<no value>"
+    );
+    let (_, jar) = login_with_userinfo(&f, signed(&rsa_b()));
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+}
+
+// ---------------------------------------------------------------------------
+// Bounds: an input just past each
+
+#[test]
+fn a_return_url_past_its_bound_keeps_its_path_or_the_root() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let at_bound = format!("/p?q={}", "a".repeat(flow::MAX_RETURN_PATH - 5));
+    assert_eq!(at_bound.len(), flow::MAX_RETURN_PATH);
+    let past = format!("{at_bound}b");
+    let long_path = format!("/{}", "c".repeat(flow::MAX_RETURN_PATH));
+    for (path, back) in [
+        (at_bound.as_str(), at_bound.as_str()),
+        (past.as_str(), "/p"),
+        (long_path.as_str(), "/"),
+    ] {
+        let r = respond(check(&f, &args, &request("GET", path, &[]), NOW));
+        for c in set_cookies(&r.headers) {
+            assert!(c.len() < 4096, "a cookie of {} bytes", c.len());
+        }
+        let mut login = Login {
+            params: location_params(&r),
+            jar: HashMap::new(),
+        };
+        apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+        let tokens = default_tokens(&login);
+        let done = finish_login(&f, &args, &mut login, tokens);
+        assert_eq!(
+            done.header("location"),
+            Some(format!("https://app.example.com{back}").as_str())
+        );
+    }
+}
+
+#[test]
+fn a_logout_url_past_its_bound_leaves_out_the_id_token_hint() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let logout = |groups: usize, login_hint: bool| {
+        let jar = logged_in(&f, |login| {
+            let mut claims = good_claims(&login.params["nonce"]);
+            claims["groups"] = json!("g".repeat(groups));
+            if login_hint {
+                claims["login_hint"] = json!("O.hint");
+            }
+            json!({"access_token": "opaque-access", "id_token": id_token(claims), "expires_in": 300})
+        });
+        let xsrf = jar["portcullis_xsrf.login"].clone();
+        let req = jwt_session_request(&jar, "POST", &format!("{LOGOUT_PATH}?_xsrf={xsrf}"), &[]);
+        respond(check(&f, &args, &req, NOW + 5.0))
+    };
+    // The largest claim that keeps the hint (a binary search), then a few
+    // bytes more.
+    let keeps = |n: usize| {
+        logout(n, false)
+            .header("location")
+            .is_some_and(|l| l.len() <= flow::MAX_LOGOUT_URL && l.contains("id_token_hint"))
+    };
+    let (mut fits, mut over) = (0usize, 4096usize);
+    assert!(keeps(fits) && !keeps(over));
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        if keeps(mid) {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    let at = logout(fits, false);
+    assert!(location_params(&at).contains_key("id_token_hint"));
+    // One byte more passes the bound.
+    let past = logout(over, false);
+    let loc = past.header("location").unwrap();
+    assert!(loc.len() <= flow::MAX_LOGOUT_URL, "{}", loc.len());
+    let p = location_params(&past);
+    assert!(!p.contains_key("id_token_hint"));
+    assert_eq!(p["client_id"], "my client");
+    assert_eq!(p["post_logout_redirect_uri"], "https://app.example.com/bye");
+    let with_hint = logout(over, true);
+    assert_eq!(location_params(&with_hint)["logout_hint"], "O.hint");
 }
 
 #[test]
@@ -1832,7 +2254,8 @@ fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
     let a = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
     let (changes, _) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
     assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-2")));
-    // A token refused right after it was obtained: no refresh loop, a login.
+    // A token refused right after it was obtained: no refresh loop; the
+    // session is that fresh too, so the explained page, not a login loop.
     let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 1.0));
     let r = respond(answer(
         &f,
@@ -1842,7 +2265,7 @@ fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
         http(401, json!({})),
         NOW + 1.0,
     ));
-    assert_eq!(r.status, 303);
+    assert_eq!(r.status, 401);
 }
 
 #[test]
