@@ -10,8 +10,8 @@ use super::id_token::{check_id_token, signing_algorithms, IdTokenError, ID_TOKEN
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
     error_page, grants, loops, userinfo, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending,
-    OAuth2Step, Origin, TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLBACK_PATH, CALLOUT_TIMEOUT,
-    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, LOGOUT_PATH, MAX_PENDING_LOGINS,
+    OAuth2Step, Origin, TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLOUT_TIMEOUT,
+    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS,
     REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
 use crate::config::url::CalloutTarget;
@@ -106,7 +106,7 @@ pub(super) fn check(
     let (Some(_), Some(_)) = (idp.discovery, idp.keys) else {
         return OAuth2Step::NeedIdp;
     };
-    let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+    let Some(origin) = f.origin_of(request) else {
         return OAuth2Step::Respond(Response::json_error(
             403,
             &format!(
@@ -116,10 +116,12 @@ pub(super) fn check(
         ));
     };
     let jar = CookieJar::from_headers(&request.headers);
-    match request.path_only() {
-        CALLBACK_PATH => return callback(f, request, &origin, &jar, idp, now),
-        LOGOUT_PATH => return logout(f, request, &origin, &jar, idp, now),
-        _ => {}
+    let path = request.path_only();
+    if f.is_callback_path(path) {
+        return callback(f, request, &origin, &jar, idp, now);
+    }
+    if super::is_logout_path(path) {
+        return logout(f, request, &origin, &jar, idp, now);
     }
     match open_session_cached(f, &jar, now, idp.session_cache) {
         Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
@@ -139,7 +141,7 @@ pub(super) fn on_answer(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let jar = CookieJar::from_headers(&request.headers);
-    let origin = Origin::of(request).filter(|o| f.protects(o));
+    let origin = f.origin_of(request);
     match kind {
         Pending::Grant => grants::on_answer(f, request, answer),
         // Not a callout's state: nothing was sent for it.
@@ -469,13 +471,31 @@ fn is_safe_method(method: &str) -> bool {
     )
 }
 
-/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the query.
+/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the
+/// query, else `_xsrf` in an `application/x-www-form-urlencoded` body the host
+/// read (logout only: see [`logout`]).
 fn presented_xsrf(request: &Request) -> Option<String> {
     if let Some(h) = request.headers.get("x-xsrf-token") {
         return Some(h.trim().to_string());
     }
     let params = query_params(&request.path);
-    query_param(&params, "_xsrf").map(str::to_string)
+    if let Some(v) = query_param(&params, "_xsrf") {
+        return Some(v.to_string());
+    }
+    let body = request.body.as_ref().filter(|_| is_form(request))?;
+    let form = query_params(&format!("?{}", String::from_utf8_lossy(body)));
+    query_param(&form, "_xsrf").map(str::to_string)
+}
+
+/// Whether the request body is an HTML form (`application/x-www-form-urlencoded`).
+fn is_form(request: &Request) -> bool {
+    request.headers.get("content-type").is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
 }
 
 fn xsrf_ok(request: &Request, session: &Session) -> bool {
@@ -499,7 +519,9 @@ fn authenticated(
     now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    if !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
+    // As AES: the application checks the XSRF token (the cookie reaches it);
+    // Portcullis does only when `xsrfProtection: unsafeMethods` asks.
+    if f.xsrf_on_requests && !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
         return OAuth2Step::Respond(Response::json_error(
             403,
             "XSRF check failed: send the portcullis_xsrf cookie's value in X-XSRF-Token (or _xsrf in the query)",
@@ -665,10 +687,7 @@ fn authenticated(
     OAuth2Step::Callout {
         callout: Callout {
             cluster: target.cluster.clone(),
-            kind: CalloutKind::Http {
-                headers,
-                body: Vec::new(),
-            },
+            kind: CalloutKind::http_text(headers, Vec::new()),
             timeout: CALLOUT_TIMEOUT,
             share: None,
         },
@@ -690,8 +709,8 @@ fn access_due(f: &OAuth2Filter, session: &Session, now: f64) -> bool {
 /// The refresh of `session` (RFC 6749 §6), or `None` when it has no refresh
 /// token. Every request of the session shares one refresh per Envoy, across
 /// its worker VMs and for late requests that still carry the cookie from
-/// before it: the callout's share key is the filter, the client and the
-/// refresh token (see [`crate::shared_callout`]).
+/// before it: the callout's share key is the filter, the client, the refresh
+/// token and the access token it replaces (see [`crate::shared_callout`]).
 fn refresh(f: &OAuth2Filter, session: &Session, idp: &IdpState<'_>) -> Option<OAuth2Step> {
     let rt = session.refresh_token.as_deref()?;
     let d = idp.discovery?;
@@ -700,11 +719,15 @@ fn refresh(f: &OAuth2Filter, session: &Session, idp: &IdpState<'_>) -> Option<OA
     };
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
     let mut callout = token_callout(f, &target, &mut form, None);
+    // The refresh of this access token with this refresh token: an IdP that
+    // does not rotate refresh tokens gets the same one again, and its next
+    // refresh (of the next access token) is another callout.
     callout.share = Some(ShareKey::of(&[
         b"refresh",
         f.name.as_bytes(),
         f.client_id.as_bytes(),
         rt.as_bytes(),
+        session.access_token.as_bytes(),
     ]));
     Some(OAuth2Step::Callout {
         callout,
@@ -829,9 +852,10 @@ fn allow(
         session.userinfo.as_ref(),
     );
     if request.headers.contains("cookie") {
+        // The XSRF cookie stays: the application reads it to put in its forms
+        // and compares it with what they send back (AES).
         let bases = [
             f.cookie_base("session"),
-            f.cookie_base("xsrf"),
             f.cookie_base("state"),
             f.cookie_base("logins"),
         ];
@@ -842,10 +866,14 @@ fn allow(
                         .is_some_and(|rest| rest.starts_with('.'))
             })
         };
-        changes.push(match jar.without(ours) {
-            Some(v) => HeaderChange::set("cookie", v),
-            None => HeaderChange::remove("cookie"),
-        });
+        // Only when one of ours is there; every other cookie byte for byte.
+        if jar.any(ours) {
+            match super::session::cookie_header_without(&request.headers, ours) {
+                Some(Some(v)) => changes.push(HeaderChange::set("cookie", v)),
+                Some(None) => changes.push(HeaderChange::remove("cookie")),
+                None => {}
+            }
+        }
     }
     OAuth2Step::Allow {
         request: changes,
@@ -935,7 +963,7 @@ fn login_redirect(
         }
     }
     let scope = scopes.join(" ");
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     let login = LoginState {
         state: state.clone(),
         verifier,
@@ -1116,7 +1144,7 @@ fn callback(
     let Some(target) = f.callout_target(&discovery.token_endpoint) else {
         return fail(503, "The identity provider's token endpoint is not usable.");
     };
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -1179,7 +1207,7 @@ pub(super) fn token_callout<'a>(
     headers.push(("content-length".to_string(), body.len().to_string()));
     Callout {
         cluster: target.cluster.clone(),
-        kind: CalloutKind::Http { headers, body },
+        kind: CalloutKind::http_text(headers, body),
         timeout: CALLOUT_TIMEOUT,
         share: None,
     }
@@ -1735,10 +1763,17 @@ fn logout(
     }
     let session = open_session(f, jar, now);
     if let Some(s) = &session {
+        if !xsrf_ok(request, s) && request.body.is_none() && is_form(request) {
+            // AES's logout form carries `_xsrf` in its body: the host reads it
+            // (bounded) and asks again.
+            return OAuth2Step::NeedBody {
+                max_bytes: MAX_LOGOUT_FORM_BYTES,
+            };
+        }
         if !xsrf_ok(request, s) {
             return OAuth2Step::Respond(Response::json_error(
                 403,
-                "XSRF check failed: log out with the portcullis_xsrf cookie's value in _xsrf or X-XSRF-Token",
+                "XSRF check failed: log out with the portcullis_xsrf cookie's value in the form field _xsrf, the query or X-XSRF-Token",
             ));
         }
     }

@@ -7,7 +7,7 @@
     clippy::panic
 )]
 
-use super::encoding::{b64url, percent_decode, query_params};
+use super::encoding::{b64url, percent_decode, percent_encode, query_params};
 use super::session::{write_chunked, CookieAttrs, CookieJar, CHUNK_SIZE};
 use super::*;
 use crate::external::CalloutKind;
@@ -61,6 +61,7 @@ fn filter() -> OAuth2Filter {
             host: "app.example.com".to_string(),
             port: None,
             include_subdomains: true,
+            internal: Vec::new(),
         }],
         extra_parameters: vec![("prompt".to_string(), "login".to_string())],
         inject: vec![HeaderTemplate {
@@ -73,6 +74,8 @@ fn filter() -> OAuth2Filter {
         post_logout_redirect: Some("https://app.example.com/bye".to_string()),
         keys: SessionKeys::new(&[KEY1]),
         clusters,
+        callback_path: CALLBACK_PATH.to_string(),
+        xsrf_on_requests: false,
     }
 }
 
@@ -239,7 +242,7 @@ fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 fn id_token(claims: serde_json::Value) -> String {
@@ -583,7 +586,12 @@ fn login_creates_a_session_and_returns_to_the_original_url() {
     assert!(response.is_empty());
     assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
     assert!(changes.contains(&HeaderChange::set("x-user", "alice")));
-    assert!(changes.contains(&HeaderChange::set("cookie", "theme=dark")));
+    // Portcullis's session cookies are removed; the XSRF cookie stays for the
+    // application (AES).
+    let cookie = header_change(&changes, "cookie");
+    assert!(cookie.contains("theme=dark"), "{cookie}");
+    assert!(cookie.contains("portcullis_xsrf.login="), "{cookie}");
+    assert!(!cookie.contains("portcullis_session"), "{cookie}");
     // The userinfo answer is remembered: no second callout.
     let state = IdpState {
         userinfo: Some(&cache),
@@ -1058,7 +1066,19 @@ fn jwt_access_tokens_are_verified_locally() {
     let req = jwt_session_request(&jar, "GET", "/", &[]);
     let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
     assert!(changes.iter().any(|c| c.name == "authorization"));
-    assert!(changes.contains(&HeaderChange::remove("cookie")));
+    let cookie = header_change(&changes, "cookie");
+    assert!(cookie.starts_with("portcullis_xsrf.login="), "{cookie}");
+    assert!(!cookie.contains("portcullis_session"), "{cookie}");
+}
+
+/// The value a `set` change gives `name`.
+fn header_change(changes: &[HeaderChange], name: &str) -> String {
+    changes
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| panic!("no change to {name}: {changes:?}"))
 }
 
 #[test]
@@ -1441,7 +1461,17 @@ fn logins_past_the_bound_in_a_window_get_the_loop_page() {
         &jwt_session_request(&logged, "GET", "/", &[]),
         NOW + 5.0,
     ));
-    assert!(changes.contains(&HeaderChange::remove("cookie")));
+    // (The XSRF cookie alone stays, for the application.)
+    let cookie = changes
+        .iter()
+        .find(|c| c.name == "cookie")
+        .expect("a Cookie change");
+    let kept = cookie
+        .value
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    assert!(!kept.contains("portcullis_logins"), "{kept}");
 }
 
 #[test]
@@ -1540,6 +1570,7 @@ fn injected_email(f: &OAuth2Filter, jar: &HashMap<String, String>, now: f64) -> 
         .iter()
         .find(|c| c.name == "x-email")
         .and_then(|c| c.value.clone())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
         .unwrap_or_default()
 }
 
@@ -1751,8 +1782,34 @@ fn rule_scopes_must_be_granted() {
 // XSRF and logout
 
 #[test]
-fn unsafe_methods_need_the_xsrf_token() {
+fn unsafe_methods_reach_the_application_with_the_xsrf_cookie() {
+    // As AES: the application checks `_xsrf` against the cookie itself.
     let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let mut req = jwt_session_request(
+        &jar,
+        "POST",
+        "/form",
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    req.body = None;
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    let cookie = header_change(&changes, "cookie");
+    assert!(
+        cookie.contains(&format!("portcullis_xsrf.login={xsrf}")),
+        "{cookie}"
+    );
+    // The body is never asked for: it goes upstream untouched.
+    assert!(!changes
+        .iter()
+        .any(|c| c.name == "content-type" || c.name == "content-length"));
+}
+
+#[test]
+fn unsafe_methods_need_the_xsrf_token_when_opted_in() {
+    let mut f = filter();
+    f.xsrf_on_requests = true;
     let jar = logged_in(&f, jwt_tokens);
     let xsrf = jar["portcullis_xsrf.login"].clone();
     let args = OAuth2Args::default();
@@ -1827,6 +1884,113 @@ fn logout_clears_cookies_and_ends_the_idp_session() {
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
     let req = jwt_session_request(&jar, "GET", LOGOUT_PATH, &[]);
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 405);
+}
+
+#[test]
+fn aes_logout_form_reads_xsrf_from_the_body() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let args = OAuth2Args::default();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut req = jwt_session_request(
+        &jar,
+        "POST",
+        "/.ambassador/oauth2/logout?realm=login.default",
+        &form,
+    );
+    // No token in the query or a header: the body is asked for, bounded.
+    match check(&f, &args, &req, NOW + 5.0) {
+        OAuth2Step::NeedBody { max_bytes } => assert_eq!(max_bytes, MAX_LOGOUT_FORM_BYTES),
+        other => panic!("expected NeedBody, got {other:?}"),
+    }
+    req.body = Some(format!("realm=login.default&_xsrf={}", percent_encode(&xsrf)).into_bytes());
+    let r = respond(check(&f, &args, &req, NOW + 5.0));
+    assert_eq!(r.status, 303);
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session.login=;")));
+    // A wrong one, or none, in the body: 403.
+    req.body = Some(b"realm=login.default&_xsrf=nope".to_vec());
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    req.body = Some(Vec::new());
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    // A body that is not a form is never read for it.
+    let mut json_req = jwt_session_request(
+        &jar,
+        "POST",
+        LOGOUT_PATH,
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(respond(check(&f, &args, &json_req, NOW + 5.0)).status, 403);
+    json_req.body = Some(format!("_xsrf={xsrf}").into_bytes());
+    assert_eq!(respond(check(&f, &args, &json_req, NOW + 5.0)).status, 403);
+}
+
+#[test]
+fn callbacks_arrive_at_the_configured_and_the_aes_paths() {
+    let mut f = filter();
+    f.callback_path = AES_CALLBACK_PATH.to_string();
+    let r = respond(check(
+        &f,
+        &OAuth2Args::default(),
+        &request("GET", "/app", &[]),
+        NOW,
+    ));
+    let p = location_params(&r);
+    assert_eq!(
+        p["redirect_uri"],
+        "https://app.example.com/.ambassador/oauth2/redirection-endpoint"
+    );
+    for path in [AES_CALLBACK_PATH, CALLBACK_PATH] {
+        assert!(f.handles_path(&format!("{path}?code=x&state=y")), "{path}");
+    }
+    assert!(f.handles_path(AES_LOGOUT_PATH));
+    assert!(!f.handles_path("/.ambassador/oauth2/other"));
+}
+
+#[test]
+fn internal_origins_map_to_the_protected_origin() {
+    let mut f = filter();
+    f.origins[0].include_subdomains = false;
+    f.origins[0].internal = vec![InternalOrigin {
+        scheme: None,
+        host: None,
+    }];
+    // Envoy sees http://backend:8080 behind a TLS-terminating proxy.
+    let mut req = request("GET", "/app", &[]);
+    req.scheme = "http".to_string();
+    req.authority = "backend:8080".to_string();
+    let r = respond(check(&f, &OAuth2Args::default(), &req, NOW));
+    assert_eq!(r.status, 303);
+    let p = location_params(&r);
+    assert_eq!(
+        p["redirect_uri"],
+        "https://app.example.com/.portcullis/oauth2/redirection-endpoint"
+    );
+    // Without the pattern: not protected, 403.
+    f.origins[0].internal.clear();
+    assert_eq!(
+        respond(check(&f, &OAuth2Args::default(), &req, NOW)).status,
+        403
+    );
+}
+
+#[test]
+fn derived_session_keys_depend_on_secret_and_filter_name() {
+    let a = SessionKeys::derive_from_secret("client-secret", "sso.default");
+    assert_eq!(
+        a,
+        SessionKeys::derive_from_secret("client-secret", "sso.default")
+    );
+    assert_ne!(
+        a,
+        SessionKeys::derive_from_secret("client-secret", "sso.other")
+    );
+    assert_ne!(
+        a,
+        SessionKeys::derive_from_secret("client-secreT", "sso.default")
+    );
 }
 
 #[test]
@@ -2136,6 +2300,16 @@ fn a_refresh_is_shared_by_the_session_s_requests_and_only_theirs() {
     });
     let (_, c, _) = refresh_of(&f, &other, NOW + 400.0);
     assert_ne!(a.share, c.share, "another session refreshes on its own");
+    // An IdP that does not rotate: the same refresh token, the next access
+    // token: the next refresh is another callout.
+    let next = logged_in(&f, |login| {
+        let mut t = jwt_tokens(login);
+        t["access_token"] = json!(jwt_access(NOW + 301.0));
+        t
+    });
+    let (_, d, _) = refresh_of(&f, &next, NOW + 400.0);
+    assert_eq!(form(&d)["refresh_token"], "the-refresh");
+    assert_ne!(a.share, d.share, "the refresh of another access token");
 }
 
 #[test]

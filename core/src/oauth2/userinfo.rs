@@ -74,10 +74,7 @@ pub(super) fn callout(
     ];
     Some(Callout {
         cluster: target.cluster.clone(),
-        kind: CalloutKind::Http {
-            headers,
-            body: Vec::new(),
-        },
+        kind: CalloutKind::http_text(headers, Vec::new()),
         timeout: CALLOUT_TIMEOUT,
         // Not shared across requests (main's shared callouts serve refreshes).
         share: None,
