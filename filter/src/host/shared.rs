@@ -6,9 +6,7 @@
 //! `Shared::pending` under its context id. Callouts are owned by the context
 //! that dispatches them: the HTTP context itself when the step comes from one of
 //! its callbacks, the root context when a parked request is woken from the root
-//! or goes on from another request's callback (a shared answer: that request may
-//! end before the callout answers, and its context's callouts end with it). The
-//! SDK delivers an answer to the context that was active at dispatch.
+//! (the SDK delivers an answer to the context that was active at dispatch).
 
 use super::metrics::Metric;
 use portcullis_core::config::url::CalloutTarget;
@@ -1024,17 +1022,9 @@ pub fn deliver(shared: &Shared, running: u32, context_id: u32, answer: CalloutAn
         shared,
         now(),
     );
-    // A callout this request sends next must outlive the running context
-    // (another request's, which may end first and take its callouts' answers
-    // with it): the root context owns it then.
-    let owner = if running == context_id {
-        running
-    } else {
-        shared.root_context_id
-    };
     let site = Site {
         context_id,
-        running: owner,
+        running,
         resume: true,
     };
     advance(shared, site, pending, step);
