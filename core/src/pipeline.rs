@@ -73,6 +73,27 @@ pub trait KeyProvider {
         OAuth2Step::NeedIdp
     }
 
+    /// The source (as for [`KeyProvider::keys`]) of the JWK Set OAuth2 filter
+    /// `index`'s IdP names (`jwks_uri`), once known: a token naming a `kid`
+    /// it lacks asks for a refresh with [`KeyProvider::refresh_for_unknown_key`].
+    fn idp_keys_source(&self, _index: usize) -> Option<usize> {
+        None
+    }
+
+    /// Resumes OAuth2 filter `index` after the IdP's keys were fetched again
+    /// ([`OAuth2Step::UnknownKey`]).
+    fn oauth2_resume(
+        &self,
+        filter: &OAuth2Filter,
+        _index: usize,
+        _request: &Request,
+        _args: &OAuth2Args,
+        _pending: OAuth2Pending,
+        _now_unix: f64,
+    ) -> OAuth2Step {
+        OAuth2Step::Respond(filter.idp_unavailable())
+    }
+
     /// Gives OAuth2 filter `index` the answer to its callout.
     #[allow(clippy::too_many_arguments)]
     fn oauth2_answer(
@@ -127,6 +148,9 @@ pub struct Journey {
     oauth2_pending: Option<OAuth2Pending>,
     /// OAuth2 filters whose IdP this journey already waited for.
     waited_idp: Vec<usize>,
+    /// An OAuth2 filter's state while fresh IdP keys are fetched
+    /// (`OAuth2Step::UnknownKey`).
+    oauth2_after_keys: Option<OAuth2Pending>,
     /// The request is for an OAuth2 filter's own endpoint (callback, logout):
     /// only that filter runs.
     only_one: bool,
@@ -189,6 +213,7 @@ impl Journey {
             response_headers: Vec::new(),
             oauth2_pending: None,
             waited_idp: Vec::new(),
+            oauth2_after_keys: None,
             only_one: false,
         }
     }
@@ -377,8 +402,18 @@ impl Journey {
                             request.body = Some(bytes.clone());
                         }
                     }
-                    let step = keys.oauth2_check(oauth2, fref.filter, request, args, now_unix);
-                    match self.oauth2_decision(oauth2, fref.filter, step) {
+                    let step = match self.oauth2_after_keys.take() {
+                        Some(pending) => keys.oauth2_resume(
+                            oauth2,
+                            fref.filter,
+                            request,
+                            args,
+                            pending,
+                            now_unix,
+                        ),
+                        None => keys.oauth2_check(oauth2, fref.filter, request, args, now_unix),
+                    };
+                    match self.oauth2_decision(oauth2, fref.filter, step, keys) {
                         Ok(decision) => decision,
                         Err(step) => return step,
                     }
@@ -469,7 +504,7 @@ impl Journey {
                     answer,
                     now_unix,
                 );
-                match self.oauth2_decision(oauth2, fref.filter, step) {
+                match self.oauth2_decision(oauth2, fref.filter, step, keys) {
                     Ok(decision) => decision,
                     Err(step) => return step,
                 }
@@ -493,6 +528,7 @@ impl Journey {
         keys: &dyn KeyProvider,
         now_unix: f64,
     ) -> Step {
+        self.oauth2_after_keys = None;
         if let Some(response) = self.fallback.take() {
             let fref = self
                 .rule
@@ -515,6 +551,7 @@ impl Journey {
         oauth2: &OAuth2Filter,
         index: usize,
         step: OAuth2Step,
+        keys: &dyn KeyProvider,
     ) -> Result<Decision, Step> {
         match step {
             OAuth2Step::Allow { request, response } => {
@@ -526,6 +563,22 @@ impl Journey {
             OAuth2Step::Callout { callout, pending } => {
                 self.oauth2_pending = Some(pending);
                 Err(Step::Callout(callout))
+            }
+            OAuth2Step::UnknownKey { pending, response } => {
+                // The JWT filter's mechanism: one rate-limited refresh of the
+                // set, waited for once per journey (bounded by the host).
+                match keys.idp_keys_source(index) {
+                    Some(source)
+                        if !self.waited.contains(&source)
+                            && keys.refresh_for_unknown_key(source) =>
+                    {
+                        self.waited.push(source);
+                        self.fallback = Some(response);
+                        self.oauth2_after_keys = pending;
+                        Err(Step::WaitForKeys { source })
+                    }
+                    _ => Ok(Decision::Deny(response)),
+                }
             }
             OAuth2Step::NeedIdp => {
                 if self.waited_idp.contains(&index) {

@@ -441,6 +441,86 @@ fn a_lean_request_for_remote_keys_not_loaded_is_redone_whole_without_waiting() {
     );
 }
 
+/// An OAuth2 filter whose token names a `kid` the IdP's set lacks: one
+/// rate-limited refresh of the IdP's set, waited for once (the JWT filter's
+/// mechanism); the filter's own refusal when no refresh may start, when it
+/// times out, or when the fresh set still lacks the key.
+#[test]
+fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
+    use portcullis_core::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Step};
+    use portcullis_core::response::Response;
+    struct Idp {
+        refresh_allowed: bool,
+        refresh_asked: Cell<u32>,
+        checks: Cell<u32>,
+    }
+    impl KeyProvider for Idp {
+        fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
+            None
+        }
+        fn refresh_for_unknown_key(&self, source: usize) -> bool {
+            assert_eq!(source, 7, "the IdP's set");
+            self.refresh_asked.set(self.refresh_asked.get() + 1);
+            self.refresh_allowed
+        }
+        fn idp_keys_source(&self, index: usize) -> Option<usize> {
+            assert_eq!(index, 0);
+            Some(7)
+        }
+        fn oauth2_check(
+            &self,
+            _filter: &OAuth2Filter,
+            _index: usize,
+            _request: &Request,
+            _args: &OAuth2Args,
+            _now_unix: f64,
+        ) -> OAuth2Step {
+            self.checks.set(self.checks.get() + 1);
+            OAuth2Step::UnknownKey {
+                pending: None,
+                response: Response::json_error(401, "unknown key"),
+            }
+        }
+    }
+    let c = config(
+        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example",
+            "clientID":"app","protectedOrigins":[{"origin":"http://x"}],
+            "sessionKeys":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}}],
+           "rules":[{"filters":[{"name":"login"}]}]}"#,
+    );
+    let idp = |refresh_allowed| Idp {
+        refresh_allowed,
+        refresh_asked: Cell::new(0),
+        checks: Cell::new(0),
+    };
+    // A refresh starts: wait for the set; run again when it loads; the key is
+    // still missing: the filter's refusal, no second wait.
+    let host = idp(true);
+    let mut req = request("x", "/", &[]);
+    let mut journey = Journey::new(&c, &req);
+    assert_eq!(
+        journey.run(&c, &mut req, &host, 0.0),
+        Step::WaitForKeys { source: 7 }
+    );
+    assert_eq!(status(&journey.run(&c, &mut req, &host, 0.5)), 401);
+    assert_eq!((host.refresh_asked.get(), host.checks.get()), (1, 2));
+    // The wait ends (timed out, or the refresh failed): the refusal at once.
+    let mut journey = Journey::new(&c, &req);
+    assert_eq!(
+        journey.run(&c, &mut req, &host, 0.0),
+        Step::WaitForKeys { source: 7 }
+    );
+    assert_eq!(
+        status(&journey.keys_timed_out(&c, &mut req, &host, 3.0)),
+        401
+    );
+    // Rate-limited: no wait at all.
+    let host = idp(false);
+    let mut journey = Journey::new(&c, &req);
+    assert_eq!(status(&journey.run(&c, &mut req, &host, 0.0)), 401);
+    assert_eq!((host.refresh_asked.get(), host.checks.get()), (1, 1));
+}
+
 /// AES's default `bodyTemplate`, `{{ . | json "" }}`, marshals AES's error
 /// struct: `message` and `status_code` only (`request_id` on a 5xx), never the
 /// template-only aliases; `.error.ValidationError` is nil when no token parsed.

@@ -12,6 +12,8 @@
 //! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
 //! - [`idp`]: a real OpenID Provider (`oidc-provider` on Node.js) and a headless login.
 //! - [`quirky_idp`]: scripted IdPs with the quirks of Azure AD, Okta/Keycloak and Google.
+//! - [`conformance_op`]: a scripted OpenID Provider for the OpenID Foundation's RP test
+//!   plans (one issuer per test ID, correct or misbehaving as its test describes).
 //! - [`browserless`]: an HTTP agent with a cookie jar that follows redirects and posts forms.
 //! - [`soak`]: the bounded soak (`scripts/soak`, `tests/soak_short.rs`).
 //! - [`browser`]: a real headless Chromium over WebDriver (chromedriver).
@@ -21,6 +23,7 @@ pub mod browser;
 pub mod browserless;
 pub mod client;
 pub mod config;
+pub mod conformance_op;
 pub mod crash;
 pub mod envoy;
 mod http;

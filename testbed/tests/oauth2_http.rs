@@ -781,9 +781,13 @@ fn other_cookies_reach_the_upstream_byte_for_byte_when_the_session_cookies_are_r
     req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
     let e = echoed(&client::raw(f.port, &req));
     assert_eq!(e.header("x-user"), Some(USER));
-    // The agent also holds the IdP's cookies (same host): those stay too.
+    // The agent also holds the IdP's cookies (same host): those stay too, and
+    // so does the XSRF cookie (the application reads it, as in AES).
     let mut want = b"theme=\xe9t\xe9".to_vec();
-    for c in ours.split("; ").filter(|c| !c.starts_with("portcullis_")) {
+    for c in ours
+        .split("; ")
+        .filter(|c| !c.starts_with("portcullis_") || c.starts_with("portcullis_xsrf."))
+    {
         want.extend_from_slice(b"; ");
         want.extend_from_slice(c.as_bytes());
     }

@@ -6,6 +6,7 @@ use super::encoding::{
     b64url, form_encode, html_escape, percent_encode, query_param, query_params, random_token,
     secrets_equal,
 };
+use super::id_token::{check_id_token, signing_algorithms, IdTokenError, ID_TOKEN_LEEWAY};
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
     error_page, grants, loops, userinfo, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending,
@@ -17,7 +18,7 @@ use crate::config::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::inject::render_injected;
 use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
-use crate::jwt::{Algorithm, ClaimPolicy, KeySet, TokenError};
+use crate::jwt::{ClaimPolicy, KeySet, TokenError};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 use crate::shared_callout::ShareKey;
@@ -28,10 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Leeway for the ID token's `exp`, `nbf` and `iat` (clock skew with the IdP).
-const ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 /// Length of the state id in the state cookie's name.
 pub(super) const STATE_ID_LEN: usize = 12;
 /// The longest refresh token kept.
@@ -82,6 +80,13 @@ pub(super) enum Pending {
         session: Session,
     },
     Grant,
+    /// The token endpoint's answer at login, kept while fresh IdP keys are
+    /// fetched for an ID token (or a JWT access token) naming an unknown `kid`.
+    IdTokenKeys {
+        state_cookie: String,
+        login: LoginState,
+        tokens: TokenAnswer,
+    },
 }
 
 fn pending(kind: Pending) -> OAuth2Pending {
@@ -139,6 +144,10 @@ pub(super) fn on_answer(
     let origin = f.origin_of(request);
     match kind {
         Pending::Grant => grants::on_answer(f, request, answer),
+        // Not a callout's state: nothing was sent for it.
+        kind @ Pending::IdTokenKeys { .. } => {
+            resume(f, request, args, Some(kind), idp, now, random)
+        }
         Pending::CodeExchange {
             state_cookie,
             login,
@@ -277,6 +286,47 @@ pub(super) fn on_answer(
                 }
             }
         }
+    }
+}
+
+/// Goes on where [`OAuth2Step::UnknownKey`] left, once the host fetched the
+/// IdP's JWK Set again: the login's ID token is checked with the fresh keys
+/// (`kind` holds the token answer), or the request is checked again (an
+/// access token, `kind` is `None`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn resume(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    kind: Option<Pending>,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    match kind {
+        Some(Pending::IdTokenKeys {
+            state_cookie,
+            login,
+            tokens,
+        }) => {
+            let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            let jar = CookieJar::from_headers(&request.headers);
+            check_login_tokens(
+                f,
+                request,
+                &origin,
+                &jar,
+                &state_cookie,
+                login,
+                tokens,
+                idp,
+                now,
+                random,
+            )
+        }
+        _ => check(f, request, args, idp, now, random),
     }
 }
 
@@ -565,6 +615,23 @@ fn authenticated(
                 }
                 allow(f, request, jar, &session, set_cookies)
             }
+            Err(TokenError::UnknownKey(Some(kid)))
+                if f.validation == TokenValidation::Jwt && !keys.has_kid(&kid) =>
+            {
+                // The IdP may have rotated its signing key: fetch its JWK Set
+                // again (rate-limited) and check the request once more; if
+                // the key never comes, the refusal below.
+                let why = format!("the access token was refused as a JWT: unknown key id {kid:?}");
+                match loops::refused(
+                    f, request, args, origin, jar, &session, &why, idp, now, random,
+                ) {
+                    OAuth2Step::Respond(response) => OAuth2Step::UnknownKey {
+                        pending: None,
+                        response,
+                    },
+                    other => other,
+                }
+            }
             Err(e) => {
                 let why = e.description();
                 loops::refused(
@@ -686,14 +753,6 @@ fn signed_by_idp(token: &str, keys: &KeySet) -> bool {
             | TokenError::BadSignature
             | TokenError::UnsupportedCritical(_))
     )
-}
-
-fn signing_algorithms() -> Vec<Algorithm> {
-    Algorithm::ALL
-        .iter()
-        .copied()
-        .filter(|a| *a != Algorithm::None)
-        .collect()
 }
 
 /// The verified-token cache scope of access tokens (JWT filters use their
@@ -1248,54 +1307,6 @@ pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, To
     })
 }
 
-/// Checks an ID token (OIDC Core §3.1.3.7): signature by the IdP's keys, `iss`
-/// = the discovery issuer, `aud` contains the client id, `exp` (required),
-/// `azp` = the client id when present or when `aud` has several entries, and
-/// `nonce` when one is expected.
-fn check_id_token(
-    f: &OAuth2Filter,
-    token: &str,
-    issuer: &str,
-    keys: &KeySet,
-    nonce: Option<&str>,
-    now: f64,
-) -> Result<(), String> {
-    let policy = ClaimPolicy {
-        valid_algorithms: signing_algorithms(),
-        audience: Some(f.client_id.clone()),
-        require_audience: true,
-        issuer: Some(issuer.to_string()),
-        require_issuer: true,
-        require_expires_at: true,
-        leeway_for_expires_at: ID_TOKEN_LEEWAY,
-        leeway_for_not_before: ID_TOKEN_LEEWAY,
-        leeway_for_issued_at: ID_TOKEN_LEEWAY,
-        ..ClaimPolicy::default()
-    };
-    let verified = verify_token(token, keys, &policy, now).map_err(|e| e.description())?;
-    let claims = &verified.claims;
-    let several_audiences = claims
-        .get("aud")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.len() > 1);
-    match claims.get("azp") {
-        Some(Value::String(azp)) if *azp == f.client_id => {}
-        Some(_) => return Err("azp is not this client".to_string()),
-        None if several_audiences => {
-            return Err("several audiences and no azp".to_string());
-        }
-        None => {}
-    }
-    if let Some(expected) = nonce {
-        match claims.get("nonce").and_then(Value::as_str) {
-            Some(n) if secrets_equal(n, expected) => {}
-            Some(_) => return Err("nonce does not match the login".to_string()),
-            None => return Err("no nonce".to_string()),
-        }
-    }
-    Ok(())
-}
-
 /// A new session from a token answer.
 fn new_session(
     f: &OAuth2Filter,
@@ -1388,6 +1399,46 @@ fn code_answer(
             return fail(502, "The identity provider's answer could not be used.");
         }
     };
+    check_login_tokens(
+        f,
+        request,
+        origin,
+        jar,
+        state_cookie,
+        login,
+        tokens,
+        idp,
+        now,
+        random,
+    )
+}
+
+/// The tokens the token endpoint gave at login: the ID token check (and with
+/// `accessTokenValidation: jwt` the access token's), then the session. A token
+/// naming a `kid` the IdP's JWK Set lacks asks for fresh keys
+/// ([`OAuth2Step::UnknownKey`]); the host calls [`resume`] with the tokens
+/// when they come, and they are checked again.
+#[allow(clippy::too_many_arguments)]
+fn check_login_tokens(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    state_cookie: &str,
+    login: LoginState,
+    tokens: TokenAnswer,
+    idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let clear_state = state_attrs(origin, 0).clear(state_cookie);
+    let fail_page = |status: u16, detail: &str| {
+        let mut r = error_page(status, "Sign-in could not be completed", detail);
+        r.headers
+            .push(("set-cookie".to_string(), clear_state.clone()));
+        r
+    };
+    let fail = |status: u16, detail: &str| OAuth2Step::Respond(fail_page(status, detail));
     let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
         return fail(
             503,
@@ -1397,22 +1448,63 @@ fn code_answer(
     let Some(id_token) = tokens.id_token.as_deref() else {
         return fail(502, "The identity provider did not issue an ID token.");
     };
-    if let Err(why) = check_id_token(
-        f,
+    const ID_TOKEN_REFUSED: &str = "The identity provider's ID token could not be verified.";
+    match check_id_token(
+        &f.client_id,
         id_token,
         &discovery.issuer,
         keys,
         Some(&login.nonce),
         now,
     ) {
-        log::info!("OAuth2 filter {}: ID token refused: {why}", f.name);
-        return fail(
-            401,
-            "The identity provider's ID token could not be verified.",
-        );
+        Ok(_) => {}
+        Err(IdTokenError::UnknownKid(kid)) => {
+            log::info!(
+                "OAuth2 filter {}: the ID token names key {kid:?}, which the IdP's JWK Set lacks",
+                f.name
+            );
+            let response = fail_page(401, ID_TOKEN_REFUSED);
+            return OAuth2Step::UnknownKey {
+                pending: Some(pending(Pending::IdTokenKeys {
+                    state_cookie: state_cookie.to_string(),
+                    login,
+                    tokens,
+                })),
+                response,
+            };
+        }
+        Err(why) => {
+            log::info!(
+                "OAuth2 filter {}: ID token refused: {}",
+                f.name,
+                why.describe()
+            );
+            return fail(401, ID_TOKEN_REFUSED);
+        }
     }
     if f.validation == TokenValidation::Jwt {
-        if let Err(e) = verify_token(&tokens.access_token, keys, &access_policy(), now) {
+        let checked = verify_token(&tokens.access_token, keys, &access_policy(), now);
+        if let Err(TokenError::UnknownKey(Some(kid))) = &checked {
+            if !keys.has_kid(kid) {
+                log::info!(
+                    "OAuth2 filter {}: the access token names key {kid:?}, which the IdP's JWK Set lacks",
+                    f.name
+                );
+                let response = fail_page(
+                    401,
+                    "The identity provider's access token could not be verified.",
+                );
+                return OAuth2Step::UnknownKey {
+                    pending: Some(pending(Pending::IdTokenKeys {
+                        state_cookie: state_cookie.to_string(),
+                        login,
+                        tokens,
+                    })),
+                    response,
+                };
+            }
+        }
+        if let Err(e) = checked {
             let detail = format!(
                 "OAuth2 filter {:?} validates access tokens as JWTs signed by the identity provider (accessTokenValidation: jwt), and the access token the identity provider has just issued is refused: {}. Every request would be refused. Set accessTokenValidation to \"auto\".",
                 f.name,
@@ -1547,8 +1639,9 @@ fn refresh_answer(
         };
         // OIDC Core §12.2: no nonce on a refreshed ID token, and its `iss` and
         // `sub` are the session's (another subject ends the session).
-        let checked = check_id_token(f, id_token, &discovery.issuer, keys, None, now)
-            .and_then(|()| same_subject(old.id_token.as_deref(), id_token));
+        let checked = check_id_token(&f.client_id, id_token, &discovery.issuer, keys, None, now)
+            .map_err(|e| e.describe())
+            .and_then(|_| same_subject(old.id_token.as_deref(), id_token));
         if let Err(why) = checked {
             log::info!(
                 "OAuth2 filter {}: refreshed ID token refused: {why}; new login",

@@ -73,6 +73,7 @@ pub mod discovery;
 pub mod encoding;
 mod flow;
 mod grants;
+mod id_token;
 mod loops;
 pub mod session;
 #[cfg(test)]
@@ -272,6 +273,17 @@ pub enum OAuth2Step {
     /// (bounded), then call `check` again; still missing, answer
     /// [`OAuth2Filter::idp_unavailable`].
     NeedIdp,
+    /// A token (the login's ID token, or a JWT access token with
+    /// `accessTokenValidation: jwt`) names a `kid` the IdP's JWK Set lacks:
+    /// the IdP may have rotated its signing key. Ask for a fresh copy of the
+    /// set (rate-limited, as for a JWT filter's set: `KeyProvider::
+    /// refresh_for_unknown_key`); when it loads, call
+    /// [`OAuth2Filter::resume`] with `pending` (`None`: call `check` again).
+    /// When no refresh may start, or it fails or times out, send `response`.
+    UnknownKey {
+        pending: Option<OAuth2Pending>,
+        response: Response,
+    },
 }
 
 /// State carried across a callout (opaque to the host).
@@ -798,6 +810,28 @@ impl OAuth2Filter {
             args,
             *pending.kind,
             answer,
+            idp,
+            now_unix,
+            random,
+        )
+    }
+
+    /// Goes on after [`OAuth2Step::UnknownKey`] once the IdP's JWK Set was
+    /// fetched again (`idp` holds the fresh keys).
+    pub fn resume(
+        &self,
+        request: &Request,
+        args: &OAuth2Args,
+        pending: OAuth2Pending,
+        idp: &IdpState<'_>,
+        now_unix: f64,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> OAuth2Step {
+        flow::resume(
+            self,
+            request,
+            args,
+            Some(*pending.kind),
             idp,
             now_unix,
             random,

@@ -758,6 +758,22 @@ fn bad_id_tokens_are_refused() {
             }),
         ),
         (
+            "sub missing (OIDC Core §2: REQUIRED)",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c.as_object_mut().unwrap().remove("sub");
+                id_token(c)
+            }),
+        ),
+        (
+            "iat missing (OIDC Core §2: REQUIRED)",
+            Box::new(|n| {
+                let mut c = good_claims(n);
+                c.as_object_mut().unwrap().remove("iat");
+                id_token(c)
+            }),
+        ),
+        (
             "none alg",
             Box::new(|n| {
                 let claims = serde_json::to_vec(&good_claims(n)).unwrap();
@@ -793,6 +809,112 @@ fn bad_id_tokens_are_refused() {
         json!({"access_token": "a", "id_token": id_token(c)}),
     );
     assert_eq!(r.status, 303);
+}
+
+#[test]
+fn an_id_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/page");
+    let rotated = token(
+        json!({"alg": "RS256", "kid": "k2"}),
+        good_claims(&login.params["nonce"]),
+        &rsa_b(),
+    );
+    let req = callback_request(&login, "");
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    let tokens = json!({"access_token": "a", "token_type": "Bearer", "id_token": rotated});
+    let step = answer(&f, &args, &req, pending, http(200, tokens), NOW);
+    let OAuth2Step::UnknownKey {
+        pending: Some(pending),
+        response,
+    } = step
+    else {
+        panic!("expected UnknownKey with the token answer kept: {step:?}");
+    };
+    // Without fresh keys: the 401 page, the state cookie cleared, no session.
+    assert_eq!(response.status, 401);
+    assert!(!set_cookies(&response.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session")));
+    // The fresh set holds the new key: the login completes.
+    let fresh = Idp {
+        discovery: discovery(),
+        keys: key_set(vec![rsa_b().jwk_with_kid("k2")]),
+    };
+    let (c, pending) = callout(f.resume(&req, &args, pending, &fresh.state(), NOW, &mut rng()));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    let r = respond(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(200, userinfo_claims()),
+        NOW,
+    ));
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    assert!(login.jar.contains_key("portcullis_session.login"));
+}
+
+#[test]
+fn a_jwt_access_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
+    let mut f = filter();
+    f.validation = TokenValidation::Jwt;
+    let args = OAuth2Args::default();
+    let access = token(
+        json!({"alg": "RS256", "kid": "k2"}),
+        json!({"iss": ISSUER, "sub": "alice", "exp": NOW + 600.0}),
+        &rsa_b(),
+    );
+    let fresh = Idp {
+        discovery: discovery(),
+        keys: key_set(vec![rsa_a().jwk_with_kid("k1"), rsa_b().jwk_with_kid("k2")]),
+    };
+    // At login: the access token names a key the cached set lacks.
+    let mut login = start_login(&f, &args, "/page");
+    let req = callback_request(&login, "");
+    let (_, pending) = callout(check(&f, &args, &req, NOW));
+    let tokens = json!({"access_token": access, "token_type": "Bearer", "expires_in": 600,
+                        "id_token": id_token(good_claims(&login.params["nonce"]))});
+    let step = answer(&f, &args, &req, pending, http(200, tokens), NOW);
+    let OAuth2Step::UnknownKey {
+        pending: Some(pending),
+        response,
+    } = step
+    else {
+        panic!("expected UnknownKey with the token answer kept: {step:?}");
+    };
+    assert_eq!(response.status, 401);
+    let (_, pending) = callout(f.resume(&req, &args, pending, &fresh.state(), NOW, &mut rng()));
+    let userinfo = http(200, userinfo_claims());
+    let r = respond(f.on_answer(
+        &req,
+        &args,
+        pending,
+        userinfo,
+        &fresh.state(),
+        NOW,
+        &mut rng(),
+    ));
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    // On a request, checked against a set that lacks the key (another worker's
+    // copy): fresh keys are asked for.
+    let req = request("GET", "/page", &[("cookie", &cookie_header(&login.jar))]);
+    let step = check(&f, &args, &req, NOW + 1.0);
+    let OAuth2Step::UnknownKey {
+        pending: None,
+        response,
+    } = step
+    else {
+        panic!("expected UnknownKey: {step:?}");
+    };
+    // If it never comes: a session this fresh gets the explained page.
+    assert_eq!(response.status, 401);
+    let step = f.check(&req, &args, &fresh.state(), NOW + 1.0, &mut rng());
+    let (changes, _) = allowed(step);
+    assert!(changes.iter().any(|c| c.name == "authorization"));
 }
 
 #[test]

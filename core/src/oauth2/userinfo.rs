@@ -72,16 +72,10 @@ pub(super) fn callout(
             format!("Bearer {access_token}"),
         ),
         ("accept".to_string(), "application/json".to_string()),
-    ]
-    .into_iter()
-    .map(|(n, v)| (n, v.into_bytes()))
-    .collect();
+    ];
     Some(Callout {
         cluster: target.cluster.clone(),
-        kind: CalloutKind::Http {
-            headers,
-            body: Vec::new(),
-        },
+        kind: CalloutKind::http_text(headers, Vec::new()),
         timeout: CALLOUT_TIMEOUT,
         // The requests of a session refreshed together (on any worker) ask
         // once for the new token's claims.

@@ -326,6 +326,28 @@ impl KeyProvider for Shared {
         })
     }
 
+    fn idp_keys_source(&self, index: usize) -> Option<usize> {
+        self.idps
+            .borrow()
+            .iter()
+            .find(|s| s.filter == index)
+            .and_then(|s| s.jwks)
+    }
+
+    fn oauth2_resume(
+        &self,
+        filter: &OAuth2Filter,
+        index: usize,
+        request: &Request,
+        args: &OAuth2Args,
+        pending: OAuth2Pending,
+        now_unix: f64,
+    ) -> OAuth2Step {
+        self.with_idp(index, |idp| {
+            filter.resume(request, args, pending, idp, now_unix, &mut fill_random)
+        })
+    }
+
     fn oauth2_answer(
         &self,
         filter: &OAuth2Filter,

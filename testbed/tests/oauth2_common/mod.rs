@@ -29,6 +29,15 @@ pub struct Setup {
 /// registered for `http://127.0.0.1:<port>` and returns the plugin configuration.
 /// Retried (with everything restarted) when the port was taken meanwhile.
 pub fn start_envoy(upstream_port: u16, setup: impl Fn(u16) -> Setup) -> (Envoy, Vec<Idp>, u16) {
+    start_envoy_workers(upstream_port, 1, setup)
+}
+
+/// [`start_envoy`] with `workers` worker threads (one Wasm VM each).
+pub fn start_envoy_workers(
+    upstream_port: u16,
+    workers: usize,
+    setup: impl Fn(u16) -> Setup,
+) -> (Envoy, Vec<Idp>, u16) {
     let mut last = String::new();
     for _ in 0..3 {
         let port = free_port();
@@ -39,7 +48,7 @@ pub fn start_envoy(upstream_port: u16, setup: impl Fn(u16) -> Setup) -> (Envoy, 
         for (name, p) in &s.clusters {
             cfg = cfg.cluster(name, *p);
         }
-        match Envoy::try_start(&cfg.build()) {
+        match Envoy::try_start_workers(&cfg.build(), &[], workers) {
             Ok(envoy) => return (envoy, s.idps, port),
             Err(e) if e.contains("ddress already in use") => last = e,
             Err(e) => panic!("{e}"),
