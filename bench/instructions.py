@@ -11,8 +11,14 @@ worker thread's total. What the counts leave out: the kernel (sockets), and the
 client. What they include: Envoy's C++, V8's generated code for the module, and
 for External, the auth service listener (in the same worker, for both variants).
 
-Usage: instructions.py WORKDIR VALGRIND_PID N DOC|-
+Envoy under valgrind holds only a few Wasm VMs (each V8 memory reserves its
+guard regions in valgrind's address space), so scripts/bench-instructions runs
+the variants in passes, one Envoy each with only their listeners:
+
+Usage: instructions.py measure WORKDIR VALGRIND_PID N VARIANT...  (adds to WORKDIR/instructions.json)
+       instructions.py report WORKDIR N DOC|-                      (the table, from instructions.json)
 """
+import json
 import glob
 import http.client
 import os
@@ -61,7 +67,13 @@ RATIOS = [
 
 
 def main():
-    work, pid, n, doc = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if sys.argv[1] == "measure":
+        measure(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
+    else:
+        report(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+
+
+def measure(work, pid, n, names):
     ports = dict(line.split() for line in open(os.path.join(work, "listeners.txt")) if line.strip())
     token = open(os.path.join(work, "token.txt")).read().split()[0]
     tokens = open(os.path.join(work, "tokens.txt")).read().split()
@@ -95,8 +107,11 @@ def main():
     def control(*args):
         subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True)
 
-    results = {}
+    path = os.path.join(work, "instructions.json")
+    results = json.load(open(path)) if os.path.exists(path) else {}
     for name, listener, auth in VARIANTS:
+        if name not in names:
+            continue
         send(listener, auth, 1000)  # warm-up: V8 tiers hot code up, caches fill
         control("-i", "on")
         control("-z")
@@ -117,6 +132,11 @@ def main():
             sys.exit(f"bench-instructions: no callgrind dump for {name}")
         results[name] = total / n
         print(f"{name:26s} {results[name]:10.0f} instructions/request")
+        json.dump(results, open(path, "w"))
+
+
+def report(work, n, doc):
+    results = json.load(open(os.path.join(work, "instructions.json")))
 
     lines = [BEGIN, "| variant | instructions per request | vs plain | vs floor | as throughput vs floor / vs native |",
              "|---|---:|---:|---:|---:|"]
