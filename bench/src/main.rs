@@ -489,6 +489,8 @@ fn session_cookie(access_token: &str, expires: u64) -> String {
         deadline: expires,
         xsrf: "bench-xsrf".to_string(),
         scope: "openid".to_string(),
+        userinfo: None,
+        userinfo_refused: false,
     };
     let plain = serde_json::to_vec(&session).unwrap_or_else(|e| fail(&e.to_string()));
     let mut counter = 0u8;

@@ -5,8 +5,11 @@
 //! portcullis check CONFIG                  every error with its JSON path; exit 1 if any
 //! portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX]
 //! portcullis schema                        the JSON Schema of the configuration, for editors
+//! portcullis import FILE... [--out DIR]    AES/Emissary manifests → configuration (see `import`)
 //! ```
 //! CONFIG is the plugin's JSON, or the same document in YAML (`.yaml`/`.yml`).
+
+mod import;
 
 use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::jwt::filter::{token_data, JwtOutcome, KeySource};
@@ -20,6 +23,12 @@ const USAGE: &str = "usage:
   portcullis check CONFIG
   portcullis schema
   portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX_SECONDS]
+  portcullis import MANIFEST.yaml... [--out DIR]
+
+import: AES/Emissary Kubernetes YAML (Filter, FilterPolicy, AuthService, Mapping,
+Secret) to the configuration on standard output (secrets as fromEnv), or with
+--out the configuration, secrets.env and Envoy, Istio and Envoy Gateway pieces in
+DIR. Each changed or refused field is reported on standard error.
 
 CONFIG: the plugin configuration, JSON or YAML. `fromEnv` secrets are read from
 this process's environment.";
@@ -29,6 +38,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("check") => check(args.get(1..).unwrap_or_default()),
         Some("render") => render(args.get(1..).unwrap_or_default()),
+        Some("import") => import_command(args.get(1..).unwrap_or_default()),
         Some("schema") => {
             println!("{}", schema());
             Ok(())
@@ -85,6 +95,69 @@ fn check(args: &[String]) -> Result<(), String> {
         config.rules.len(),
         config.jwks_sources.len()
     );
+    Ok(())
+}
+
+fn import_command(args: &[String]) -> Result<(), String> {
+    let mut files = Vec::new();
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--out" => out = Some(it.next().ok_or("--out needs a directory")?.clone()),
+            other if other.starts_with("--") => {
+                return Err(format!("unknown argument {other:?}\n{USAGE}"))
+            }
+            other => files.push(other.to_string()),
+        }
+    }
+    if files.is_empty() {
+        return Err(USAGE.to_string());
+    }
+    let imported = import::import(&files)?;
+    for line in &imported.report {
+        eprintln!("import: {line}");
+    }
+    for var in &imported.env_missing {
+        eprintln!("import: environment variable {var}: no value in the given Secrets: set it in the Envoy VM's environment");
+    }
+    // The result must load as the plugin would load it.
+    let bytes = serde_json::to_vec(&imported.config).map_err(|e| e.to_string())?;
+    let env = |name: &str| {
+        imported.env.get(name).cloned().or_else(|| {
+            imported
+                .env_missing
+                .iter()
+                .any(|m| m == name)
+                .then(|| "placeholder".to_string())
+        })
+    };
+    match Config::from_json_with_env(&bytes, &env) {
+        Ok(config) => {
+            // What the plugin will say of it: the fields it accepts and ignores.
+            for notice in &config.notices {
+                eprintln!("import: note: {notice}");
+            }
+        }
+        Err(errors) => {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("import: the result does not load: {e}"))
+                .collect();
+            return Err(lines.join("\n"));
+        }
+    }
+    match out {
+        Some(dir) => {
+            for path in import::write_out(&imported, std::path::Path::new(&dir))? {
+                eprintln!("import: wrote {path}");
+            }
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&imported.config).map_err(|e| e.to_string())?
+        ),
+    }
     Ok(())
 }
 
@@ -155,7 +228,7 @@ fn render(args: &[String]) -> Result<(), String> {
         match jwt.check(&request, &[], None, now) {
             JwtOutcome::Allow(changes) => {
                 for c in changes {
-                    println!("{}: {}", c.name, c.value.unwrap_or_default());
+                    println!("{}: {}", c.name, c.value_text().unwrap_or_default());
                 }
                 return Ok(());
             }
@@ -202,6 +275,20 @@ fn schema() -> String {
             "title".to_string(),
             serde_json::Value::String("Portcullis plugin configuration (v1)".to_string()),
         );
+    }
+    // AES puts `ambassador_id` beside the filter type, in the entry.
+    if let Some(properties) = schema
+        .get_mut("$defs")
+        .and_then(|d| d.get_mut("FilterSpec"))
+        .and_then(|d| d.get_mut("properties"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for (field, advice) in portcullis_core::config::IGNORED_ENTRY_FIELDS {
+            properties.insert(
+                (*field).to_string(),
+                serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
+            );
+        }
     }
     for definition in [
         "JwtSpec",

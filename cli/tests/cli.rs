@@ -161,3 +161,154 @@ fn schema_describes_every_filter_type_and_accepts_ignored_fields() {
         serde_json::json!(["auth_service"])
     );
 }
+
+fn manifests() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/aes-import");
+    [
+        "filters.yaml",
+        "policies.yaml",
+        "routing.yaml",
+        "secrets.yaml",
+    ]
+    .iter()
+    .map(|f| format!("{dir}/{f}"))
+    .collect()
+}
+
+#[test]
+fn import_writes_a_configuration_without_plaintext_secrets() {
+    let files = manifests();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out, err) = run(&args);
+    assert!(ok, "{err}");
+    for secret in ["web-app-secret", "acme-key-1", "globex-key-2"] {
+        assert!(!out.contains(secret), "{secret} in the configuration");
+    }
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = config["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "jwt.auth",
+            "sso.web",
+            "partner-keys.api",
+            "ext-auth.default"
+        ]
+    );
+    // bypass_auth first, then precedence 10, then the policies in order, then
+    // the AuthService's catch-all.
+    let paths: Vec<&str> = config["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/healthz/*", "/api/admin/*", "/api/*", "*", "*"]);
+    assert_eq!(
+        config["filters"][1]["OAuth2"]["callbackPath"],
+        "/.ambassador/oauth2/redirection-endpoint"
+    );
+    assert_eq!(
+        config["filters"][2]["APIKey"]["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Each change with its place; the plugin's own notices too.
+    for line in [
+        "import: Filter web/sso: spec.OAuth2.secretName: changed",
+        "import: Filter api/partner-keys: spec.APIKey.keys[0].secretName: changed",
+        "import: Filter auth/jwt: spec.ambassador_id: dropped",
+        "import: FilterPolicy api/api: spec.rules[1].precedence: applied",
+        "import: Mapping default/health: spec.bypass_auth: changed",
+        "import: note: filters[3].External.protocol_version: ignored",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+}
+
+#[test]
+fn import_out_writes_the_deployment_pieces_and_check_accepts_them() {
+    let dir = std::env::temp_dir().join(format!("portcullis-import-{}", std::process::id()));
+    let files = manifests();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--out", dir.to_str().unwrap()]);
+    let (ok, out, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
+    assert!(
+        env.contains("PORTCULLIS_API_PARTNER_KEYS_ACME=acme-key-1\n"),
+        "{env}"
+    );
+    assert!(env.contains("PORTCULLIS_WEB_SSO_CLIENT_OAUTH2_CLIENT_SECRET=web-app-secret\n"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("secrets.env"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    for (file, needle) in [
+        ("istio-wasmplugin.yaml", "valueFrom: HOST"),
+        ("envoy-gateway-extensionpolicy.yaml", "hostKeys:"),
+        ("envoy-vm-config.yaml", "host_env_keys:"),
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains(needle), "{file}: {text}");
+        assert!(
+            text.contains("PORTCULLIS_API_PARTNER_KEYS_GLOBEX"),
+            "{file}"
+        );
+        assert!(!text.contains("globex-key-2"), "{file}");
+    }
+    // `portcullis check` with the environment the VM would have.
+    let mut check = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    check.arg("check").arg(dir.join("portcullis.json"));
+    for line in env.lines().filter(|l| !l.starts_with('#')) {
+        let (k, v) = line.split_once('=').unwrap();
+        check.env(k, v);
+    }
+    let out = check.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok: 4 filters, 5 rules, 1 remote JWK Sets"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn import_refuses_what_has_no_equivalent_and_names_it() {
+    let path = write(
+        "plugin.yaml",
+        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: param, namespace: shop}\nspec:\n  Plugin: {name: param-filter}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: keys, namespace: shop}\nspec:\n  APIKey:\n    keys: [{secretName: missing}]\n",
+    );
+    let (ok, out, err) = run(&["import", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("import: Filter shop/param: spec.Plugin: refused"),
+        "{err}"
+    );
+    assert!(err.contains("Secret shop/missing not given"), "{err}");
+    assert!(
+        err.contains("environment variable PORTCULLIS_SHOP_MISSING_KEY: no value"),
+        "{err}"
+    );
+    assert!(out.contains("\"keys.shop\""), "{out}");
+    assert!(!out.contains("param"), "{out}");
+}

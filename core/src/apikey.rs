@@ -38,6 +38,13 @@ impl ApiKeyFilter {
         let mut digests = Vec::new();
         for (i, key) in spec.keys.iter().enumerate() {
             let at = format!("{path}.keys[{i}]");
+            if key.secret_name.is_some() {
+                c.error(
+                    format!("{at}.secretName"),
+                    "Kubernetes Secrets are not read by the plugin: give each key as {\"value\": {\"fromEnv\": \"NAME\"}} (the variable set in Envoy's vm_config.environment_variables, which can come from the Secret) or {\"sha256\": \"<hex digest>\"}; `portcullis import` does this from the Secret",
+                );
+                continue;
+            }
             match (&key.value, &key.sha256) {
                 (Some(value), None) => {
                     if let Some(v) = c.secret(&format!("{at}.value"), value) {

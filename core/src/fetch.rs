@@ -103,6 +103,16 @@ impl<T: Document> DocumentCache<T> {
         self.sources.get(source).is_some_and(|s| s.value.is_some())
     }
 
+    /// Whether a request needing `source` should wait for it: a fetch is in
+    /// flight, or due now (none tried yet, or a refresh pulled forward). False
+    /// after a failed fetch until its retry starts: a request is answered at
+    /// once instead of being parked for a fetch nobody is making.
+    pub fn awaiting(&self, source: usize, now: f64) -> bool {
+        self.sources
+            .get(source)
+            .is_some_and(|s| s.in_flight_since.is_some() || now >= s.next_fetch_at)
+    }
+
     /// Sources to fetch now; each is marked in flight. A fetch in flight for
     /// longer than `FETCH_TIMEOUT` (its answer lost) counts as failed.
     pub fn due(&mut self, now: f64) -> Vec<usize> {
@@ -209,5 +219,43 @@ impl<T: Document> DocumentCache<T> {
         s.last_forced_refresh = Some(now);
         s.next_fetch_at = now;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Doc;
+    impl Document for Doc {
+        const MAX_BYTES: usize = 16;
+        fn parse(_: &[u8]) -> Result<(Self, Vec<String>), String> {
+            Ok((Doc, Vec::new()))
+        }
+        fn summary(&self) -> String {
+            String::new()
+        }
+    }
+
+    #[test]
+    fn requests_wait_only_while_a_fetch_is_due_or_in_flight() {
+        let mut c: DocumentCache<Doc> = DocumentCache::new(&[Duration::from_secs(300)]);
+        assert!(c.awaiting(0, 10.0), "never tried: the first fetch is due");
+        assert_eq!(c.due(10.0), vec![0]);
+        assert!(c.awaiting(0, 10.5), "in flight");
+        c.on_failure(0, "refused".to_string(), 11.0);
+        assert!(
+            !c.awaiting(0, 11.0),
+            "failed, retry not started: answer at once"
+        );
+        assert!(!c.awaiting(0, 11.9));
+        assert!(c.awaiting(0, 12.0), "the retry is due");
+        assert_eq!(c.due(12.0), vec![0]);
+        assert!(c.awaiting(0, 12.1));
+        c.on_response(0, 200, b"{}", 12.2);
+        assert!(!c.awaiting(0, 13.0));
+        assert!(c.request_refresh(0, 13.0));
+        assert!(c.awaiting(0, 13.0), "a refresh pulled forward");
+        assert!(!c.awaiting(1, 13.0), "no such source");
     }
 }

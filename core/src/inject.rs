@@ -80,8 +80,15 @@ pub fn render_injected(templates: &[HeaderTemplate], data: &RenderData<'_>) -> V
     templates
         .iter()
         .filter_map(|t| {
-            t.render(data)
-                .map(|value| HeaderChange::set(&t.name, value))
+            t.render(data).map(|value| {
+                if data.headers.has_opaque() {
+                    // A header value that is not UTF-8 went in escaped: its
+                    // bytes come back out.
+                    HeaderChange::set(&t.name, crate::request::unescape_opaque(&value))
+                } else {
+                    HeaderChange::set(&t.name, value)
+                }
+            })
         })
         .collect()
 }

@@ -507,7 +507,12 @@ mod tests {
             .unwrap_or_else(|_| panic!("denied"));
         let got: Vec<(String, String)> = changes
             .into_iter()
-            .map(|c| (c.name, c.value.unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.name,
+                    String::from_utf8(c.value.unwrap_or_default()).unwrap(),
+                )
+            })
             .collect();
         let want: Vec<(String, String)> = [
             (

@@ -139,7 +139,7 @@ impl Journey {
     /// callback and logout paths go to the first rule for the host that uses an
     /// OAuth2 filter, and only that filter runs.
     pub fn new(config: &Config, request: &Request) -> Journey {
-        if OAuth2Filter::handles_path(&request.path) {
+        if config.oauth2_endpoint(&request.path) {
             // Every (rule, position) of an OAuth2 filter on this host; the one
             // whose cookies came with the request wins, else the first.
             let candidates: Vec<(usize, usize, bool)> = config
@@ -215,6 +215,33 @@ impl Journey {
             })
     }
 
+    /// The most body bytes the host should capture for this journey, plus one
+    /// (so "larger than `max_bytes`" can be seen); 0 when nothing reads the
+    /// body: an External filter of the rule with `include_body`, or an OAuth2
+    /// logout (its form's `_xsrf`).
+    pub fn body_cap(&self, config: &Config, request: &Request) -> usize {
+        let Some(rule) = self.rule.and_then(|i| config.rules.get(i)) else {
+            return 0;
+        };
+        if self.only_one {
+            return if crate::oauth2::is_logout_path(request.path_only()) {
+                crate::oauth2::MAX_LOGOUT_FORM_BYTES.saturating_add(1)
+            } else {
+                0
+            };
+        }
+        rule.filters
+            .iter()
+            .filter_map(|f| match config.filters.get(f.filter).map(|f| &f.kind) {
+                Some(FilterKind::External(ext)) => {
+                    ext.body_policy().map(|p| p.max_bytes.saturating_add(1))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Takes the headers to add to the upstream's response.
     pub fn take_response_headers(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.response_headers)
@@ -279,6 +306,19 @@ impl Journey {
                     continue;
                 }
             }
+            // A CORS preflight carries no credential: the filters that check
+            // one do not run on it (`bypassCorsPreflight`); External (the auth
+            // service decides) and MTLS (the connection's certificate) do.
+            if config.bypass_cors_preflight
+                && matches!(
+                    filter.kind,
+                    FilterKind::Jwt(_) | FilterKind::OAuth2(_) | FilterKind::ApiKey(_)
+                )
+                && request.is_cors_preflight()
+            {
+                self.position += 1;
+                continue;
+            }
             let decision = match &filter.kind {
                 FilterKind::Jwt(jwt) => {
                     let scopes: &[String] = match &fref.args {
@@ -332,6 +372,11 @@ impl Journey {
                             &default_args
                         }
                     };
+                    if request.body.is_none() {
+                        if let Some((bytes, _)) = &self.body {
+                            request.body = Some(bytes.clone());
+                        }
+                    }
                     let step = keys.oauth2_check(oauth2, fref.filter, request, args, now_unix);
                     match self.oauth2_decision(oauth2, fref.filter, step) {
                         Ok(decision) => decision,
@@ -477,6 +522,7 @@ impl Journey {
                 Ok(Decision::Allow(request))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),
+            OAuth2Step::NeedBody { max_bytes } => Err(Step::NeedBody { max_bytes }),
             OAuth2Step::Callout { callout, pending } => {
                 self.oauth2_pending = Some(pending);
                 Err(Step::Callout(callout))
@@ -555,8 +601,8 @@ impl Journey {
 
 fn apply(request: &mut Request, change: &HeaderChange) {
     match &change.value {
-        Some(v) if change.append => request.headers.append(&change.name, v),
-        Some(v) => request.headers.set(&change.name, v),
+        Some(v) if change.append => request.headers.append_bytes(&change.name, v),
+        Some(v) => request.headers.set_bytes(&change.name, v),
         None => request.headers.remove(&change.name),
     }
 }

@@ -42,14 +42,15 @@ impl Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderChange {
     pub name: String,
-    /// `None` removes the header.
-    pub value: Option<String>,
+    /// The value's bytes (header values are bytes: RFC 9110 §5.5); `None`
+    /// removes the header.
+    pub value: Option<Vec<u8>>,
     /// Add the value beside existing ones instead of replacing them.
     pub append: bool,
 }
 
 impl HeaderChange {
-    pub fn set(name: &str, value: impl Into<String>) -> HeaderChange {
+    pub fn set(name: &str, value: impl Into<Vec<u8>>) -> HeaderChange {
         HeaderChange {
             name: name.to_ascii_lowercase(),
             value: Some(value.into()),
@@ -57,12 +58,17 @@ impl HeaderChange {
         }
     }
 
-    pub fn append(name: &str, value: impl Into<String>) -> HeaderChange {
+    pub fn append(name: &str, value: impl Into<Vec<u8>>) -> HeaderChange {
         HeaderChange {
             name: name.to_ascii_lowercase(),
             value: Some(value.into()),
             append: true,
         }
+    }
+
+    /// The value as text (lossy), for logs and tests.
+    pub fn value_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.value.as_deref().map(String::from_utf8_lossy)
     }
 
     pub fn remove(name: &str) -> HeaderChange {

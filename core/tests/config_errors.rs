@@ -228,8 +228,9 @@ fn oauth2_filter_loads_with_its_rule_arguments() {
 
 #[test]
 fn oauth2_errors_name_their_paths() {
+    // No sessionKeys and no secret (a public client): nothing to derive from.
     let no_keys = first_error(
-        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"c","secret":"s",
+        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"c",
             "protectedOrigins":[{"origin":"https://app.example.com"}]}}]}"#,
     );
     assert!(
@@ -274,6 +275,144 @@ fn kubernetes_secret_references_are_refused_with_advice() {
 }
 
 #[test]
+fn apikey_secret_references_are_refused_with_advice() {
+    let e = first_error(
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"secretName":"partner-keys"}]}}]}"#,
+    );
+    assert!(
+        e.starts_with("filters[0].APIKey.keys[0].secretName: Kubernetes Secrets are not read")
+            && e.contains("fromEnv")
+            && e.contains("portcullis import"),
+        "{e}"
+    );
+}
+
+/// An AES OAuth2 spec as pasted: no sessionKeys, ambassador_id beside the type,
+/// options Envoy or Portcullis cover.
+#[test]
+fn a_pasted_aes_oauth2_filter_loads() {
+    let c = accepted(
+        r#"{"filters":[{"name":"sso.default","ambassador_id":["default"],"OAuth2":{
+            "authorizationURL":"https://idp.example.com","clientID":"app","secret":"s3cr3t",
+            "protectedOrigins":[{"origin":"https://app.example.com","allowedInternalOrigins":["*://*"]}],
+            "allowMalformedAccessToken":true,"maxStale":"1m"}}],
+          "rules":[{"host":"*","path":"*","precedence":1,"filters":[{"name":"sso.default"}]}]}"#,
+    );
+    for start in [
+        "filters[0].ambassador_id: ignored",
+        "filters[0].OAuth2.sessionKeys: none given: the session key is derived from `secret`",
+        "filters[0].OAuth2.allowMalformedAccessToken: ignored",
+        "filters[0].OAuth2.maxStale: ignored",
+    ] {
+        assert!(
+            c.notices.iter().any(|n| n.starts_with(start)),
+            "{start}: {:?}",
+            c.notices
+        );
+    }
+}
+
+#[test]
+fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
+    let base = r#""authorizationURL":"https://idp.example.com","clientID":"app","secret":"s","protectedOrigins":[{"origin":"https://app.example.com"}]"#;
+    for (extra, path, advice) in [
+        (
+            r#""accessTokenJWTFilter":{"name":"jwt"}"#,
+            "filters[0].OAuth2.accessTokenJWTFilter",
+            "accessTokenValidation",
+        ),
+        (
+            r#""clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"setClientID":true}}"#,
+            "filters[0].OAuth2.clientAuthentication.jwtAssertion",
+            "HeaderPassword",
+        ),
+        (
+            r#""xsrfProtection":"always""#,
+            "filters[0].OAuth2.xsrfProtection",
+            "unsafeMethods",
+        ),
+        (
+            r#""callbackPath":"no-slash""#,
+            "filters[0].OAuth2.callbackPath",
+            "starting with '/'",
+        ),
+    ] {
+        let all = errors(&format!(
+            r#"{{"filters":[{{"name":"o","OAuth2":{{{base},{extra}}}}}]}}"#
+        ));
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with(path) && e.contains(advice)),
+            "{extra}: {all:?}"
+        );
+    }
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"o","OAuth2":{{{base}}}}}],"rules":[{{"filters":[{{"name":"o","arguments":{{"insteadOfRedirect":{{"filters":[{{"name":"x"}}]}}}}}}]}}]}}"#
+    ));
+    assert!(
+        e.starts_with("rules[0].filters[0].arguments.insteadOfRedirect.filters: not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn aes_plugin_filters_and_the_v1alpha1_shape_are_refused_with_advice() {
+    let e = first_error(r#"{"filters":[{"name":"p","Plugin":{"name":"param-filter"}}]}"#);
+    assert!(
+        e.starts_with("filters[0].Plugin: AES Go plugins") && e.contains("External"),
+        "{e}"
+    );
+    let e = first_error(
+        r#"{"filters":[{"name":"j","type":"jwt","jwt":{"jwksURI":"http://idp/jwks"}}]}"#,
+    );
+    assert!(
+        e.starts_with("filters[0].type: this is the gateway.getambassador.io/v1alpha1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn client_credentials_needs_no_client_id() {
+    accepted(
+        r#"{"filters":[{"name":"cc","OAuth2":{"authorizationURL":"https://idp.example.com","grantType":"ClientCredentials"}}]}"#,
+    );
+    let e = first_error(
+        r#"{"filters":[{"name":"p","OAuth2":{"authorizationURL":"https://idp.example.com","grantType":"Password"}}]}"#,
+    );
+    assert!(e.starts_with("filters[0].OAuth2.clientID: required"), "{e}");
+}
+
+#[test]
+fn client_url_reads_as_one_origin_with_any_internal_origin() {
+    let c = accepted(
+        r#"{"filters":[{"name":"o","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"app","secret":"s","clientURL":"https://app.example.com"}}]}"#,
+    );
+    assert!(
+        c.notices
+            .iter()
+            .any(|n| n.starts_with("filters[0].OAuth2.clientURL: deprecated")),
+        "{:?}",
+        c.notices
+    );
+}
+
+#[test]
+fn rule_precedence_orders_rules_higher_first_and_keeps_ties_in_order() {
+    let c = accepted(&format!(
+        r#"{{"filters":[{{"name":"a","JWT":{{"jwks":{JWKS}}}}},{{"name":"b","JWT":{{"jwks":{JWKS}}}}}],
+           "rules":[{{"path":"/low","filters":[{{"name":"a"}}]}},
+                    {{"path":"/high","precedence":10,"filters":[{{"name":"b"}}]}},
+                    {{"path":"/tie","filters":[{{"name":"b"}}]}}]}}"#
+    ));
+    let paths: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| r.path.as_str().to_string())
+        .collect();
+    assert_eq!(paths, ["/high", "/low", "/tie"]);
+}
+
+#[test]
 fn fields_envoy_handles_are_ignored_with_a_notice() {
     let c = accepted(&format!(
         r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS},"insecureTLS":true,"renegotiateTLS":"never","ambassador_id":["a"]}}}}]}}"#
@@ -289,6 +428,14 @@ fn fields_envoy_handles_are_ignored_with_a_notice() {
         .notices
         .iter()
         .any(|n| n.starts_with("filters[0].JWT.ambassador_id: ignored")));
+    // Where AES puts it: beside the type, in the Filter spec.
+    let c = accepted(&format!(
+        r#"{{"filters":[{{"name":"j","ambassador_id":["a"],"JWT":{{"jwks":{JWKS},"validAlgorithms":["ES256","ES384","ES512"]}}}}]}}"#
+    ));
+    assert!(c
+        .notices
+        .iter()
+        .any(|n| n.starts_with("filters[0].ambassador_id: ignored")));
 }
 
 #[test]
@@ -387,4 +534,17 @@ fn cache_budget_is_shared_between_the_caches_and_never_exceeded() {
         r#"{{"cacheBudget":0,"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
     ));
     assert_eq!(off.cache_shares().tokens + off.cache_shares().sessions, 0);
+}
+
+#[test]
+fn oauth2_filters_whose_cookie_names_would_collide_are_refused() {
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"app","OAuth2":{{{OAUTH2_OK}}}}},{{"name":"app.1","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
+    ));
+    assert!(e.starts_with("filters[1].name"), "{e}");
+    assert!(e.contains("cookie names"), "{e}");
+    // A name and its AES `name.namespace` form live side by side.
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"app","OAuth2":{{{OAUTH2_OK}}}}},{{"name":"app.default","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
+    ));
 }

@@ -440,3 +440,45 @@ fn a_lean_request_for_remote_keys_not_loaded_is_redone_whole_without_waiting() {
         Step::NeedFullRequest
     );
 }
+
+/// AES's default `bodyTemplate`, `{{ . | json "" }}`, marshals AES's error
+/// struct: `message` and `status_code` only (`request_id` on a 5xx), never the
+/// template-only aliases; `.error.ValidationError` is nil when no token parsed.
+#[test]
+fn jwt_error_body_json_shows_what_aes_shows() {
+    let c = config(
+        r#"{"filters":[
+          {"name":"j","JWT":{"validAlgorithms":["none"],"errorResponse":{"bodyTemplate":"{{ . | json \"\" }}"}}},
+          {"name":"v","JWT":{"validAlgorithms":["none"],"errorResponse":{"bodyTemplate":"{{ if .error.ValidationError }}{{ .error.ValidationError.Errors }}{{ else }}nil{{ end }}"}}}],
+          "rules":[{"path":"/j","filters":[{"name":"j"}]},{"path":"/v","filters":[{"name":"v"}]}]}"#,
+    );
+    let body = |step: Step| match step {
+        Step::Respond(r) => String::from_utf8(r.body).unwrap(),
+        other => panic!("unexpected step {other:?}"),
+    };
+    let no_token = body(run(&c, request("h", "/j", &[("x-request-id", "r1")])));
+    assert!(
+        no_token.starts_with(r#"{"message":""#) && no_token.ends_with(r#"","status_code":401}"#),
+        "{no_token}"
+    );
+    for hidden in ["httpStatus", "requestId", "request_id", "error"] {
+        let key = format!("\"{hidden}\":");
+        assert!(!no_token.contains(&key), "{hidden} in {no_token}");
+    }
+    // A malformed header and a missing token: nil; a bad token: its bits.
+    assert_eq!(body(run(&c, request("h", "/v", &[]))), "nil");
+    assert_eq!(
+        body(run(
+            &c,
+            request("h", "/v", &[("authorization", "Bearer a b")])
+        )),
+        "nil"
+    );
+    assert_eq!(
+        body(run(
+            &c,
+            request("h", "/v", &[("authorization", "Bearer x.y")])
+        )),
+        "1"
+    );
+}

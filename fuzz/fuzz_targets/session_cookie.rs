@@ -71,6 +71,8 @@ fn valid_sealed() -> &'static String {
             deadline: NOW as u64 + 3600,
             xsrf: "x".to_string(),
             scope: "openid".to_string(),
+            userinfo: None,
+            userinfo_refused: false,
         };
         let plain = serde_json::to_vec(&session).unwrap_or_default();
         SessionKeys::new(&[KEY1])

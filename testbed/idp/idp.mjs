@@ -12,7 +12,7 @@
 //                  "grant_types": ["authorization_code", "refresh_token"] | ["client_credentials"],
 //                  "access_ttl": 5, "id_token_ttl": 60, "large_tokens": true } ],
 //   "access_ttl": 3600, "id_token_ttl": 3600, "refresh_ttl": 86400,
-//   "large_tokens": false,      // pad the ID token (and userinfo) of every client past 4 KiB
+//   "large_tokens": false,      // a `groups` claim (~6 KB) in every client's ID token and userinfo
 //   "skip_consent": false,      // grant the requested scopes at login, no consent page
 //   "scopes": ["api:read"]      // extra scopes (client_credentials)
 // }
@@ -21,9 +21,12 @@
 // password; the login becomes `sub`. Test tooling can drive them with plain HTTP (GET
 // the form, POST `prompt=login&login=alice&password=x`, then `prompt=consent`).
 // PKCE (S256) is required, refresh tokens are always issued to clients allowed the
-// `refresh_token` grant (no `offline_access` needed), the ID token carries the
-// `profile` claims (`conformIdTokenClaims: false`), RP-initiated logout is on (its
-// confirmation page submits itself), and `client_credentials` is enabled.
+// `refresh_token` grant (no `offline_access` needed), RP-initiated logout is on (its
+// confirmation page submits itself), and `client_credentials` is enabled. Claims are
+// strict (oidc-provider's default `conformIdTokenClaims`, OpenID Connect Core 5.4): in
+// the code flow the ID token carries `sub` (and `groups` for `large_tokens` clients,
+// as Azure AD and Okta put groups there), while the `profile` and `email` claims come
+// only from the UserInfo endpoint.
 //
 // Prints `IDP READY http://127.0.0.1:PORT` once listening; logs each request to
 // stderr as `IDP <method> <path> -> <status>` (token requests add `auth=basic` or
@@ -65,8 +68,8 @@ const clientOpt = (client, key, fallback) => {
   return fallback;
 };
 
-// ~6 KB of claims: an ID token well over 4 KiB, so session cookies must be chunked.
-const PADDING = Array.from({ length: 48 }, (_, i) => `pad-${i}-${'x'.repeat(120)}`);
+// ~6 KB of group names: an ID token well over 4 KiB, so session cookies must be chunked.
+const GROUPS = Array.from({ length: 48 }, (_, i) => `group-${i}-${'x'.repeat(120)}`);
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'idp-rs256', use: 'sig', alg: 'RS256' };
@@ -82,11 +85,11 @@ server.listen(port, '127.0.0.1', () => {
     cookies: { keys: [randomBytes(32).toString('hex')] },
     scopes: ['openid', 'offline_access', 'profile', 'email', ...(cfg.scopes ?? ['api:read'])],
     claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username', 'padding'],
+      // `groups` rides on `openid`: it reaches the ID token in strict mode too.
+      openid: ['sub', 'groups'],
+      profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
     },
-    conformIdTokenClaims: false,
     async findAccount(ctx, sub) {
       return {
         accountId: sub,
@@ -98,7 +101,7 @@ server.listen(port, '127.0.0.1', () => {
             email: `${sub}@example.test`,
             email_verified: true,
           };
-          if (clientOpt(ctx.oidc?.client, 'large_tokens', false)) claims.padding = PADDING;
+          if (clientOpt(ctx.oidc?.client, 'large_tokens', false)) claims.groups = GROUPS;
           return claims;
         },
       };
@@ -126,7 +129,7 @@ server.listen(port, '127.0.0.1', () => {
         accountId: ctx.oidc.session.accountId,
       });
       grant.addOIDCScope(ctx.oidc.requestParamScopes ? [...ctx.oidc.requestParamScopes].join(' ') : 'openid');
-      grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'padding', 'email', 'email_verified']);
+      grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'email_verified']);
       await grant.save();
       return grant;
     },

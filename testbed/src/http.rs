@@ -7,6 +7,8 @@ use std::io::{self, BufRead, Read};
 pub(crate) struct Head {
     pub start: String,
     pub headers: Vec<(String, String)>,
+    /// The bytes of each value in `headers` (same order), exactly as received.
+    pub raw_values: Vec<Vec<u8>>,
 }
 
 impl Head {
@@ -16,6 +18,18 @@ impl Head {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The bytes of the first value of header `name` (any case).
+pub fn first_header_bytes<'a>(
+    headers: &[(String, String)],
+    raw_values: &'a [Vec<u8>],
+    name: &str,
+) -> Option<&'a [u8]> {
+    let i = headers
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    raw_values.get(i).map(Vec::as_slice)
 }
 
 /// The first value of header `name` (any case) in a lower-cased header list.
@@ -38,6 +52,10 @@ pub fn all_headers<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a s
 const MAX_HEAD: usize = 256 * 1024;
 
 fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<String>> {
+    Ok(read_line_bytes(r, budget)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+fn read_line_bytes(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     let n = r.take(*budget as u64 + 1).read_until(b'\n', &mut buf)?;
     if n == 0 {
@@ -50,7 +68,7 @@ fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<Stri
     while buf.last() == Some(&b'\n') || buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+    Ok(Some(buf))
 }
 
 /// Reads a head; `Ok(None)` on a clean EOF before any byte.
@@ -64,18 +82,30 @@ pub(crate) fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
         }
     };
     let mut headers = Vec::new();
+    let mut raw_values = Vec::new();
     loop {
-        let line = read_line(r, &mut budget)?
+        let line = read_line_bytes(r, &mut budget)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"))?;
         if line.is_empty() {
             break;
         }
-        let (name, value) = line
-            .split_once(':')
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad header line"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default().trim_ascii();
+        headers.push((
+            String::from_utf8_lossy(name).trim().to_ascii_lowercase(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+        raw_values.push(value.to_vec());
     }
-    Ok(Some(Head { start, headers }))
+    Ok(Some(Head {
+        start,
+        headers,
+        raw_values,
+    }))
 }
 
 /// Reads a body framed by `transfer-encoding: chunked` or `content-length`; when

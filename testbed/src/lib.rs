@@ -11,6 +11,7 @@
 //! - [`tls`]: test PKI (CA, server and client certificates), TLS listeners, HTTPS client.
 //! - [`tokens`]: test keys (`testdata/keys`) and JWT minting for every algorithm.
 //! - [`idp`]: a real OpenID Provider (`oidc-provider` on Node.js) and a headless login.
+//! - [`quirky_idp`]: scripted IdPs with the quirks of Azure AD, Okta/Keycloak and Google.
 //! - [`browserless`]: an HTTP agent with a cookie jar that follows redirects and posts forms.
 //! - [`soak`]: the bounded soak (`scripts/soak`, `tests/soak_short.rs`).
 //! - [`browser`]: a real headless Chromium over WebDriver (chromedriver).
@@ -24,6 +25,7 @@ pub mod crash;
 pub mod envoy;
 mod http;
 pub mod idp;
+pub mod quirky_idp;
 pub mod servers;
 pub mod soak;
 pub mod tls;

@@ -22,10 +22,18 @@ pub struct Request {
     pub path: String,
     /// Names lowercased; order and duplicates kept.
     pub headers: Vec<(String, String)>,
+    /// The bytes of each value in `headers` (same order), exactly as received
+    /// (`headers` has them converted lossily when they are not UTF-8).
+    pub raw_values: Vec<Vec<u8>>,
     pub body: Vec<u8>,
 }
 
 impl Request {
+    /// The exact bytes of the first value of `name`.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        crate::http::first_header_bytes(&self.headers, &self.raw_values, name)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         crate::http::first_header(&self.headers, name)
     }
@@ -225,6 +233,7 @@ fn serve_connection(
                 method: method.clone(),
                 path: path.clone(),
                 headers: head.headers.clone(),
+                raw_values: head.raw_values.clone(),
                 body: Vec::new(),
             });
         }
@@ -238,6 +247,7 @@ fn serve_connection(
             method,
             path,
             headers: head.headers,
+            raw_values: head.raw_values,
             body,
         };
         let reply = handler(&req);
@@ -278,12 +288,19 @@ fn serve_connection(
     }
 }
 
-/// The JSON the echo upstream answers for a request.
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The JSON the echo upstream answers for a request (`raw_values`: the hex of
+/// each header value's bytes, as `headers` orders them).
 pub fn echo_json(req: &Request) -> Value {
     json!({
         "method": req.method,
         "path": req.path,
         "headers": req.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+        "raw_values": req.raw_values.iter().map(|v| hex(v)).collect::<Vec<_>>(),
         "body": req.body_str(),
     })
 }
@@ -343,6 +360,8 @@ pub struct Echoed {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The bytes of each value in `headers`, exactly as the upstream got them.
+    pub raw_values: Vec<Vec<u8>>,
     pub body: String,
 }
 
@@ -369,12 +388,31 @@ impl Echoed {
                     .collect()
             })
             .unwrap_or_default();
+        let raw_values = v["raw_values"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| {
+                        let h = h.as_str().unwrap_or_default();
+                        (0..h.len() / 2)
+                            .filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Echoed {
             method: s("method"),
             path: s("path"),
             headers,
+            raw_values,
             body: s("body"),
         }
+    }
+
+    /// The exact bytes of the first value of `name` the upstream got.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        crate::http::first_header_bytes(&self.headers, &self.raw_values, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

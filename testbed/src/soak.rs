@@ -539,6 +539,8 @@ pub fn sealed_session(
         deadline: now + 7200,
         xsrf: "soak-xsrf".to_string(),
         scope: "openid".to_string(),
+        userinfo: None,
+        userinfo_refused: false,
     };
     let plain = serde_json::to_vec(&session).map_err(|e| e.to_string())?;
     let mut counter = (now % 251) as u8;

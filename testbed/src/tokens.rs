@@ -11,13 +11,14 @@
 //! | `rsa2` | RSA 2048 | (not in jwks.json) | a *different* RSA key, for "wrong key under a known kid" |
 //! | `ec256` | P-256 | `ec256` | ES256 |
 //! | `ec384` | P-384 | `ec384` | ES384 |
+//! | `ec521` | P-521 | `ec521` | ES512 |
 //! | `ed1` | Ed25519 | `ed1` | EdDSA |
 //! | `hmac1` | 32-byte secret | `hmac1` (`kty: oct`) | HS256/384/512 |
 //!
 //! Tokens are assembled by hand (header JSON exactly as given, then
 //! `base64url(header).base64url(claims).base64url(signature)`), so tests control every
-//! header field; the signatures come from jwt-compact's algorithms (p384 for ES384,
-//! which jwt-compact 0.8 lacks).
+//! header field; the signatures come from jwt-compact's algorithms (p384 for ES384
+//! and p521 for ES512, which jwt-compact 0.8 lacks).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,17 +32,18 @@ const RSA1_PEM: &str = include_str!("../../testdata/keys/rsa1.pem");
 const RSA2_PEM: &str = include_str!("../../testdata/keys/rsa2.pem");
 const EC256_PEM: &str = include_str!("../../testdata/keys/ec256.pem");
 const EC384_PEM: &str = include_str!("../../testdata/keys/ec384.pem");
+const EC521_PEM: &str = include_str!("../../testdata/keys/ec521.pem");
 const ED1_PEM: &str = include_str!("../../testdata/keys/ed1.pem");
 const HMAC1_HEX: &str = include_str!("../../testdata/keys/hmac1.hex");
 
 /// Every algorithm Portcullis supports (besides `none`).
 pub const ALL_ALGS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
-    "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384", "HS512",
 ];
 
 /// Names of the keys in `testdata/jwks.json`, in file order (also their kids).
-pub const JWKS_KEYS: &[&str] = &["rsa1", "ec256", "ec384", "ed1", "hmac1"];
+pub const JWKS_KEYS: &[&str] = &["rsa1", "ec256", "ec384", "ec521", "ed1", "hmac1"];
 
 /// The key `mint` uses for an algorithm (also its kid in `testdata/jwks.json`).
 pub fn default_key_for(alg: &str) -> &'static str {
@@ -49,6 +51,7 @@ pub fn default_key_for(alg: &str) -> &'static str {
         "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => "rsa1",
         "ES256" => "ec256",
         "ES384" => "ec384",
+        "ES512" => "ec521",
         "EdDSA" => "ed1",
         "HS256" | "HS384" | "HS512" => "hmac1",
         other => panic!("tokens: no test key for algorithm {other:?}"),
@@ -99,6 +102,12 @@ fn ec384_key() -> p384::ecdsa::SigningKey {
     p384::ecdsa::SigningKey::from_pkcs8_pem(EC384_PEM).expect("P-384 test key parses")
 }
 
+fn ec521_key() -> p521::ecdsa::SigningKey {
+    use p521::pkcs8::DecodePrivateKey;
+    let secret = p521::SecretKey::from_pkcs8_pem(EC521_PEM).expect("P-521 test key parses");
+    p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).expect("P-521 signing key")
+}
+
 fn ed1_key() -> ed25519_dalek::SigningKey {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
     ed25519_dalek::SigningKey::from_pkcs8_pem(ED1_PEM).expect("Ed25519 test key parses")
@@ -126,6 +135,11 @@ pub fn sign(key: &str, alg: &str, message: &[u8]) -> Vec<u8> {
         ("ES384", "ec384") => {
             use p384::ecdsa::signature::Signer;
             let sig: p384::ecdsa::Signature = ec384_key().sign(message);
+            sig.to_bytes().to_vec()
+        }
+        ("ES512", "ec521") => {
+            use p521::ecdsa::signature::Signer;
+            let sig: p521::ecdsa::Signature = ec521_key().sign(message);
             sig.to_bytes().to_vec()
         }
         ("EdDSA", "ed1") => bytes(Ed25519.sign(&ed1_key(), message)),
@@ -352,6 +366,11 @@ pub fn jwk(key: &str) -> Value {
         "ec384" => {
             let point = ec384_key().verifying_key().to_encoded_point(false);
             json!({ "kty": "EC", "kid": key, "use": "sig", "crv": "P-384",
+                    "x": b64(point.x().expect("x")), "y": b64(point.y().expect("y")) })
+        }
+        "ec521" => {
+            let point = p521::ecdsa::VerifyingKey::from(&ec521_key()).to_encoded_point(false);
+            json!({ "kty": "EC", "kid": key, "use": "sig", "crv": "P-521",
                     "x": b64(point.x().expect("x")), "y": b64(point.y().expect("y")) })
         }
         "ed1" => {

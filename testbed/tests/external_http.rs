@@ -218,8 +218,8 @@ fn check_request_has_the_method_prefixed_path_and_only_allowed_headers() {
         ("x-added", "by-portcullis"),
         // add_linkerd_headers: the auth service's host and port.
         ("l5d-dst-override", "auth.test:3000"),
-        // The callout's :authority is auth_service's authority.
-        ("host", "auth.test:3000"),
+        // The callout's :authority is the client's, as Envoy's ext_authz.
+        ("host", "localhost"),
     ] {
         assert_eq!(
             check.headers_all(name),

@@ -117,9 +117,6 @@ const VOLATILE: &[&str] = &[
 /// as `(where, header)`: where = `auth` (the check request), `upstream`,
 /// `client`. Each is explained in docs/external.md.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    // The check request's Host: Portcullis sends the auth service's authority
-    // (`auth_service`), native ext_authz the client's Host.
-    ("auth", "host"),
     // status_on_error: Portcullis answers its JSON error body
     // (`{"message":"the authorization service could not be reached",...}`,
     // Content-Type application/json), native ext_authz an empty body.

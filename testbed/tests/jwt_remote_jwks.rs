@@ -153,7 +153,7 @@ fn jwks_is_fetched_in_the_background_before_any_request() {
     assert_eq!(fetch.header("host"), Some("s1.test"));
     assert!(
         f.envoy.wait_for_log(
-            "JWK Set http://s1.test/good.json: loaded 5 keys",
+            "JWK Set http://s1.test/good.json: loaded 6 keys",
             Duration::from_secs(5)
         ),
         "{}",
@@ -260,7 +260,7 @@ fn unknown_kid_refreshes_the_set_at_most_once_per_10s() {
     assert_eq!(seen.headers_all("x-sub"), vec!["user-1"]);
     assert_eq!(f.s1.count("/refresh.json"), before + 1, "one refresh");
     assert!(f.envoy.wait_for_log(
-        "JWK Set http://s1.test/refresh.json: loaded 5 keys",
+        "JWK Set http://s1.test/refresh.json: loaded 6 keys",
         Duration::from_secs(5)
     ));
     // Another unknown kid within 10 s: refused at once, no new fetch.
@@ -352,9 +352,11 @@ fn jwks_down_at_start_gives_503_then_recovers() {
     let r = call("/down/x", &token("RS256", Value::Null));
     let waited = started.elapsed();
     assert_unavailable(&r, "set never loaded");
+    // It waits only for a fetch in flight, which fails at once against a
+    // server that closes the connection: never the whole 3 s.
     assert!(
-        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(8),
-        "the request waits about 3 s before the 503 (waited {waited:?})"
+        waited < Duration::from_millis(2500),
+        "the 503 comes when the fetch fails, not after 3 s (waited {waited:?})"
     );
     let log = f.envoy.log();
     let line = log
@@ -374,7 +376,7 @@ fn jwks_down_at_start_gives_503_then_recovers() {
     assert!(f
         .envoy
         .log()
-        .contains("JWK Set http://s2.test/jwks.json: loaded 5 keys"));
+        .contains("JWK Set http://s2.test/jwks.json: loaded 6 keys"));
     passed(
         &f.envoy,
         &call("/down/x", &token("HS256", Value::Null)),

@@ -2,8 +2,9 @@
 //! protected page behind real Envoy, lands on the real IdP's login page
 //! (oidc-provider), signs in, consents, and is back on the app with the upstream
 //! seeing the identity; the session cookie is HttpOnly (invisible to
-//! `document.cookie`) while the XSRF cookie is readable; logout is a POST form
-//! carrying `_xsrf`, through the IdP's end_session endpoint, after which the app asks
+//! `document.cookie`) while the XSRF cookie is readable; logout is AES's POST form
+//! to `/.ambassador/oauth2/logout` carrying `_xsrf` in its body, through the IdP's
+//! end_session endpoint, after which the app asks
 //! for a login again. Screenshots for humans: `target/portcullis-screenshots/`.
 
 mod oauth2_common;
@@ -107,10 +108,11 @@ fn browser_login_app_and_logout() {
         Some(USER)
     );
 
-    // Logout: a POST form with _xsrf (in the query too: the plugin decides on headers).
+    // Logout as AES documents it: a POST form to /.ambassador/oauth2/logout
+    // with `realm` and `_xsrf` in its body only.
     b.post_form(
-        &logout_url(&o, &xsrf.value),
-        &[("_xsrf", xsrf.value.as_str())],
+        &format!("{o}/.ambassador/oauth2/logout"),
+        &[("realm", "login"), ("_xsrf", xsrf.value.as_str())],
     );
     b.wait_url(
         "the post-logout page",

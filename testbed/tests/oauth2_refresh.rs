@@ -59,12 +59,14 @@ fn idp_for(origin: &str, client_id: &str) -> Idp {
     })
 }
 
-/// The IdP's count of refresh grants answered `status` for `client_id` (its
-/// log has one line per token request; the login's code exchange is one).
-fn token_calls(idp: &Idp, client_id: &str, status: u16) -> usize {
-    idp.log_count(&format!(
-        "POST /token -> {status} auth=basic client={client_id}"
-    ))
+/// The IdP's count of token requests of `client_id` answered `status` (its log
+/// has one line per token request; the login's code exchange is one), once at
+/// least `expected` are logged: the IdP logs a request after answering it, so
+/// its line may come a moment after Envoy has the answer.
+fn token_calls(idp: &Idp, client_id: &str, status: u16, expected: usize) -> usize {
+    let needle = format!("POST /token -> {status} auth=basic client={client_id}");
+    idp.wait_for_log(&needle, expected, WAIT);
+    idp.log_count(&needle)
 }
 
 /// Logs in at `origin` + `/start`: the agent, the access token the upstream
@@ -133,6 +135,24 @@ fn late(
         &[("Host", authority), ("Cookie", cookie)],
         b"",
     )
+}
+
+/// The traffic after expiry: 8 parallel requests on separate
+/// connections, then 3 still carrying the pre-refresh `cookie`, 0.3 s, 1 s and
+/// 2.5 s later. The answers, and when the burst began.
+fn burst_then_late(port: u16, authority: &str, cookie: &str) -> (Vec<client::Response>, Instant) {
+    let began = Instant::now();
+    let mut answers = burst(port, authority, cookie, 8);
+    for after in [300, 1000, 2500] {
+        answers.push(late(
+            port,
+            authority,
+            cookie,
+            began,
+            Duration::from_millis(after),
+        ));
+    }
+    (answers, began)
 }
 
 /// Asserts every response reached the upstream as `alice` with one refreshed
@@ -222,31 +242,21 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
     let (agent, old, issued) = login(&idp, &origin);
     let cookie = cookie_for(&agent, &origin);
     assert_eq!(
-        token_calls(&idp, client_id, 200),
+        token_calls(&idp, client_id, 200, 1),
         1,
         "the login's code exchange"
     );
 
     until_expired(issued);
-    let refreshed_at = Instant::now();
-    let mut answers = burst(port, &authority, &cookie, 8);
-    for after in [300, 1000, 2500] {
-        answers.push(late(
-            port,
-            &authority,
-            &cookie,
-            refreshed_at,
-            Duration::from_millis(after),
-        ));
-    }
+    let (answers, refreshed_at) = burst_then_late(port, &authority, &cookie);
     let fresh = one_fresh_token(&answers, &old);
     assert_eq!(
-        token_calls(&idp, client_id, 200),
+        token_calls(&idp, client_id, 200, 2),
         2,
         "one refresh for the session's eleven requests"
     );
     assert_eq!(
-        token_calls(&idp, client_id, 400),
+        token_calls(&idp, client_id, 400, 0),
         0,
         "no spent refresh token reached the IdP"
     );
@@ -255,11 +265,11 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
         "the requests landed on one worker only; the test proves nothing: {}",
         envoy.admin_get("/stats?filter=worker_.*downstream_cx_total")
     );
-    // Ten requests used the one refresh's answer (the first made it).
-    assert_eq!(
-        counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10),
-        10
-    );
+    // Ten requests used the one refresh's answer (the first made it); the
+    // UserInfo call each then makes for the new access token is shared too
+    // (up to ten more).
+    let shared = counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10);
+    assert!((10..=20).contains(&shared), "{shared} shared answers");
 
     // The next expiry refreshes with the rotated refresh token.
     let agent = after(&agent, &origin, answers.last().expect("answers"));
@@ -275,11 +285,11 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
     let third = bearer(&echoed(&next));
     assert_ne!(third, fresh);
     assert_eq!(
-        token_calls(&idp, client_id, 200),
+        token_calls(&idp, client_id, 200, 3),
         3,
         "one refresh per expiry"
     );
-    assert_eq!(token_calls(&idp, client_id, 400), 0);
+    assert_eq!(token_calls(&idp, client_id, 400, 0), 0);
     eprintln!(
         "shared wait (ms): {}",
         envoy
@@ -362,6 +372,9 @@ fn front_yaml(port: u16, members: &[u16], affinity: bool) -> String {
   listeners:
   - name: main
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    # A port picked beforehand: taken meanwhile, the bind fails (and is
+    # retried) instead of sharing the port with another process.
+    enable_reuse_port: false
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -420,12 +433,12 @@ fn two_envoys_without_affinity_refresh_twice_and_the_idp_ends_the_session() {
         "the second member's session is gone: a new login"
     );
     assert_eq!(
-        token_calls(&f.idp, client_id, 200),
+        token_calls(&f.idp, client_id, 200, 2),
         2,
         "the code and one refresh"
     );
     assert_eq!(
-        token_calls(&f.idp, client_id, 400),
+        token_calls(&f.idp, client_id, 400, 1),
         1,
         "the spent token refused"
     );
@@ -435,10 +448,14 @@ fn two_envoys_without_affinity_refresh_twice_and_the_idp_ends_the_session() {
     until_expired(Instant::now());
     let r = get(&cookie_for(&agent, &origin));
     assert_eq!(
-        r.status, 303,
-        "the grant was revoked: the user logs in again"
+        r.status,
+        303,
+        "the grant was revoked: the user logs in again; got {} {}; IdP log:\n{}",
+        r.status,
+        r.body_str(),
+        f.idp.log()
     );
-    assert_eq!(token_calls(&f.idp, client_id, 400), 2);
+    assert_eq!(token_calls(&f.idp, client_id, 400, 2), 2);
 }
 
 #[test]
@@ -457,24 +474,14 @@ fn two_envoys_behind_a_cookie_hash_front_refresh_once() {
     };
     let before = served();
     until_expired(issued);
-    let refreshed_at = Instant::now();
-    let mut answers = burst(f.port, &authority, &cookie, 8);
-    for after in [300, 1000, 2500] {
-        answers.push(late(
-            f.port,
-            &authority,
-            &cookie,
-            refreshed_at,
-            Duration::from_millis(after),
-        ));
-    }
+    let (answers, refreshed_at) = burst_then_late(f.port, &authority, &cookie);
     let fresh = one_fresh_token(&answers, &old);
     assert_eq!(
-        token_calls(&f.idp, client_id, 200),
+        token_calls(&f.idp, client_id, 200, 2),
         2,
         "the code and one refresh"
     );
-    assert_eq!(token_calls(&f.idp, client_id, 400), 0);
+    assert_eq!(token_calls(&f.idp, client_id, 400, 0), 0);
     // Every request of the session went to one member.
     let grew: Vec<u64> = served()
         .iter()
@@ -500,9 +507,9 @@ fn two_envoys_behind_a_cookie_hash_front_refresh_once() {
     );
     assert_ne!(bearer(&echoed(&next)), fresh);
     assert_eq!(
-        token_calls(&f.idp, client_id, 200),
+        token_calls(&f.idp, client_id, 200, 3),
         3,
         "one refresh per expiry"
     );
-    assert_eq!(token_calls(&f.idp, client_id, 400), 0);
+    assert_eq!(token_calls(&f.idp, client_id, 400, 0), 0);
 }

@@ -127,6 +127,9 @@ pub struct Config {
     /// `cacheBudget` in bytes: what the VM's caches together may hold (see
     /// [`Config::cache_shares`]).
     pub cache_budget: usize,
+    /// `bypassCorsPreflight` (default true): a CORS preflight
+    /// (`Request::is_cors_preflight`) skips JWT, OAuth2 and APIKey filters.
+    pub bypass_cors_preflight: bool,
 }
 
 /// How `cacheBudget` is shared between a VM's caches.
@@ -174,7 +177,18 @@ pub const IGNORED_FIELDS: &[(&str, &str)] = &[
         "maxStale",
         "Portcullis keeps the last good JWKS and discovery document itself",
     ),
+    (
+        "v2ExplicitTLS",
+        "configure TLS on the Envoy cluster (transport_socket)",
+    ),
 ];
+
+/// Fields AES puts beside `JWT`/`OAuth2`/... in a `Filter` spec (the entry
+/// level here) that have no meaning inside Envoy.
+pub const IGNORED_ENTRY_FIELDS: &[(&str, &str)] = &[(
+    "ambassador_id",
+    "Portcullis has no Ambassador ID; one plugin config serves its filter chain",
+)];
 
 const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
 
@@ -373,6 +387,16 @@ impl Config {
             injected_names,
             reads_tls,
             cache_budget,
+            bypass_cors_preflight: spec.bypass_cors_preflight.unwrap_or(true),
+        })
+    }
+
+    /// Whether `path` is an OAuth2 filter's own endpoint (callback, logout),
+    /// which the filter answers whatever rule covers it.
+    pub fn oauth2_endpoint(&self, path: &str) -> bool {
+        self.filters.iter().any(|f| match &f.kind {
+            FilterKind::OAuth2(o) => o.handles_path(path),
+            _ => false,
         })
     }
 
@@ -474,6 +498,11 @@ fn strip_ignored_fields(root: &mut Value) -> Vec<String> {
         let Some(filter) = filter.as_object_mut() else {
             continue;
         };
+        for (field, advice) in IGNORED_ENTRY_FIELDS {
+            if filter.remove(*field).is_some() {
+                notices.push(format!("filters[{i}].{field}: ignored: {advice}"));
+            }
+        }
         for type_name in FILTER_TYPES {
             let Some(body) = filter.get_mut(*type_name).and_then(Value::as_object_mut) else {
                 continue;
@@ -502,6 +531,38 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
                 format!("{path}.name"),
                 format!("duplicate filter name {:?}", spec.name),
             );
+        }
+        if spec.plugin.is_some() {
+            c.error(
+                format!("{path}.Plugin"),
+                "AES Go plugins cannot run inside a Wasm module: run the plugin's logic as a service and call it with an External filter",
+            );
+            continue;
+        }
+        if spec.v1alpha1_type.is_some()
+            || spec.v1alpha1_jwt.is_some()
+            || spec.v1alpha1_oauth2.is_some()
+            || spec.v1alpha1_apikey.is_some()
+            || spec.v1alpha1_external.is_some()
+        {
+            c.error(
+                format!("{path}.type"),
+                "this is the gateway.getambassador.io/v1alpha1 Filter shape: write the getambassador.io/v3alpha1 one, with `JWT`, `OAuth2`, `APIKey` or `External` beside `name`",
+            );
+            continue;
+        }
+        if spec.oauth2.is_some() {
+            if let Some(other) = specs.iter().take(i).find(|s| {
+                s.oauth2.is_some() && crate::oauth2::cookie_names_collide(&s.name, &spec.name)
+            }) {
+                c.error(
+                    format!("{path}.name"),
+                    format!(
+                        "OAuth2 filters {:?} and {:?} would share cookie names (a session chunk is `portcullis_session.<name>.<n>`): rename one",
+                        other.name, spec.name
+                    ),
+                );
+            }
         }
         let present: Vec<&str> = [
             ("JWT", spec.jwt.is_some()),
@@ -556,7 +617,10 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
 
 fn compile_rules(c: &mut Compiler<'_>, spec: &ConfigSpec, filters: &[Filter]) -> Vec<Rule> {
     let mut rules = Vec::new();
-    for (i, rule) in spec.rules.iter().enumerate() {
+    // AES `precedence`: higher first; a stable sort keeps equal ones in order.
+    let mut ordered: Vec<(usize, &schema::RuleSpec)> = spec.rules.iter().enumerate().collect();
+    ordered.sort_by_key(|(_, r)| std::cmp::Reverse(r.precedence.unwrap_or(0)));
+    for (i, rule) in ordered {
         let path = format!("rules[{i}]");
         let host = c.glob(&format!("{path}.host"), rule.host.as_deref().unwrap_or("*"));
         let path_glob = c.glob(&format!("{path}.path"), rule.path.as_deref().unwrap_or("*"));

@@ -22,6 +22,11 @@ pub struct ConfigSpec {
     /// `Ki`/`Mi`/`Gi` suffix (`"16Mi"`). Default 16 MiB; 0 turns the caches off.
     #[serde(default, rename = "cacheBudget")]
     pub cache_budget: Option<serde_json::Value>,
+    /// Whether a CORS preflight skips the filters that check a credential a
+    /// browser never sends on one (JWT, OAuth2, APIKey), as Envoy's jwt_authn
+    /// `bypass_cors_preflight`. Default true.
+    #[serde(default, rename = "bypassCorsPreflight")]
+    pub bypass_cors_preflight: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +44,21 @@ pub struct FilterSpec {
     pub apikey: Option<ApiKeySpec>,
     #[serde(rename = "MTLS")]
     pub mtls: Option<MtlsSpec>,
+    /// AES Go plugins: refused with advice.
+    #[serde(rename = "Plugin")]
+    pub plugin: Option<Value>,
+    /// The `gateway.getambassador.io/v1alpha1` shape (`type` and a lower-case
+    /// body): refused with advice.
+    #[serde(rename = "type")]
+    pub v1alpha1_type: Option<Value>,
+    #[serde(rename = "jwt")]
+    pub v1alpha1_jwt: Option<Value>,
+    #[serde(rename = "oauth2")]
+    pub v1alpha1_oauth2: Option<Value>,
+    #[serde(rename = "apikey")]
+    pub v1alpha1_apikey: Option<Value>,
+    #[serde(rename = "external")]
+    pub v1alpha1_external: Option<Value>,
 }
 
 /// A Go duration string (`"300ms"`, `"1m30s"`).
@@ -181,6 +201,8 @@ pub struct ExternalSpec {
     #[serde(default)]
     pub failure_mode_allow: bool,
     pub protocol_version: Option<String>,
+    /// Emissary's deprecated boolean form of `include_body`: refused with advice.
+    pub allow_request_body: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +212,12 @@ pub struct ProtectedOriginSpec {
     pub origin: String,
     #[serde(default)]
     pub include_subdomains: bool,
+    /// AES usage docs: the origin as Envoy sees it behind a proxy that rewrites
+    /// the Host (`*` for any scheme or authority).
+    pub internal_origin: Option<String>,
+    /// AES 3.9 reference: several of `internalOrigin`.
+    #[serde(default)]
+    pub allowed_internal_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,7 +233,11 @@ pub struct UseSessionCookiesSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthenticationSpec {
-    pub method: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    /// AES `JWTAssertion` settings: refused with advice.
+    #[serde(rename = "jwtAssertion")]
+    pub jwt_assertion: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,8 +246,10 @@ pub struct ClientAuthenticationSpec {
 pub struct OAuth2Spec {
     #[serde(rename = "authorizationURL")]
     pub authorization_url: String,
-    #[serde(rename = "clientID")]
-    pub client_id: String,
+    /// Required for `AuthorizationCode` and `Password`; a `ClientCredentials`
+    /// filter takes the client from each request.
+    #[serde(rename = "clientID", default)]
+    pub client_id: Option<String>,
     pub secret: Option<SecretSpec>,
     pub secret_name: Option<Value>,
     pub secret_namespace: Option<Value>,
@@ -235,6 +269,20 @@ pub struct OAuth2Spec {
     pub client_authentication: Option<ClientAuthenticationSpec>,
     #[serde(default)]
     pub session_keys: Vec<SecretSpec>,
+    /// Deprecated AES form of one protected origin with `internalOrigin: "*://*"`.
+    #[serde(rename = "clientURL")]
+    pub client_url: Option<String>,
+    /// AES: accept access tokens that are not RFC 6750 `b64token`s.
+    pub allow_malformed_access_token: Option<bool>,
+    /// AES: delegate access-token checks to a JWT filter (refused with advice).
+    #[serde(rename = "accessTokenJWTFilter")]
+    pub access_token_jwt_filter: Option<Value>,
+    /// Portcullis: the callback path (the `redirect_uri` path registered at the IdP).
+    pub callback_path: Option<String>,
+    /// Portcullis: where the XSRF token is checked: `"logout"` (default, as AES)
+    /// or `"unsafeMethods"` (also every non-GET/HEAD/OPTIONS/TRACE request with a session).
+    #[serde(rename = "xsrfProtection")]
+    pub xsrf_protection: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +291,9 @@ pub struct OAuth2Spec {
 pub struct ApiKeyEntrySpec {
     pub value: Option<SecretSpec>,
     pub sha256: Option<String>,
+    /// AES: every value of a Kubernetes Secret (refused with advice).
+    #[serde(rename = "secretName")]
+    pub secret_name: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +326,9 @@ pub struct MtlsSpec {
 pub struct RuleSpec {
     pub host: Option<String>,
     pub path: Option<String>,
+    /// AES: rules with a higher `precedence` are tried first; equal ones keep
+    /// their order (default 0).
+    pub precedence: Option<i64>,
     pub filters: Option<Vec<FilterRefSpec>>,
 }
 
@@ -318,6 +372,8 @@ pub struct InsteadOfRedirectSpec {
     pub if_request_header: Option<HeaderConditionSpec>,
     #[serde(rename = "httpStatusCode")]
     pub http_status_code: Option<u16>,
+    /// AES's deprecated `filters` (run other filters instead): refused with advice.
+    pub filters: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,8 @@
 
 use super::proto::{
     append_action, Address, AttributeContext, AttributeRequest, CheckRequest, CheckResponse,
-    HeaderValueOption, HttpRequest, HttpResponse, Peer, SocketAddress, Timestamp,
+    HeaderMap, HeaderValue, HeaderValueOption, HttpRequest, HttpResponse, Peer, SocketAddress,
+    Timestamp,
 };
 use super::{
     removable_header, settable_header, CalloutKind, ExternalOutcome, SentBody, GRPC_METHOD,
@@ -52,14 +53,30 @@ pub(super) fn check_request(
             headers.insert(name.to_string(), value.clone());
         }
     }
-    for (name, value) in request.headers.iter() {
+    // A value that is not UTF-8 goes lossily into `headers` (proto strings) and
+    // exactly into `header_map` (`raw_value`), which then has every header.
+    let mut raw: Option<BTreeMap<String, Vec<u8>>> = request.headers.has_opaque().then(|| {
+        headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+            .collect()
+    });
+    for (name, value) in request.headers.iter_bytes() {
         if name == PARTIAL_BODY_HEADER {
             continue;
         }
+        if let Some(raw) = raw.as_mut() {
+            let joined = raw.entry(name.to_string()).or_default();
+            if !joined.is_empty() {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(value);
+        }
+        let value = String::from_utf8_lossy(value);
         match headers.get_mut(name) {
             Some(existing) => {
                 existing.push(',');
-                existing.push_str(value);
+                existing.push_str(&value);
             }
             None => {
                 headers.insert(name.to_string(), value.to_string());
@@ -68,10 +85,11 @@ pub(super) fn check_request(
     }
     let (body_text, raw_body) = match body {
         Some(b) => {
-            headers.insert(
-                PARTIAL_BODY_HEADER.to_string(),
-                if b.partial { "true" } else { "false" }.to_string(),
-            );
+            let partial = if b.partial { "true" } else { "false" };
+            headers.insert(PARTIAL_BODY_HEADER.to_string(), partial.to_string());
+            if let Some(raw) = raw.as_mut() {
+                raw.insert(PARTIAL_BODY_HEADER.to_string(), partial.into());
+            }
             (
                 String::from_utf8_lossy(b.bytes).into_owned(),
                 b.bytes.to_vec(),
@@ -100,6 +118,16 @@ pub(super) fn check_request(
         protocol: request.protocol.clone(),
         body: body_text,
         raw_body,
+        header_map: raw.map(|raw| HeaderMap {
+            headers: raw
+                .into_iter()
+                .map(|(key, raw_value)| HeaderValue {
+                    key,
+                    value: String::new(),
+                    raw_value,
+                })
+                .collect(),
+        }),
     };
     CheckRequest {
         attributes: Some(AttributeContext {

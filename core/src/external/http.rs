@@ -14,7 +14,8 @@ use crate::response::{HeaderChange, Response};
 
 use super::CalloutKind;
 
-/// The check request: the client's method, `path_prefix` + path and query, the
+/// The check request: the client's method and `:authority` (Host),
+/// `path_prefix` and the path with its query, the
 /// allowed client headers (every value, in order), `add_auth_headers`, and the
 /// body with `include_body`. `content-length` is always sent (0 without a
 /// body), as Envoy does.
@@ -29,24 +30,43 @@ pub(super) fn build(
         request.path.as_str()
     };
     let body_bytes = body.map(|b| b.bytes).unwrap_or_default();
-    let mut headers: Vec<(String, String)> =
+    let mut headers: Vec<(String, Vec<u8>)> =
         Vec::with_capacity(6 + f.request_headers.len() + f.added_headers.len());
-    headers.push((":method".to_string(), request.method.clone()));
-    headers.push((":path".to_string(), format!("{}{path}", f.path_prefix)));
-    headers.push((":authority".to_string(), f.target.authority.clone()));
-    headers.push((":scheme".to_string(), f.target.scheme.clone()));
-    headers.push(("content-length".to_string(), body_bytes.len().to_string()));
-    // `Headers` holds lower-case names; `request_headers` is lower-case.
-    for (name, value) in request.headers.iter() {
+    headers.push((":method".to_string(), request.method.clone().into_bytes()));
+    headers.push((
+        ":path".to_string(),
+        format!("{}{path}", f.path_prefix).into_bytes(),
+    ));
+    // The client's authority, as Envoy's ext_authz sends it (CONFIG.md
+    // "clusters"): an auth service that decides by site, or builds a login URL
+    // from it, sees the site. The cluster still comes from `auth_service`.
+    let authority = if request.authority.is_empty() {
+        &f.target.authority
+    } else {
+        &request.authority
+    };
+    headers.push((":authority".to_string(), authority.clone().into_bytes()));
+    headers.push((":scheme".to_string(), f.target.scheme.clone().into_bytes()));
+    headers.push((
+        "content-length".to_string(),
+        body_bytes.len().to_string().into_bytes(),
+    ));
+    // `Headers` holds lower-case names; `request_headers` is lower-case. The
+    // values go as the client sent their bytes.
+    for (name, value) in request.headers.iter_bytes() {
         if f.request_headers.iter().any(|h| h == name) {
-            headers.push((name.to_string(), value.to_string()));
+            headers.push((name.to_string(), value.to_vec()));
         }
     }
-    headers.extend(f.added_headers.iter().cloned());
+    headers.extend(
+        f.added_headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_bytes())),
+    );
     if let Some(b) = body {
         headers.push((
             PARTIAL_BODY_HEADER.to_string(),
-            if b.partial { "true" } else { "false" }.to_string(),
+            if b.partial { "true" } else { "false" }.into(),
         ));
     }
     CalloutKind::Http {

@@ -92,8 +92,9 @@ pub struct RequestBody<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CalloutKind {
     Http {
-        /// Includes `:method`, `:path`, `:authority`, `:scheme`.
-        headers: Vec<(String, String)>,
+        /// Includes `:method`, `:path`, `:authority`, `:scheme`. Values are
+        /// bytes: a client's header passes to the auth service as it was sent.
+        headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
     },
     Grpc {
@@ -105,6 +106,20 @@ pub enum CalloutKind {
         message: Vec<u8>,
         initial_metadata: Vec<(String, Vec<u8>)>,
     },
+}
+
+impl CalloutKind {
+    /// An HTTP callout whose header values are all text (the IdP's token and
+    /// userinfo requests).
+    pub fn http_text(headers: Vec<(String, String)>, body: Vec<u8>) -> CalloutKind {
+        CalloutKind::Http {
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n, v.into_bytes()))
+                .collect(),
+            body,
+        }
+    }
 }
 
 /// One call to the auth service.
@@ -378,13 +393,23 @@ fn compile_parts(
         }
     };
 
+    if spec.allow_request_body.is_some() {
+        error(
+            "allow_request_body",
+            "Emissary's deprecated form: write include_body: {max_bytes: 4096, allow_partial: true} instead".to_string(),
+        );
+    }
     match spec.protocol_version.as_deref() {
         None | Some("v3") => {}
-        // The contract refuses v2 whatever `proto` says: Envoy removed the v2 API,
-        // and a pasted spec that names it should be looked at, not half-honoured.
+        // Emissary reads protocol_version only for gRPC: an HTTP check has no
+        // protocol version.
+        Some("v2") if protocol == Protocol::Http => notices.push(format!(
+            "{path}.protocol_version: ignored: \"v2\" has no meaning with proto http (as in Emissary)"
+        )),
+        // gRPC v2 is gone from Envoy: the service must speak v3.
         Some("v2") => error(
             "protocol_version",
-            "v2 is not supported (Envoy removed the v2 API): use v3 (envoy.service.auth.v3.Authorization), or drop the field with proto http"
+            "v2 is not supported with proto grpc (Envoy removed the v2 API): move the auth service to v3 (envoy.service.auth.v3.Authorization)"
                 .to_string(),
         ),
         Some(other) => error("protocol_version", format!("must be \"v3\", not {other:?}")),

@@ -172,6 +172,19 @@ pub struct HttpRequest {
     /// `bytes raw_body = 12`
     #[prost(bytes = "vec", tag = "12")]
     pub raw_body: Vec<u8>,
+    /// `config.core.v3.HeaderMap header_map = 13`: every header with its
+    /// `raw_value` bytes (Envoy's `encode_raw_headers`); Portcullis fills it when
+    /// a value is not UTF-8, which `headers` (proto strings) cannot carry.
+    #[prost(message, optional, tag = "13")]
+    pub header_map: Option<HeaderMap>,
+}
+
+/// `envoy.config.core.v3.HeaderMap` (base.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeaderMap {
+    /// `repeated HeaderValue headers = 1`
+    #[prost(message, repeated, tag = "1")]
+    pub headers: Vec<HeaderValue>,
 }
 
 /// `envoy.service.auth.v3.AttributeContext` (attribute_context.proto).

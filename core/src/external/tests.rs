@@ -71,9 +71,16 @@ fn http_check(
     body: Option<RequestBody<'_>>,
 ) -> (Vec<(String, String)>, Vec<u8>) {
     match f.build_check(r, body, &no_ext(), NOW).unwrap().kind {
-        CalloutKind::Http { headers, body } => (headers, body),
+        CalloutKind::Http { headers, body } => (text_headers(&headers), body),
         other => panic!("not HTTP: {other:?}"),
     }
+}
+
+fn text_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).unwrap()))
+        .collect()
 }
 
 fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -133,7 +140,7 @@ fn http_check_path_is_prefix_plus_path_and_query() {
 }
 
 #[test]
-fn http_check_authority_scheme_cluster_and_timeout_come_from_auth_service() {
+fn http_check_scheme_cluster_and_timeout_come_from_auth_service_authority_from_the_client() {
     let (f, _) = compile_with_clusters(
         json!({"auth_service": "https://auth.example:8443", "timeout_ms": 750}),
         &[("auth.example:8443", "authsvc")],
@@ -145,7 +152,8 @@ fn http_check_authority_scheme_cluster_and_timeout_come_from_auth_service() {
     let CalloutKind::Http { headers, .. } = callout.kind else {
         panic!()
     };
-    assert_eq!(values(&headers, ":authority"), ["auth.example:8443"]);
+    let headers = text_headers(&headers);
+    assert_eq!(values(&headers, ":authority"), ["app.example.com"]);
     assert_eq!(values(&headers, ":scheme"), ["https"]);
 
     let f = filter(json!({"auth_service": "auth:3000"}));
@@ -545,11 +553,24 @@ fn config_rejects_protocol_version_v2_for_grpc() {
 }
 
 #[test]
-fn config_refuses_protocol_version_v2_for_http_too() {
-    // The contract: `v2` refused with a clear error, whatever `proto` says.
-    let e = errors(json!({"auth_service": "auth:3000", "protocol_version": "v2"}));
+fn protocol_version_v2_is_ignored_for_http_and_refused_for_grpc() {
+    // As Emissary: an HTTP check has no protocol version.
+    let (f, notices) = compile_with_clusters(
+        json!({"auth_service": "auth:3000", "proto": "http", "protocol_version": "v2"}),
+        &[],
+    );
+    assert!(f.is_ok());
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("protocol_version: ignored")),
+        "{notices:?}"
+    );
+    let e = errors(json!({"auth_service": "auth:3000", "proto": "grpc", "protocol_version": "v2"}));
     assert_eq!(e.len(), 1);
     assert!(e[0].contains("v2 is not supported"), "{e:?}");
+    let e = errors(json!({"auth_service": "auth:3000", "allow_request_body": true}));
+    assert!(e[0].contains("include_body"), "{e:?}");
     let (f, _) = compile_with_clusters(
         json!({"auth_service": "auth:3000", "protocol_version": "v3"}),
         &[],

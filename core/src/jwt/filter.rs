@@ -82,7 +82,7 @@ impl JwtFilter {
                         Some(a) => algs.push(a),
                         None => c.error(
                             format!("{path}.validAlgorithms[{i}]"),
-                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, none)"),
+                            format!("unsupported algorithm {n:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512, none)"),
                         ),
                     }
                 }
@@ -247,7 +247,7 @@ impl JwtFilter {
         host: Option<&dyn SignatureVerifier>,
         scope: u64,
     ) -> JwtOutcome {
-        let token = match extract_bearer(request) {
+        let tokens = match extract_bearers(request) {
             Extracted::Missing => {
                 return JwtOutcome::Deny(self.error_response(
                     request,
@@ -256,57 +256,22 @@ impl JwtFilter {
                 ))
             }
             Extracted::Malformed(why) => return self.invalid_request(request, why),
-            Extracted::Token(t) => t,
+            Extracted::Tokens(t) => t,
         };
-        let keys: &KeySet = match (&self.keys, remote_keys) {
-            (KeySource::Inline(set), _) => set,
-            (KeySource::Remote(_), Some(set)) => set,
-            (KeySource::Remote(source), None) => {
-                if let Some(denial) = self.malformed(request, token) {
-                    return denial;
-                }
-                return JwtOutcome::KeysUnavailable(*source);
-            }
-        };
-        // A cached token was verified, so it has no whitespace: the check for a
-        // malformed header (a scan of the whole token) runs on a miss only.
-        let result = match lookup_cached(cache, scope, token, keys, &self.policy, now_unix) {
-            Some(found) => found,
-            None => {
-                if let Some(denial) = self.malformed(request, token) {
-                    return denial; // on a lean request, the pipeline redoes it whole
-                }
-                match verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host) {
-                    // A lean request is answered from the whole request, which
-                    // finds the refusal kept here (a bad token is verified once).
-                    Err(e) if request.lean => {
-                        remember_failure(cache, scope, token, keys, e, now_unix);
-                        return JwtOutcome::NeedFullRequest;
-                    }
-                    other => other,
-                }
-            }
-        };
-        let verified = match result {
-            Ok(v) => v,
-            Err(err) => {
-                let message = format!("Token validation error: {}", err.description());
-                let response =
-                    self.error_response(request, ErrorCase::InvalidToken(&err), &message);
-                return match (&err, &self.keys) {
-                    // A refresh may bring a key id the set lacks (not one it has
-                    // for another algorithm).
-                    (TokenError::UnknownKey(Some(kid)), KeySource::Remote(source))
-                        if !keys.has_kid(kid) =>
-                    {
-                        JwtOutcome::UnknownKey {
-                            source: *source,
-                            response,
-                        }
-                    }
-                    _ => JwtOutcome::Deny(response),
-                };
-            }
+        // The first Bearer credential is the request's token (claims, scopes,
+        // injected headers); every other one present must verify too, as
+        // Envoy's jwt_authn verifies every token it extracts.
+        let mut verified: Option<Arc<VerifiedToken>> = None;
+        for token in tokens {
+            let v = match self.verify_one(request, token, remote_keys, now_unix, cache, host, scope)
+            {
+                Ok(v) => v,
+                Err(outcome) => return outcome,
+            };
+            verified.get_or_insert(v);
+        }
+        let Some(verified) = verified else {
+            return self.invalid_request(request, "Authorization header has no bearer token");
         };
         if self.require_certificate_binding {
             if let Err(why) =
@@ -340,6 +305,67 @@ impl JwtFilter {
         JwtOutcome::Allow(render_injected(&self.inject, &data))
     }
 
+    /// Verifies one bearer token (through the cache); the denial or wait
+    /// otherwise.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn verify_one(
+        &self,
+        request: &Request,
+        token: &str,
+        remote_keys: Option<&KeySet>,
+        now_unix: f64,
+        cache: Option<&RefCell<TokenCache>>,
+        host: Option<&dyn SignatureVerifier>,
+        scope: u64,
+    ) -> Result<Arc<VerifiedToken>, JwtOutcome> {
+        let keys: &KeySet = match (&self.keys, remote_keys) {
+            (KeySource::Inline(set), _) => set,
+            (KeySource::Remote(_), Some(set)) => set,
+            (KeySource::Remote(source), None) => {
+                if let Some(denial) = self.malformed(request, token) {
+                    return Err(denial);
+                }
+                return Err(JwtOutcome::KeysUnavailable(*source));
+            }
+        };
+        // A cached token was verified, so it has no whitespace: the check for a
+        // malformed header (a scan of the whole token) runs on a miss only.
+        let result = match lookup_cached(cache, scope, token, keys, &self.policy, now_unix) {
+            Some(found) => found,
+            None => {
+                if let Some(denial) = self.malformed(request, token) {
+                    return Err(denial); // on a lean request, the pipeline redoes it whole
+                }
+                match verify_and_keep(cache, scope, token, keys, &self.policy, now_unix, host) {
+                    // A lean request is answered from the whole request, which
+                    // finds the refusal kept here (a bad token is verified once).
+                    Err(e) if request.lean => {
+                        remember_failure(cache, scope, token, keys, e, now_unix);
+                        return Err(JwtOutcome::NeedFullRequest);
+                    }
+                    other => other,
+                }
+            }
+        };
+        result.map_err(|err| {
+            let message = format!("Token validation error: {}", err.description());
+            let response = self.error_response(request, ErrorCase::InvalidToken(&err), &message);
+            match (&err, &self.keys) {
+                // A refresh may bring a key id the set lacks (not one it has
+                // for another algorithm).
+                (TokenError::UnknownKey(Some(kid)), KeySource::Remote(source))
+                    if !keys.has_kid(kid) =>
+                {
+                    JwtOutcome::UnknownKey {
+                        source: *source,
+                        response,
+                    }
+                }
+                _ => JwtOutcome::Deny(response),
+            }
+        })
+    }
+
     /// The 503 sent when the remote JWK Set never loaded in time.
     pub fn keys_unavailable_response(&self, request: &Request) -> Response {
         self.error_response(
@@ -359,7 +385,8 @@ impl JwtFilter {
                     "Bearer error=\"invalid_request\", error_description=\"{}\", realm=\"{realm}\"",
                     auth_param_text(why)
                 )),
-                Some(1),
+                // As AES: no token was parsed, so `.error.ValidationError` is nil.
+                None,
             ),
             ErrorCase::InvalidToken(err) => (
                 401,
@@ -385,6 +412,14 @@ impl JwtFilter {
             Some(b) => json!({ "ValidationError": { "Errors": b } }),
             None => json!({}),
         };
+        // AES's error struct: `{{ . | json "" }}` shows `message`,
+        // `status_code` and, on a 5xx, `request_id`; the aliases and `error`
+        // are for templates only.
+        let json_fields: &[&str] = if status >= 500 {
+            &["message", "status_code", "request_id"]
+        } else {
+            &["message", "status_code"]
+        };
         let root = json!({
             "status_code": status,
             "httpStatus": status,
@@ -392,6 +427,7 @@ impl JwtFilter {
             "request_id": request.request_id,
             "requestId": request.request_id,
             "error": error,
+            (crate::template::JSON_FIELDS_KEY): json_fields,
         });
         let data = RenderData {
             root: &root,
@@ -427,30 +463,59 @@ enum ErrorCase<'a> {
 enum Extracted<'a> {
     Missing,
     Malformed(&'static str),
-    Token(&'a str),
+    /// Every Bearer credential, in order (at least one).
+    Tokens(Vec<&'a str>),
 }
 
 const TOKEN_WITH_SPACES: &str = "Authorization header is not \"Bearer <token>\"";
 
-/// `Authorization: Bearer <token>` (scheme case-insensitive). Another scheme counts
-/// as no bearer token; `Bearer` with no token is malformed. A token with spaces is
-/// malformed too, but that is checked by the caller (`JwtFilter::malformed`).
-fn extract_bearer(request: &Request) -> Extracted<'_> {
-    let Some(header) = request.headers.get("authorization") else {
-        return Extracted::Missing;
-    };
-    let header = header.trim();
-    let (scheme, rest) = match header.split_once(' ') {
-        Some((s, r)) => (s, r.trim()),
-        None => (header, ""),
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Extracted::Missing;
+/// At most this many credentials are read from `Authorization` (a request with
+/// more is malformed).
+pub const MAX_CREDENTIALS: usize = 8;
+
+/// The Bearer credentials of `Authorization` (RFC 6750 §2.1; scheme
+/// case-insensitive). Several `Authorization` lines reach the filter joined
+/// with commas (Envoy joins them) or as separate values; each credential is
+/// `scheme [token68 | auth-params]`, and a comma starts a new one unless what
+/// follows is an auth-param (`name=value`) of the one before (Digest). Other
+/// schemes (a sidecar's `Basic`) are skipped, in any order: no Bearer at all
+/// counts as no token; `Bearer` with no token is malformed. A token with
+/// spaces is malformed too, but that is checked by the caller
+/// (`JwtFilter::malformed`).
+fn extract_bearers(request: &Request) -> Extracted<'_> {
+    let mut tokens = Vec::new();
+    let mut credentials = 0usize;
+    for header in request.headers.get_all("authorization") {
+        for item in header.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let (scheme, rest) = match item.split_once(' ') {
+                Some((s, r)) => (s, r.trim()),
+                None => (item, ""),
+            };
+            if scheme.contains('=') {
+                continue; // an auth-param of the credential before
+            }
+            credentials += 1;
+            if credentials > MAX_CREDENTIALS {
+                return Extracted::Malformed("Authorization header has too many credentials");
+            }
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                continue;
+            }
+            if rest.is_empty() {
+                return Extracted::Malformed("Authorization header has no bearer token");
+            }
+            tokens.push(rest);
+        }
     }
-    if rest.is_empty() {
-        return Extracted::Malformed("Authorization header has no bearer token");
+    if tokens.is_empty() {
+        Extracted::Missing
+    } else {
+        Extracted::Tokens(tokens)
     }
-    Extracted::Token(rest)
 }
 
 /// The template dot for a verified token: `.token.{Raw,Header,Claims,Signature}`.

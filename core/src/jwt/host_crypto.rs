@@ -139,6 +139,8 @@ const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 pub const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// secp384r1
 pub const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+/// secp521r1
+pub const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
 
 /// DER SubjectPublicKeyInfo of an RSA key (modulus and exponent big-endian).
 pub fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
@@ -215,6 +217,7 @@ mod tests {
             rsa_a().jwk_with_kid("r"),
             p256().jwk_with_kid("e256"),
             p384().jwk_with_kid("e384"),
+            p521().jwk_with_kid("e521"),
             ed25519().jwk_with_kid("ed"),
             hmac().jwk_with_kid("h"),
         ]);
@@ -228,6 +231,7 @@ mod tests {
             (Algorithm::PS256, "r", rsa_a(), None),
             (Algorithm::ES256, "e256", p256(), Some("sha256")),
             (Algorithm::ES384, "e384", p384(), Some("sha384")),
+            (Algorithm::ES512, "e521", p521(), Some("sha512")),
             (Algorithm::EdDSA, "ed", ed25519(), None),
             (Algorithm::HS256, "h", hmac(), None),
         ];

@@ -3,7 +3,7 @@
 //! Every usable JWK is converted once, at load time, into the form the signature
 //! code needs (an RSA public key, a curve point, HMAC keys): nothing is parsed per
 //! request. A key is bound to one algorithm family by its type (`RSA` → RS*/PS*,
-//! `EC` P-256 → ES256, `EC` P-384 → ES384, `OKP` Ed25519 → EdDSA, `oct` → HS*), so an
+//! `EC` P-256 → ES256, `EC` P-384 → ES384, `EC` P-521 → ES512, `OKP` Ed25519 → EdDSA, `oct` → HS*), so an
 //! RSA public key can never be used as an HMAC secret (algorithm confusion).
 
 use std::borrow::Cow;
@@ -19,7 +19,7 @@ use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 use p384::ecdsa::signature::Verifier as _;
 
 use super::host_crypto::{
-    ec_spki, ecdsa_der_signature, rsa_spki, SignatureVerifier, OID_P256, OID_P384,
+    ec_spki, ecdsa_der_signature, rsa_spki, SignatureVerifier, OID_P256, OID_P384, OID_P521,
 };
 use serde_json::{Map, Value};
 
@@ -34,6 +34,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
     HS256,
     HS384,
@@ -43,7 +44,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in spec order (`none` last).
-    pub const ALL: [Algorithm; 13] = [
+    pub const ALL: [Algorithm; 14] = [
         Algorithm::RS256,
         Algorithm::RS384,
         Algorithm::RS512,
@@ -52,6 +53,7 @@ impl Algorithm {
         Algorithm::PS512,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
         Algorithm::EdDSA,
         Algorithm::HS256,
         Algorithm::HS384,
@@ -74,6 +76,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
             Algorithm::HS256 => "HS256",
             Algorithm::HS384 => "HS384",
@@ -111,8 +114,19 @@ pub(crate) enum Material {
     Rsa(Box<RsaPublicKey>),
     P256(Box<<Es256 as JwsAlgorithm>::VerifyingKey>),
     P384(Box<p384::ecdsa::VerifyingKey>),
+    P521(Box<P521Key>),
     Ed25519(Box<<Ed25519 as JwsAlgorithm>::VerifyingKey>),
     Oct(Box<OctKey>),
+}
+
+/// A P-521 public key (its type has no `Debug`).
+#[derive(Clone)]
+pub(crate) struct P521Key(p521::ecdsa::VerifyingKey);
+
+impl std::fmt::Debug for P521Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("P521Key")
+    }
 }
 
 impl Material {
@@ -126,6 +140,7 @@ impl Material {
                 A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512
             ) | (Material::P256(_), A::ES256)
                 | (Material::P384(_), A::ES384)
+                | (Material::P521(_), A::ES512)
                 | (Material::Ed25519(_), A::EdDSA)
                 | (Material::Oct(_), A::HS256 | A::HS384 | A::HS512)
         )
@@ -153,6 +168,8 @@ impl Material {
                     .and_then(|der| host.verify("sha256", spki, message, &der)),
                 (Material::P384(_), A::ES384) => ecdsa_der_signature(signature, 48)
                     .and_then(|der| host.verify("sha384", spki, message, &der)),
+                (Material::P521(_), A::ES512) => ecdsa_der_signature(signature, 66)
+                    .and_then(|der| host.verify("sha512", spki, message, &der)),
                 _ => None,
             };
             if let Some(valid) = answer {
@@ -174,6 +191,16 @@ impl Material {
                 }
                 match p384::ecdsa::Signature::from_slice(signature) {
                     Ok(sig) => k.verify(message, &sig).is_ok(),
+                    Err(_) => false,
+                }
+            }
+            (Material::P521(k), A::ES512) => {
+                // r||s, 66 bytes each (RFC 7518 section 3.4).
+                if signature.len() != 132 {
+                    return false;
+                }
+                match p521::ecdsa::Signature::from_slice(signature) {
+                    Ok(sig) => k.0.verify(message, &sig).is_ok(),
                     Err(_) => false,
                 }
             }
@@ -529,6 +556,23 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, Option<Vec<u8>>), Strin
                 Some(ec_spki(OID_P384, &x, &y)),
             ))
         }
+        Some("P-521") => {
+            let x = member(jwk, "x")?;
+            let y = member(jwk, "y")?;
+            if x.len() != 66 || y.len() != 66 {
+                return Err("invalid P-521 key: coordinates must be 66 bytes".to_owned());
+            }
+            let mut sec1 = Vec::with_capacity(133);
+            sec1.push(4_u8); // uncompressed point
+            sec1.extend_from_slice(&x);
+            sec1.extend_from_slice(&y);
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| "invalid P-521 key: not a curve point".to_owned())?;
+            Ok((
+                Material::P521(Box::new(P521Key(key))),
+                Some(ec_spki(OID_P521, &x, &y)),
+            ))
+        }
         Some(other) => Err(format!("unsupported EC curve \"{}\"", printable(other, 16))),
         None => Err("EC key has no \"crv\" string".to_owned()),
     }
@@ -674,8 +718,10 @@ mod tests {
 
     #[test]
     fn unsupported_curves_skipped_with_warning() {
+        let w = skipped(json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}));
+        assert!(w.contains("unsupported EC curve \"secp256k1\""), "{w}");
         let w = skipped(json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}));
-        assert!(w.contains("unsupported EC curve \"P-521\""), "{w}");
+        assert!(w.contains("coordinates must be 66 bytes"), "{w}");
         let w = skipped(json!({"kty": "OKP", "crv": "X25519", "x": "AA"}));
         assert!(w.contains("unsupported OKP curve \"X25519\""), "{w}");
     }

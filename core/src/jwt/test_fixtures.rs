@@ -37,6 +37,7 @@ pub(crate) enum Priv {
     Rsa(&'static RsaPrivateKey),
     P256(<Es256 as JwsAlgorithm>::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
     Ed(<Ed25519 as JwsAlgorithm>::SigningKey),
     Hmac(Vec<u8>),
 }
@@ -68,6 +69,13 @@ pub(crate) fn p384() -> Priv {
     Priv::P384(p384::ecdsa::SigningKey::from_slice(&[0x22; 48]).unwrap())
 }
 
+pub(crate) fn p521() -> Priv {
+    // A P-521 scalar is 521 bits: the first byte is 0 or 1.
+    let mut secret = [0x44; 66];
+    secret[0] = 0x01;
+    Priv::P521(p521::ecdsa::SigningKey::from_slice(&secret).unwrap())
+}
+
 pub(crate) fn ed25519() -> Priv {
     Priv::Ed(<Ed25519 as JwsAlgorithm>::SigningKey::from_slice(&[0x33; 32]).unwrap())
 }
@@ -91,6 +99,15 @@ impl Priv {
                 json!({
                     "kty": "EC",
                     "crv": "P-384",
+                    "x": b64(point.x().unwrap()),
+                    "y": b64(point.y().unwrap()),
+                })
+            }
+            Priv::P521(k) => {
+                let point = p521::ecdsa::VerifyingKey::from(k).to_encoded_point(false);
+                json!({
+                    "kty": "EC",
+                    "crv": "P-521",
                     "x": b64(point.x().unwrap()),
                     "y": b64(point.y().unwrap()),
                 })
@@ -123,6 +140,10 @@ impl Priv {
             (Priv::P256(k), A::ES256) => bytes(Es256.sign(k, message)),
             (Priv::P384(k), A::ES384) => {
                 let sig: p384::ecdsa::Signature = k.sign(message);
+                sig.to_bytes().to_vec()
+            }
+            (Priv::P521(k), A::ES512) => {
+                let sig: p521::ecdsa::Signature = k.sign(message);
                 sig.to_bytes().to_vec()
             }
             (Priv::Ed(k), A::EdDSA) => bytes(Ed25519.sign(k, message)),

@@ -503,6 +503,28 @@ mod tests {
     }
 
     #[test]
+    fn accepts_es512() {
+        accepts(&p521(), Algorithm::ES512);
+    }
+
+    #[test]
+    fn es512_signature_of_wrong_length_refused() {
+        let key = p521();
+        let keys = key_set(vec![key.public_jwk()]);
+        let header = json!({"alg": "ES512"});
+        let good = key.sign(
+            Algorithm::ES512,
+            signing_input(&header, &json!({})).as_bytes(),
+        );
+        assert_eq!(good.len(), 132);
+        for sig in [&good[..130], &good[..131], &[0_u8; 133][..]] {
+            let t = token_with_signature(header.clone(), json!({}), sig);
+            let err = verify_token(&t, &keys, &default_policy(), NOW).unwrap_err();
+            assert_eq!(err, TokenError::BadSignature, "length {}", sig.len());
+        }
+    }
+
+    #[test]
     fn accepts_eddsa() {
         accepts(&ed25519(), Algorithm::EdDSA);
     }
@@ -578,9 +600,9 @@ mod tests {
 
     #[test]
     fn unknown_algorithm_name_refused_as_disallowed() {
-        let t = token_with_signature(json!({"alg": "ES512"}), json!({}), &[1; 132]);
+        let t = token_with_signature(json!({"alg": "ES256K"}), json!({}), &[1; 64]);
         let err = verify_token(&t, &hs_keys(), &default_policy(), NOW).unwrap_err();
-        assert_eq!(err, TokenError::DisallowedAlgorithm("ES512".into()));
+        assert_eq!(err, TokenError::DisallowedAlgorithm("ES256K".into()));
     }
 
     #[test]
@@ -736,8 +758,12 @@ mod tests {
 
     #[test]
     fn ecdsa_signature_of_zeros_refused() {
-        let keys = key_set(vec![p256().public_jwk(), p384().public_jwk()]);
-        for (alg, len) in [("ES256", 64), ("ES384", 96)] {
+        let keys = key_set(vec![
+            p256().public_jwk(),
+            p384().public_jwk(),
+            p521().public_jwk(),
+        ]);
+        for (alg, len) in [("ES256", 64), ("ES384", 96), ("ES512", 132)] {
             let t = token_with_signature(json!({"alg": alg}), json!({}), &vec![0; len]);
             let err = verify_token(&t, &keys, &default_policy(), NOW).unwrap_err();
             assert_eq!(err, TokenError::BadSignature, "{alg}");

@@ -8,9 +8,9 @@ use super::encoding::{
 };
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
 use super::{
-    error_page, grants, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, Origin,
-    TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLBACK_PATH, CALLOUT_TIMEOUT,
-    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, LOGOUT_PATH, MAX_PENDING_LOGINS,
+    error_page, grants, loops, userinfo, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending,
+    OAuth2Step, Origin, TokenValidation, ASSUMED_ACCESS_LIFETIME, CALLOUT_TIMEOUT,
+    DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS,
     REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
 use crate::config::url::CalloutTarget;
@@ -33,7 +33,7 @@ use std::time::Duration;
 /// Leeway for the ID token's `exp`, `nbf` and `iat` (clock skew with the IdP).
 const ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 /// Length of the state id in the state cookie's name.
-const STATE_ID_LEN: usize = 12;
+pub(super) const STATE_ID_LEN: usize = 12;
 /// The longest refresh token kept.
 const MAX_REFRESH_TOKEN_LEN: usize = 8 * 1024;
 
@@ -71,6 +71,16 @@ pub(super) enum Pending {
         /// `Set-Cookie` values to send whatever the answer allows.
         set_cookies: Vec<String>,
     },
+    /// The UserInfo claims of a login whose code was just exchanged.
+    LoginUserinfo {
+        state_cookie: String,
+        login: LoginState,
+        session: Session,
+    },
+    /// The UserInfo claims of a refreshed session.
+    RefreshUserinfo {
+        session: Session,
+    },
     Grant,
 }
 
@@ -91,7 +101,7 @@ pub(super) fn check(
     let (Some(_), Some(_)) = (idp.discovery, idp.keys) else {
         return OAuth2Step::NeedIdp;
     };
-    let Some(origin) = Origin::of(request).filter(|o| f.protects(o)) else {
+    let Some(origin) = f.origin_of(request) else {
         return OAuth2Step::Respond(Response::json_error(
             403,
             &format!(
@@ -101,10 +111,12 @@ pub(super) fn check(
         ));
     };
     let jar = CookieJar::from_headers(&request.headers);
-    match request.path_only() {
-        CALLBACK_PATH => return callback(f, request, &origin, &jar, idp, now),
-        LOGOUT_PATH => return logout(f, request, &origin, &jar, idp, now),
-        _ => {}
+    let path = request.path_only();
+    if f.is_callback_path(path) {
+        return callback(f, request, &origin, &jar, idp, now);
+    }
+    if super::is_logout_path(path) {
+        return logout(f, request, &origin, &jar, idp, now);
     }
     match open_session_cached(f, &jar, now, idp.session_cache) {
         Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
@@ -124,7 +136,7 @@ pub(super) fn on_answer(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let jar = CookieJar::from_headers(&request.headers);
-    let origin = Origin::of(request).filter(|o| f.protects(o));
+    let origin = f.origin_of(request);
     match kind {
         Pending::Grant => grants::on_answer(f, request, answer),
         Pending::CodeExchange {
@@ -155,6 +167,65 @@ pub(super) fn on_answer(
                 f, request, args, &origin, &jar, session, answer, idp, now, random,
             )
         }
+        Pending::LoginUserinfo {
+            state_cookie,
+            login,
+            mut session,
+        } => {
+            let Some(origin) = origin else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            let outcome = userinfo::read(
+                f,
+                &answer,
+                userinfo::id_token_sub(&session).as_deref(),
+                idp.discovery.map_or("", |d| d.issuer.as_str()),
+                idp.keys,
+                now,
+            );
+            if let (TokenValidation::Userinfo, userinfo::Outcome::Refused(status)) =
+                (f.validation, &outcome)
+            {
+                let detail = format!(
+                    "The identity provider's UserInfo endpoint refused (HTTP {status}) the access token the identity provider has just issued, and OAuth2 filter {:?} validates access tokens with it (accessTokenValidation: userinfo): every request would be refused. Set accessTokenValidation to \"auto\" (or \"jwt\" when the access tokens are JWTs signed by the identity provider).",
+                    f.name
+                );
+                log::warn!("OAuth2 filter {}: {detail}", f.name);
+                let mut r = error_page(401, "Sign-in could not be completed", &detail);
+                r.headers.push((
+                    "set-cookie".to_string(),
+                    state_attrs(&origin, 0).clear(&state_cookie),
+                ));
+                return OAuth2Step::Respond(r);
+            }
+            userinfo::apply(f, &mut session, outcome);
+            finish_login(
+                f,
+                request,
+                &origin,
+                &jar,
+                &state_cookie,
+                login,
+                session,
+                now,
+                random,
+            )
+        }
+        Pending::RefreshUserinfo { mut session } => {
+            let Some(origin) = origin else {
+                return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
+            };
+            let outcome = userinfo::read(
+                f,
+                &answer,
+                userinfo::id_token_sub(&session).as_deref(),
+                idp.discovery.map_or("", |d| d.issuer.as_str()),
+                idp.keys,
+                now,
+            );
+            userinfo::apply(f, &mut session, outcome);
+            finish_refresh(f, request, args, &origin, &jar, session, now, random)
+        }
         Pending::Userinfo {
             session,
             set_cookies,
@@ -167,7 +238,8 @@ pub(super) fn on_answer(
                     allow(f, request, &jar, &session, set_cookies)
                 }
                 CalloutAnswer::Http {
-                    status: 401 | 403, ..
+                    status: status @ (401 | 403),
+                    ..
                 } => {
                     // The IdP stopped honouring a token it issued a while ago
                     // (an opaque token's lifetime is a guess): refresh it.
@@ -182,11 +254,18 @@ pub(super) fn on_answer(
                             return step;
                         }
                     }
-                    log::info!(
-                        "OAuth2 filter {}: userinfo refused the access token",
-                        f.name
-                    );
-                    unauthenticated(f, request, args, &origin, &jar, idp, now, random)
+                    loops::refused(
+                        f,
+                        request,
+                        args,
+                        &origin,
+                        &jar,
+                        &session,
+                        &format!("the UserInfo endpoint refused the access token (HTTP {status})"),
+                        idp,
+                        now,
+                        random,
+                    )
                 }
                 other => {
                     log::warn!(
@@ -317,7 +396,7 @@ fn session_error() -> Response {
 }
 
 /// `Set-Cookie` values deleting the session (all chunks) and XSRF cookies.
-fn clear_session(f: &OAuth2Filter, origin: &Origin, jar: &CookieJar) -> Vec<String> {
+pub(super) fn clear_session(f: &OAuth2Filter, origin: &Origin, jar: &CookieJar) -> Vec<String> {
     let attrs = CookieAttrs {
         secure: origin.is_https(),
         same_site: SameSite::Lax,
@@ -342,13 +421,31 @@ fn is_safe_method(method: &str) -> bool {
     )
 }
 
-/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the query.
+/// The XSRF token a request carries: `X-XSRF-Token`, else `_xsrf` in the
+/// query, else `_xsrf` in an `application/x-www-form-urlencoded` body the host
+/// read (logout only: see [`logout`]).
 fn presented_xsrf(request: &Request) -> Option<String> {
     if let Some(h) = request.headers.get("x-xsrf-token") {
         return Some(h.trim().to_string());
     }
     let params = query_params(&request.path);
-    query_param(&params, "_xsrf").map(str::to_string)
+    if let Some(v) = query_param(&params, "_xsrf") {
+        return Some(v.to_string());
+    }
+    let body = request.body.as_ref().filter(|_| is_form(request))?;
+    let form = query_params(&format!("?{}", String::from_utf8_lossy(body)));
+    query_param(&form, "_xsrf").map(str::to_string)
+}
+
+/// Whether the request body is an HTML form (`application/x-www-form-urlencoded`).
+fn is_form(request: &Request) -> bool {
+    request.headers.get("content-type").is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
 }
 
 fn xsrf_ok(request: &Request, session: &Session) -> bool {
@@ -372,7 +469,9 @@ fn authenticated(
     now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    if !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
+    // As AES: the application checks the XSRF token (the cookie reaches it);
+    // Portcullis does only when `xsrfProtection: unsafeMethods` asks.
+    if f.xsrf_on_requests && !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
         return OAuth2Step::Respond(Response::json_error(
             403,
             "XSRF check failed: send the portcullis_xsrf cookie's value in X-XSRF-Token (or _xsrf in the query)",
@@ -417,25 +516,32 @@ fn authenticated(
     // A JWT access token this VM verified already (see `jwt::cache`): its
     // claims are checked again, the signature is not.
     if f.validation != TokenValidation::Userinfo {
-        if let (Some(cache), Some(keys), Some(d)) = (idp.token_cache, idp.keys, idp.discovery) {
+        if let (Some(cache), Some(keys)) = (idp.token_cache, idp.keys) {
             let hit = cache.try_borrow_mut().ok().and_then(|mut c| {
                 c.get(
                     ACCESS_TOKEN_SCOPE,
                     &session.access_token,
                     keys,
-                    &access_policy(&d.issuer),
+                    &access_policy(),
                     now,
                 )
             });
             match hit {
                 Some(Ok(_)) => return allow(f, request, jar, &session, set_cookies),
                 Some(Err(e)) => {
-                    log::info!(
-                        "OAuth2 filter {}: access token refused: {}",
-                        f.name,
-                        e.description()
+                    let why = e.description();
+                    return loops::refused(
+                        f,
+                        request,
+                        args,
+                        origin,
+                        jar,
+                        &session,
+                        &format!("the access token was refused as a JWT: {why}"),
+                        idp,
+                        now,
+                        random,
                     );
-                    return unauthenticated(f, request, args, origin, jar, idp, now, random);
                 }
                 None => {}
             }
@@ -449,10 +555,10 @@ fn authenticated(
             .is_some_and(|keys| signed_by_idp(&session.access_token, keys)),
     };
     if use_jwt {
-        let (Some(keys), Some(d)) = (idp.keys, idp.discovery) else {
+        let Some(keys) = idp.keys else {
             return OAuth2Step::NeedIdp;
         };
-        return match verify_token(&session.access_token, keys, &access_policy(&d.issuer), now) {
+        return match verify_token(&session.access_token, keys, &access_policy(), now) {
             Ok(verified) => {
                 if let Some(mut c) = idp.token_cache.and_then(|c| c.try_borrow_mut().ok()) {
                     c.insert(ACCESS_TOKEN_SCOPE, keys, std::sync::Arc::new(verified), now);
@@ -460,14 +566,28 @@ fn authenticated(
                 allow(f, request, jar, &session, set_cookies)
             }
             Err(e) => {
-                log::info!(
-                    "OAuth2 filter {}: access token refused: {}",
-                    f.name,
-                    e.description()
-                );
-                unauthenticated(f, request, args, origin, jar, idp, now, random)
+                let why = e.description();
+                loops::refused(
+                    f,
+                    request,
+                    args,
+                    origin,
+                    jar,
+                    &session,
+                    &format!("the access token was refused as a JWT: {why}"),
+                    idp,
+                    now,
+                    random,
+                )
             }
         };
+    }
+    if f.validation == TokenValidation::Auto && session.userinfo_refused {
+        // Not a JWT of the IdP's keys, and its UserInfo endpoint refused it
+        // when it was issued (a token for another API): it came from the token
+        // endpoint over the authenticated back channel and is sealed in the
+        // session, so its lifetime (`expires_in`) is what is checked.
+        return allow(f, request, jar, &session, set_cookies);
     }
     if idp
         .userinfo
@@ -500,10 +620,7 @@ fn authenticated(
     OAuth2Step::Callout {
         callout: Callout {
             cluster: target.cluster.clone(),
-            kind: CalloutKind::Http {
-                headers,
-                body: Vec::new(),
-            },
+            kind: CalloutKind::http_text(headers, Vec::new()),
             timeout: CALLOUT_TIMEOUT,
             share: None,
         },
@@ -583,10 +700,15 @@ fn signing_algorithms() -> Vec<Algorithm> {
 /// index; an entry also belongs to one key set, and a hit re-checks the issuer).
 const ACCESS_TOKEN_SCOPE: u64 = 1 << 63;
 
-fn access_policy(issuer: &str) -> ClaimPolicy {
+/// What `jwt` (and `auto`, for a JWT signed by the IdP) checks of a session's
+/// access token: a key of the IdP's current JWK Set signs it, and `exp`/`nbf`/
+/// `iat` hold (60 s leeway). Not `iss` nor `aud`: the token came from the
+/// IdP's token endpoint over the authenticated back channel and is sealed in
+/// the session, so it is no forgery; a token the IdP issued for another API
+/// (Azure AD v1 `iss` `https://sts.windows.net/<tenant>/`) is still its token.
+fn access_policy() -> ClaimPolicy {
     ClaimPolicy {
         valid_algorithms: signing_algorithms(),
-        issuer: Some(issuer.to_string()),
         leeway_for_expires_at: ID_TOKEN_LEEWAY,
         leeway_for_not_before: ID_TOKEN_LEEWAY,
         leeway_for_issued_at: ID_TOKEN_LEEWAY,
@@ -594,8 +716,14 @@ fn access_policy(issuer: &str) -> ClaimPolicy {
     }
 }
 
-/// The template dot: `.token` (the access token, when a JWT), `.idToken`, `.tls`.
-fn template_root(request: &Request, access_token: &str, id_token: Option<&str>) -> Value {
+/// The template dot: `.token` (the access token, when a JWT), `.idToken`,
+/// `.userinfo` (a map, empty without UserInfo claims), `.tls`.
+fn template_root(
+    request: &Request,
+    access_token: &str,
+    id_token: Option<&str>,
+    userinfo: Option<&Map<String, Value>>,
+) -> Value {
     let mut root = Map::new();
     let decoded = |raw: &str| {
         decode_unverified(raw).ok().map(|t| {
@@ -613,6 +741,10 @@ fn template_root(request: &Request, access_token: &str, id_token: Option<&str>) 
     if let Some(t) = id_token.and_then(decoded) {
         root.insert("idToken".to_string(), t);
     }
+    let claims = userinfo.map_or(Value::Object(Map::new()), |u| {
+        go_json_numbers(&Value::Object(u.clone()))
+    });
+    root.insert("userinfo".to_string(), claims);
     if let Some(tls) = &request.tls {
         root.insert("tls".to_string(), crate::mtls::tls_value(tls));
     }
@@ -625,6 +757,7 @@ pub(super) fn upstream_changes(
     request: &Request,
     access_token: &str,
     id_token: Option<&str>,
+    userinfo: Option<&Map<String, Value>>,
 ) -> Vec<HeaderChange> {
     let mut changes = vec![HeaderChange::set(
         "authorization",
@@ -635,7 +768,7 @@ pub(super) fn upstream_changes(
         // base64 and JSON parses per request showed up first in profiles).
         return changes;
     }
-    let root = template_root(request, access_token, id_token);
+    let root = template_root(request, access_token, id_token, userinfo);
     let data = RenderData {
         root: &root,
         headers: request.headers_as_sent(),
@@ -657,24 +790,22 @@ fn allow(
         request,
         &session.access_token,
         session.id_token.as_deref(),
+        session.userinfo.as_ref(),
     );
     if request.headers.contains("cookie") {
-        let bases = [
-            f.cookie_base("session"),
-            f.cookie_base("xsrf"),
-            f.cookie_base("state"),
-        ];
-        let ours = |n: &str| {
-            bases.iter().any(|b| {
-                n == b
-                    || n.strip_prefix(b.as_str())
-                        .is_some_and(|rest| rest.starts_with('.'))
-            })
-        };
-        changes.push(match jar.without(ours) {
-            Some(v) => HeaderChange::set("cookie", v),
-            None => HeaderChange::remove("cookie"),
-        });
+        // The XSRF cookie stays: the application reads it to put in its forms
+        // and compares it with what they send back (AES). The filter's other
+        // cookies (session and chunks, login states, login count) go, exactly
+        // its own (`owns_cookie`).
+        let ours = |n: &str| f.owns_cookie(n) && !n.starts_with("portcullis_xsrf.");
+        // Only when one of ours is there; every other cookie byte for byte.
+        if jar.any(ours) {
+            match super::session::cookie_header_without(&request.headers, ours) {
+                Some(Some(v)) => changes.push(HeaderChange::set("cookie", v)),
+                Some(None) => changes.push(HeaderChange::remove("cookie")),
+                None => {}
+            }
+        }
     }
     OAuth2Step::Allow {
         request: changes,
@@ -689,7 +820,7 @@ fn allow(
 // Unauthenticated requests and the login redirect
 
 #[allow(clippy::too_many_arguments)]
-fn unauthenticated(
+pub(super) fn unauthenticated(
     f: &OAuth2Filter,
     request: &Request,
     args: &OAuth2Args,
@@ -749,6 +880,10 @@ fn login_redirect(
     let Some(discovery) = idp.discovery else {
         return f.idp_unavailable();
     };
+    let counted = match loops::count_login(f, origin, jar, now) {
+        Ok(cookie) => cookie,
+        Err(page) => return page,
+    };
     let state = random_token(random, 32);
     let verifier = random_token(random, 32);
     let nonce = random_token(random, 32);
@@ -760,18 +895,12 @@ fn login_redirect(
         }
     }
     let scope = scopes.join(" ");
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
-    // The original URL is the request's own origin and path: never elsewhere.
-    let path = if request.path.starts_with('/') && !request.path.starts_with("//") {
-        request.path.as_str()
-    } else {
-        "/"
-    };
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     let login = LoginState {
         state: state.clone(),
         verifier,
         nonce: nonce.clone(),
-        url: format!("{}{path}", origin.url()),
+        url: format!("{}{}", origin.url(), return_path(&request.path)),
         scope: scope.clone(),
         same_site: args.same_site,
     };
@@ -806,13 +935,7 @@ fn login_redirect(
     let location = format!("{endpoint}{separator}{}", form_encode(params));
     let mut response = redirect(&location);
     // Bound the logins in progress: past the limit, forget the older ones.
-    let existing: Vec<&str> = jar
-        .names()
-        .filter(|n| {
-            n.strip_prefix(state_base.as_str())
-                .is_some_and(|rest| rest.starts_with('.'))
-        })
-        .collect();
+    let existing: Vec<&str> = jar.names().filter(|n| f.owns_state_cookie(n)).collect();
     if existing.len() >= MAX_PENDING_LOGINS {
         for n in existing {
             response
@@ -823,7 +946,29 @@ fn login_redirect(
     response
         .headers
         .push(("set-cookie".to_string(), attrs.set(&state_name, &sealed)));
+    response.headers.push(("set-cookie".to_string(), counted));
     response
+}
+
+/// The longest path and query the state cookie keeps to return to after a
+/// login: a longer one would take the cookie past the 4096 bytes a browser
+/// keeps, and the callback would find no login.
+pub const MAX_RETURN_PATH: usize = 2048;
+
+/// Where a login returns: the request's own path and query (never another
+/// origin); past [`MAX_RETURN_PATH`] its path alone, and past it too the
+/// origin's root.
+fn return_path(path: &str) -> &str {
+    if !path.starts_with('/') || path.starts_with("//") {
+        return "/";
+    }
+    if path.len() <= MAX_RETURN_PATH {
+        return path;
+    }
+    match path.split(['?', '#']).next() {
+        Some(p) if p.len() <= MAX_RETURN_PATH => p,
+        _ => "/",
+    }
 }
 
 fn state_attrs(origin: &Origin, max_age: u64) -> CookieAttrs {
@@ -925,7 +1070,7 @@ fn callback(
     let Some(target) = f.callout_target(&discovery.token_endpoint) else {
         return fail(503, "The identity provider's token endpoint is not usable.");
     };
-    let redirect_uri = format!("{}{CALLBACK_PATH}", origin.url());
+    let redirect_uri = format!("{}{}", origin.url(), f.callback_path);
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -988,7 +1133,7 @@ pub(super) fn token_callout<'a>(
     headers.push(("content-length".to_string(), body.len().to_string()));
     Callout {
         cluster: target.cluster.clone(),
-        kind: CalloutKind::Http { headers, body },
+        kind: CalloutKind::http_text(headers, body),
         timeout: CALLOUT_TIMEOUT,
         share: None,
     }
@@ -1179,6 +1324,8 @@ fn new_session(
         deadline,
         xsrf: random_token(random, 32),
         scope: tokens.scope.unwrap_or_else(|| requested_scope.to_string()),
+        userinfo: None,
+        userinfo_refused: false,
     }
 }
 
@@ -1264,7 +1411,60 @@ fn code_answer(
             "The identity provider's ID token could not be verified.",
         );
     }
+    if f.validation == TokenValidation::Jwt {
+        if let Err(e) = verify_token(&tokens.access_token, keys, &access_policy(), now) {
+            let detail = format!(
+                "OAuth2 filter {:?} validates access tokens as JWTs signed by the identity provider (accessTokenValidation: jwt), and the access token the identity provider has just issued is refused: {}. Every request would be refused. Set accessTokenValidation to \"auto\".",
+                f.name,
+                e.description()
+            );
+            log::warn!("OAuth2 filter {}: {detail}", f.name);
+            return fail(401, &detail);
+        }
+    }
     let session = new_session(f, tokens, &login.scope, now, random);
+    match userinfo::callout(
+        f,
+        discovery.userinfo_endpoint.as_deref(),
+        &session.access_token,
+    ) {
+        Some(callout) => OAuth2Step::Callout {
+            callout,
+            pending: pending(Pending::LoginUserinfo {
+                state_cookie: state_cookie.to_string(),
+                login,
+                session,
+            }),
+        },
+        None => finish_login(
+            f,
+            request,
+            origin,
+            jar,
+            state_cookie,
+            login,
+            session,
+            now,
+            random,
+        ),
+    }
+}
+
+/// The end of a login: the session cookies, and the way back to the URL the
+/// login started from.
+#[allow(clippy::too_many_arguments)]
+fn finish_login(
+    f: &OAuth2Filter,
+    request: &Request,
+    origin: &Origin,
+    jar: &CookieJar,
+    state_cookie: &str,
+    login: LoginState,
+    session: Session,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let mut cookies = match write_session(
         f,
         request,
@@ -1372,6 +1572,8 @@ fn refresh_answer(
         deadline: old.deadline,
         xsrf: old.xsrf,
         scope: tokens.scope.unwrap_or(old.scope),
+        userinfo: old.userinfo,
+        userinfo_refused: false,
     };
     // A shared answer that came long enough ago that its access token is due
     // already (a short-lived token and a late request): refresh again, with
@@ -1381,6 +1583,30 @@ fn refresh_answer(
             return step;
         }
     }
+    // The claims of the new access token's UserInfo answer.
+    let endpoint = idp.discovery.and_then(|d| d.userinfo_endpoint.as_deref());
+    match userinfo::callout(f, endpoint, &session.access_token) {
+        Some(callout) => OAuth2Step::Callout {
+            callout,
+            pending: pending(Pending::RefreshUserinfo { session }),
+        },
+        None => finish_refresh(f, request, args, origin, jar, session, now, random),
+    }
+}
+
+/// The end of a refresh: the new session cookie goes out with the upstream's
+/// response.
+#[allow(clippy::too_many_arguments)]
+fn finish_refresh(
+    f: &OAuth2Filter,
+    request: &Request,
+    args: &OAuth2Args,
+    origin: &Origin,
+    jar: &CookieJar,
+    session: Session,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
     match write_session(
         f,
         request,
@@ -1429,10 +1655,27 @@ fn logout(
     }
     let session = open_session(f, jar, now);
     if let Some(s) = &session {
+        if !xsrf_ok(request, s) && request.body.is_none() && is_form(request) {
+            // AES's logout form carries `_xsrf` in its body: the host reads it
+            // (bounded) and asks again.
+            return OAuth2Step::NeedBody {
+                max_bytes: MAX_LOGOUT_FORM_BYTES,
+            };
+        }
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_LOGOUT_FORM_BYTES)
+        {
+            return OAuth2Step::Respond(Response::json_error(
+                413,
+                "the logout form is larger than 4096 bytes",
+            ));
+        }
         if !xsrf_ok(request, s) {
             return OAuth2Step::Respond(Response::json_error(
                 403,
-                "XSRF check failed: log out with the portcullis_xsrf cookie's value in _xsrf or X-XSRF-Token",
+                "XSRF check failed: log out with the portcullis_xsrf cookie's value in the form field _xsrf, the query or X-XSRF-Token",
             ));
         }
     }
@@ -1444,18 +1687,11 @@ fn logout(
         .discovery
         .and_then(|d| d.end_session_endpoint.as_deref())
     {
-        Some(end_session) => {
-            let mut params: Vec<(&str, &str)> = Vec::new();
-            if let Some(id_token) = session.as_ref().and_then(|s| s.id_token.as_deref()) {
-                params.push(("id_token_hint", id_token));
-            }
-            if let Some(uri) = &f.post_logout_redirect {
-                params.push(("post_logout_redirect_uri", uri));
-            }
-            params.push(("client_id", &f.client_id));
-            let separator = if end_session.contains('?') { '&' } else { '?' };
-            format!("{end_session}{separator}{}", form_encode(params))
-        }
+        Some(end_session) => logout_url(
+            f,
+            end_session,
+            session.as_ref().and_then(|s| s.id_token.as_deref()),
+        ),
         None => after,
     };
     let mut response = redirect(&location);
@@ -1463,4 +1699,53 @@ fn logout(
         response.headers.push(("set-cookie".to_string(), c));
     }
     OAuth2Step::Respond(response)
+}
+
+/// The longest logout URL sent: past it (a large ID token, e.g. one carrying
+/// many groups) the IdP may answer 414 and the user stays signed in there.
+pub const MAX_LOGOUT_URL: usize = 4096;
+
+/// The RP-Initiated Logout 1.0 request: `id_token_hint`,
+/// `post_logout_redirect_uri` and `client_id`; when the hint would take the
+/// URL past [`MAX_LOGOUT_URL`], no hint but `client_id`, and `logout_hint`
+/// from the ID token's `login_hint` claim where the IdP puts one there (Azure
+/// AD's optional claim). The IdP may then ask the user to confirm.
+fn logout_url(f: &OAuth2Filter, end_session: &str, id_token: Option<&str>) -> String {
+    let separator = if end_session.contains('?') { '&' } else { '?' };
+    let build = |hint: Option<(&str, &str)>| {
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(h) = hint {
+            params.push(h);
+        }
+        if let Some(uri) = &f.post_logout_redirect {
+            params.push(("post_logout_redirect_uri", uri));
+        }
+        params.push(("client_id", &f.client_id));
+        format!("{end_session}{separator}{}", form_encode(params))
+    };
+    if let Some(token) = id_token {
+        let url = build(Some(("id_token_hint", token)));
+        if url.len() <= MAX_LOGOUT_URL {
+            return url;
+        }
+        let login_hint = decode_unverified(token).ok().and_then(|t| {
+            t.claims
+                .get("login_hint")
+                .and_then(Value::as_str)
+                .filter(|h| h.len() <= 512)
+                .map(str::to_string)
+        });
+        log::info!(
+            "OAuth2 filter {}: the logout URL with id_token_hint would be {} bytes: sent without it",
+            f.name,
+            url.len()
+        );
+        if let Some(h) = login_hint {
+            let url = build(Some(("logout_hint", &h)));
+            if url.len() <= MAX_LOGOUT_URL {
+                return url;
+            }
+        }
+    }
+    build(None)
 }

@@ -87,8 +87,13 @@ pub(super) fn check(
 pub(super) fn on_answer(f: &OAuth2Filter, request: &Request, answer: CalloutAnswer) -> OAuth2Step {
     match read_token_answer(answer) {
         Ok(tokens) => {
-            let mut changes =
-                upstream_changes(f, request, &tokens.access_token, tokens.id_token.as_deref());
+            let mut changes = upstream_changes(
+                f,
+                request,
+                &tokens.access_token,
+                tokens.id_token.as_deref(),
+                None,
+            );
             for name in [
                 CLIENT_ID_HEADER,
                 CLIENT_SECRET_HEADER,

@@ -73,9 +73,11 @@ pub mod discovery;
 pub mod encoding;
 mod flow;
 mod grants;
+mod loops;
 pub mod session;
 #[cfg(test)]
 mod tests;
+mod userinfo;
 
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
 pub use session::{SameSite, Session, SessionKeys};
@@ -95,10 +97,23 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The callback path (register `<origin>` + this with the IdP).
+/// The default callback path (register `<origin>` + this with the IdP).
 pub const CALLBACK_PATH: &str = "/.portcullis/oauth2/redirection-endpoint";
+/// AES's callback path: `callbackPath` set to it keeps an AES client
+/// registration; a callback arriving there is always answered.
+pub const AES_CALLBACK_PATH: &str = "/.ambassador/oauth2/redirection-endpoint";
 /// The logout path (POST with `_xsrf`).
 pub const LOGOUT_PATH: &str = "/.portcullis/oauth2/logout";
+/// AES's logout path, answered like [`LOGOUT_PATH`].
+pub const AES_LOGOUT_PATH: &str = "/.ambassador/oauth2/logout";
+/// The largest logout form body read for its `_xsrf` field (AES's form has
+/// two short fields).
+pub const MAX_LOGOUT_FORM_BYTES: usize = 4096;
+
+/// Whether `path` (without query) is a logout path.
+pub fn is_logout_path(path: &str) -> bool {
+    path == LOGOUT_PATH || path == AES_LOGOUT_PATH
+}
 /// How long a login may take (the state cookie's lifetime).
 pub const LOGIN_STATE_LIFETIME: u64 = 600;
 /// The most logins in progress per browser (state cookies).
@@ -156,6 +171,17 @@ pub struct ProtectedOrigin {
     /// The port, default ports removed.
     pub port: Option<u16>,
     pub include_subdomains: bool,
+    /// `internalOrigin` / `allowedInternalOrigins`: how requests for this
+    /// origin look behind a proxy that rewrites them.
+    pub internal: Vec<InternalOrigin>,
+}
+
+/// An internal origin pattern: `None` parts are `*` (any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalOrigin {
+    pub scheme: Option<String>,
+    /// Lower-case `host[:port]` as Envoy sees `:authority`, default port removed.
+    pub host: Option<(String, Option<u16>)>,
 }
 
 /// `useSessionCookies`.
@@ -185,6 +211,11 @@ pub struct OAuth2Filter {
     post_logout_redirect: Option<String>,
     keys: SessionKeys,
     clusters: BTreeMap<String, String>,
+    /// `callbackPath`: the path of the `redirect_uri`.
+    callback_path: String,
+    /// `xsrfProtection: unsafeMethods`: check the XSRF token on application
+    /// requests too, not only at logout.
+    xsrf_on_requests: bool,
 }
 
 /// A rule's `arguments` for an OAuth2 filter.
@@ -228,6 +259,9 @@ pub enum OAuth2Step {
     },
     /// Answer the client (redirects, denials, error pages, logout).
     Respond(Response),
+    /// Read the request body (up to `max_bytes`) into `Request::body`, then
+    /// call `check` again (the logout form's `_xsrf`).
+    NeedBody { max_bytes: usize },
     /// Send this callout; its answer goes to [`OAuth2Filter::on_answer`] with
     /// `pending`.
     Callout {
@@ -281,8 +315,13 @@ impl UserinfoCache {
     /// `on_answer`: remembers a userinfo 200 for [`USERINFO_CACHE_TTL`] (or
     /// until the access token expires, if sooner).
     pub fn remember(&mut self, pending: &OAuth2Pending, answer: &CalloutAnswer, now: f64) {
-        let flow::Pending::Userinfo { session, .. } = pending.kind.as_ref() else {
-            return;
+        // A validation call, or the UserInfo call of a login or refresh: either
+        // 200 says the access token is good now.
+        let session = match pending.kind.as_ref() {
+            flow::Pending::Userinfo { session, .. }
+            | flow::Pending::LoginUserinfo { session, .. }
+            | flow::Pending::RefreshUserinfo { session } => session,
+            _ => return,
         };
         if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
             return;
@@ -356,7 +395,7 @@ impl OAuth2Filter {
             if present {
                 c.error(
                     format!("{path}.{field}"),
-                    "Kubernetes Secrets are not read by the plugin: give `secret` literally or as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from a Secret)",
+                    "Kubernetes Secrets are not read by the plugin: give `secret` as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from the Secret's `oauth2-client-secret`); `portcullis import` does this from the manifests",
                 );
             }
         }
@@ -391,9 +430,6 @@ impl OAuth2Filter {
                 None
             }
         };
-        if spec.client_id.is_empty() {
-            c.error(format!("{path}.clientID"), "must not be empty");
-        }
         let secret = spec
             .secret
             .as_ref()
@@ -411,6 +447,13 @@ impl OAuth2Filter {
                 GrantType::AuthorizationCode
             }
         };
+        let client_id = spec.client_id.clone().unwrap_or_default();
+        if client_id.is_empty() && grant != GrantType::ClientCredentials {
+            c.error(
+                format!("{path}.clientID"),
+                "required (not empty) with grantType AuthorizationCode or Password",
+            );
+        }
         let validation = match spec.access_token_validation.as_deref() {
             None | Some("") | Some("auto") => TokenValidation::Auto,
             Some("jwt") => TokenValidation::Jwt,
@@ -423,10 +466,31 @@ impl OAuth2Filter {
                 TokenValidation::Auto
             }
         };
+        if spec
+            .client_authentication
+            .as_ref()
+            .is_some_and(|a| a.jwt_assertion.is_some())
+        {
+            c.error(
+                format!("{path}.clientAuthentication.jwtAssertion"),
+                "JWT client assertions (RFC 7523) are not supported: register the client at the IdP with a client secret and use method \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
+            );
+        }
+        if spec.access_token_jwt_filter.is_some() {
+            c.error(
+                format!("{path}.accessTokenJWTFilter"),
+                "not supported: set accessTokenValidation \"jwt\" (the access token is verified with the IdP's JWK Set and issuer), and put a JWT filter after this OAuth2 filter in the rule for audience or scope checks beyond that",
+            );
+        }
+        if let Some(allow) = spec.allow_malformed_access_token {
+            c.notices.push(format!(
+                "{path}.allowMalformedAccessToken: ignored ({allow}): Portcullis accepts any access token that fits in an Authorization header, RFC 6750 b64token or not"
+            ));
+        }
         let client_auth = match spec
             .client_authentication
             .as_ref()
-            .map(|a| a.method.as_str())
+            .and_then(|a| a.method.as_deref())
         {
             None | Some("HeaderPassword") => ClientAuth::Basic,
             Some("BodyPassword") => ClientAuth::Post,
@@ -447,20 +511,35 @@ impl OAuth2Filter {
         };
         let mut origins = Vec::new();
         for (i, o) in spec.protected_origins.iter().enumerate() {
-            match parse_origin(&o.origin) {
-                Some((scheme, host, port)) => origins.push(ProtectedOrigin {
-                    scheme,
-                    host,
-                    port,
-                    include_subdomains: o.include_subdomains,
-                }),
-                None => c.error(
-                    format!("{path}.protectedOrigins[{i}].origin"),
-                    format!("invalid origin {:?}: give scheme://host[:port]", o.origin),
-                ),
+            let at = format!("{path}.protectedOrigins[{i}]");
+            let internal: Vec<&str> = o
+                .internal_origin
+                .iter()
+                .map(String::as_str)
+                .chain(o.allowed_internal_origins.iter().map(String::as_str))
+                .collect();
+            if let Some(origin) = compile_origin(c, &at, &o.origin, o.include_subdomains, &internal)
+            {
+                origins.push(origin);
             }
         }
-        if grant == GrantType::AuthorizationCode && spec.protected_origins.is_empty() {
+        if let Some(url) = &spec.client_url {
+            c.notices.push(format!(
+                "{path}.clientURL: deprecated in AES: read as protectedOrigins [{{origin: {url:?}, internalOrigin: \"*://*\"}}]"
+            ));
+            if !spec.protected_origins.is_empty() {
+                c.error(
+                    format!("{path}.clientURL"),
+                    "give clientURL or protectedOrigins, not both",
+                );
+            } else if let Some(origin) =
+                compile_origin(c, &format!("{path}.clientURL"), url, false, &["*://*"])
+            {
+                origins.push(origin);
+            }
+        }
+        if grant == GrantType::AuthorizationCode && origins.is_empty() && spec.client_url.is_none()
+        {
             c.error(
                 format!("{path}.protectedOrigins"),
                 "at least one origin is required with grantType AuthorizationCode",
@@ -528,11 +607,48 @@ impl OAuth2Filter {
             }
         }
         if grant == GrantType::AuthorizationCode && spec.session_keys.is_empty() {
-            c.error(
-                format!("{path}.sessionKeys"),
-                "at least one 32-byte base64 key is required with grantType AuthorizationCode (sessions are sealed into cookies; e.g. `openssl rand -base64 32`)",
-            );
+            match &secret {
+                Some(secret) => {
+                    raw_keys.push(SessionKeys::derive_from_secret(secret, name));
+                    c.notices.push(format!(
+                        "{path}.sessionKeys: none given: the session key is derived from `secret` (HKDF-SHA256, bound to the filter name {name:?}); explicit sessionKeys allow rotating it without logging everyone out"
+                    ));
+                }
+                None => c.error(
+                    format!("{path}.sessionKeys"),
+                    "a filter without `secret` needs at least one 32-byte base64 key with grantType AuthorizationCode (sessions are sealed into cookies; e.g. `openssl rand -base64 32`)",
+                ),
+            }
         }
+        let callback_path = match spec.callback_path.as_deref() {
+            None => CALLBACK_PATH.to_string(),
+            Some(p) => {
+                if !p.starts_with('/')
+                    || p.starts_with("//")
+                    || p.bytes()
+                        .any(|b| b.is_ascii_control() || matches!(b, b'?' | b'#' | b' ' | b'%'))
+                {
+                    c.error(
+                        format!("{path}.callbackPath"),
+                        format!("must be a path starting with '/', without query, fragment or escapes (not {p:?})"),
+                    );
+                } else if is_logout_path(p) {
+                    c.error(format!("{path}.callbackPath"), "is the logout path");
+                }
+                p.to_string()
+            }
+        };
+        let xsrf_on_requests = match spec.xsrf_protection.as_deref() {
+            None | Some("logout") => false,
+            Some("unsafeMethods") => true,
+            Some(other) => {
+                c.error(
+                    format!("{path}.xsrfProtection"),
+                    format!("must be \"logout\" or \"unsafeMethods\", not {other:?}"),
+                );
+                false
+            }
+        };
         let dur = |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0.as_secs());
         if c.errors.len() != errors_before {
             return None;
@@ -541,7 +657,7 @@ impl OAuth2Filter {
             name: name.to_string(),
             authorization_url,
             discovery: discovery?,
-            client_id: spec.client_id.clone(),
+            client_id,
             secret,
             grant,
             validation,
@@ -555,6 +671,8 @@ impl OAuth2Filter {
             post_logout_redirect,
             keys: SessionKeys::new(&raw_keys),
             clusters: c.clusters.clone(),
+            callback_path,
+            xsrf_on_requests,
         })
     }
 
@@ -597,9 +715,21 @@ impl OAuth2Filter {
 
     /// Whether `path` is one the filter answers itself (callback, logout): the
     /// host should send these to the filter whatever rule covers them.
-    pub fn handles_path(path: &str) -> bool {
+    pub fn handles_path(&self, path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or("");
-        path == CALLBACK_PATH || path == LOGOUT_PATH
+        self.is_callback_path(path) || is_logout_path(path)
+    }
+
+    /// Whether `path` (without query) is where this filter takes callbacks:
+    /// its `callbackPath`, and the Portcullis and AES defaults (the state
+    /// cookie decides whether a callback is genuine).
+    pub(crate) fn is_callback_path(&self, path: &str) -> bool {
+        path == self.callback_path || path == CALLBACK_PATH || path == AES_CALLBACK_PATH
+    }
+
+    /// The `callbackPath`.
+    pub fn callback_path(&self) -> &str {
+        &self.callback_path
     }
 
     /// Whether a callback or logout request belongs to this filter (several
@@ -613,7 +743,7 @@ impl OAuth2Filter {
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.split('=').next())
             .map(str::trim);
-        if path == CALLBACK_PATH {
+        if self.is_callback_path(path) {
             let state = request
                 .path
                 .split_once('?')
@@ -626,14 +756,10 @@ impl OAuth2Filter {
             let wanted = format!("{}.{id}", self.cookie_base("state"));
             names.into_iter().any(|n| n == wanted)
         } else {
-            let session = self.cookie_base("session");
             let xsrf = self.cookie_base("xsrf");
-            names.into_iter().any(|n| {
-                n == xsrf
-                    || n == session
-                    || n.strip_prefix(session.as_str())
-                        .is_some_and(|r| r.starts_with('.'))
-            })
+            names
+                .into_iter()
+                .any(|n| n == xsrf || (n.starts_with("portcullis_session.") && self.owns_cookie(n)))
         }
     }
 
@@ -702,6 +828,58 @@ impl OAuth2Filter {
     fn cookie_base(&self, kind: &str) -> String {
         format!("portcullis_{kind}.{}", self.name)
     }
+
+    /// Whether the cookie `name` is one of this filter's: its session (whole or
+    /// a chunk `.<n>`), XSRF cookie, login count, or a login's state
+    /// (`.<state id>`). Exact, so filters `app` and `app.default` on one origin
+    /// never take (clear, count, strip) each other's cookies.
+    pub(crate) fn owns_cookie(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix("portcullis_") else {
+            return false;
+        };
+        let Some((kind, rest)) = rest.split_once('.') else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix(self.name.as_str()) else {
+            return false;
+        };
+        match kind {
+            "xsrf" | "logins" => rest.is_empty(),
+            "session" => rest.is_empty() || is_chunk_suffix(rest),
+            "state" => self.is_state_suffix(rest),
+            _ => false,
+        }
+    }
+
+    /// Whether `name` is one of this filter's login state cookies.
+    pub(crate) fn owns_state_cookie(&self, name: &str) -> bool {
+        name.strip_prefix(self.cookie_base("state").as_str())
+            .is_some_and(|rest| self.is_state_suffix(rest))
+    }
+
+    fn is_state_suffix(&self, rest: &str) -> bool {
+        rest.strip_prefix('.').is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= flow::STATE_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+}
+
+/// `.<n>`: a session chunk's suffix.
+fn is_chunk_suffix(rest: &str) -> bool {
+    rest.strip_prefix('.')
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether OAuth2 filters named `a` and `b` would share a cookie name: one is
+/// the other plus a chunk suffix (`app` and `app.1`: `portcullis_session.app.1`
+/// is both a chunk of one and the session of the other).
+pub fn cookie_names_collide(a: &str, b: &str) -> bool {
+    let suffix = |long: &str, short: &str| long.strip_prefix(short).is_some_and(is_chunk_suffix);
+    a != b && (suffix(a, b) || suffix(b, a))
 }
 
 impl OAuth2Args {
@@ -724,6 +902,16 @@ impl OAuth2Args {
             } else if !scopes.contains(s) {
                 scopes.push(s.clone());
             }
+        }
+        if spec
+            .instead_of_redirect
+            .as_ref()
+            .is_some_and(|i| i.filters.is_some())
+        {
+            c.error(
+                format!("{path}.insteadOfRedirect.filters"),
+                "not supported (deprecated in AES): give the rule this OAuth2 filter with onDeny \"continue\" followed by the other filters, or set insteadOfRedirect.httpStatusCode",
+            );
         }
         let instead_of_redirect = spec.instead_of_redirect.as_ref().map(|i| {
             let status = i.http_status_code.unwrap_or(403);
@@ -843,6 +1031,13 @@ impl Origin {
         }
     }
 
+    fn matches_internal(&self, i: &InternalOrigin) -> bool {
+        i.scheme.as_ref().is_none_or(|s| *s == self.scheme)
+            && i.host.as_ref().is_none_or(|(h, p)| {
+                *h == self.host && normalize_port(&self.scheme, *p) == self.port
+            })
+    }
+
     fn covered_by(&self, o: &ProtectedOrigin) -> bool {
         if self.scheme != o.scheme || self.port != o.port {
             return false;
@@ -860,6 +1055,97 @@ impl OAuth2Filter {
     pub(crate) fn protects(&self, origin: &Origin) -> bool {
         self.origins.iter().any(|o| origin.covered_by(o))
     }
+
+    /// The protected origin a request belongs to: its own when listed, else
+    /// the `origin` of the first entry whose `internalOrigin` /
+    /// `allowedInternalOrigins` it matches (a proxy in front rewrote it: the
+    /// redirect URI and cookies use the origin the browser sees).
+    pub(crate) fn origin_of(&self, request: &Request) -> Option<Origin> {
+        let origin = Origin::of(request)?;
+        if self.protects(&origin) {
+            return Some(origin);
+        }
+        self.origins
+            .iter()
+            .find(|o| o.internal.iter().any(|i| origin.matches_internal(i)))
+            .map(|o| Origin {
+                scheme: o.scheme.clone(),
+                host: o.host.clone(),
+                port: o.port,
+            })
+    }
+}
+
+/// Compiles one protected origin and its internal origins found at `at`.
+fn compile_origin(
+    c: &mut Compiler<'_>,
+    at: &str,
+    text: &str,
+    include_subdomains: bool,
+    internal: &[&str],
+) -> Option<ProtectedOrigin> {
+    let Some((scheme, host, port)) = parse_origin(text) else {
+        c.error(
+            format!("{at}.origin"),
+            format!("invalid origin {text:?}: give scheme://host[:port]"),
+        );
+        return None;
+    };
+    let mut patterns = Vec::new();
+    for i in internal {
+        let Some((s, a)) = i.trim().split_once("://") else {
+            c.error(
+                format!("{at}.allowedInternalOrigins"),
+                format!(
+                    "invalid internal origin {i:?}: give scheme://host[:port], `*` for any part"
+                ),
+            );
+            continue;
+        };
+        let scheme_pat = match s.to_ascii_lowercase().as_str() {
+            "*" => None,
+            s @ ("http" | "https") => Some(s.to_string()),
+            _ => {
+                c.error(
+                    format!("{at}.allowedInternalOrigins"),
+                    format!("invalid scheme in internal origin {i:?}"),
+                );
+                continue;
+            }
+        };
+        let a = a.trim_end_matches('/');
+        let host_pat = if a == "*" {
+            if include_subdomains {
+                c.error(
+                    format!("{at}.allowedInternalOrigins"),
+                    "`*` as the authority is invalid with includeSubdomains (as AES)",
+                );
+            }
+            None
+        } else {
+            match split_authority(a) {
+                Some((h, p)) => Some((h, normalize_port(scheme_pat.as_deref().unwrap_or(""), p))),
+                None => {
+                    c.error(
+                        format!("{at}.allowedInternalOrigins"),
+                        format!("invalid authority in internal origin {i:?}"),
+                    );
+                    continue;
+                }
+            }
+        };
+        patterns.push(InternalOrigin {
+            scheme: scheme_pat,
+            host: host_pat,
+        });
+    }
+    Some(ProtectedOrigin {
+        scheme,
+        host,
+        port,
+        include_subdomains,
+        internal: patterns,
+    })
 }
 
 /// An HTML page (error pages, the Strict-cookie continue page).

@@ -59,6 +59,19 @@ impl SessionKeys {
         })
     }
 
+    /// The session key of a filter given no `sessionKeys`: HKDF-SHA256 (RFC
+    /// 5869) of the client `secret`, with a fixed salt and the filter's name as
+    /// `info`, so two filters sharing a client secret never share a key, and
+    /// the key changes only with the secret or the name.
+    pub fn derive_from_secret(secret: &str, filter_name: &str) -> [u8; 32] {
+        let hk =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"portcullis sessionKeys v1"), secret.as_bytes());
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit (255 * 32): never fails.
+        let _ = hk.expand(format!("OAuth2 filter {filter_name}").as_bytes(), &mut key);
+        key
+    }
+
     pub fn new(keys: &[[u8; 32]]) -> SessionKeys {
         SessionKeys {
             keys: keys.iter().map(|k| Aes256Gcm::new(&(*k).into())).collect(),
@@ -162,6 +175,13 @@ pub struct Session {
     /// The scopes granted (space-separated).
     #[serde(rename = "sc", default)]
     pub scope: String,
+    /// The UserInfo claims (bounded: see `userinfo`), when the IdP answered.
+    #[serde(rename = "ui", default, skip_serializing_if = "Option::is_none")]
+    pub userinfo: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The UserInfo endpoint refused this access token (a token for another
+    /// API): `auto` validation does not ask it again.
+    #[serde(rename = "ur", default, skip_serializing_if = "std::ops::Not::not")]
+    pub userinfo_refused: bool,
 }
 
 /// The request's cookies, parsed once (at most [`MAX_COOKIES`]).
@@ -223,23 +243,47 @@ impl CookieJar {
         Some(value)
     }
 
-    /// The header value without the cookies `drop` refuses; `None` when nothing
-    /// is left.
-    pub fn without(&self, drop: impl Fn(&str) -> bool) -> Option<String> {
-        let kept: Vec<String> = self
-            .pairs
-            .iter()
-            .filter(|(n, _)| !drop(n))
-            .map(|(n, v)| {
-                if v.is_empty() && n.is_empty() {
-                    String::new()
-                } else {
-                    format!("{n}={v}")
-                }
-            })
-            .collect();
-        (!kept.is_empty()).then(|| kept.join("; "))
+    /// Whether some cookie's name satisfies `f`.
+    pub fn any(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.pairs.iter().any(|(n, _)| f(n))
     }
+}
+
+/// The request's `Cookie` headers without the cookies `drop` names, as one
+/// header; every other cookie goes byte for byte as the client sent it (values
+/// may be any bytes). `None` when no cookie is dropped (the header is left
+/// alone); `Some(None)` when none is left.
+pub fn cookie_header_without(
+    headers: &Headers,
+    drop: impl Fn(&str) -> bool,
+) -> Option<Option<Vec<u8>>> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut dropped = false;
+    for header in headers.get_all_bytes("cookie") {
+        for part in header.split(|b| *b == b';') {
+            let part = part.trim_ascii();
+            if part.is_empty() {
+                continue;
+            }
+            let name = part
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or(part)
+                .trim_ascii();
+            if std::str::from_utf8(name).is_ok_and(&drop) {
+                dropped = true;
+            } else {
+                kept.push(part);
+            }
+        }
+    }
+    if !dropped {
+        return None;
+    }
+    if kept.is_empty() {
+        return Some(None);
+    }
+    Some(Some(kept.join(&b"; "[..])))
 }
 
 /// `SameSite` of the session and XSRF cookies (rule argument `sameSite`).
@@ -550,5 +594,28 @@ mod cache_tests {
         let mut off = SessionCache::with_budget(0);
         off.insert("s", &sealed, &session("t"));
         assert!(off.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod cookie_header_tests {
+    use super::*;
+
+    #[test]
+    fn only_our_cookies_leave_and_the_rest_keep_their_bytes() {
+        let headers = Headers::from_bytes(vec![
+            (
+                "cookie".to_string(),
+                b"a=\xe9t\xe9;  ours=1;b=\"q\"".to_vec(),
+            ),
+            ("cookie".to_string(), b"ours.1=x".to_vec()),
+        ]);
+        let ours = |n: &str| n == "ours" || n == "ours.1";
+        assert_eq!(
+            cookie_header_without(&headers, ours),
+            Some(Some(b"a=\xe9t\xe9; b=\"q\"".to_vec()))
+        );
+        assert_eq!(cookie_header_without(&headers, |_| false), None);
+        assert_eq!(cookie_header_without(&headers, |_| true), Some(None));
     }
 }

@@ -7,7 +7,7 @@
     clippy::panic
 )]
 
-use super::encoding::{b64url, percent_decode, query_params};
+use super::encoding::{b64url, percent_decode, percent_encode, query_params};
 use super::session::{write_chunked, CookieAttrs, CookieJar, CHUNK_SIZE};
 use super::*;
 use crate::external::CalloutKind;
@@ -61,6 +61,7 @@ fn filter() -> OAuth2Filter {
             host: "app.example.com".to_string(),
             port: None,
             include_subdomains: true,
+            internal: Vec::new(),
         }],
         extra_parameters: vec![("prompt".to_string(), "login".to_string())],
         inject: vec![HeaderTemplate {
@@ -73,6 +74,8 @@ fn filter() -> OAuth2Filter {
         post_logout_redirect: Some("https://app.example.com/bye".to_string()),
         keys: SessionKeys::new(&[KEY1]),
         clusters,
+        callback_path: CALLBACK_PATH.to_string(),
+        xsrf_on_requests: false,
     }
 }
 
@@ -128,7 +131,32 @@ fn check(f: &OAuth2Filter, args: &OAuth2Args, req: &Request, now: f64) -> OAuth2
     f.check(req, args, &idp.state(), now, &mut rng())
 }
 
+/// The answer to a callout; a UserInfo call that follows a code exchange or a
+/// refresh is answered too, with [`userinfo_claims`].
 fn answer(
+    f: &OAuth2Filter,
+    args: &OAuth2Args,
+    req: &Request,
+    pending: OAuth2Pending,
+    a: CalloutAnswer,
+    now: f64,
+) -> OAuth2Step {
+    let step = answer_only(f, args, req, pending, a, now);
+    match step {
+        OAuth2Step::Callout { pending, .. }
+            if matches!(
+                pending.kind.as_ref(),
+                flow::Pending::LoginUserinfo { .. } | flow::Pending::RefreshUserinfo { .. }
+            ) =>
+        {
+            answer_only(f, args, req, pending, http(200, userinfo_claims()), now)
+        }
+        other => other,
+    }
+}
+
+/// The answer to one callout, whatever comes next.
+fn answer_only(
     f: &OAuth2Filter,
     args: &OAuth2Args,
     req: &Request,
@@ -138,6 +166,11 @@ fn answer(
 ) -> OAuth2Step {
     let idp = Idp::new();
     f.on_answer(req, args, pending, a, &idp.state(), now, &mut rng())
+}
+
+/// What the fake IdP's UserInfo endpoint answers for alice.
+fn userinfo_claims() -> serde_json::Value {
+    json!({"sub": "alice", "email": "alice@example.test", "age": 42})
 }
 
 fn respond(step: OAuth2Step) -> Response {
@@ -209,7 +242,7 @@ fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 fn id_token(claims: serde_json::Value) -> String {
@@ -351,7 +384,10 @@ fn state_cookie_is_sealed_short_lived_and_lax() {
         &request("GET", "/", &[]),
         NOW,
     ));
-    let cookies = set_cookies(&r.headers);
+    let cookies: Vec<String> = set_cookies(&r.headers)
+        .into_iter()
+        .filter(|c| c.starts_with("portcullis_state."))
+        .collect();
     assert_eq!(cookies.len(), 1);
     let c = &cookies[0];
     assert!(c.starts_with("portcullis_state.login."), "{c}");
@@ -377,7 +413,8 @@ fn too_many_logins_in_progress_forget_the_older_ones() {
     let r = respond(check(&f, &OAuth2Args::default(), &req, NOW));
     let set = set_cookies(&r.headers);
     assert_eq!(set.iter().filter(|c| c.contains("Max-Age=0")).count(), 4);
-    assert_eq!(set.len(), 5);
+    // Four cleared, the new login's state, and the login count.
+    assert_eq!(set.len(), 6);
 }
 
 #[test]
@@ -549,7 +586,12 @@ fn login_creates_a_session_and_returns_to_the_original_url() {
     assert!(response.is_empty());
     assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
     assert!(changes.contains(&HeaderChange::set("x-user", "alice")));
-    assert!(changes.contains(&HeaderChange::set("cookie", "theme=dark")));
+    // Portcullis's session cookies are removed; the XSRF cookie stays for the
+    // application (AES).
+    let cookie = header_change(&changes, "cookie");
+    assert!(cookie.contains("theme=dark"), "{cookie}");
+    assert!(cookie.contains("portcullis_xsrf.login="), "{cookie}");
+    assert!(!cookie.contains("portcullis_session"), "{cookie}");
     // The userinfo answer is remembered: no second callout.
     let state = IdpState {
         userinfo: Some(&cache),
@@ -902,7 +944,19 @@ fn jwt_access_tokens_are_verified_locally() {
     let req = jwt_session_request(&jar, "GET", "/", &[]);
     let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
     assert!(changes.iter().any(|c| c.name == "authorization"));
-    assert!(changes.contains(&HeaderChange::remove("cookie")));
+    let cookie = header_change(&changes, "cookie");
+    assert!(cookie.starts_with("portcullis_xsrf.login="), "{cookie}");
+    assert!(!cookie.contains("portcullis_session"), "{cookie}");
+}
+
+/// The value a `set` change gives `name`.
+fn header_change(changes: &[HeaderChange], name: &str) -> String {
+    changes
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| panic!("no change to {name}: {changes:?}"))
 }
 
 #[test]
@@ -1163,46 +1217,170 @@ fn failed_refresh_means_login_or_503() {
 }
 
 #[test]
-fn jwt_validation_refuses_a_bad_access_token() {
+fn jwt_validation_accepts_the_idps_tokens_for_another_api() {
+    // Azure AD v1: the access token is signed by the IdP's keys but its `iss`
+    // is `https://sts.windows.net/<tenant>/` and `aud` another API. It came
+    // from the token endpoint: not a forgery (see `access_policy`).
+    for validation in [TokenValidation::Jwt, TokenValidation::Auto] {
+        let mut f = filter();
+        f.validation = validation;
+        let v1 = token(
+            json!({"alg": "RS256", "kid": "k1"}),
+            json!({"iss": "https://sts.windows.net/tenant/", "aud": "api://other", "exp": NOW + 300.0}),
+            &rsa_a(),
+        );
+        let jar = logged_in(&f, |login| {
+            json!({
+                "access_token": v1,
+                "id_token": id_token(good_claims(&login.params["nonce"])),
+                "expires_in": 300,
+            })
+        });
+        let req = jwt_session_request(&jar, "GET", "/", &[]);
+        let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+        assert!(changes.contains(&HeaderChange::set("authorization", format!("Bearer {v1}"))));
+    }
+}
+
+#[test]
+fn jwt_validation_of_a_token_no_idp_key_signs_stops_at_the_callback() {
     let mut f = filter();
     f.validation = TokenValidation::Jwt;
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/");
+    let foreign = token(
+        json!({"alg": "RS256", "kid": "k1"}),
+        json!({"iss": ISSUER, "exp": NOW + 300.0}),
+        &rsa_b(),
+    );
+    let tokens = json!({
+        "access_token": foreign,
+        "id_token": id_token(good_claims(&login.params["nonce"])),
+        "expires_in": 300,
+    });
+    let r = finish_login(&f, &args, &mut login, tokens);
+    assert_eq!(r.status, 401);
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation"), "{page}");
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.starts_with("portcullis_session.login=") || c.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_session_refused_right_after_login_gets_a_page_not_a_loop() {
+    // `auto`: the IdP signs an access token that is already expired (a clock
+    // far off, a misconfigured lifetime) but says `expires_in: 300`.
+    let f = filter();
+    let expired = jwt_access(NOW - 600.0);
     let jar = logged_in(&f, |login| {
         json!({
-            "access_token": token(json!({"alg": "RS256", "kid": "k1"}), json!({"iss": "https://other", "exp": NOW + 300.0}), &rsa_a()),
+            "access_token": expired,
             "id_token": id_token(good_claims(&login.params["nonce"])),
             "expires_in": 300,
         })
     });
+    let req = jwt_session_request(&jar, "GET", "/app", &[]);
+    let r = respond(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert_eq!(r.status, 401, "just signed in: a page, not a redirect");
+    assert!(r.header("location").is_none());
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("expired"), "what was refused: {page}");
+    assert!(
+        page.contains("accessTokenValidation"),
+        "the setting: {page}"
+    );
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session.login=;") && c.contains("Max-Age=0")));
+    // An older session that is refused logs in again.
     let r = respond(check(
         &f,
         &OAuth2Args::default(),
-        &jwt_session_request(&jar, "GET", "/", &[]),
-        NOW + 5.0,
+        &req,
+        NOW + loops::JUST_SIGNED_IN as f64,
     ));
     assert_eq!(r.status, 303);
 }
 
 #[test]
-fn userinfo_refusal_means_login_and_failure_503() {
+fn logins_past_the_bound_in_a_window_get_the_loop_page() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut jar: HashMap<String, String> = HashMap::new();
+    for i in 0..loops::MAX_LOGINS_IN_WINDOW {
+        let req = request("GET", "/", &[("cookie", &cookie_header(&jar))]);
+        let r = respond(check(&f, &args, &req, NOW + f64::from(i)));
+        assert_eq!(r.status, 303, "login {i}");
+        apply_cookies(&mut jar, &set_cookies(&r.headers));
+    }
+    // One just past the bound: the loop page.
+    let req = request("GET", "/", &[("cookie", &cookie_header(&jar))]);
+    let r = respond(check(&f, &args, &req, NOW + 10.0));
+    assert_eq!(r.status, 508);
+    assert!(r.header("location").is_none());
+    assert!(r.header("retry-after").is_some());
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation") && page.contains("Secure"));
+    // The window over, logins go on.
+    let r = respond(check(
+        &f,
+        &args,
+        &req,
+        NOW + loops::LOGIN_WINDOW as f64 + 1.0,
+    ));
+    assert_eq!(r.status, 303);
+    // The count never reaches the upstream.
+    let mut logged = logged_in(&f, jwt_tokens);
+    logged.insert("portcullis_logins.login".to_string(), "1.0".to_string());
+    let (changes, _) = allowed(check(
+        &f,
+        &args,
+        &jwt_session_request(&logged, "GET", "/", &[]),
+        NOW + 5.0,
+    ));
+    let cookie = changes
+        .iter()
+        .find(|c| c.name == "cookie")
+        .and_then(|c| c.value.clone())
+        .map(|v| String::from_utf8(v).unwrap())
+        .unwrap_or_default();
+    assert!(!cookie.contains("portcullis_logins"), "{cookie}");
+    assert!(!cookie.contains("portcullis_session"), "{cookie}");
+}
+
+#[test]
+fn userinfo_refusal_of_a_fresh_session_is_a_page_later_a_login_and_failure_503() {
     let f = filter();
     let jar = logged_in(&f, default_tokens);
     let req = jwt_session_request(&jar, "GET", "/", &[]);
     let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
     assert_eq!(header(&c, ":method"), Some("GET"));
     assert_eq!(header(&c, ":path"), Some("/userinfo"));
-    assert_eq!(
-        respond(answer(
-            &f,
-            &OAuth2Args::default(),
-            &req,
-            pending,
-            http(401, json!({})),
-            NOW + 5.0
-        ))
-        .status,
-        303
-    );
-    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        NOW + 5.0,
+    ));
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("UserInfo endpoint refused"));
+    // Later, the same refusal refreshes the token (see
+    // `userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in`).
+    let later = NOW + 120.0;
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, later));
+    let (c, _) = callout(answer_only(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(401, json!({})),
+        later,
+    ));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, later));
     assert_eq!(
         respond(answer(
             &f,
@@ -1210,11 +1388,252 @@ fn userinfo_refusal_means_login_and_failure_503() {
             &req,
             pending,
             http(502, json!({})),
-            NOW + 5.0
+            later
         ))
         .status,
         503
     );
+}
+
+// ---------------------------------------------------------------------------
+// UserInfo at login and refresh
+
+/// A login whose UserInfo call gets `userinfo`: the final response and jar.
+fn login_with_userinfo(
+    f: &OAuth2Filter,
+    userinfo: CalloutAnswer,
+) -> (Response, HashMap<String, String>) {
+    let args = OAuth2Args::default();
+    let mut login = start_login(f, &args, "/page");
+    let req = callback_request(&login, "");
+    let (_, pending) = callout(check(f, &args, &req, NOW));
+    let tokens = default_tokens(&login);
+    let (c, pending) = callout(answer_only(f, &args, &req, pending, http(200, tokens), NOW));
+    assert_eq!(header(&c, ":path"), Some("/userinfo"));
+    assert_eq!(header(&c, "authorization"), Some("Bearer opaque-access"));
+    let r = respond(answer_only(f, &args, &req, pending, userinfo, NOW));
+    apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+    (r, login.jar)
+}
+
+fn email_filter() -> OAuth2Filter {
+    let mut f = filter();
+    f.inject = vec![HeaderTemplate {
+        name: "x-email".to_string(),
+        template: Template::parse("{{ .userinfo.email }}|{{ .userinfo.age }}").unwrap(),
+    }];
+    f
+}
+
+/// What `x-email` the upstream gets with this jar, the UserInfo validation
+/// answered 200.
+fn injected_email(f: &OAuth2Filter, jar: &HashMap<String, String>, now: f64) -> String {
+    let req = jwt_session_request(jar, "GET", "/", &[]);
+    let step = match check(f, &OAuth2Args::default(), &req, now) {
+        OAuth2Step::Callout { pending, .. } => answer_only(
+            f,
+            &OAuth2Args::default(),
+            &req,
+            pending,
+            http(200, json!({"sub": "alice"})),
+            now,
+        ),
+        other => other,
+    };
+    let (changes, _) = allowed(step);
+    changes
+        .iter()
+        .find(|c| c.name == "x-email")
+        .and_then(|c| c.value.clone())
+        .map(|v| String::from_utf8(v).unwrap())
+        .unwrap_or_default()
+}
+
+#[test]
+fn userinfo_claims_reach_templates() {
+    let f = email_filter();
+    let (r, jar) = login_with_userinfo(&f, http(200, userinfo_claims()));
+    assert_eq!(r.status, 303);
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "alice@example.test|42");
+}
+
+#[test]
+fn userinfo_of_another_subject_is_not_used() {
+    let f = email_filter();
+    let other = json!({"sub": "mallory", "email": "mallory@example.test"});
+    let (r, jar) = login_with_userinfo(&f, http(200, other));
+    assert_eq!(r.status, 303, "the login completes");
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+    // No sub at all: not used either.
+    let (_, jar) = login_with_userinfo(&f, http(200, json!({"email": "x@example.test"})));
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+}
+
+#[test]
+fn userinfo_failure_or_refusal_at_login_completes_it_without_claims() {
+    let f = email_filter();
+    let (r, jar) = login_with_userinfo(&f, http(503, json!({})));
+    assert_eq!(r.status, 303);
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+    // Refused (a token for another API): `auto` then trusts the sealed
+    // session's expiry, with no UserInfo call per request.
+    let (r, jar) = login_with_userinfo(&f, http(401, json!({})));
+    assert_eq!(r.status, 303);
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
+    // `userinfo` validation can never pass such a token: a page at once.
+    let mut strict = email_filter();
+    strict.validation = TokenValidation::Userinfo;
+    let (r, _) = login_with_userinfo(&strict, http(401, json!({})));
+    assert_eq!(r.status, 401);
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("accessTokenValidation"), "{page}");
+}
+
+#[test]
+fn userinfo_is_asked_again_on_refresh() {
+    let f = email_filter();
+    let (_, jar) = login_with_userinfo(&f, http(200, userinfo_claims()));
+    let req = jwt_session_request(&jar, "GET", "/", &[]);
+    let at = NOW + 400.0; // past expires_in 300
+    let (c, pending) = callout(check(&f, &OAuth2Args::default(), &req, at));
+    assert_eq!(form(&c)["grant_type"], "refresh_token");
+    let refreshed = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
+    let (c, pending) = callout(answer_only(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        refreshed,
+        at,
+    ));
+    assert_eq!(header(&c, "authorization"), Some("Bearer opaque-2"));
+    let claims = json!({"sub": "alice", "email": "new@example.test", "age": 43});
+    let (changes, response) = allowed(answer_only(
+        &f,
+        &OAuth2Args::default(),
+        &req,
+        pending,
+        http(200, claims),
+        at,
+    ));
+    assert!(changes.contains(&HeaderChange::set("x-email", "new@example.test|43")));
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set_cookies(&response));
+    assert_eq!(
+        injected_email(&f, &renewed, at + 5.0),
+        "new@example.test|43"
+    );
+}
+
+#[test]
+fn signed_userinfo_answers_are_verified() {
+    let f = email_filter();
+    let signed = |key: &crate::jwt::verify::test_fixtures::Priv| {
+        CalloutAnswer::Http {
+        status: 200,
+        headers: vec![(
+            "content-type".to_string(),
+            "application/jwt; charset=utf-8".to_string(),
+        )],
+        body: token(
+            json!({"alg": "RS256", "kid": "k1"}),
+            json!({"sub": "alice", "email": "signed@example.test", "iss": ISSUER, "aud": "my client"}),
+            key,
+        )
+        .into_bytes(),
+    }
+    };
+    let (_, jar) = login_with_userinfo(&f, signed(&rsa_a()));
+    assert_eq!(
+        injected_email(&f, &jar, NOW + 5.0),
+        "signed@example.test|<no value>"
+    );
+    let (_, jar) = login_with_userinfo(&f, signed(&rsa_b()));
+    assert_eq!(injected_email(&f, &jar, NOW + 5.0), "<no value>|<no value>");
+}
+
+// ---------------------------------------------------------------------------
+// Bounds: an input just past each
+
+#[test]
+fn a_return_url_past_its_bound_keeps_its_path_or_the_root() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let at_bound = format!("/p?q={}", "a".repeat(flow::MAX_RETURN_PATH - 5));
+    assert_eq!(at_bound.len(), flow::MAX_RETURN_PATH);
+    let past = format!("{at_bound}b");
+    let long_path = format!("/{}", "c".repeat(flow::MAX_RETURN_PATH));
+    for (path, back) in [
+        (at_bound.as_str(), at_bound.as_str()),
+        (past.as_str(), "/p"),
+        (long_path.as_str(), "/"),
+    ] {
+        let r = respond(check(&f, &args, &request("GET", path, &[]), NOW));
+        for c in set_cookies(&r.headers) {
+            assert!(c.len() < 4096, "a cookie of {} bytes", c.len());
+        }
+        let mut login = Login {
+            params: location_params(&r),
+            jar: HashMap::new(),
+        };
+        apply_cookies(&mut login.jar, &set_cookies(&r.headers));
+        let tokens = default_tokens(&login);
+        let done = finish_login(&f, &args, &mut login, tokens);
+        assert_eq!(
+            done.header("location"),
+            Some(format!("https://app.example.com{back}").as_str())
+        );
+    }
+}
+
+#[test]
+fn a_logout_url_past_its_bound_leaves_out_the_id_token_hint() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let logout = |groups: usize, login_hint: bool| {
+        let jar = logged_in(&f, |login| {
+            let mut claims = good_claims(&login.params["nonce"]);
+            claims["groups"] = json!("g".repeat(groups));
+            if login_hint {
+                claims["login_hint"] = json!("O.hint");
+            }
+            json!({"access_token": "opaque-access", "id_token": id_token(claims), "expires_in": 300})
+        });
+        let xsrf = jar["portcullis_xsrf.login"].clone();
+        let req = jwt_session_request(&jar, "POST", &format!("{LOGOUT_PATH}?_xsrf={xsrf}"), &[]);
+        respond(check(&f, &args, &req, NOW + 5.0))
+    };
+    // The largest claim that keeps the hint (a binary search), then a few
+    // bytes more.
+    let keeps = |n: usize| {
+        logout(n, false)
+            .header("location")
+            .is_some_and(|l| l.len() <= flow::MAX_LOGOUT_URL && l.contains("id_token_hint"))
+    };
+    let (mut fits, mut over) = (0usize, 4096usize);
+    assert!(keeps(fits) && !keeps(over));
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        if keeps(mid) {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    let at = logout(fits, false);
+    assert!(location_params(&at).contains_key("id_token_hint"));
+    // One byte more passes the bound.
+    let past = logout(over, false);
+    let loc = past.header("location").unwrap();
+    assert!(loc.len() <= flow::MAX_LOGOUT_URL, "{}", loc.len());
+    let p = location_params(&past);
+    assert!(!p.contains_key("id_token_hint"));
+    assert_eq!(p["client_id"], "my client");
+    assert_eq!(p["post_logout_redirect_uri"], "https://app.example.com/bye");
+    let with_hint = logout(over, true);
+    assert_eq!(location_params(&with_hint)["logout_hint"], "O.hint");
 }
 
 #[test]
@@ -1238,8 +1657,34 @@ fn rule_scopes_must_be_granted() {
 // XSRF and logout
 
 #[test]
-fn unsafe_methods_need_the_xsrf_token() {
+fn unsafe_methods_reach_the_application_with_the_xsrf_cookie() {
+    // As AES: the application checks `_xsrf` against the cookie itself.
     let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let mut req = jwt_session_request(
+        &jar,
+        "POST",
+        "/form",
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    req.body = None;
+    let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+    let cookie = header_change(&changes, "cookie");
+    assert!(
+        cookie.contains(&format!("portcullis_xsrf.login={xsrf}")),
+        "{cookie}"
+    );
+    // The body is never asked for: it goes upstream untouched.
+    assert!(!changes
+        .iter()
+        .any(|c| c.name == "content-type" || c.name == "content-length"));
+}
+
+#[test]
+fn unsafe_methods_need_the_xsrf_token_when_opted_in() {
+    let mut f = filter();
+    f.xsrf_on_requests = true;
     let jar = logged_in(&f, jwt_tokens);
     let xsrf = jar["portcullis_xsrf.login"].clone();
     let args = OAuth2Args::default();
@@ -1314,6 +1759,123 @@ fn logout_clears_cookies_and_ends_the_idp_session() {
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
     let req = jwt_session_request(&jar, "GET", LOGOUT_PATH, &[]);
     assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 405);
+}
+
+#[test]
+fn aes_logout_form_reads_xsrf_from_the_body() {
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let xsrf = jar["portcullis_xsrf.login"].clone();
+    let args = OAuth2Args::default();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut req = jwt_session_request(
+        &jar,
+        "POST",
+        "/.ambassador/oauth2/logout?realm=login.default",
+        &form,
+    );
+    // No token in the query or a header: the body is asked for, bounded.
+    match check(&f, &args, &req, NOW + 5.0) {
+        OAuth2Step::NeedBody { max_bytes } => assert_eq!(max_bytes, MAX_LOGOUT_FORM_BYTES),
+        other => panic!("expected NeedBody, got {other:?}"),
+    }
+    req.body = Some(format!("realm=login.default&_xsrf={}", percent_encode(&xsrf)).into_bytes());
+    let r = respond(check(&f, &args, &req, NOW + 5.0));
+    assert_eq!(r.status, 303);
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|c| c.starts_with("portcullis_session.login=;")));
+    // A wrong one, or none, in the body: 403.
+    req.body = Some(b"realm=login.default&_xsrf=nope".to_vec());
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    req.body = Some(Vec::new());
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 403);
+    // The form is bounded: 4096 bytes pass, one more is refused.
+    let padded = |len: usize| {
+        let mut body = format!("_xsrf={}&pad=", percent_encode(&xsrf)).into_bytes();
+        body.resize(len, b'x');
+        body
+    };
+    req.body = Some(padded(MAX_LOGOUT_FORM_BYTES));
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 303);
+    req.body = Some(padded(MAX_LOGOUT_FORM_BYTES + 1));
+    assert_eq!(respond(check(&f, &args, &req, NOW + 5.0)).status, 413);
+    // A body that is not a form is never read for it.
+    let mut json_req = jwt_session_request(
+        &jar,
+        "POST",
+        LOGOUT_PATH,
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(respond(check(&f, &args, &json_req, NOW + 5.0)).status, 403);
+    json_req.body = Some(format!("_xsrf={xsrf}").into_bytes());
+    assert_eq!(respond(check(&f, &args, &json_req, NOW + 5.0)).status, 403);
+}
+
+#[test]
+fn callbacks_arrive_at_the_configured_and_the_aes_paths() {
+    let mut f = filter();
+    f.callback_path = AES_CALLBACK_PATH.to_string();
+    let r = respond(check(
+        &f,
+        &OAuth2Args::default(),
+        &request("GET", "/app", &[]),
+        NOW,
+    ));
+    let p = location_params(&r);
+    assert_eq!(
+        p["redirect_uri"],
+        "https://app.example.com/.ambassador/oauth2/redirection-endpoint"
+    );
+    for path in [AES_CALLBACK_PATH, CALLBACK_PATH] {
+        assert!(f.handles_path(&format!("{path}?code=x&state=y")), "{path}");
+    }
+    assert!(f.handles_path(AES_LOGOUT_PATH));
+    assert!(!f.handles_path("/.ambassador/oauth2/other"));
+}
+
+#[test]
+fn internal_origins_map_to_the_protected_origin() {
+    let mut f = filter();
+    f.origins[0].include_subdomains = false;
+    f.origins[0].internal = vec![InternalOrigin {
+        scheme: None,
+        host: None,
+    }];
+    // Envoy sees http://backend:8080 behind a TLS-terminating proxy.
+    let mut req = request("GET", "/app", &[]);
+    req.scheme = "http".to_string();
+    req.authority = "backend:8080".to_string();
+    let r = respond(check(&f, &OAuth2Args::default(), &req, NOW));
+    assert_eq!(r.status, 303);
+    let p = location_params(&r);
+    assert_eq!(
+        p["redirect_uri"],
+        "https://app.example.com/.portcullis/oauth2/redirection-endpoint"
+    );
+    // Without the pattern: not protected, 403.
+    f.origins[0].internal.clear();
+    assert_eq!(
+        respond(check(&f, &OAuth2Args::default(), &req, NOW)).status,
+        403
+    );
+}
+
+#[test]
+fn derived_session_keys_depend_on_secret_and_filter_name() {
+    let a = SessionKeys::derive_from_secret("client-secret", "sso.default");
+    assert_eq!(
+        a,
+        SessionKeys::derive_from_secret("client-secret", "sso.default")
+    );
+    assert_ne!(
+        a,
+        SessionKeys::derive_from_secret("client-secret", "sso.other")
+    );
+    assert_ne!(
+        a,
+        SessionKeys::derive_from_secret("client-secreT", "sso.default")
+    );
 }
 
 #[test]
@@ -1590,6 +2152,88 @@ fn opened_sessions_are_cached_transparently() {
     assert!(!matches!(late, OAuth2Step::Allow { .. }));
 }
 
+#[test]
+fn filters_sharing_a_name_prefix_keep_to_their_own_cookies() {
+    let app = filter(); // "login"
+    let mut other = filter();
+    other.name = "login.default".to_string();
+    for name in [
+        "portcullis_session.login",
+        "portcullis_session.login.0",
+        "portcullis_session.login.7",
+        "portcullis_xsrf.login",
+        "portcullis_logins.login",
+        "portcullis_state.login.AbCdEf012345",
+    ] {
+        assert!(app.owns_cookie(name), "{name}");
+        assert!(!other.owns_cookie(name), "{name}");
+    }
+    for name in [
+        "portcullis_session.login.default",
+        "portcullis_session.login.default.1",
+        "portcullis_xsrf.login.default",
+        "portcullis_state.login.default.AbCdEf012345",
+        "portcullis_logins.login.default",
+    ] {
+        assert!(other.owns_cookie(name), "{name}");
+        assert!(!app.owns_cookie(name), "{name}");
+    }
+    // Four logins of the other filter in progress: this one's login clears none.
+    let cookies: Vec<String> = (0..4)
+        .map(|i| format!("portcullis_state.login.default.id{i}=x"))
+        .collect();
+    let req = request("GET", "/", &[("cookie", &cookies.join("; "))]);
+    let r = respond(check(&app, &OAuth2Args::default(), &req, NOW));
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.contains("Max-Age=0")));
+    // Names whose cookies would collide are refused at configure time.
+    assert!(cookie_names_collide("app", "app.1"));
+    assert!(cookie_names_collide("app.1", "app"));
+    assert!(!cookie_names_collide("app", "app.default"));
+    assert!(!cookie_names_collide("app", "app"));
+}
+
+#[test]
+fn a_session_just_past_its_chunk_bound_is_refused_with_a_page() {
+    use super::session::{MAX_CHUNKS, MAX_SEALED_LEN};
+    let attrs = CookieAttrs {
+        secure: true,
+        same_site: SameSite::Lax,
+        http_only: true,
+        max_age: Some(60),
+    };
+    let jar = CookieJar::default();
+    let at = "a".repeat(MAX_SEALED_LEN);
+    let set = write_chunked("s", &at, &attrs, &jar).expect("at the bound: chunked");
+    assert_eq!(set.len(), MAX_CHUNKS);
+    assert!(set.iter().all(|c| c.len() < 4096));
+    let past = "a".repeat(MAX_SEALED_LEN + 1);
+    assert!(write_chunked("s", &past, &attrs, &jar).is_none());
+    // At login: tokens too large for the session's cookies get a 502 page,
+    // no cookie, no redirect.
+    let f = filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/");
+    let mut claims = good_claims(&login.params["nonce"]);
+    claims["groups"] = json!("g".repeat(11_000));
+    let mut big_access = claims.clone();
+    big_access["groups"] = json!("h".repeat(11_000));
+    let tokens = json!({
+        "access_token": id_token(big_access),
+        "id_token": id_token(claims),
+        "refresh_token": "r".repeat(8 * 1024),
+        "expires_in": 300,
+    });
+    let r = finish_login(&f, &args, &mut login, tokens);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("too large to keep in cookies"));
+    assert!(r.header("location").is_none());
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|c| !c.starts_with("portcullis_session.login")));
+}
+
 // ---------------------------------------------------------------------------
 // Refresh answers (OIDC Core §12.2, RFC 6749 §6) and the shared refresh
 
@@ -1749,9 +2393,26 @@ fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
     ));
     assert_eq!(form(&c)["grant_type"], "refresh_token");
     let a = http(200, json!({"access_token": "opaque-2", "expires_in": 300}));
-    let (changes, _) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
+    let (changes, set) = allowed(answer(&f, &OAuth2Args::default(), &req, pending, a, later));
     assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-2")));
-    // A token refused right after it was obtained: no refresh loop, a login.
+    // The refreshed token refused at once, within a minute of the login: not
+    // the login's token (the grant was revoked meanwhile): a new login.
+    let mut renewed = jar.clone();
+    apply_cookies(&mut renewed, &set_cookies(&set));
+    let req2 = jwt_session_request(&renewed, "GET", "/", &[]);
+    let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req2, later + 1.0));
+    let r = respond(answer(
+        &f,
+        &OAuth2Args::default(),
+        &req2,
+        pending,
+        http(401, json!({})),
+        later + 1.0,
+    ));
+    assert_eq!(r.status, 303);
+    // A token refused right after it was obtained: no refresh loop, and as
+    // the login has just completed, no login loop either: the explained page
+    // (`loops::refused`).
     let (_, pending) = callout(check(&f, &OAuth2Args::default(), &req, NOW + 1.0));
     let r = respond(answer(
         &f,
@@ -1761,7 +2422,8 @@ fn userinfo_refusing_an_older_token_refreshes_it_a_fresh_one_logs_in() {
         http(401, json!({})),
         NOW + 1.0,
     ));
-    assert_eq!(r.status, 303);
+    assert_eq!(r.status, 401);
+    assert!(r.header("location").is_none());
 }
 
 #[test]

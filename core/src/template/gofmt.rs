@@ -867,7 +867,19 @@ fn json_value(
         }
         Val::Map(m) => {
             out.push('{');
-            for (i, (k, e)) in sorted_entries(m).into_iter().enumerate() {
+            let entries = match m
+                .get(super::value::JSON_FIELDS_KEY)
+                .and_then(|f| f.as_array())
+            {
+                // A Go struct: its JSON fields in declaration order.
+                Some(fields) => fields
+                    .iter()
+                    .filter_map(|f| f.as_str())
+                    .filter_map(|f| m.get_key_value(f))
+                    .collect(),
+                None => sorted_entries(m),
+            };
+            for (i, (k, e)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

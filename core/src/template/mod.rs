@@ -18,6 +18,7 @@ mod gofmt;
 mod lex;
 mod parse;
 mod value;
+pub use value::JSON_FIELDS_KEY;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,13 @@ pub enum Rendered {
 pub trait HeaderLookup {
     /// First value of the header, if present.
     fn get_header(&self, name: &str) -> Option<&str>;
+
+    /// Whether some value is escaped text standing for bytes that are not
+    /// UTF-8 (`request::escape_opaque`): a rendered header value is then
+    /// turned back into those bytes.
+    fn has_opaque(&self) -> bool {
+        false
+    }
 }
 
 /// The data a template sees: `root` is the dot (an object with `token`, `idToken`,

@@ -82,9 +82,15 @@ impl<'a> Val<'a> {
     }
 }
 
+/// A map holding this key (an array of key names) is a Go struct to `json`:
+/// only those keys are marshalled, in that order (fields tagged `json:"-"`
+/// stay readable by name). Templates cannot name it (`.` needs an identifier),
+/// and ranging or printing never shows it.
+pub const JSON_FIELDS_KEY: &str = "\u{0}json";
+
 /// Map entries in Go's sorted key order.
 pub(super) fn sorted_entries(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
-    let mut v: Vec<(&String, &Value)> = m.iter().collect();
+    let mut v: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| *k != JSON_FIELDS_KEY).collect();
     v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     v
 }

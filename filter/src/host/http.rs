@@ -6,7 +6,6 @@ use super::shared::{
     advance, callout_answered, now, read_grpc_answer, read_http_answer, read_lean_request,
     read_request, BodyCapture, Pending, Shared, Site, Wait,
 };
-use portcullis_core::config::FilterKind;
 use portcullis_core::mtls::peer_certificate_sans;
 use portcullis_core::pipeline::{Journey, Step};
 use portcullis_core::request::TlsInfo;
@@ -172,7 +171,7 @@ impl HttpContext for Http {
             request.destination_address = property_text(&["destination", "address"]);
             request.protocol = property_text(&["request", "protocol"]);
         }
-        self.body_cap = body_cap(&shared, &journey);
+        self.body_cap = journey.body_cap(&shared.config, &request);
         let body = if end_of_stream {
             BodyCapture {
                 bytes: Some(Vec::new()),
@@ -251,25 +250,6 @@ impl HttpContext for Http {
         }
         Action::Continue
     }
-}
-
-/// The body bytes to capture for this journey's rule (0: none).
-fn body_cap(shared: &Shared, journey: &Journey) -> usize {
-    let Some(rule) = journey.rule().and_then(|i| shared.config.rules.get(i)) else {
-        return 0;
-    };
-    rule.filters
-        .iter()
-        .filter_map(
-            |f| match shared.config.filters.get(f.filter).map(|f| &f.kind) {
-                Some(FilterKind::External(ext)) => {
-                    ext.body_policy().map(|p| p.max_bytes.saturating_add(1))
-                }
-                _ => None,
-            },
-        )
-        .max()
-        .unwrap_or(0)
 }
 
 impl Drop for Http {

@@ -193,11 +193,33 @@ impl Root {
                 |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                 true,
             ),
-            // Never loaded: parked requests wait out their deadline (a retry may land).
+            // Never loaded: the requests parked for this fetch are answered now
+            // (503), not at their deadline; later ones are answered at once
+            // until the retry starts (`Shared::keys_awaited`).
             FetchResult::Failed {
                 kept_previous: false,
                 ..
-            } => {}
+            } => {
+                wake_all(
+                    shared,
+                    |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
+                    true,
+                );
+                let filters: Vec<usize> = shared
+                    .idps
+                    .borrow()
+                    .iter()
+                    .filter(|s| s.jwks == Some(source))
+                    .map(|s| s.filter)
+                    .collect();
+                for filter in filters {
+                    wake_all(
+                        shared,
+                        |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
+                        true,
+                    );
+                }
+            }
         }
     }
 
@@ -227,6 +249,19 @@ impl Root {
             .borrow_mut()
             .on_document(idp.discovery, parsed, now);
         log_fetch("discovery document", oauth2.authorization_url(), &result);
+        if let FetchResult::Failed {
+            kept_previous: false,
+            ..
+        } = result
+        {
+            // The requests parked for this fetch get the 503 page now.
+            let filter = idp.filter;
+            wake_all(
+                shared,
+                |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
+                true,
+            );
+        }
         if !matches!(result, FetchResult::Loaded { .. }) {
             return;
         }

@@ -36,7 +36,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a request waits for a JWK Set that has not loaded yet.
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
-/// At most this many requests wait at once per VM; more get the timeout answer.
+/// At most this many requests wait at once per VM (for keys, the IdP, a body or
+/// a callout); one more waiting for keys or the IdP gets the timeout answer at
+/// once. `PORTCULLIS_MAX_PENDING` in the VM's environment sets another bound.
 pub const MAX_PENDING: usize = 4096;
 /// The tick while requests wait on a shared callout another VM may answer: how
 /// often the slot is read again.
@@ -47,6 +49,18 @@ pub const TICK: Duration = Duration::from_millis(100);
 const MAX_STEPS: usize = 32;
 /// Compare-and-swap attempts on a shared slot before giving up on it.
 const CAS_ATTEMPTS: usize = 16;
+
+/// The bound on parked requests: `PORTCULLIS_MAX_PENDING` or [`MAX_PENDING`].
+pub fn max_pending() -> usize {
+    static BOUND: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BOUND.get_or_init(|| {
+        std::env::var("PORTCULLIS_MAX_PENDING")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_PENDING)
+    })
+}
 
 /// What a pending request waits for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -203,6 +217,34 @@ impl Shared {
         f(&idp)
     }
 
+    /// Whether a request waiting for JWK Set `source` may get it soon: a fetch
+    /// is in flight or due. False right after a failed fetch (answer at once).
+    pub fn keys_awaited(&self, source: usize) -> bool {
+        self.jwks.borrow().awaiting(source, now())
+    }
+
+    /// [`Shared::keys_awaited`] for an OAuth2 filter's IdP: its discovery
+    /// document, then the JWK Set that names.
+    pub fn idp_awaited(&self, index: usize) -> bool {
+        let slot = self
+            .idps
+            .borrow()
+            .iter()
+            .find(|s| s.filter == index)
+            .cloned();
+        let Some(slot) = slot else {
+            return false;
+        };
+        let now = now();
+        if !self.discovery.borrow().has(slot.discovery) {
+            return self.discovery.borrow().awaiting(slot.discovery, now);
+        }
+        match slot.jwks {
+            Some(source) => self.jwks.borrow().awaiting(source, now),
+            None => false,
+        }
+    }
+
     /// Whether an OAuth2 filter's IdP is ready for its requests.
     pub fn idp_ready(&self, index: usize) -> bool {
         let (discovery, keys) = self.idp_documents(index);
@@ -322,14 +364,15 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Applies header changes to the current request.
+/// Applies header changes to the current request, as bytes (a value passed
+/// through from the client keeps the bytes it was sent with).
 pub fn apply_changes(changes: &[HeaderChange]) {
     for change in changes {
         let result = match (&change.value, change.append) {
             (Some(value), true) => {
-                hostcalls::add_map_value(MapType::HttpRequestHeaders, &change.name, value)
+                hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, &change.name, value)
             }
-            (value, _) => hostcalls::set_map_value(
+            (value, _) => hostcalls::set_map_value_bytes(
                 MapType::HttpRequestHeaders,
                 &change.name,
                 value.as_deref(),
@@ -370,17 +413,12 @@ pub struct Site {
     pub resume: bool,
 }
 
-/// The request with every header, pseudo-headers included. Values that are not
-/// UTF-8 are converted lossily (the SDK's string accessor would panic on them).
+/// The request with every header, pseudo-headers included, values as bytes
+/// (see `portcullis_core::request::Headers`; the SDK's string accessor would
+/// panic on a value that is not UTF-8, which a client can send).
 pub fn read_request() -> Request {
-    let pairs = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|(n, v)| (n, header_text(v)))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    Request::from_header_pairs(pairs)
+    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+    Request::from_header_bytes(pairs)
 }
 
 /// A header value as text: the bytes as they are (no copy) when they are UTF-8,
@@ -398,10 +436,37 @@ pub fn read_lean_request(names: &[String]) -> Request {
             let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
                 .ok()
                 .flatten()?;
-            Some((name.clone(), header_text(value)))
+            Some((name.clone(), value))
         })
         .collect();
-    Request::lean(pairs)
+    Request::lean_bytes(pairs)
+}
+
+/// `dispatch_http_call` with header values as bytes. The SDK takes `&str`
+/// values (proxy-wasm-rust-sdk issue #26) but only ever reads their length and
+/// bytes (`serialize_map`); a value that is not UTF-8 (a client's obs-text
+/// header passed to an auth service) is handed over as such.
+fn dispatch_http_call_bytes(
+    cluster: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, proxy_wasm::types::Status> {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| {
+            let value = match std::str::from_utf8(v) {
+                Ok(text) => text,
+                // SAFETY: proxy-wasm 0.2.5's `dispatch_http_call` passes the
+                // value to `utils::serialize_map`, which only calls `len()` and
+                // `as_bytes()` on it: no operation that relies on UTF-8. The
+                // version is pinned (`=0.2.5`) so an upgrade re-checks this.
+                Err(_) => unsafe { std::str::from_utf8_unchecked(v) },
+            };
+            (n.as_str(), value)
+        })
+        .collect();
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
 }
 
 /// Carries out `step` for a request and keeps going until it forwards, answers
@@ -457,8 +522,15 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Pause;
             }
             Step::WaitForKeys { .. } | Step::WaitForIdp { .. } => {
-                if shared.pending.borrow().len() >= MAX_PENDING {
-                    // Too many waiting already: answer as if the wait timed out.
+                // Wait only for a fetch in flight (or due): after a failed one,
+                // answer at once, as when the wait times out. Too many waiting
+                // already: the same.
+                let awaited = match step {
+                    Step::WaitForKeys { source } => shared.keys_awaited(source),
+                    Step::WaitForIdp { filter } => shared.idp_awaited(filter),
+                    _ => false,
+                };
+                if !awaited || shared.pending.borrow().len() >= max_pending() {
                     step = pending.journey.keys_timed_out(
                         &shared.config,
                         &mut pending.request,
@@ -544,17 +616,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 let _ = hostcalls::set_effective_context(site.running);
                 let dispatched = match &callout.kind {
                     CalloutKind::Http { headers, body } => {
-                        let headers: Vec<(&str, &str)> = headers
-                            .iter()
-                            .map(|(n, v)| (n.as_str(), v.as_str()))
-                            .collect();
-                        hostcalls::dispatch_http_call(
-                            &callout.cluster,
-                            headers,
-                            Some(body),
-                            vec![],
-                            callout.timeout,
-                        )
+                        dispatch_http_call_bytes(&callout.cluster, headers, body, callout.timeout)
                     }
                     CalloutKind::Grpc {
                         service,

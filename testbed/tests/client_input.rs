@@ -1,0 +1,368 @@
+//! Every request handled as the client sent it (docs/reliability.md "Client
+//! input"): header values that are not UTF-8 (obs-text) reach the upstream and
+//! the auth service byte for byte, whether they pass untouched, through a
+//! template, or into an External check (HTTP and gRPC); the HTTP check carries
+//! the client's Host.
+//!
+//! One Envoy for the file; each test uses paths of its own. Requests are written
+//! as raw bytes so the exact input is on the wire.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use portcullis_testbed::authz::GrpcAuthServer;
+use portcullis_testbed::client::{self, Response};
+use portcullis_testbed::servers::{echo_json, Reply, ScriptedServer};
+use portcullis_testbed::{Echoed, Envoy, EnvoyConfig};
+use serde_json::json;
+
+struct Fixture {
+    envoy: Envoy,
+    auth: ScriptedServer,
+    grpc: GrpcAuthServer,
+    _upstream: ScriptedServer,
+}
+
+/// `User-Agent` with obs-text (GBK bytes a real crawler sent) and valid UTF-8.
+const UA: &[u8] = b"Mozilla/5.0 (compatible; Spider/1.0; \xa1\xb1; caf\xc3\xa9)";
+/// A `Cookie` whose value is Latin-1.
+const COOKIE: &[u8] = b"theme=\xe9t\xe9; id=42";
+
+fn fx() -> &'static Fixture {
+    static FX: OnceLock<Fixture> = OnceLock::new();
+    FX.get_or_init(|| {
+        let upstream = ScriptedServer::start();
+        upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
+        let auth = ScriptedServer::start();
+        auth.set_default(Reply::new(200));
+        // An auth service that sends users to a login page of the site they
+        // asked for (Authelia, oauth2-proxy's /oauth2/auth behind a redirect).
+        auth.set_fn("/check/ext/login", |r| {
+            let site = r.header("host").unwrap_or("?").to_string();
+            Reply::new(302).header("Location", &format!("https://{site}/sign-in?rd=/ext/login"))
+        });
+        let grpc = GrpcAuthServer::start();
+        let plugin = json!({
+            "clusters": { "auth.test:3000": "authsvc", "grpc-auth.test:9000": "grpcauth" },
+            "filters": [
+                { "name": "jwt", "JWT": {
+                    "jwks": jwks(), "issuer": ISSUER, "audience": AUDIENCE,
+                    "injectRequestHeaders": [
+                        { "name": "X-Client-UA", "value": "{{ .httpRequestHeader.Get \"User-Agent\" }}" },
+                        { "name": "X-Sub", "value": "{{ .token.Claims.sub }}" }
+                    ]
+                } },
+                { "name": "ext", "External": { "auth_service": "http://auth.test:3000",
+                                               "path_prefix": "/check", "timeout_ms": 2000 } },
+                { "name": "grpc", "External": { "auth_service": "grpc-auth.test:9000", "proto": "grpc",
+                                                "protocol_version": "v3", "timeout_ms": 2000 } }
+            ],
+            "rules": [
+                { "host": "*", "path": "/jwt/*", "filters": [ { "name": "jwt" } ] },
+                { "host": "*", "path": "/ext/*", "filters": [ { "name": "ext" } ] },
+                { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] },
+                { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] }
+            ]
+        });
+        // A second instance with preflights checked like any request.
+        let strict = json!({
+            "bypassCorsPreflight": false,
+            "filters": [ { "name": "strict", "JWT": { "jwks": jwks(), "issuer": ISSUER, "audience": AUDIENCE } } ],
+            "rules": [ { "host": "*", "path": "/strict/*", "filters": [ { "name": "strict" } ] } ]
+        });
+        let cfg = EnvoyConfig::new(upstream.port())
+            .plugin(plugin)
+            .plugin_instance("portcullis-strict", "vm-strict", None, strict)
+            .cluster("authsvc", auth.port())
+            .grpc_cluster("grpcauth", grpc.port())
+            .build();
+        Fixture {
+            envoy: Envoy::start(&cfg),
+            auth,
+            grpc,
+            _upstream: upstream,
+        }
+    })
+}
+
+fn port() -> u16 {
+    fx().envoy.port("main")
+}
+
+/// Sends `GET path` with `headers` written byte for byte.
+fn raw_get(path: &str, headers: &[(&str, &[u8])]) -> Response {
+    let mut bytes = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n").into_bytes();
+    for (name, value) in headers {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(value);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"Connection: close\r\n\r\n");
+    client::raw(port(), &bytes)
+}
+
+fn echoed(r: &Response) -> Echoed {
+    assert_eq!(r.status, 200, "{}", show(r));
+    Echoed::parse(&r.body)
+}
+
+#[test]
+fn obs_text_passes_untouched_and_through_a_template_byte_for_byte() {
+    let auth = format!("Bearer {}", token("RS256", json!({})));
+    let r = raw_get(
+        "/jwt/bytes",
+        &[
+            ("Authorization", auth.as_bytes()),
+            ("User-Agent", UA),
+            ("Cookie", COOKIE),
+        ],
+    );
+    let up = echoed(&r);
+    assert_eq!(up.header_bytes("user-agent"), Some(UA));
+    assert_eq!(up.header_bytes("cookie"), Some(COOKIE));
+    assert_eq!(
+        up.header_bytes("x-client-ua"),
+        Some(UA),
+        "the template's output"
+    );
+    assert_eq!(up.header("x-sub"), Some("user-1"));
+}
+
+#[test]
+fn obs_text_reaches_the_http_auth_service_and_the_upstream_byte_for_byte() {
+    let authz: &[u8] = b"Basic \xc0\xff";
+    let r = raw_get(
+        "/ext/bytes",
+        &[
+            ("Authorization", authz),
+            ("User-Agent", UA),
+            ("Cookie", COOKIE),
+        ],
+    );
+    let up = echoed(&r);
+    let checks = fx().auth.requests_to("/check/ext/bytes");
+    assert_eq!(checks.len(), 1, "{:?}", fx().auth.requests());
+    let check = &checks[0];
+    assert_eq!(check.header_bytes("user-agent"), Some(UA));
+    assert_eq!(check.header_bytes("cookie"), Some(COOKIE));
+    assert_eq!(check.header_bytes("authorization"), Some(authz));
+    assert_eq!(up.header_bytes("user-agent"), Some(UA));
+    assert_eq!(up.header_bytes("cookie"), Some(COOKIE));
+    assert_eq!(up.header_bytes("authorization"), Some(authz));
+}
+
+#[test]
+fn obs_text_reaches_the_grpc_auth_service_in_header_map_raw_values() {
+    let r = raw_get(
+        "/grpc/bytes",
+        &[
+            ("User-Agent", UA),
+            ("Cookie", COOKIE),
+            ("X-Plain", b"ascii"),
+        ],
+    );
+    let up = echoed(&r);
+    assert_eq!(up.header_bytes("user-agent"), Some(UA));
+    let checks = fx().grpc.checks_of("/grpc/bytes");
+    assert_eq!(checks.len(), 1);
+    let http = checks[0].http();
+    let map = http
+        .header_map
+        .as_ref()
+        .expect("header_map is set when a value is not UTF-8");
+    let raw = |name: &str| {
+        map.headers
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.raw_value.clone())
+    };
+    assert_eq!(raw("user-agent").as_deref(), Some(UA));
+    assert_eq!(raw("cookie").as_deref(), Some(COOKIE));
+    assert_eq!(raw("x-plain").as_deref(), Some(&b"ascii"[..]));
+    assert_eq!(raw(":path").as_deref(), Some(&b"/grpc/bytes"[..]));
+    // `headers` (proto strings) still names every header.
+    assert_eq!(
+        http.headers.get("x-plain").map(String::as_str),
+        Some("ascii")
+    );
+    assert!(http.headers.contains_key("user-agent"));
+}
+
+#[test]
+fn utf8_only_requests_send_no_header_map() {
+    let r = raw_get("/grpc/plain", &[("User-Agent", "café".as_bytes())]);
+    echoed(&r);
+    let checks = fx().grpc.checks_of("/grpc/plain");
+    assert_eq!(checks.len(), 1);
+    let http = checks[0].http();
+    assert!(http.header_map.is_none());
+    assert_eq!(
+        http.headers.get("user-agent").map(String::as_str),
+        Some("café")
+    );
+}
+
+#[test]
+fn the_http_check_carries_the_clients_host_so_a_login_redirect_names_the_site() {
+    let r = client::get(port(), "/ext/login", &[("Host", "shop.example.com")]);
+    assert_eq!(r.status, 302, "{}", show(&r));
+    assert_eq!(
+        r.header("location"),
+        Some("https://shop.example.com/sign-in?rd=/ext/login")
+    );
+    let checks = fx().auth.requests_to("/check/ext/login");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].header("host"), Some("shop.example.com"));
+}
+
+// ---- two Authorization lines ------------------------------------------------
+// Envoy joins them with a comma. The rule, in every order: the Bearer
+// credential is found among them (other schemes are skipped), and every Bearer
+// present must verify (as Envoy's jwt_authn after envoy#32248).
+
+const BASIC: &[u8] = b"Basic dXNlcjpwYXNz";
+
+fn bearer(token: &str) -> Vec<u8> {
+    format!("Bearer {token}").into_bytes()
+}
+
+fn two_lines(first: &[u8], second: &[u8]) -> Response {
+    raw_get(
+        "/jwt/two-lines",
+        &[("Authorization", first), ("Authorization", second)],
+    )
+}
+
+#[test]
+fn basic_and_bearer_lines_pass_in_either_order_and_reach_the_upstream_unchanged() {
+    let good = bearer(&token("RS256", json!({ "sub": "from-bearer" })));
+    for (first, second) in [(BASIC, good.as_slice()), (good.as_slice(), BASIC)] {
+        let r = two_lines(first, second);
+        let up = echoed(&r);
+        assert_eq!(up.header("x-sub"), Some("from-bearer"));
+        let mut joined = first.to_vec();
+        joined.push(b',');
+        joined.extend_from_slice(second);
+        assert_eq!(up.header_bytes("authorization"), Some(joined.as_slice()));
+    }
+    // One line with both, joined by a comma and a space, either order.
+    let both = format!("Basic dXNlcjpwYXNz, {}", String::from_utf8_lossy(&good));
+    let r = raw_get("/jwt/one-line", &[("Authorization", both.as_bytes())]);
+    assert_eq!(echoed(&r).header("x-sub"), Some("from-bearer"));
+}
+
+#[test]
+fn two_bearer_lines_pass_only_when_both_verify() {
+    let good = bearer(&token("RS256", json!({ "sub": "first" })));
+    let also_good = bearer(&token("ES256", json!({ "sub": "second" })));
+    let expired = bearer(&token("RS256", json!({ "exp": now() - 600 })));
+    let r = two_lines(&good, &also_good);
+    assert_eq!(
+        echoed(&r).header("x-sub"),
+        Some("first"),
+        "the first one's claims"
+    );
+    for (first, second) in [(&good, &expired), (&expired, &good)] {
+        let r = two_lines(first, second);
+        assert_invalid_token(
+            &r,
+            "jwt",
+            "token is expired",
+            "a bad Bearer beside a good one",
+        );
+    }
+    let forged = bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln");
+    let r = two_lines(&forged, &good);
+    assert_eq!(r.status, 401, "{}", show(&r));
+}
+
+#[test]
+fn basic_alone_is_no_bearer_token_and_an_empty_bearer_is_malformed_in_any_order() {
+    let r = two_lines(BASIC, b"Digest username=\"u\", realm=\"r\"");
+    assert_no_token(&r, "jwt", "Basic and Digest");
+    let good = bearer(&token("RS256", json!({})));
+    for (first, second) in [
+        (b"Bearer".as_slice(), good.as_slice()),
+        (good.as_slice(), b"Bearer"),
+    ] {
+        let r = two_lines(first, second);
+        assert_eq!(r.status, 400, "{}", show(&r));
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|w| w.contains("invalid_request")),
+            "{}",
+            show(&r)
+        );
+    }
+}
+
+// ---- CORS preflight -----------------------------------------------------------
+
+fn preflight(path: &str) -> Response {
+    client::request(
+        port(),
+        "OPTIONS",
+        path,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+        b"",
+    )
+}
+
+#[test]
+fn a_cors_preflight_skips_the_jwt_filter_by_default() {
+    let up = echoed(&preflight("/jwt/preflight"));
+    assert_eq!(up.method, "OPTIONS");
+    assert_eq!(up.header("origin"), Some("https://app.example.com"));
+    // An OPTIONS that is not a preflight is checked as any request.
+    let r = client::request(
+        port(),
+        "OPTIONS",
+        "/jwt/preflight",
+        &[("Origin", "https://app.example.com")],
+        b"",
+    );
+    assert_no_token(&r, "jwt", "OPTIONS without Access-Control-Request-Method");
+    // So is a preflight with bypassCorsPreflight: false.
+    assert_no_token(
+        &preflight("/strict/preflight"),
+        "strict",
+        "bypassCorsPreflight: false",
+    );
+}
+
+#[test]
+fn a_cors_preflight_still_goes_to_an_external_auth_service() {
+    fx().auth.set("/check/chain/preflight", Reply::new(403));
+    let r = preflight("/chain/preflight");
+    assert_eq!(r.status, 403, "{}", show(&r));
+    let checks = fx().auth.requests_to("/check/chain/preflight");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].method, "OPTIONS");
+}
+
+#[test]
+fn eight_credentials_are_read_and_a_ninth_is_malformed() {
+    let good = String::from_utf8(bearer(&token("RS256", json!({})))).expect("ASCII");
+    let with = |basics: usize| {
+        let mut list = vec!["Basic dXNlcjpwYXNz"; basics];
+        list.push(&good);
+        list.join(", ")
+    };
+    let r = raw_get("/jwt/credentials", &[("Authorization", with(7).as_bytes())]);
+    echoed(&r);
+    let r = raw_get("/jwt/credentials", &[("Authorization", with(8).as_bytes())]);
+    assert_eq!(r.status, 400, "{}", show(&r));
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|w| w.contains("too many credentials")),
+        "{}",
+        show(&r)
+    );
+}
