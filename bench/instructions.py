@@ -11,8 +11,14 @@ worker thread's total. What the counts leave out: the kernel (sockets), and the
 client. What they include: Envoy's C++, V8's generated code for the module, and
 for External, the auth service listener (in the same worker, for both variants).
 
-Usage: instructions.py WORKDIR VALGRIND_PID N DOC|-
+Envoy under valgrind holds only a few Wasm VMs (each V8 memory reserves its
+guard regions in valgrind's address space), so scripts/bench-instructions runs
+the variants in passes, one Envoy each with only their listeners:
+
+Usage: instructions.py measure WORKDIR VALGRIND_PID N VARIANT...  (adds to WORKDIR/instructions.json)
+       instructions.py report WORKDIR N DOC|-                      (the table, from instructions.json)
 """
+import json
 import glob
 import http.client
 import os
@@ -27,29 +33,62 @@ END = "<!-- instructions:end -->"
 VARIANTS = [
     # (name, listener, how requests authenticate)
     ("plain", "plain", None),
+    # The floor with each variant's request: no credentials, the token, the cookie.
+    ("floor", "floor", None),
+    ("floor_token", "floor", "token"),
+    ("floor_cookie", "floor", "cookie"),
     ("native_jwt_cache", "native_jwt_cache", "token"),
     ("pc_jwt", "pc_jwt", "token"),
     ("native_jwt_distinct", "native_jwt", "tokens"),
     ("pc_jwt_distinct", "pc_jwt", "tokens"),
     ("native_ext_authz", "native_ext_authz", None),
     ("pc_external", "pc_external", None),
+    ("native_oauth2", "native_oauth2", "cookie_oauth2"),
     ("pc_oidc", "pc_oidc", "cookie"),
+    # The floor module with one more thing each (bench/floor): what it costs.
+    ("floor_callbacks", "floor_callbacks", None),
+    ("floor_header", "floor_header", "token"),
+    ("floor_property", "floor_property", None),
+    ("floor_route_name", "floor_route_name", None),
+    ("floor_time", "floor_time", None),
 ]
+# Each Portcullis variant's counterpart among Envoy's own filters.
+NATIVE = {
+    "pc_jwt": "native_jwt_cache",
+    "pc_jwt_distinct": "native_jwt_distinct",
+    "pc_external": "native_ext_authz",
+    "pc_oidc": "native_oauth2",
+}
+# The floor each Portcullis variant compares with: the same request.
+FLOOR = {
+    "pc_jwt": "floor_token",
+    "pc_jwt_distinct": "floor_token",
+    "pc_external": "floor",
+    "pc_oidc": "floor_cookie",
+}
 RATIOS = [
-    ("JWT one token vs native jwt_authn with cache", "pc_jwt", "native_jwt_cache"),
-    ("JWT one token vs plain Envoy", "pc_jwt", "plain"),
-    ("JWT distinct tokens vs native jwt_authn without cache", "pc_jwt_distinct", "native_jwt_distinct"),
-    ("External vs native ext_authz", "pc_external", "native_ext_authz"),
-    ("OIDC session check vs plain Envoy", "pc_oidc", "plain"),
+    ("JWT one token vs the floor (goal 0.9)", "pc_jwt", "floor_token"),
+    ("JWT one token vs jwt_authn with cache", "pc_jwt", "native_jwt_cache"),
+    ("JWT distinct tokens vs jwt_authn without cache (goal 0.95)", "pc_jwt_distinct", "native_jwt_distinct"),
+    ("External vs ext_authz (goal 0.9)", "pc_external", "native_ext_authz"),
+    ("OIDC session vs the floor (goal 0.85)", "pc_oidc", "floor_cookie"),
+    ("OIDC session vs Envoy's oauth2", "pc_oidc", "native_oauth2"),
 ]
 
 
 def main():
-    work, pid, n, doc = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if sys.argv[1] == "measure":
+        measure(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
+    else:
+        report(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+
+
+def measure(work, pid, n, names):
     ports = dict(line.split() for line in open(os.path.join(work, "listeners.txt")) if line.strip())
     token = open(os.path.join(work, "token.txt")).read().split()[0]
     tokens = open(os.path.join(work, "tokens.txt")).read().split()
     cookie = open(os.path.join(work, "cookie.txt")).read().splitlines()[0]
+    cookie_oauth2 = open(os.path.join(work, "cookie_oauth2.txt")).read().splitlines()[0]
     out_prefix = os.path.join(work, "callgrind.out")
     next_token = [0]
 
@@ -65,6 +104,8 @@ def main():
                 next_token[0] += 1
             elif auth == "cookie":
                 headers["Cookie"] = cookie
+            elif auth == "cookie_oauth2":
+                headers["Cookie"] = cookie_oauth2
             conn.request("GET", "/", headers=headers)
             response = conn.getresponse()
             response.read()
@@ -76,8 +117,11 @@ def main():
     def control(*args):
         subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True)
 
-    results = {}
+    results_path = os.path.join(work, "instructions.json")
+    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     for name, listener, auth in VARIANTS:
+        if name not in names:
+            continue
         send(listener, auth, 1000)  # warm-up: V8 tiers hot code up, caches fill
         control("-i", "on")
         control("-z")
@@ -98,10 +142,24 @@ def main():
             sys.exit(f"bench-instructions: no callgrind dump for {name}")
         results[name] = total / n
         print(f"{name:26s} {results[name]:10.0f} instructions/request")
+        json.dump(results, open(results_path, "w"))
 
-    lines = [BEGIN, "| variant | instructions per request | vs plain |", "|---|---:|---:|"]
+
+def report(work, n, doc):
+    results = json.load(open(os.path.join(work, "instructions.json")))
+
+    lines = [BEGIN, "| variant | instructions per request | vs plain | vs its floor | as throughput: vs floor / vs native |",
+             "|---|---:|---:|---:|---:|"]
     for name, _, _ in VARIANTS:
-        lines.append(f"| {name} | {results[name]:,.0f} | +{results[name] - results['plain']:,.0f} |")
+        if name not in results:
+            continue
+        native = NATIVE.get(name)
+        floor = FLOOR.get(name, "floor_token" if name in ("floor_header",) else "floor")
+        as_rate = "-"
+        if name.startswith("pc_"):
+            as_rate = f"{results[floor] / results[name]:.2f}x / {results[native] / results[name]:.2f}x"
+        over_floor = "-" if name.startswith(("plain", "native", "floor")) and name not in ("floor_callbacks", "floor_header", "floor_property", "floor_route_name", "floor_time") else f"{results[name] - results[floor]:+,.0f}"
+        lines.append(f"| {name} | {results[name]:,.0f} | {results[name] - results['plain']:+,.0f} | {over_floor} | {as_rate} |")
     lines += ["", "| goal (as throughput, inverse of instructions) | ratio |", "|---|---:|"]
     for label, ours, theirs in RATIOS:
         ratio = results[theirs] / results[ours]

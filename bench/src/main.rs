@@ -1,7 +1,7 @@
 //! `bench-fixtures`: writes what `scripts/bench` runs against, into one directory.
 //!
 //! ```text
-//! bench-fixtures --dir DIR --base-port P --wasm PATH [--tokens N] [--plugin-extra JSON]
+//! bench-fixtures --dir DIR --base-port P --wasm PATH --floor-dir DIR [--tokens N] [--plugin-extra JSON]
 //! ```
 //!
 //! - `envoy.json`: one Envoy bootstrap (run it with `--concurrency 1`), listeners on
@@ -11,7 +11,13 @@
 //!   they are valid for another day: signing 20k takes a few seconds per core);
 //! - `cookie.txt`: a `Cookie` header value holding a session sealed with the core's
 //!   `oauth2::session` API, whose access token is a JWT of the bench IdP;
+//! - `cookie_oauth2.txt`: a `Cookie` header value holding a valid session of Envoy's
+//!   `oauth2` filter (`BearerToken` encrypted as the filter does, `OauthExpires`,
+//!   `OauthHMAC` over host, expiry and token);
 //! - `listeners.txt`: `name port` lines.
+//!
+//! With `--floor-dir DIR`, the floor listeners run `DIR/<name>.wasm` (see
+//! `bench/floor`).
 //!
 //! Loopback only: every listener and cluster is on 127.0.0.1.
 
@@ -44,7 +50,27 @@ pub const LISTENERS: &[(&str, u16)] = &[
     ("native_ext_authz", 6),
     ("pc_external", 7),
     ("pc_oidc", 8),
+    ("floor", 9),
+    ("native_oauth2", 10),
+    ("floor_callbacks", 11),
+    ("floor_header", 12),
+    ("floor_property", 13),
+    ("floor_route_name", 14),
+    ("floor_time", 15),
 ];
+/// The floor modules (`bench/floor`): the do-nothing module, then one variant per
+/// host call or callback it adds (listener names; `<name>.wasm` in `--floor-dir`).
+const FLOORS: &[&str] = &[
+    "floor",
+    "floor_callbacks",
+    "floor_header",
+    "floor_property",
+    "floor_route_name",
+    "floor_time",
+];
+/// Envoy's `oauth2` filter: its HMAC secret (also the key its token cookies are
+/// encrypted with) and client secret, as static generic secrets.
+const OAUTH2_HMAC_SECRET: &str = "bench-hmac-secret";
 const ADMIN_OFFSET: u16 = 20;
 
 fn now() -> u64 {
@@ -161,6 +187,53 @@ fn wasm(name: &str, wasm: &Path, plugin: &Value) -> Value {
     })
 }
 
+/// A module that reads no configuration (the floor modules).
+fn bare_wasm(name: &str, wasm: &Path) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } }
+                }
+            }
+        }
+    })
+}
+
+/// Envoy's `oauth2` filter, forwarding the access token as `Authorization` like
+/// Portcullis's OAuth2 filter; its IdP is the bench IdP listener.
+fn native_oauth2(origin: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.oauth2",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.oauth2.v3.OAuth2",
+            "config": {
+                "token_endpoint": { "cluster": "bench_idp", "uri": format!("{ISSUER}/token"), "timeout": "5s" },
+                "authorization_endpoint": format!("{ISSUER}/auth"),
+                "redirect_uri": format!("{origin}/callback"),
+                "redirect_path_matcher": { "path": { "exact": "/callback" } },
+                "signout_path": { "path": { "exact": "/signout" } },
+                "forward_bearer_token": true,
+                "credentials": {
+                    "client_id": "bench",
+                    "token_secret": { "name": "oauth2_client_secret" },
+                    "hmac_secret": { "name": "oauth2_hmac_secret" }
+                },
+                "auth_scopes": ["openid"]
+            }
+        }
+    })
+}
+
+fn generic_secret(name: &str, value: &str) -> Value {
+    json!({ "name": name, "generic_secret": { "secret": { "inline_string": value } } })
+}
+
 fn jwt_authn(cache: bool) -> Value {
     let mut provider = json!({
         "issuer": ISSUER,
@@ -234,7 +307,7 @@ fn plugin(mut base: Value, extra: &Value) -> Value {
     base
 }
 
-fn envoy_config(base: u16, wasm_path: &Path, extra: &Value) -> Value {
+fn envoy_config(base: u16, wasm_path: &Path, floor_dir: &Path, extra: &Value) -> Value {
     let port = |name: &str| {
         LISTENERS
             .iter()
@@ -287,7 +360,7 @@ fn envoy_config(base: u16, wasm_path: &Path, extra: &Value) -> Value {
         }),
         extra,
     );
-    let listeners = vec![
+    let mut listeners = vec![
         listener("plain", port("plain"), ok(), vec![]),
         listener("authsvc", port("authsvc"), ok(), vec![]),
         listener(
@@ -340,12 +413,34 @@ fn envoy_config(base: u16, wasm_path: &Path, extra: &Value) -> Value {
             ok(),
             vec![wasm("pc_oidc", wasm_path, &pc_oidc)],
         ),
+        listener(
+            "native_oauth2",
+            port("native_oauth2"),
+            ok(),
+            vec![native_oauth2(&format!(
+                "http://127.0.0.1:{}",
+                port("native_oauth2")
+            ))],
+        ),
     ];
+    for name in FLOORS {
+        let module = floor_dir.join(format!("{name}.wasm"));
+        listeners.push(listener(
+            name,
+            port(name),
+            ok(),
+            vec![bare_wasm(name, &module)],
+        ));
+    }
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": base + ADMIN_OFFSET } } },
         "static_resources": {
             "listeners": listeners,
-            "clusters": [cluster("bench_auth", port("authsvc")), cluster("bench_idp", port("idp"))]
+            "clusters": [cluster("bench_auth", port("authsvc")), cluster("bench_idp", port("idp"))],
+            "secrets": [
+                generic_secret("oauth2_client_secret", "bench-secret"),
+                generic_secret("oauth2_hmac_secret", OAUTH2_HMAC_SECRET)
+            ]
         }
     })
 }
@@ -410,6 +505,42 @@ fn session_cookie(access_token: &str, expires: u64) -> String {
     format!("{name}={sealed}")
 }
 
+/// A valid session of Envoy's `oauth2` filter for `host` (the `Host` header the
+/// client sends): the access token encrypted as the filter does (AES-256-CBC,
+/// key SHA-256 of the HMAC secret, base64url of IV and ciphertext), and the
+/// HMAC-SHA256 (base64) of `host`, expiry, token, ID token and refresh token
+/// joined by newlines, over the token as decrypted.
+fn oauth2_cookie(host: &str, access_token: &str, expires: u64) -> String {
+    use aes::cipher::{BlockEncrypt, KeyInit};
+    use hmac::Mac;
+    use sha2::Digest;
+    let key = sha2::Sha256::digest(OAUTH2_HMAC_SECRET.as_bytes());
+    let cipher = aes::Aes256::new_from_slice(&key).unwrap_or_else(|_| fail("AES key"));
+    // A fixed IV: the bench needs a valid cookie, not a secret one.
+    let iv = [9u8; 16];
+    let mut plain = access_token.as_bytes().to_vec();
+    let pad = 16 - plain.len() % 16;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let mut out = iv.to_vec();
+    let mut prev = iv;
+    for chunk in plain.chunks(16) {
+        let mut block = aes::Block::default();
+        for (b, (p, c)) in block.iter_mut().zip(chunk.iter().zip(prev.iter())) {
+            *b = p ^ c;
+        }
+        cipher.encrypt_block(&mut block);
+        prev.copy_from_slice(&block);
+        out.extend_from_slice(&block);
+    }
+    let encrypted = b64(&out);
+    let payload = format!("{host}\n{expires}\n{access_token}\n\n");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(OAUTH2_HMAC_SECRET.as_bytes())
+        .unwrap_or_else(|_| fail("HMAC key"));
+    mac.update(payload.as_bytes());
+    let hmac = STANDARD.encode(mac.finalize().into_bytes());
+    format!("OauthHMAC={hmac}; OauthExpires={expires}; BearerToken={encrypted}")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {
@@ -428,6 +559,8 @@ fn main() {
         .unwrap_or_else(|| "20000".into())
         .parse()
         .unwrap_or_else(|_| fail("--tokens: not a number"));
+    let floor_dir =
+        PathBuf::from(flag("--floor-dir").unwrap_or_else(|| fail("--floor-dir is required")));
     let extra: Value = flag("--plugin-extra")
         .map(|s| serde_json::from_str(&s).unwrap_or_else(|e| fail(&format!("--plugin-extra: {e}"))))
         .unwrap_or(Value::Null);
@@ -436,7 +569,7 @@ fn main() {
         fs::write(dir.join(name), text).unwrap_or_else(|e| fail(&format!("{name}: {e}")))
     };
 
-    let config = envoy_config(base, &wasm_path, &extra);
+    let config = envoy_config(base, &wasm_path, &floor_dir, &extra);
     write(
         "envoy.json",
         &serde_json::to_string_pretty(&config).unwrap_or_default(),
@@ -457,6 +590,18 @@ fn main() {
     );
     write("token.txt", &format!("{one}\n"));
     write("cookie.txt", &format!("{}\n", session_cookie(&one, exp)));
+    let oauth2_port = LISTENERS
+        .iter()
+        .find(|(n, _)| *n == "native_oauth2")
+        .map(|(_, o)| base + o)
+        .unwrap_or(base);
+    write(
+        "cookie_oauth2.txt",
+        &format!(
+            "{}\n",
+            oauth2_cookie(&format!("127.0.0.1:{oauth2_port}"), &one, exp)
+        ),
+    );
 
     // Distinct tokens are reused while they hold for another day.
     let stamp = dir.join("tokens.exp");

@@ -6,6 +6,7 @@
 //! inside Envoy; the tests here run natively.
 
 pub mod apikey;
+pub mod bytes;
 pub mod config;
 pub mod external;
 pub mod fetch;

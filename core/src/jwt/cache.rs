@@ -158,7 +158,10 @@ impl TokenCache {
         }
         let hash = self.hash(scope, token);
         let entry = self.entries.get(&hash)?;
-        if entry.scope != scope || entry.keys != keys.id() || entry.token.raw != token {
+        if entry.scope != scope
+            || entry.keys != keys.id()
+            || !crate::bytes::same_bytes(entry.token.raw.as_bytes(), token.as_bytes())
+        {
             return None;
         }
         if now >= entry.until {
@@ -385,6 +388,27 @@ mod tests {
 
     fn hs(claims: serde_json::Value) -> String {
         token(json!({"alg": "HS256", "typ": "JWT"}), claims, &hmac())
+    }
+
+    #[test]
+    fn a_token_of_the_same_length_and_tail_is_not_a_hit() {
+        // Same length and last 48 bytes: the same slot, compared in full.
+        let cache = RefCell::new(TokenCache::with_budget(1 << 20));
+        let keys = keys();
+        let t = hs(json!({"sub": "a", "exp": NOW + 600.0}));
+        let verified = Arc::new(verify_token(&t, &keys, &policy(), NOW).unwrap());
+        cache.borrow_mut().insert(1, &keys, verified, NOW);
+        assert!(cache
+            .borrow_mut()
+            .get(1, &t, &keys, &policy(), NOW)
+            .is_some());
+        let mut forged = t.clone().into_bytes();
+        forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(cache
+            .borrow_mut()
+            .get(1, &forged, &keys, &policy(), NOW)
+            .is_none());
     }
 
     #[test]

@@ -475,7 +475,9 @@ impl SessionCache {
     /// its cookie has not expired at `now`.
     pub fn get(&self, name: &str, sealed: &str, now: f64) -> Option<std::sync::Arc<Session>> {
         let e = self.entries.get(&self.key(name, sealed))?;
-        (e.name == name && e.sealed == sealed && (e.expires as f64) > now)
+        (e.name == name
+            && crate::bytes::same_bytes(e.sealed.as_bytes(), sealed.as_bytes())
+            && (e.expires as f64) > now)
             .then(|| std::sync::Arc::clone(&e.session))
     }
 
