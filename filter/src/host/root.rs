@@ -167,14 +167,7 @@ impl Root {
                     |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                     false,
                 );
-                let filters: Vec<usize> = shared
-                    .idps
-                    .borrow()
-                    .iter()
-                    .filter(|s| s.jwks == Some(source))
-                    .map(|s| s.filter)
-                    .collect();
-                for filter in filters {
+                for filter in shared.idps_using_jwks(source) {
                     if shared.idp_ready(filter) {
                         wake_all(
                             shared,
@@ -205,14 +198,7 @@ impl Root {
                     |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                     true,
                 );
-                let filters: Vec<usize> = shared
-                    .idps
-                    .borrow()
-                    .iter()
-                    .filter(|s| s.jwks == Some(source))
-                    .map(|s| s.filter)
-                    .collect();
-                for filter in filters {
+                for filter in shared.idps_using_jwks(source) {
                     wake_all(
                         shared,
                         |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),

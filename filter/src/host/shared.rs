@@ -188,13 +188,27 @@ impl Shared {
         }
     }
 
-    fn idp_documents(&self, index: usize) -> (Option<Arc<Discovery>>, Option<Arc<KeySet>>) {
-        let slot = self
-            .idps
+    /// The IdP slot of OAuth2 filter `index`.
+    fn idp_slot(&self, index: usize) -> Option<IdpSlot> {
+        self.idps
             .borrow()
             .iter()
             .find(|s| s.filter == index)
-            .cloned();
+            .cloned()
+    }
+
+    /// The OAuth2 filters whose IdP's keys are JWK Set `source`.
+    pub fn idps_using_jwks(&self, source: usize) -> Vec<usize> {
+        self.idps
+            .borrow()
+            .iter()
+            .filter(|s| s.jwks == Some(source))
+            .map(|s| s.filter)
+            .collect()
+    }
+
+    fn idp_documents(&self, index: usize) -> (Option<Arc<Discovery>>, Option<Arc<KeySet>>) {
+        let slot = self.idp_slot(index);
         let Some(slot) = slot else {
             return (None, None);
         };
@@ -226,12 +240,7 @@ impl Shared {
     /// [`Shared::keys_awaited`] for an OAuth2 filter's IdP: its discovery
     /// document, then the JWK Set that names.
     pub fn idp_awaited(&self, index: usize) -> bool {
-        let slot = self
-            .idps
-            .borrow()
-            .iter()
-            .find(|s| s.filter == index)
-            .cloned();
+        let slot = self.idp_slot(index);
         let Some(slot) = slot else {
             return false;
         };
@@ -327,11 +336,7 @@ impl KeyProvider for Shared {
     }
 
     fn idp_keys_source(&self, index: usize) -> Option<usize> {
-        self.idps
-            .borrow()
-            .iter()
-            .find(|s| s.filter == index)
-            .and_then(|s| s.jwks)
+        self.idp_slot(index).and_then(|s| s.jwks)
     }
 
     fn oauth2_resume(
