@@ -7,7 +7,9 @@ use serde_json::json;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    /// Lower-case names; values are bytes (RFC 9110 §5.5: a value an auth
+    /// service sent with obs-text reaches the client as it was sent).
+    pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
 }
 
@@ -17,23 +19,35 @@ impl Response {
         let body = json!({ "message": message, "status_code": status }).to_string();
         Response {
             status,
-            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            headers: vec![("content-type".to_string(), b"application/json".to_vec())],
             body: body.into_bytes(),
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// The first value of `name` (any case) as bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name` (any case) when it is text (UTF-8); `None`
+    /// when absent or not UTF-8 (read [`Response::header_bytes`] then).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// Sets a header, replacing any value of the same name.
-    pub fn set_header(&mut self, name: &str, value: &str) {
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_string()));
+        self.push_header(name, value.as_ref());
+    }
+
+    /// Adds a further value of `name` (a second `Set-Cookie`).
+    pub fn push_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
     }
 }
 
@@ -88,9 +102,13 @@ pub fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Whether a header value can be sent as is (no CR, LF or NUL).
-pub fn is_header_value(value: &str) -> bool {
-    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+/// Whether a header value (bytes or text) can be sent as is (no CR, LF or
+/// NUL; obs-text, bytes 0x80–0xFF, is allowed: RFC 9110 §5.5).
+pub fn is_header_value(value: impl AsRef<[u8]>) -> bool {
+    !value
+        .as_ref()
+        .iter()
+        .any(|b| *b == b'\r' || *b == b'\n' || *b == 0)
 }
 
 /// Text safe inside a quoted-string of `WWW-Authenticate` (RFC 6750 §3).

@@ -150,7 +150,10 @@ impl Stored {
         match STANDARD.decode(&self.body) {
             Ok(body) => CalloutAnswer::Http {
                 status: self.status,
-                headers: vec![("age".to_string(), format!("{}", age.max(0.0) as u64))],
+                headers: vec![(
+                    "age".to_string(),
+                    format!("{}", age.max(0.0) as u64).into_bytes(),
+                )],
                 body,
             },
             Err(_) => CalloutAnswer::Failed {
@@ -320,7 +323,7 @@ mod tests {
         let slot = l.settle(Some(&slot), &k, &ok("{\"access_token\":\"a\"}"), 101.0);
         let shared = |age: &str| CalloutAnswer::Http {
             status: 200,
-            headers: vec![("age".to_string(), age.to_string())],
+            headers: vec![("age".to_string(), age.into())],
             body: b"{\"access_token\":\"a\"}".to_vec(),
         };
         assert_eq!(

@@ -33,15 +33,24 @@ fuzz_target!(|data: &[u8]| {
                 message: rest.to_vec(),
             }
         } else {
-            let text = String::from_utf8_lossy(rest);
-            let mut lines = text.split('\n');
-            let status = lines.next().and_then(|s| s.trim().parse().ok()).unwrap_or(200);
+            // Header values are bytes (obs-text included), as the host hands
+            // them over.
+            let mut lines = rest.split(|b| *b == b'\n');
+            let status = lines
+                .next()
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(200);
             let headers = lines
                 .by_ref()
                 .take(200)
                 .map(|l| {
-                    let (n, v) = l.split_once(':').unwrap_or((l, ""));
-                    (n.to_string(), v.to_string())
+                    let colon = l.iter().position(|b| *b == b':').unwrap_or(l.len());
+                    let (n, v) = l.split_at(colon);
+                    (
+                        String::from_utf8_lossy(n).into_owned(),
+                        v.get(1..).unwrap_or_default().to_vec(),
+                    )
                 })
                 .collect();
             CalloutAnswer::Http {

@@ -98,6 +98,7 @@ fn login() -> &'static (String, String) {
         let step = f.check(&request("/app/x", ""), &OAuth2Args::default(), &idp(), NOW, &mut rng());
         if let OAuth2Step::Respond(r) = step {
             for (n, v) in &r.headers {
+                let v = String::from_utf8_lossy(v);
                 if n.eq_ignore_ascii_case("set-cookie") && v.starts_with("portcullis_state.") {
                     out.0 = v.split(';').next().unwrap_or_default().to_string();
                 }
@@ -148,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
         let answer = match (selector >> 1) & 3 {
             0 => CalloutAnswer::Http {
                 status: 200,
-                headers: vec![("content-type".to_string(), "application/json".to_string())],
+                headers: vec![("content-type".to_string(), b"application/json".to_vec())],
                 body: body_bytes,
             },
             1 => CalloutAnswer::Http {
@@ -158,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
             },
             2 => CalloutAnswer::Http {
                 status: 500,
-                headers: vec![("content-type".to_string(), body.to_string())],
+                headers: vec![("content-type".to_string(), body.as_bytes().to_vec())],
                 body: body_bytes,
             },
             _ => CalloutAnswer::Failed {

@@ -717,6 +717,7 @@ mod tests {
                 ("set-cookie".into(), "a=1; Path=/; HttpOnly".into()),
                 ("set-cookie".into(), "b=2; Path=/other".into()),
             ],
+            raw_values: vec![],
             body: vec![],
         };
         a.store(&u, &r);
@@ -725,6 +726,7 @@ mod tests {
         let del = Response {
             status: 200,
             headers: vec![("set-cookie".into(), "a=; Path=/; Max-Age=0".into())],
+            raw_values: vec![],
             body: vec![],
         };
         a.store(&u, &del);

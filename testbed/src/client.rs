@@ -16,10 +16,29 @@ pub struct Response {
     pub status: u16,
     /// Names lowercased; order and duplicates kept.
     pub headers: Vec<(String, String)>,
+    /// The bytes of each value in `headers` (same order), exactly as received
+    /// (`headers` has them converted lossily when they are not UTF-8); may be
+    /// empty for a response built by hand.
+    pub raw_values: Vec<Vec<u8>>,
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The exact bytes of the first value of `name` (any case).
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        crate::http::first_header_bytes(&self.headers, &self.raw_values, name)
+    }
+
+    /// The exact bytes of every value of `name` (any case), in order.
+    pub fn headers_all_bytes(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .zip(&self.raw_values)
+            .filter(|((n, _), _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         crate::http::first_header(&self.headers, name)
@@ -143,6 +162,7 @@ fn try_raw(
         return Ok(Response {
             status,
             headers: head.headers,
+            raw_values: head.raw_values,
             body,
         });
     }

@@ -57,6 +57,9 @@ impl Request {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// Headers written after `headers` with their values as these bytes
+    /// (obs-text an auth service sends).
+    pub byte_headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     /// Wait this long before answering (timeouts).
     pub delay: Duration,
@@ -67,6 +70,7 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
+            byte_headers: Vec::new(),
             body: Vec::new(),
             delay: Duration::ZERO,
         }
@@ -86,6 +90,12 @@ impl Reply {
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A header whose value is written as these bytes.
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Reply {
+        self.byte_headers.push((name.to_string(), value.to_vec()));
         self
     }
 
@@ -277,8 +287,14 @@ fn serve_connection(
         if close {
             out.push_str("connection: close\r\n");
         }
-        out.push_str("\r\n");
         let mut bytes = out.into_bytes();
+        for (n, v) in &reply.byte_headers {
+            bytes.extend_from_slice(n.as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(v);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
         if req.method != "HEAD" {
             bytes.extend_from_slice(&reply.body);
         }

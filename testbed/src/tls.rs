@@ -356,6 +356,7 @@ pub fn try_request(
         return Ok(Response {
             status,
             headers: head.headers,
+            raw_values: head.raw_values,
             body,
         });
     }

@@ -12,7 +12,8 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use portcullis_testbed::authz::GrpcAuthServer;
+use portcullis_core::external::proto::{BoolValue, HeaderValue, HeaderValueOption};
+use portcullis_testbed::authz::{denied_response, ok_response, GrpcAuthServer};
 use portcullis_testbed::client::{self, Response};
 use portcullis_testbed::servers::{echo_json, Reply, ScriptedServer};
 use portcullis_testbed::{Echoed, Envoy, EnvoyConfig};
@@ -30,6 +31,26 @@ const UA: &[u8] = b"Mozilla/5.0 (compatible; Spider/1.0; \xa1\xb1; caf\xc3\xa9)"
 /// A `Cookie` whose value is Latin-1.
 const COOKIE: &[u8] = b"theme=\xe9t\xe9; id=42";
 
+/// Header values with obs-text an auth service answers with: a user name in
+/// Latin-1, a challenge and a cookie with bytes that are not UTF-8.
+const OBS_USER: &[u8] = b"Ren\xe9e M\xfcller";
+const OBS_CHALLENGE: &[u8] = b"Basic realm=\"caf\xe9\"";
+const OBS_COOKIE: &[u8] = b"who=Ren\xe9e; Path=/; HttpOnly";
+
+/// A gRPC header option whose value only `raw_value` can carry.
+fn raw_option(name: &str, value: &[u8], append: Option<bool>) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_string(),
+            value: String::new(),
+            raw_value: value.to_vec(),
+        }),
+        append: append.map(|value| BoolValue { value }),
+        append_action: 0,
+        keep_empty_value: false,
+    }
+}
+
 fn fx() -> &'static Fixture {
     static FX: OnceLock<Fixture> = OnceLock::new();
     FX.get_or_init(|| {
@@ -43,7 +64,31 @@ fn fx() -> &'static Fixture {
             let site = r.header("host").unwrap_or("?").to_string();
             Reply::new(302).header("Location", &format!("https://{site}/sign-in?rd=/ext/login"))
         });
+        // Answers with obs-text in their header values.
+        auth.set("/check/ext/obs-allow", Reply::new(200).header_bytes("X-User", OBS_USER));
+        auth.set(
+            "/check/ext/obs-deny",
+            Reply::new(401)
+                .header_bytes("WWW-Authenticate", OBS_CHALLENGE)
+                .header_bytes("Set-Cookie", OBS_COOKIE)
+                .header_bytes("Set-Cookie", b"plain=1; Path=/"),
+        );
         let grpc = GrpcAuthServer::start();
+        grpc.set(
+            "/grpc/obs-allow",
+            ok_response(vec![raw_option("x-user", OBS_USER, None)], &[]),
+        );
+        grpc.set(
+            "/grpc/obs-deny",
+            denied_response(
+                401,
+                vec![
+                    raw_option("www-authenticate", OBS_CHALLENGE, None),
+                    raw_option("set-cookie", OBS_COOKIE, Some(true)),
+                ],
+                "",
+            ),
+        );
         let plugin = json!({
             "clusters": { "auth.test:3000": "authsvc", "grpc-auth.test:9000": "grpcauth" },
             "filters": [
@@ -55,7 +100,8 @@ fn fx() -> &'static Fixture {
                     ]
                 } },
                 { "name": "ext", "External": { "auth_service": "http://auth.test:3000",
-                                               "path_prefix": "/check", "timeout_ms": 2000 } },
+                                               "path_prefix": "/check", "timeout_ms": 2000,
+                                               "allowed_authorization_headers": ["x-user"] } },
                 { "name": "grpc", "External": { "auth_service": "grpc-auth.test:9000", "proto": "grpc",
                                                 "protocol_version": "v3", "timeout_ms": 2000 } }
             ],
@@ -152,6 +198,33 @@ fn obs_text_reaches_the_http_auth_service_and_the_upstream_byte_for_byte() {
     assert_eq!(up.header_bytes("user-agent"), Some(UA));
     assert_eq!(up.header_bytes("cookie"), Some(COOKIE));
     assert_eq!(up.header_bytes("authorization"), Some(authz));
+}
+
+#[test]
+fn an_http_auth_services_obs_text_header_reaches_the_upstream_byte_for_byte() {
+    let up = echoed(&raw_get("/ext/obs-allow", &[]));
+    assert_eq!(up.header_bytes("x-user"), Some(OBS_USER));
+}
+
+#[test]
+fn an_http_auth_services_obs_text_denial_headers_reach_the_client_byte_for_byte() {
+    let r = raw_get("/ext/obs-deny", &[]);
+    assert_eq!(r.status, 401, "{}", show(&r));
+    assert_eq!(r.header_bytes("www-authenticate"), Some(OBS_CHALLENGE));
+    assert_eq!(
+        r.headers_all_bytes("set-cookie"),
+        vec![OBS_COOKIE, b"plain=1; Path=/".as_slice()]
+    );
+}
+
+#[test]
+fn a_grpc_auth_services_obs_text_raw_values_reach_the_upstream_and_the_client() {
+    let up = echoed(&raw_get("/grpc/obs-allow", &[]));
+    assert_eq!(up.header_bytes("x-user"), Some(OBS_USER));
+    let r = raw_get("/grpc/obs-deny", &[]);
+    assert_eq!(r.status, 401, "{}", show(&r));
+    assert_eq!(r.header_bytes("www-authenticate"), Some(OBS_CHALLENGE));
+    assert_eq!(r.header_bytes("set-cookie"), Some(OBS_COOKIE));
 }
 
 #[test]

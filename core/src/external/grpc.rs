@@ -199,13 +199,15 @@ fn action(option: &HeaderValueOption) -> Action {
     }
 }
 
-/// The name and value of a `HeaderValueOption` that can be applied.
-fn name_value(option: &HeaderValueOption) -> Option<(&str, &str)> {
+/// The name and value of a `HeaderValueOption` that can be applied: `value`,
+/// or the bytes of `raw_value` when `value` is empty (a value with obs-text
+/// only `raw_value` can carry), copied as they are.
+fn name_value(option: &HeaderValueOption) -> Option<(&str, &[u8])> {
     let header = option.header.as_ref()?;
     let value = if header.value.is_empty() && !header.raw_value.is_empty() {
-        std::str::from_utf8(&header.raw_value).ok()?
+        header.raw_value.as_slice()
     } else {
-        header.value.as_str()
+        header.value.as_bytes()
     };
     let name = header.key.as_str();
     settable_header(name, value).then_some((name, value))
@@ -297,16 +299,12 @@ pub(super) fn read(
                 };
                 // Envoy: on a local reply `append: true` adds, anything else sets.
                 match action(option) {
-                    Action::Append => response
-                        .headers
-                        .push((name.to_ascii_lowercase(), value.to_string())),
+                    Action::Append => response.push_header(name, value),
                     _ => response.set_header(name, value),
                 }
             }
-            if !response.body.is_empty() && response.header("content-type").is_none() {
-                response
-                    .headers
-                    .push(("content-type".to_string(), "text/plain".to_string()));
+            if !response.body.is_empty() && response.header_bytes("content-type").is_none() {
+                response.push_header("content-type", "text/plain");
             }
             Ok(ExternalOutcome::Deny(response))
         }

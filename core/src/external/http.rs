@@ -80,7 +80,7 @@ pub(super) fn build(
 pub(super) fn read(
     f: &ExternalFilter,
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 ) -> Result<ExternalOutcome, String> {
     if !(100..=599).contains(&status) {
@@ -104,7 +104,7 @@ pub(super) fn read(
     // Envoy also honours `x-envoy-auth-headers-to-remove: a, b` on an OK answer
     // (pseudo headers and `host` excepted).
     let removals = if status == 200 {
-        headers_to_remove(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        headers_to_remove(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
     } else {
         Vec::new()
     };
@@ -136,26 +136,27 @@ pub(super) fn read(
         headers: copied.map(|(n, v)| (n.to_ascii_lowercase(), v)).collect(),
         body,
     };
-    if !response.body.is_empty() && response.header("content-type").is_none() {
+    if !response.body.is_empty() && response.header_bytes("content-type").is_none() {
         // Envoy's local reply labels a body it was given without a type.
-        response
-            .headers
-            .push(("content-type".to_string(), "text/plain".to_string()));
+        response.push_header("content-type", "text/plain");
     }
     Ok(ExternalOutcome::Deny(response))
 }
 
-/// Names listed in `x-envoy-auth-headers-to-remove` values.
+/// Names listed in `x-envoy-auth-headers-to-remove` values (a list item that
+/// is not a header name, obs-text included, is skipped).
 pub(super) fn headers_to_remove<'a>(
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) -> Vec<HeaderChange> {
     let mut out: Vec<HeaderChange> = Vec::new();
     for (name, value) in headers {
         if !name.eq_ignore_ascii_case(HEADERS_TO_REMOVE_HEADER) {
             continue;
         }
-        for item in value.split(',') {
-            let item = item.trim();
+        for item in value.split(|b| *b == b',') {
+            let Ok(item) = std::str::from_utf8(item.trim_ascii()) else {
+                continue;
+            };
             if removable_header(item) && !out.iter().any(|c| c.name.eq_ignore_ascii_case(item)) {
                 out.push(HeaderChange::remove(item));
             }

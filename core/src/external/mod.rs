@@ -139,7 +139,9 @@ pub struct Callout {
 pub enum CalloutAnswer {
     Http {
         status: u16,
-        headers: Vec<(String, String)>,
+        /// Names lower-case; values as the service sent their bytes (a value
+        /// with obs-text is copied upstream or to the client unchanged).
+        headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
     },
     Grpc {
@@ -336,7 +338,7 @@ struct SentBody<'a> {
 }
 
 /// A header an auth service names can be set on a request or response.
-fn settable_header(name: &str, value: &str) -> bool {
+fn settable_header(name: &str, value: &[u8]) -> bool {
     is_header_name(name) && is_header_value(value)
 }
 

@@ -96,7 +96,7 @@ fn http_answer(status: u16, headers: &[(&str, &str)], body: &str) -> CalloutAnsw
         status,
         headers: headers
             .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string(), b.as_bytes().to_vec()))
             .collect(),
         body: body.as_bytes().to_vec(),
     }
@@ -419,11 +419,11 @@ fn answer_201_denies_with_its_status_body_and_allowed_headers() {
     assert_eq!(
         r.headers,
         vec![
-            ("www-authenticate".to_string(), "Basic".to_string()),
-            ("x-reason".to_string(), "nope".to_string()),
-            ("set-cookie".to_string(), "a=1".to_string()),
-            ("set-cookie".to_string(), "b=2".to_string()),
-            ("content-type".to_string(), "text/plain".to_string()),
+            ("www-authenticate".to_string(), b"Basic".to_vec()),
+            ("x-reason".to_string(), b"nope".to_vec()),
+            ("set-cookie".to_string(), b"a=1".to_vec()),
+            ("set-cookie".to_string(), b"b=2".to_vec()),
+            ("content-type".to_string(), b"text/plain".to_vec()),
         ]
     );
 }
@@ -511,8 +511,8 @@ fn oversized_answers_are_errors() {
     let f = filter(json!({"auth_service": "auth:3000", "status_on_error": {"code": 401}}));
     let big = "x".repeat(MAX_ANSWER_BYTES + 1);
     assert_eq!(deny(f.read_answer(http_answer(403, &[], &big))).status, 401);
-    let many: Vec<(String, String)> = (0..=MAX_ANSWER_HEADERS)
-        .map(|i| (format!("x-h{i}"), "v".to_string()))
+    let many: Vec<(String, Vec<u8>)> = (0..=MAX_ANSWER_HEADERS)
+        .map(|i| (format!("x-h{i}"), b"v".to_vec()))
         .collect();
     let answer = CalloutAnswer::Http {
         status: 200,
@@ -1047,4 +1047,88 @@ fn check_request_encodes_with_the_right_field_numbers() {
     ];
     let encoded = check.encode_to_vec();
     assert_eq!(encoded, expected);
+}
+
+/// A header value with obs-text (Latin-1 "café", not UTF-8).
+const OBS: &[u8] = b"caf\xe9; path=/";
+
+#[test]
+fn http_answer_obs_text_values_are_copied_as_bytes_upstream_and_to_the_client() {
+    let f = filter(json!({
+        "auth_service": "auth:3000",
+        "allowed_authorization_headers": ["x-user"],
+    }));
+    let answer = |status| CalloutAnswer::Http {
+        status,
+        headers: vec![
+            ("x-user".to_string(), OBS.to_vec()),
+            ("set-cookie".to_string(), OBS.to_vec()),
+        ],
+        body: Vec::new(),
+    };
+    let changes = allow(f.read_answer(answer(200)));
+    assert_eq!(changes[0], HeaderChange::set("x-user", OBS));
+    assert_eq!(changes[1], HeaderChange::set("set-cookie", OBS));
+    let r = deny(f.read_answer(answer(401)));
+    assert_eq!(r.header_bytes("x-user"), Some(OBS));
+    assert_eq!(r.header_bytes("set-cookie"), Some(OBS));
+    // Not text: the text accessor says so rather than guessing.
+    assert_eq!(r.header("set-cookie"), None);
+}
+
+#[test]
+fn grpc_raw_values_with_obs_text_are_copied_as_bytes() {
+    let f = grpc_filter(json!({}));
+    let raw = |key: &str, append| HeaderValueOption {
+        header: Some(proto::HeaderValue {
+            key: key.into(),
+            value: String::new(),
+            raw_value: OBS.to_vec(),
+        }),
+        append: Some(BoolValue { value: append }),
+        append_action: 0,
+        keep_empty_value: false,
+    };
+    let ok = CheckResponse {
+        status: Some(Status::default()),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: vec![raw("x-user", false)],
+            ..Default::default()
+        })),
+    };
+    assert_eq!(
+        allow(f.read_answer(grpc_answer(&ok))),
+        vec![HeaderChange::set("x-user", OBS)]
+    );
+    let denied = CheckResponse {
+        status: Some(Status {
+            code: 7,
+            message: String::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: 401 }),
+            headers: vec![raw("www-authenticate", false), raw("set-cookie", true)],
+            body: String::new(),
+        })),
+    };
+    let r = deny(f.read_answer(grpc_answer(&denied)));
+    assert_eq!(r.header_bytes("www-authenticate"), Some(OBS));
+    assert_eq!(r.header_bytes("set-cookie"), Some(OBS));
+}
+
+#[test]
+fn headers_to_remove_skips_items_that_are_not_names() {
+    let f = filter(json!({"auth_service": "auth:3000"}));
+    let answer = CalloutAnswer::Http {
+        status: 200,
+        headers: vec![(
+            HEADERS_TO_REMOVE_HEADER.to_string(),
+            b"x-a, caf\xe9 , x-b".to_vec(),
+        )],
+        body: Vec::new(),
+    };
+    assert_eq!(
+        allow(f.read_answer(answer)),
+        vec![HeaderChange::remove("x-a"), HeaderChange::remove("x-b")]
+    );
 }

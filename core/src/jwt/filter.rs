@@ -442,7 +442,13 @@ impl JwtFilter {
         }
         for h in &self.error_headers {
             if let Some(value) = h.render(&data) {
-                response.set_header(&h.name, &value);
+                if data.headers.has_opaque() {
+                    // A request header with obs-text went in escaped: its bytes
+                    // come back out (as for injected headers).
+                    response.set_header(&h.name, crate::request::unescape_opaque(&value));
+                } else {
+                    response.set_header(&h.name, &value);
+                }
             }
         }
         if let Some(w) = www_authenticate {

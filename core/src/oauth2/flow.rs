@@ -201,10 +201,7 @@ pub(super) fn on_answer(
                 );
                 log::warn!("OAuth2 filter {}: {detail}", f.name);
                 let mut r = error_page(401, "Sign-in could not be completed", &detail);
-                r.headers.push((
-                    "set-cookie".to_string(),
-                    state_attrs(&origin, 0).clear(&state_cookie),
-                ));
+                r.push_header("set-cookie", state_attrs(&origin, 0).clear(&state_cookie));
                 return OAuth2Step::Respond(r);
             }
             userinfo::apply(f, &mut session, outcome);
@@ -920,7 +917,7 @@ pub(super) fn unauthenticated(
         None => login_redirect(f, request, args, origin, jar, idp, now, random),
     };
     for c in stale {
-        response.headers.push(("set-cookie".to_string(), c));
+        response.push_header("set-cookie", c);
     }
     OAuth2Step::Respond(response)
 }
@@ -997,15 +994,11 @@ fn login_redirect(
     let existing: Vec<&str> = jar.names().filter(|n| f.owns_state_cookie(n)).collect();
     if existing.len() >= MAX_PENDING_LOGINS {
         for n in existing {
-            response
-                .headers
-                .push(("set-cookie".to_string(), attrs.clear(n)));
+            response.push_header("set-cookie", attrs.clear(n));
         }
     }
-    response
-        .headers
-        .push(("set-cookie".to_string(), attrs.set(&state_name, &sealed)));
-    response.headers.push(("set-cookie".to_string(), counted));
+    response.push_header("set-cookie", attrs.set(&state_name, &sealed));
+    response.push_header("set-cookie", counted);
     response
 }
 
@@ -1044,8 +1037,8 @@ pub(super) fn redirect(location: &str) -> Response {
     Response {
         status: 303,
         headers: vec![
-            ("location".to_string(), location.to_string()),
-            ("cache-control".to_string(), "no-store".to_string()),
+            ("location".to_string(), location.into()),
+            ("cache-control".to_string(), "no-store".into()),
         ],
         body: Vec::new(),
     }
@@ -1090,8 +1083,7 @@ fn callback(
     let clear_state = state_attrs(origin, 0).clear(&state_cookie);
     let fail = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
-        r.headers
-            .push(("set-cookie".to_string(), clear_state.clone()));
+        r.push_header("set-cookie", clear_state.clone());
         OAuth2Step::Respond(r)
     };
     if let Some(error) = query_param(&params, "error") {
@@ -1239,7 +1231,12 @@ pub(super) fn read_token_answer(answer: CalloutAnswer) -> Result<TokenAnswer, To
             let age = headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("age"))
-                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .and_then(|(_, v)| {
+                    std::str::from_utf8(v.trim_ascii())
+                        .ok()?
+                        .parse::<u64>()
+                        .ok()
+                })
                 .unwrap_or(0);
             (body, age)
         }
@@ -1377,8 +1374,7 @@ fn code_answer(
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let fail = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
-        r.headers
-            .push(("set-cookie".to_string(), clear_state.clone()));
+        r.push_header("set-cookie", clear_state.clone());
         OAuth2Step::Respond(r)
     };
     let tokens = match read_token_answer(answer) {
@@ -1434,8 +1430,7 @@ fn check_login_tokens(
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let fail_page = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
-        r.headers
-            .push(("set-cookie".to_string(), clear_state.clone()));
+        r.push_header("set-cookie", clear_state.clone());
         r
     };
     let fail = |status: u16, detail: &str| OAuth2Step::Respond(fail_page(status, detail));
@@ -1584,7 +1579,7 @@ fn finish_login(
         redirect(&target)
     };
     for c in cookies {
-        response.headers.push(("set-cookie".to_string(), c));
+        response.push_header("set-cookie", c);
     }
     OAuth2Step::Respond(response)
 }
@@ -1601,9 +1596,9 @@ fn continue_page(target: &str) -> Response {
         headers: vec![
             (
                 "content-type".to_string(),
-                "text/html; charset=utf-8".to_string(),
+                "text/html; charset=utf-8".into(),
             ),
-            ("cache-control".to_string(), "no-store".to_string()),
+            ("cache-control".to_string(), "no-store".into()),
         ],
         body: body.into_bytes(),
     }
@@ -1789,7 +1784,7 @@ fn logout(
     };
     let mut response = redirect(&location);
     for c in clear_session(f, origin, jar) {
-        response.headers.push(("set-cookie".to_string(), c));
+        response.push_header("set-cookie", c);
     }
     OAuth2Step::Respond(response)
 }

@@ -62,7 +62,7 @@ pub(super) fn refused(
     log::warn!("OAuth2 filter {}: {detail}", f.name);
     let mut page = error_page(401, "Signed in, but the session was refused", &detail);
     for c in clear_session(f, origin, jar) {
-        page.headers.push(("set-cookie".to_string(), c));
+        page.push_header("set-cookie", c);
     }
     OAuth2Step::Respond(page)
 }
@@ -95,8 +95,7 @@ pub(super) fn count_login(
         let retry = LOGIN_WINDOW
             .saturating_sub(now_s.saturating_sub(since))
             .max(1);
-        page.headers
-            .push(("retry-after".to_string(), retry.to_string()));
+        page.push_header("retry-after", retry.to_string());
         return Err(page);
     }
     let left = LOGIN_WINDOW

@@ -1195,9 +1195,9 @@ pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
         headers: vec![
             (
                 "content-type".to_string(),
-                "text/html; charset=utf-8".to_string(),
+                "text/html; charset=utf-8".into(),
             ),
-            ("cache-control".to_string(), "no-store".to_string()),
+            ("cache-control".to_string(), "no-store".into()),
         ],
         body: body.into_bytes(),
     }

@@ -194,11 +194,11 @@ fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
     }
 }
 
-fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
+fn set_cookies<V: AsRef<[u8]>>(headers: &[(String, V)]) -> Vec<String> {
     headers
         .iter()
         .filter(|(n, _)| n == "set-cookie")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| String::from_utf8(v.as_ref().to_vec()).unwrap())
         .collect()
 }
 
@@ -1657,7 +1657,7 @@ fn signed_userinfo_answers_are_verified() {
         status: 200,
         headers: vec![(
             "content-type".to_string(),
-            "application/jwt; charset=utf-8".to_string(),
+            b"application/jwt; charset=utf-8".to_vec(),
         )],
         body: token(
             json!({"alg": "RS256", "kid": "k1"}),

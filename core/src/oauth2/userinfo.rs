@@ -118,9 +118,9 @@ pub(super) fn read(
     let signed = body.starts_with(b"eyJ")
         || headers.iter().any(|(n, v)| {
             n.eq_ignore_ascii_case("content-type")
-                && v.split(';')
+                && v.split(|b| *b == b';')
                     .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/jwt"))
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/jwt"))
         });
     let claims = if signed {
         match signed_claims(f, body, issuer, keys, now) {

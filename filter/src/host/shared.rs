@@ -414,15 +414,14 @@ pub fn apply_changes(changes: &[HeaderChange]) {
     }
 }
 
+/// Sends `response` as a local reply, header values as bytes (an auth
+/// service's obs-text `Set-Cookie` reaches the client as it was sent).
 fn send(response: &Response) {
-    let headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    if let Err(status) =
-        hostcalls::send_http_response(u32::from(response.status), headers, Some(&response.body))
-    {
+    if let Err(status) = super::abi::send_local_response(
+        u32::from(response.status),
+        &response.headers,
+        &response.body,
+    ) {
         log::warn!("could not send response: {status:?}");
     }
 }
@@ -446,12 +445,6 @@ pub struct Site {
 pub fn read_request() -> Request {
     let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
     Request::from_header_bytes(pairs)
-}
-
-/// A header value as text: the bytes as they are (no copy) when they are UTF-8,
-/// as nearly every header is; converted lossily otherwise.
-fn header_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A request of only the headers `names` (`Config::lean_headers`): one host
@@ -767,10 +760,10 @@ pub fn read_http_answer(body_size: usize) -> CalloutAnswer {
             reason: format!("answer has {} headers", headers.len()),
         };
     }
+    // Values as the service sent their bytes.
     let headers = headers
         .into_iter()
         .filter(|(n, _)| !n.starts_with(':'))
-        .map(|(n, v)| (n, header_text(v)))
         .collect();
     let body = read_buffer(BufferType::HttpCallResponseBody, body_size);
     CalloutAnswer::Http {
