@@ -7,8 +7,14 @@ proxy_on_done, proxy_on_response_body, ...), so Envoy would call them on every
 request for nothing. scripts/build removes those exports; wasm-opt then drops
 the code only they reached.
 
-Usage: unexport.py IN.wasm OUT.wasm NAME [NAME ...]
-Fails when a NAME is not exported (the SDK changed: look again).
+It also gives an export another name (--rename OLD=NEW: Portcullis's own
+portcullis_on_http_call_response becomes proxy_on_http_call_response, the
+SDK's being removed; see filter/src/host/abi.rs) and rewrites a marker string
+of the module's data to one of the same length (--patch OLD=NEW; the string
+must occur exactly once), by which the module knows it was renamed.
+
+Usage: unexport.py IN.wasm OUT.wasm [--rename OLD=NEW]... [--patch OLD=NEW]... NAME...
+Fails when a NAME or an OLD is not there (the SDK changed: look again).
 """
 import sys
 
@@ -37,8 +43,23 @@ def leb(value):
 
 
 def main():
-    src, dst, names = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+    src, dst, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    renames, patches, names = {}, [], set()
+    while args:
+        arg = args.pop(0)
+        if arg in ("--rename", "--patch"):
+            old, _, new = args.pop(0).partition("=")
+            if arg == "--rename":
+                renames[old] = new
+            else:
+                patches.append((old.encode(), new.encode()))
+        else:
+            names.add(arg)
     data = open(src, "rb").read()
+    for old, new in patches:
+        if len(old) != len(new) or data.count(old) != 1:
+            sys.exit(f"unexport: {old!r} is not in {src} exactly once, or {new!r} differs in length")
+        data = data.replace(old, new)
     if data[:4] != b"\0asm":
         sys.exit(f"unexport: {src} is not a WebAssembly module")
     out = bytearray(data[:8])
@@ -58,6 +79,10 @@ def main():
                 _, p4 = read_leb(data, p3)
                 if name in names:
                     removed.add(name)
+                elif name in renames:
+                    removed.add(name)
+                    new = renames[name].encode()
+                    kept.append(leb(len(new)) + new + data[p3 - 1:p4])
                 else:
                     kept.append(data[p:p4])
                 p = p4
@@ -66,7 +91,7 @@ def main():
         else:
             out += data[pos:end]
         pos = end
-    missing = names - removed
+    missing = (names | set(renames)) - removed
     if missing:
         sys.exit(f"unexport: not exported by {src}: {', '.join(sorted(missing))}")
     open(dst, "wb").write(out)

@@ -109,7 +109,8 @@ fn fx() -> &'static Fixture {
                 { "host": "*", "path": "/jwt/*", "filters": [ { "name": "jwt" } ] },
                 { "host": "*", "path": "/ext/*", "filters": [ { "name": "ext" } ] },
                 { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] },
-                { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] }
+                { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] },
+                { "host": "*", "path": "/both/*", "filters": [ { "name": "ext" }, { "name": "grpc" } ] }
             ]
         });
         // A second instance with preflights checked like any request.
@@ -198,6 +199,20 @@ fn obs_text_reaches_the_http_auth_service_and_the_upstream_byte_for_byte() {
     assert_eq!(up.header_bytes("user-agent"), Some(UA));
     assert_eq!(up.header_bytes("cookie"), Some(COOKIE));
     assert_eq!(up.header_bytes("authorization"), Some(authz));
+}
+
+#[test]
+fn after_an_obs_text_http_check_the_next_check_of_the_chain_is_sent_and_answered() {
+    // The HTTP check carries bytes that are not UTF-8, so it is sent with the
+    // host call itself and answered on the root context's tick; the gRPC
+    // check after it must still reach its request.
+    for i in 0..3 {
+        let path = format!("/both/obs-{i}");
+        let up = echoed(&raw_get(&path, &[("User-Agent", UA)]));
+        assert_eq!(up.header_bytes("user-agent"), Some(UA));
+        assert_eq!(fx().auth.requests_to(&format!("/check{path}")).len(), 1);
+        assert_eq!(fx().grpc.checks_of(&path).len(), 1);
+    }
 }
 
 #[test]

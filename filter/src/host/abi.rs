@@ -1,14 +1,71 @@
 //! Host calls with header values as bytes, where the SDK (proxy-wasm 0.2.5)
-//! takes them only as `&str` (proxy-wasm-rust-sdk issue #26): a local reply.
+//! takes them only as `&str` (proxy-wasm-rust-sdk issue #26): a local reply,
+//! and an HTTP callout.
 //!
 //! HTTP header values are bytes (RFC 9110 §5.5: obs-text, 0x80–0xFF, is
 //! allowed); a value an auth service sent with obs-text must reach the client
-//! as it was sent, which a `&str` cannot carry.
+//! as it was sent, and a client's must reach the auth service, which a `&str`
+//! cannot carry.
+//!
+//! The SDK routes a callout's answer by the token its own `dispatch_http_call`
+//! registered, and panics (`invalid token_id`) on any other: a callout sent
+//! here must have its answer taken before the SDK sees it. This module exports
+//! `portcullis_on_http_call_response`, which `scripts/build` makes the
+//! module's `proxy_on_http_call_response` (the SDK's export is dropped) and
+//! marks as done by rewriting [`CALLBACK_MARKER`]'s bytes. It reads the answer
+//! of a callout sent here and keeps it for the root context's next tick
+//! ([`take_answers`]: 10 ms later, the tick is sped up), where the request goes
+//! on as a woken one does; every other answer goes to the SDK's dispatcher as
+//! before. A module built without `scripts/build` keeps the SDK's export, and
+//! [`bytes_callouts`] says no: the caller then sends text.
 
+use portcullis_core::external::CalloutAnswer;
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// Rewritten by `scripts/build` (same length) once
+/// `portcullis_on_http_call_response` is the module's
+/// `proxy_on_http_call_response`.
+#[used]
+static CALLBACK_MARKER: [u8; 36] = *b"portcullis-http-call-callback:sdk---";
+/// What `scripts/build` writes.
+const OWN_CALLBACK: [u8; 36] = *b"portcullis-http-call-callback:own---";
+
+/// Whether this module takes the answers of callouts sent with
+/// [`dispatch_http_call`] (see the module's documentation).
+pub fn bytes_callouts() -> bool {
+    // SAFETY: a read of an initialised static; volatile, so that the compiler
+    // reads the bytes the build step may have rewritten.
+    let marker = unsafe { std::ptr::read_volatile(&CALLBACK_MARKER) };
+    marker == OWN_CALLBACK
+}
+
+thread_local! {
+    /// Tokens of callouts sent with [`dispatch_http_call`], not answered yet.
+    static SENT: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Their answers, for the root context's tick.
+    static ANSWERS: RefCell<Vec<(u32, CalloutAnswer)>> = const { RefCell::new(Vec::new()) };
+}
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    /// Proxy-Wasm ABI 0.2.1 `proxy_http_call`, with a `u32` status.
+    #[link_name = "proxy_http_call"]
+    fn host_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
+
     /// Proxy-Wasm ABI 0.2.1 `proxy_send_local_response`. Declared here with a
     /// `u32` status (any value the host returns is a valid `u32`).
     #[link_name = "proxy_send_local_response"]
@@ -53,6 +110,107 @@ pub fn encode_header_map<'a>(
     Some(out)
 }
 
+extern "C" {
+    /// The SDK's `proxy_on_http_call_response` (its dispatcher), which the
+    /// module no longer exports once built: answers of its own callouts go on
+    /// to it.
+    #[link_name = "proxy_on_http_call_response"]
+    fn sdk_on_http_call_response(
+        context_id: u32,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        num_trailers: usize,
+    );
+}
+
+fn status_of(code: u32) -> Status {
+    match code {
+        0 => Status::Ok,
+        1 => Status::NotFound,
+        2 => Status::BadArgument,
+        3 => Status::SerializationFailure,
+        4 => Status::ParseFailure,
+        7 => Status::Empty,
+        8 => Status::CasMismatch,
+        _ => Status::InternalFailure,
+    }
+}
+
+/// Sends an HTTP callout to `cluster` with these headers (pseudo-headers
+/// included; values as bytes) and `body`; its answer is kept for
+/// [`take_answers`]. Use only when [`bytes_callouts`] says so. Returns the
+/// token; `Err` when Envoy refuses (an unknown cluster: `BadArgument`).
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    let map = encode_header_map(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        .ok_or(Status::BadArgument)?;
+    let trailers = encode_header_map(std::iter::empty()).ok_or(Status::BadArgument)?;
+    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let mut token = 0u32;
+    // SAFETY: every pointer is valid for its length during the call (the host
+    // copies what it reads), and `token` is a valid place for the host to write.
+    let code = unsafe {
+        host_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            map.as_ptr(),
+            map.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    };
+    match status_of(code) {
+        Status::Ok => {
+            SENT.with(|sent| sent.borrow_mut().push(token));
+            Ok(token)
+        }
+        status => Err(status),
+    }
+}
+
+/// The answers of callouts sent with [`dispatch_http_call`] since the last
+/// call, with their tokens (for the root context's tick).
+pub fn take_answers() -> Vec<(u32, CalloutAnswer)> {
+    ANSWERS.with(|answers| std::mem::take(&mut *answers.borrow_mut()))
+}
+
+/// The module's `proxy_on_http_call_response` once built (see the module's
+/// documentation): an answer to a callout sent with [`dispatch_http_call`] is
+/// read now (its headers and body exist only during this call) and kept for
+/// the tick, which is sped up to deliver it; any other goes to the SDK.
+#[no_mangle]
+pub extern "C" fn portcullis_on_http_call_response(
+    context_id: u32,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+    num_trailers: usize,
+) {
+    let ours = SENT.with(|sent| {
+        let mut sent = sent.borrow_mut();
+        let at = sent.iter().position(|t| *t == token);
+        at.map(|at| sent.swap_remove(at)).is_some()
+    });
+    if ours {
+        let answer = super::shared::read_http_answer(body_size);
+        ANSWERS.with(|answers| answers.borrow_mut().push((token, answer)));
+        // The host calls this in the root context, whose tick delivers it.
+        let _ = hostcalls::set_tick_period(super::shared::FAST_TICK);
+        return;
+    }
+    // SAFETY: the SDK's own exported callback, called as the host would.
+    unsafe { sdk_on_http_call_response(context_id, token, num_headers, body_size, num_trailers) }
+}
+
 /// Sends a local reply: `status`, these headers (values as bytes), `body`.
 /// Unlike the SDK's `send_http_response`, an unexpected host status is an
 /// `Err`, not a panic.
@@ -78,14 +236,9 @@ pub fn send_local_response(
             -1,
         )
     };
-    match status {
-        0 => Ok(()),
-        1 => Err(Status::NotFound),
-        2 => Err(Status::BadArgument),
-        3 => Err(Status::SerializationFailure),
-        4 => Err(Status::ParseFailure),
-        7 => Err(Status::Empty),
-        _ => Err(Status::InternalFailure),
+    match status_of(status) {
+        Status::Ok => Ok(()),
+        status => Err(status),
     }
 }
 

@@ -462,31 +462,38 @@ pub fn read_lean_request(names: &[String]) -> Request {
     Request::lean_bytes(pairs)
 }
 
-/// `dispatch_http_call` with header values as bytes. The SDK takes `&str`
-/// values (proxy-wasm-rust-sdk issue #26) but only ever reads their length and
-/// bytes (`serialize_map`); a value that is not UTF-8 (a client's obs-text
-/// header passed to an auth service) is handed over as such.
+/// Sends an HTTP callout with header values as bytes. Values that are all
+/// UTF-8 (nearly every callout) go through the SDK's `dispatch_http_call`,
+/// which takes `&str`; a callout with a value that is not (a client's obs-text
+/// header passed to an auth service) through the host call itself
+/// (`abi::dispatch_http_call`; its answer comes back on the root context's
+/// tick). In a module not built by `scripts/build` (`abi::bytes_callouts`
+/// false) such a value is sent converted lossily, and that is logged.
 fn dispatch_http_call_bytes(
     cluster: &str,
     headers: &[(String, Vec<u8>)],
     body: &[u8],
     timeout: Duration,
 ) -> Result<u32, proxy_wasm::types::Status> {
-    let headers: Vec<(&str, &str)> = headers
+    let text: Option<Vec<(&str, &str)>> = headers
         .iter()
-        .map(|(n, v)| {
-            let value = match std::str::from_utf8(v) {
-                Ok(text) => text,
-                // SAFETY: proxy-wasm 0.2.5's `dispatch_http_call` passes the
-                // value to `utils::serialize_map`, which only calls `len()` and
-                // `as_bytes()` on it: no operation that relies on UTF-8. The
-                // version is pinned (`=0.2.5`) so an upgrade re-checks this.
-                Err(_) => unsafe { std::str::from_utf8_unchecked(v) },
-            };
-            (n.as_str(), value)
-        })
+        .map(|(n, v)| Some((n.as_str(), std::str::from_utf8(v).ok()?)))
         .collect();
-    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+    if let Some(text) = text {
+        return hostcalls::dispatch_http_call(cluster, text, Some(body), vec![], timeout);
+    }
+    if super::abi::bytes_callouts() {
+        return super::abi::dispatch_http_call(cluster, headers, body, timeout);
+    }
+    log::warn!(
+        "a callout header value is not UTF-8 and this module was not built by scripts/build: sent converted (U+FFFD)"
+    );
+    let lossy: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v)))
+        .collect();
+    let text = lossy.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    hostcalls::dispatch_http_call(cluster, text, Some(body), vec![], timeout)
 }
 
 /// Carries out `step` for a request and keeps going until it forwards, answers
