@@ -334,11 +334,95 @@ impl Request {
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")
     }
+
+    /// The path rules match ([`match_path`] of [`Request::path_only`]).
+    pub fn match_path(&self) -> std::borrow::Cow<'_, str> {
+        match_path(self.path_only())
+    }
+}
+
+/// `path` as an upstream that decodes it sees it, for rule matching:
+/// percent-escapes decoded once (`%61dmin` is `admin`, `%2F` is `/`), runs of
+/// `/` merged, and dot segments removed (RFC 3986 §5.2.4: `/a/../b` is `/b`).
+/// A path that needs none of it (nearly every one) is returned as is, without
+/// a copy. Decoded bytes that are not UTF-8 become U+FFFD (matching only; the
+/// request goes on as sent).
+pub fn match_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = path.as_bytes();
+    let plain = !bytes.contains(&b'%') && !bytes.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    // Percent-decoding (an invalid escape stays as it is).
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    // Segments, without empty ones (merged slashes) and dot segments.
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    // A trailing slash (or a last dot segment) keeps the path a directory.
+    let last = decoded.rsplit('/').next().unwrap_or("");
+    if out.is_empty() || decoded.ends_with('/') || last == "." || last == ".." {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn match_path_decodes_merges_and_removes_dot_segments() {
+        for (path, expected) in [
+            ("/api/items", "/api/items"),
+            ("/", "/"),
+            ("/%61dmin/x", "/admin/x"),
+            ("/%41DMIN/x", "/ADMIN/x"),
+            ("/public/..%2Fadmin/x", "/admin/x"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("//admin//x", "/admin/x"),
+            ("/a/./b/../c/", "/a/c/"),
+            ("/a/b/..", "/a/"),
+            ("/../../etc", "/etc"),
+            ("/x%zz%4", "/x%zz%4"),
+            ("/a%2561", "/a%61"),
+            ("/caf%C3%A9", "/café"),
+            ("/bad%FF", "/bad\u{fffd}"),
+        ] {
+            assert_eq!(match_path(path), expected, "{path}");
+        }
+        assert!(matches!(
+            match_path("/api/v1.2/x"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -358,6 +442,7 @@ mod tests {
         ]));
         assert_eq!(r.method, "GET");
         assert_eq!(r.path_only(), "/a");
+        assert_eq!(r.match_path(), "/a");
         assert_eq!(r.authority, "example.com");
         assert_eq!(r.request_id, "rid");
         assert_eq!(r.headers.get("accept"), Some("*/*"));

@@ -167,9 +167,10 @@ impl HeaderCondition {
 impl Rule {
     /// Whether this rule covers the request: `host` against `:authority` (a pattern
     /// without a port also matches the authority with its port removed) and
-    /// `path` against the path without query.
+    /// `path` against the path without query, decoded and with dot segments
+    /// removed ([`crate::request::match_path`]).
     pub fn matches(&self, request: &Request) -> bool {
-        self.matches_host(&request.authority) && self.path.is_match(request.path_only())
+        self.matches_host(&request.authority) && self.path.is_match(&request.match_path())
     }
 
     pub fn matches_host(&self, authority: &str) -> bool {

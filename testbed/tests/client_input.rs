@@ -306,6 +306,32 @@ fn the_http_check_carries_the_clients_host_so_a_login_redirect_names_the_site() 
     assert_eq!(checks[0].header("host"), Some("shop.example.com"));
 }
 
+// ---- paths an upstream decodes ----------------------------------------------
+
+#[test]
+fn rules_match_the_path_decoded_merged_and_without_dot_segments() {
+    // Without a token: every spelling of /jwt/... is the JWT rule's, so 401;
+    // an upstream that decodes the path would otherwise serve /jwt/x unchecked.
+    for path in [
+        "/%6Awt/x",
+        "/%6awt/x",
+        "/public/..%2Fjwt/x",
+        "/public/%2e%2e/jwt/x",
+        "/public/../jwt/x",
+        "//jwt/x",
+        "/./jwt//x",
+    ] {
+        let r = raw_get(path, &[]);
+        assert_eq!(r.status, 401, "{path}: {}", show(&r));
+    }
+    // With a good token the request goes on with its path as sent.
+    let good = bearer(&token("RS256", json!({ "sub": "s" })));
+    let up = echoed(&raw_get("/%6Awt/x?q=1", &[("Authorization", &good)]));
+    assert_eq!(up.path, "/%6Awt/x?q=1");
+    // Paths no rule covers, however spelled, pass.
+    echoed(&raw_get("/public/%2e/x", &[]));
+}
+
 // ---- two Authorization lines ------------------------------------------------
 // Envoy joins them with a comma. The rule, in every order: the Bearer
 // credential is found among them (other schemes are skipped), and every Bearer
@@ -340,6 +366,25 @@ fn basic_and_bearer_lines_pass_in_either_order_and_reach_the_upstream_unchanged(
     let both = format!("Basic dXNlcjpwYXNz, {}", String::from_utf8_lossy(&good));
     let r = raw_get("/jwt/one-line", &[("Authorization", both.as_bytes())]);
     assert_eq!(echoed(&r).header("x-sub"), Some("from-bearer"));
+}
+
+#[test]
+fn the_bearer_scheme_is_read_in_any_case_and_with_extra_spaces() {
+    let t = token("RS256", json!({ "sub": "spaced" }));
+    for value in [
+        format!("bearer {t}"),
+        format!("BEARER {t}"),
+        format!("Bearer    {t}"),
+        format!("Bearer {t}   "),
+    ] {
+        let r = raw_get("/jwt/scheme", &[("Authorization", value.as_bytes())]);
+        assert_eq!(echoed(&r).header("x-sub"), Some("spaced"), "{value:?}");
+    }
+    // A tab is not the space RFC 9110 §11.4 puts after the scheme: no
+    // credential Portcullis can read, so no token.
+    let tab = format!("Bearer\t{t}");
+    let r = raw_get("/jwt/scheme", &[("Authorization", tab.as_bytes())]);
+    assert_eq!(r.status, 401, "{}", show(&r));
 }
 
 #[test]
