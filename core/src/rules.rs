@@ -177,7 +177,13 @@ impl Rule {
         if self.host.matches_all() {
             return true;
         }
-        let authority = authority.to_ascii_lowercase();
+        let mut authority = authority.to_ascii_lowercase();
+        // A fully qualified name's trailing dot (`app.example.com.`, which DNS
+        // and Envoy's catch-all virtual host take as the same site) is not part
+        // of the name the rule gives.
+        if let Some(at) = dotted_host_end(&authority) {
+            authority.remove(at);
+        }
         if self.host.is_match(&authority) {
             return true;
         }
@@ -189,6 +195,13 @@ impl Rule {
             None => false,
         }
     }
+}
+
+/// Where the trailing dot of the authority's host is, if it has one.
+fn dotted_host_end(authority: &str) -> Option<usize> {
+    let host = strip_port(authority).unwrap_or(authority);
+    let at = host.len().checked_sub(1)?;
+    (host.ends_with('.') && at > 0).then_some(at)
 }
 
 fn strip_port(authority: &str) -> Option<&str> {

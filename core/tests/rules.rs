@@ -121,12 +121,19 @@ fn host_glob_matches_authority_with_or_without_port() {
         403
     );
     assert_eq!(status(&run(&c, request("API.Example.COM", "/", &[]))), 403);
+    // A fully qualified name's trailing dot, with or without a port.
+    assert_eq!(status(&run(&c, request("api.example.com.", "/", &[]))), 403);
+    assert_eq!(
+        status(&run(&c, request("API.example.com.:8443", "/", &[]))),
+        403
+    );
     assert_eq!(status(&run(&c, request("example.org", "/", &[]))), 200);
     let with_port = config(&format!(
         r#"{{"filters":[{KEYS_A_B}],"rules":[{{"host":"*:8443","path":"*","filters":[{{"name":"a"}}]}}]}}"#
     ));
     assert_eq!(status(&run(&with_port, request("h:8443", "/", &[]))), 403);
     assert_eq!(status(&run(&with_port, request("h:80", "/", &[]))), 200);
+    assert_eq!(status(&run(&with_port, request("h.:8443", "/", &[]))), 403);
 }
 
 #[test]

@@ -110,7 +110,8 @@ fn fx() -> &'static Fixture {
                 { "host": "*", "path": "/ext/*", "filters": [ { "name": "ext" } ] },
                 { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] },
                 { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] },
-                { "host": "*", "path": "/both/*", "filters": [ { "name": "ext" }, { "name": "grpc" } ] }
+                { "host": "*", "path": "/both/*", "filters": [ { "name": "ext" }, { "name": "grpc" } ] },
+                { "host": "app.test", "path": "/hosted/*", "filters": [ { "name": "jwt" } ] }
             ]
         });
         // A second instance with preflights checked like any request.
@@ -140,7 +141,12 @@ fn port() -> u16 {
 
 /// Sends `GET path` with `headers` written byte for byte.
 fn raw_get(path: &str, headers: &[(&str, &[u8])]) -> Response {
-    let mut bytes = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n").into_bytes();
+    raw_get_host("app.test", path, headers)
+}
+
+/// [`raw_get`] with this `Host`.
+fn raw_get_host(host: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
+    let mut bytes = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n").into_bytes();
     for (name, value) in headers {
         bytes.extend_from_slice(name.as_bytes());
         bytes.extend_from_slice(b": ");
@@ -304,6 +310,79 @@ fn the_http_check_carries_the_clients_host_so_a_login_redirect_names_the_site() 
     let checks = fx().auth.requests_to("/check/ext/login");
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].header("host"), Some("shop.example.com"));
+}
+
+// ---- the authority ----------------------------------------------------------
+
+#[test]
+fn a_host_rule_covers_the_authority_in_any_case_with_a_port_or_a_trailing_dot() {
+    for host in [
+        "app.test",
+        "APP.Test",
+        "app.test:10000",
+        "app.test.",
+        "App.Test.:443",
+    ] {
+        let r = raw_get_host(host, "/hosted/x", &[]);
+        assert_eq!(r.status, 401, "Host {host}: {}", show(&r));
+    }
+    // Another site: no rule.
+    echoed(&raw_get_host("other.test", "/hosted/x", &[]));
+}
+
+// ---- HTTP/2 -------------------------------------------------------------------
+
+/// `GET path` over HTTP/2 (cleartext, prior knowledge) with `headers`, by curl;
+/// returns the status line's code and the body.
+fn h2_get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "--http2-prior-knowledge",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ]);
+    cmd.args(["-H", "Host: app.test"]);
+    for (n, v) in headers {
+        cmd.args(["-H", &format!("{n}: {v}")]);
+    }
+    cmd.arg(format!("http://127.0.0.1:{}{path}", port()));
+    let out = cmd.output().expect("curl runs");
+    let text = out.stdout;
+    let at = text
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("curl's status line");
+    let tail = String::from_utf8_lossy(&text[at + 1..]).to_string();
+    let (code, version) = tail.split_once(' ').expect("code and version");
+    assert_eq!(version, "2", "the request went over HTTP/2");
+    (code.parse().expect("status"), text[..at].to_vec())
+}
+
+#[test]
+fn http2_crumbled_cookies_reach_the_auth_service_and_upstream_as_one_cookie_header() {
+    // A browser on HTTP/2 may send each cookie as its own `cookie` field
+    // (RFC 9113 §8.2.3); an auth service reading one Cookie line would miss
+    // the session. Envoy's codec rejoins them with "; " before Portcullis.
+    let (status, body) = h2_get(
+        "/ext/h2-cookies",
+        &[
+            ("cookie", "a=1"),
+            ("cookie", "session=s3cr3t"),
+            ("cookie", "b=2"),
+        ],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let checks = fx().auth.requests_to("/check/ext/h2-cookies");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        checks[0].headers_all("cookie"),
+        vec!["a=1; session=s3cr3t; b=2"]
+    );
+    let up = Echoed::parse(&body);
+    assert_eq!(up.headers_all("cookie"), vec!["a=1; session=s3cr3t; b=2"]);
 }
 
 // ---- paths an upstream decodes ----------------------------------------------
