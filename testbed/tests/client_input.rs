@@ -102,6 +102,9 @@ fn fx() -> &'static Fixture {
                 { "name": "ext", "External": { "auth_service": "http://auth.test:3000",
                                                "path_prefix": "/check", "timeout_ms": 2000,
                                                "allowed_authorization_headers": ["x-user"] } },
+                { "name": "extbody", "External": { "auth_service": "http://auth.test:3000",
+                                                   "path_prefix": "/check", "timeout_ms": 2000,
+                                                   "include_body": { "max_bytes": 64, "allow_partial": false } } },
                 { "name": "grpc", "External": { "auth_service": "grpc-auth.test:9000", "proto": "grpc",
                                                 "protocol_version": "v3", "timeout_ms": 2000 } }
             ],
@@ -111,7 +114,8 @@ fn fx() -> &'static Fixture {
                 { "host": "*", "path": "/grpc/*", "filters": [ { "name": "grpc" } ] },
                 { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] },
                 { "host": "*", "path": "/both/*", "filters": [ { "name": "ext" }, { "name": "grpc" } ] },
-                { "host": "app.test", "path": "/hosted/*", "filters": [ { "name": "jwt" } ] }
+                { "host": "app.test", "path": "/hosted/*", "filters": [ { "name": "jwt" } ] },
+                { "host": "*", "path": "/extbody/*", "filters": [ { "name": "extbody" } ] }
             ]
         });
         // A second instance with preflights checked like any request.
@@ -335,15 +339,20 @@ fn a_host_rule_covers_the_authority_in_any_case_with_a_port_or_a_trailing_dot() 
 /// `GET path` over HTTP/2 (cleartext, prior knowledge) with `headers`, by curl;
 /// returns the status line's code and the body.
 fn h2_get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    curl(&["--http2-prior-knowledge"], path, headers, "2")
+}
+
+/// curl with `args` to `path` with `headers`; checks the HTTP version the
+/// answer came with and returns its status and body.
+fn curl(
+    args: &[&str],
+    path: &str,
+    headers: &[(&str, &str)],
+    version_wanted: &str,
+) -> (u16, Vec<u8>) {
     let mut cmd = std::process::Command::new("curl");
-    cmd.args([
-        "-s",
-        "--http2-prior-knowledge",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code} %{http_version}",
-    ]);
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code} %{http_version}"]);
+    cmd.args(args);
     cmd.args(["-H", "Host: app.test"]);
     for (n, v) in headers {
         cmd.args(["-H", &format!("{n}: {v}")]);
@@ -357,7 +366,7 @@ fn h2_get(path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
         .expect("curl's status line");
     let tail = String::from_utf8_lossy(&text[at + 1..]).to_string();
     let (code, version) = tail.split_once(' ').expect("code and version");
-    assert_eq!(version, "2", "the request went over HTTP/2");
+    assert_eq!(version, version_wanted, "the HTTP version of the answer");
     (code.parse().expect("status"), text[..at].to_vec())
 }
 
@@ -383,6 +392,83 @@ fn http2_crumbled_cookies_reach_the_auth_service_and_upstream_as_one_cookie_head
     );
     let up = Echoed::parse(&body);
     assert_eq!(up.headers_all("cookie"), vec!["a=1; session=s3cr3t; b=2"]);
+}
+
+// ---- bodies: Expect: 100-continue, chunked ---------------------------------
+
+#[test]
+fn a_chunked_body_sent_after_100_continue_reaches_the_auth_service_and_upstream() {
+    // curl sends the headers with `Expect: 100-continue`, waits for Envoy's
+    // `100 Continue`, then the body in chunks (no Content-Length).
+    let body = "user=ren%C3%A9e&action=save";
+    let (status, answer) = curl(
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            body,
+            "--expect100-timeout",
+            "30",
+        ],
+        "/extbody/form",
+        &[
+            ("Expect", "100-continue"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "1.1",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let checks = fx().auth.requests_to("/check/extbody/form");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].body, body.as_bytes());
+    assert_eq!(checks[0].header("x-envoy-auth-partial-body"), Some("false"));
+    assert_eq!(Echoed::parse(&answer).body, body);
+}
+
+#[test]
+fn a_chunked_body_one_byte_past_max_bytes_is_refused_with_413() {
+    let body = "x".repeat(65);
+    let (status, _) = curl(
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            &body,
+            "--expect100-timeout",
+            "30",
+        ],
+        "/extbody/big",
+        &[("Expect", "100-continue"), ("Transfer-Encoding", "chunked")],
+        "1.1",
+    );
+    assert_eq!(status, 413);
+    assert!(fx().auth.requests_to("/check/extbody/big").is_empty());
+    // At the bound: passes.
+    let body = "x".repeat(64);
+    let (status, _) = curl(
+        &["-X", "POST", "--data-binary", &body],
+        "/extbody/at-bound",
+        &[("Transfer-Encoding", "chunked")],
+        "1.1",
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_head_request_is_checked_like_a_get_and_answered_without_a_body() {
+    let head = |headers: &[(&str, &str)]| {
+        let mut all = vec![("Host", "app.test"), ("Connection", "close")];
+        all.extend_from_slice(headers);
+        client::request(port(), "HEAD", "/jwt/head", &all, b"")
+    };
+    let r = head(&[]);
+    assert_eq!(r.status, 401, "{}", show(&r));
+    assert!(r.body.is_empty());
+    let good = format!("Bearer {}", token("RS256", json!({ "sub": "head" })));
+    let r = head(&[("Authorization", &good)]);
+    assert_eq!(r.status, 200, "{}", show(&r));
+    assert!(r.body.is_empty());
 }
 
 // ---- paths an upstream decodes ----------------------------------------------
