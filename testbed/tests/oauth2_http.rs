@@ -825,3 +825,31 @@ fn a_login_link_just_past_the_bound_comes_back_to_its_path() {
         assert_eq!(echoed(&login.response).header("x-user"), Some(USER));
     }
 }
+
+#[test]
+fn a_stale_session_cookie_of_the_same_name_sent_first_does_not_hide_the_session() {
+    // A browser sends two cookies of one name when they differ in Path or
+    // Domain, the longer path first: a stale session cookie left at /app by an
+    // older deployment comes before the good one (oauth2-proxy #2606,
+    // cognito-at-edge #69: a login loop).
+    let f = fx();
+    let (agent, _) = logged_in("/app/dup");
+    let ours = agent
+        .cookie_header(&Url::parse(&url("/app/dup")).expect("url"))
+        .expect("the session cookies");
+    for stale in [
+        "portcullis_session.login=bm90IGEgc2VhbGVkIHNlc3Npb24",
+        "portcullis_session.login=",
+    ] {
+        let cookie = format!("{stale}; {ours}");
+        let r = client::get(
+            f.port,
+            "/app/dup",
+            &[
+                ("Host", &format!("127.0.0.1:{}", f.port)),
+                ("Cookie", &cookie),
+            ],
+        );
+        assert_eq!(echoed(&r).header("x-user"), Some(USER), "{stale}");
+    }
+}

@@ -343,18 +343,29 @@ fn open_session_cached(
     cache: Option<&std::cell::RefCell<super::session::SessionCache>>,
 ) -> Option<Arc<Session>> {
     let name = f.cookie_base("session");
-    let sealed = jar.chunked(&name)?;
-    let cached = cache.and_then(|c| c.try_borrow().ok()?.get(&name, &sealed, now));
-    let session = match cached {
-        Some(session) => session,
-        None => {
-            let plain = f.keys.open(&name, &sealed, now)?;
-            let session: Arc<Session> = Arc::new(serde_json::from_slice(&plain).ok()?);
-            if let Some(mut c) = cache.and_then(|c| c.try_borrow_mut().ok()) {
-                c.insert(&name, &sealed, &session);
+    let open = |sealed: &str| -> Option<Arc<Session>> {
+        let cached = cache.and_then(|c| c.try_borrow().ok()?.get(&name, sealed, now));
+        match cached {
+            Some(session) => Some(session),
+            None => {
+                let plain = f.keys.open(&name, sealed, now)?;
+                let session: Arc<Session> = Arc::new(serde_json::from_slice(&plain).ok()?);
+                if let Some(mut c) = cache.and_then(|c| c.try_borrow_mut().ok()) {
+                    c.insert(&name, sealed, &session);
+                }
+                Some(session)
             }
-            session
         }
+    };
+    // Several cookies of the name (one left at another path or domain): the
+    // first that opens, so a stale one never hides the session (a login loop).
+    let mut values = jar.get_all(&name);
+    let session = match (values.next(), values.next()) {
+        (Some(only), None) => open(only)?,
+        (Some(first), Some(second)) => open(first)
+            .or_else(|| open(second))
+            .or_else(|| values.find_map(|v| open(v)))?,
+        (None, _) => open(&jar.chunked(&name)?)?,
     };
     if let Some(idle) = f.max_idle {
         if now >= session.last_seen.saturating_add(idle) as f64 {
@@ -1063,10 +1074,13 @@ fn callback(
     let state_base = f.cookie_base("state");
     let found = state.get(..STATE_ID_LEN).and_then(|id| {
         let name = format!("{state_base}.{id}");
-        let value = jar.get(&name)?;
-        let plain = f.keys.open(&name, value, now)?;
-        let login: LoginState = serde_json::from_slice(&plain).ok()?;
-        secrets_equal(&login.state, state).then_some((name, login))
+        // Every cookie of the name (a duplicate at another path or domain).
+        let login = jar.get_all(&name).find_map(|value| {
+            let plain = f.keys.open(&name, value, now)?;
+            let login: LoginState = serde_json::from_slice(&plain).ok()?;
+            secrets_equal(&login.state, state).then_some(login)
+        })?;
+        Some((name, login))
     });
     let Some((state_cookie, login)) = found else {
         // A stale tab, a replayed or forged callback. With a session already

@@ -222,6 +222,16 @@ impl CookieJar {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name`, in the order sent: a browser sends two cookies
+    /// of one name when they differ in `Path` or `Domain` (a stale one from an
+    /// older deployment, a parent domain's), the longer path first.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(n, _)| n.as_str())
     }

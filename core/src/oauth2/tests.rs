@@ -2583,3 +2583,35 @@ fn a_late_request_reads_a_shared_answer_as_of_its_age() {
     ));
     assert_eq!(form(&c)["refresh_token"], "rt-2");
 }
+
+#[test]
+fn a_stale_session_cookie_of_the_same_name_does_not_hide_the_good_one() {
+    // A browser sends two cookies of one name when they differ in Path or
+    // Domain (a longer path first): the session opens from whichever is good.
+    let f = filter();
+    let jar = logged_in(&f, jwt_tokens);
+    let good = jar["portcullis_session.login"].clone();
+    let others = cookie_header(&jar).replace(&format!("portcullis_session.login={good}"), "");
+    for cookie in [
+        format!("portcullis_session.login=garbage; portcullis_session.login={good}; {others}"),
+        format!("portcullis_session.login={good}; portcullis_session.login=garbage; {others}"),
+        format!("portcullis_session.login=a; portcullis_session.login=b; portcullis_session.login={good}; {others}"),
+    ] {
+        let req = request("GET", "/", &[("cookie", cookie.as_str())]);
+        let (changes, _) = allowed(check(&f, &OAuth2Args::default(), &req, NOW + 5.0));
+        assert!(changes.iter().any(|c| c.name == "authorization"), "{cookie}");
+    }
+    // Only stale ones: a new login.
+    let req = request(
+        "GET",
+        "/",
+        &[(
+            "cookie",
+            "portcullis_session.login=a; portcullis_session.login=b",
+        )],
+    );
+    assert_eq!(
+        respond(check(&f, &OAuth2Args::default(), &req, NOW + 5.0)).status,
+        303
+    );
+}
