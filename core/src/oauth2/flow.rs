@@ -364,7 +364,7 @@ fn open_session_cached(
         (Some(only), None) => open(only)?,
         (Some(first), Some(second)) => open(first)
             .or_else(|| open(second))
-            .or_else(|| values.find_map(|v| open(v)))?,
+            .or_else(|| values.find_map(&open))?,
         (None, _) => open(&jar.chunked(&name)?)?,
     };
     if let Some(idle) = f.max_idle {
