@@ -342,14 +342,18 @@ impl Request {
 }
 
 /// `path` as an upstream that decodes it sees it, for rule matching:
-/// percent-escapes decoded once (`%61dmin` is `admin`, `%2F` is `/`), runs of
-/// `/` merged, and dot segments removed (RFC 3986 §5.2.4: `/a/../b` is `/b`).
+/// percent-escapes decoded once (`%61dmin` is `admin`, `%2F` is `/`), `\`
+/// taken as `/` (as Windows servers do), path parameters cut from each
+/// segment (`/admin;jsessionid=1/x` is `/admin/x`, as Servlet containers
+/// do), runs of `/` merged, and dot segments removed (RFC 3986 §5.2.4:
+/// `/a/../b` is `/b`).
 /// A path that needs none of it (nearly every one) is returned as is, without
 /// a copy. Decoded bytes that are not UTF-8 become U+FFFD (matching only; the
 /// request goes on as sent).
 pub fn match_path(path: &str) -> std::borrow::Cow<'_, str> {
     let bytes = path.as_bytes();
-    let plain = !bytes.contains(&b'%') && !bytes.windows(2).any(|w| w == b"//" || w == b"/.");
+    let plain = !bytes.iter().any(|b| matches!(b, b'%' | b';' | b'\\'))
+        && !bytes.windows(2).any(|w| w == b"//" || w == b"/.");
     if plain {
         return std::borrow::Cow::Borrowed(path);
     }
@@ -369,10 +373,12 @@ pub fn match_path(path: &str) -> std::borrow::Cow<'_, str> {
             }
         }
     }
-    let decoded = String::from_utf8_lossy(&decoded);
-    // Segments, without empty ones (merged slashes) and dot segments.
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    // Segments without their parameters, without empty ones (merged
+    // slashes) and dot segments.
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
         match segment {
             "" | "." => {}
             ".." => {
@@ -387,7 +393,11 @@ pub fn match_path(path: &str) -> std::borrow::Cow<'_, str> {
         out.push_str(segment);
     }
     // A trailing slash (or a last dot segment) keeps the path a directory.
-    let last = decoded.rsplit('/').next().unwrap_or("");
+    let last = decoded
+        .rsplit('/')
+        .next()
+        .and_then(|l| l.split(';').next())
+        .unwrap_or("");
     if out.is_empty() || decoded.ends_with('/') || last == "." || last == ".." {
         out.push('/');
     }
@@ -415,6 +425,13 @@ mod tests {
             ("/a%2561", "/a%61"),
             ("/caf%C3%A9", "/café"),
             ("/bad%FF", "/bad\u{fffd}"),
+            ("/admin;jsessionid=1/x", "/admin/x"),
+            ("/public;/../admin/x", "/admin/x"),
+            ("/admin%3Bx=1/y", "/admin/y"),
+            ("/a/..;/admin", "/admin"),
+            ("/admin\\x", "/admin/x"),
+            ("/public\\..\\admin", "/admin"),
+            ("/a/b;p", "/a/b"),
         ] {
             assert_eq!(match_path(path), expected, "{path}");
         }

@@ -485,9 +485,19 @@ fn rules_match_the_path_decoded_merged_and_without_dot_segments() {
         "/public/../jwt/x",
         "//jwt/x",
         "/./jwt//x",
+        // Path parameters (Servlet containers cut them: `..;/` is `../`).
+        "/jwt;jsessionid=1/x",
+        "/public/..;/jwt/x",
+        "/public%3B/../jwt/x",
     ] {
         let r = raw_get(path, &[]);
         assert_eq!(r.status, 401, "{path}: {}", show(&r));
+    }
+    // A backslash (Windows servers take it as `/`): refused by Envoy or by
+    // the rule, never passed unchecked.
+    for path in ["/jwt\\x", "/public\\..\\jwt\\x", "/public%5C..%5Cjwt/x"] {
+        let r = raw_get(path, &[]);
+        assert!(matches!(r.status, 400 | 401), "{path}: {}", show(&r));
     }
     // With a good token the request goes on with its path as sent.
     let good = bearer(&token("RS256", json!({ "sub": "s" })));
@@ -550,6 +560,41 @@ fn the_bearer_scheme_is_read_in_any_case_and_with_extra_spaces() {
     let tab = format!("Bearer\t{t}");
     let r = raw_get("/jwt/scheme", &[("Authorization", tab.as_bytes())]);
     assert_eq!(r.status, 401, "{}", show(&r));
+}
+
+#[test]
+fn a_token_in_the_query_or_an_empty_authorization_is_no_token() {
+    // The AES JWT filter reads `Authorization` only: an `access_token` query
+    // parameter (RFC 6750 §2.3, which jwt_authn can be told to read) is not a
+    // credential here; an empty `Authorization` is none either.
+    let t = token("RS256", json!({ "sub": "q" }));
+    for (path, headers) in [
+        (format!("/jwt/q?access_token={t}"), vec![]),
+        (
+            "/jwt/q".to_string(),
+            vec![("Authorization", b"".as_slice())],
+        ),
+        (
+            "/jwt/q".to_string(),
+            vec![("Authorization", b"   ".as_slice())],
+        ),
+    ] {
+        let r = raw_get(&path, &headers);
+        assert_eq!(r.status, 401, "{path} {headers:?}: {}", show(&r));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"jwt\""),
+            "{path}: no error: a request without a token"
+        );
+    }
+}
+
+#[test]
+fn a_fragment_on_the_request_line_never_passes_unchecked() {
+    // Clients never send one; a raw request can. Envoy refuses it (400) or
+    // strips it; either way the JWT rule still applies.
+    let r = raw_get("/jwt/frag#x", &[]);
+    assert!(matches!(r.status, 400 | 401), "{}", show(&r));
 }
 
 #[test]
