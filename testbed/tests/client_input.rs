@@ -709,3 +709,48 @@ fn eight_credentials_are_read_and_a_ninth_is_malformed() {
         show(&r)
     );
 }
+
+// ---- a module not built by scripts/build ------------------------------------
+
+#[test]
+fn a_module_built_by_cargo_alone_sends_obs_text_converted_and_never_crashes() {
+    // `scripts/build` puts Portcullis's own HTTP-callout callback in the SDK's
+    // place; the module cargo builds (the test-crash one here) keeps the SDK's,
+    // which would abort on an answer it did not ask for. Such a module sends a
+    // callout header value that is not UTF-8 converted (U+FFFD), and goes on.
+    let upstream = ScriptedServer::start();
+    upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
+    let auth = ScriptedServer::start();
+    auth.set_default(Reply::new(200));
+    let plugin = json!({
+        "clusters": { "auth.test:3000": "authsvc" },
+        "filters": [ { "name": "ext", "External": { "auth_service": "http://auth.test:3000",
+                                                    "path_prefix": "/check", "timeout_ms": 2000 } } ],
+        "rules": [ { "host": "*", "path": "/ext/*", "filters": [ { "name": "ext" } ] } ]
+    });
+    let cfg = EnvoyConfig::new(upstream.port())
+        .plugin(plugin)
+        .cluster("authsvc", auth.port())
+        .build();
+    let wasm = portcullis_testbed::crash::crash_wasm_path();
+    let envoy = Envoy::start_with(&cfg, &[("WASM", &wasm.to_string_lossy())]);
+    for i in 0..3 {
+        let path = format!("/ext/cargo-{i}");
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nUser-Agent: ").into_bytes();
+        req.extend_from_slice(UA);
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        let r = client::raw(envoy.port("main"), &req);
+        let up = echoed(&r);
+        assert_eq!(
+            up.header_bytes("user-agent"),
+            Some(UA),
+            "the upstream gets the bytes"
+        );
+        let checks = auth.requests_to(&format!("/check{path}"));
+        assert_eq!(checks.len(), 1);
+        assert_eq!(
+            checks[0].header_bytes("user-agent"),
+            Some(String::from_utf8_lossy(UA).as_bytes())
+        );
+    }
+}

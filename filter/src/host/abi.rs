@@ -177,10 +177,21 @@ pub fn dispatch_http_call(
     }
 }
 
-/// The answers of callouts sent with [`dispatch_http_call`] since the last
-/// call, with their tokens (for the root context's tick).
-pub fn take_answers() -> Vec<(u32, CalloutAnswer)> {
-    ANSWERS.with(|answers| std::mem::take(&mut *answers.borrow_mut()))
+/// The answers of callouts sent with [`dispatch_http_call`] that `mine`
+/// claims (by token), for the root context's tick. Others stay for their own
+/// root context (two plugins may share one VM).
+pub fn take_answers(mine: impl Fn(u32) -> bool) -> Vec<(u32, CalloutAnswer)> {
+    ANSWERS.with(|answers| {
+        let mut answers = answers.borrow_mut();
+        if answers.is_empty() {
+            return Vec::new();
+        }
+        let (taken, kept) = std::mem::take(&mut *answers)
+            .into_iter()
+            .partition(|(token, _)| mine(*token));
+        *answers = kept;
+        taken
+    })
 }
 
 /// The module's `proxy_on_http_call_response` once built (see the module's

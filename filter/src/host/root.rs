@@ -472,7 +472,8 @@ impl RootContext for Root {
         // Answers of callouts sent with header values as bytes (`abi`): their
         // requests go on from here. The callback sped the tick up; the shared
         // waiters' poll below slows it down again when nobody waits.
-        let answers = super::abi::take_answers();
+        let answers =
+            super::abi::take_answers(|token| shared.callouts.borrow().contains_key(&token));
         if !answers.is_empty() {
             shared.fast_tick.set(true);
             for (token, answer) in answers {
