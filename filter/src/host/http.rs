@@ -233,6 +233,40 @@ impl HttpContext for Http {
         Action::Pause
     }
 
+    /// The stream ends with trailers (HTTP/2, HTTP/3): the body buffered so
+    /// far is the whole of it, though no body callback said so. A request
+    /// waiting for its body goes on as at the end of the stream; without this
+    /// the trailers would release the held body to the upstream unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
+            return Action::Continue; // decided already
+        };
+        if self.body_cap > 0 && pending.body.bytes.is_none() {
+            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_cap)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            pending.body = BodyCapture {
+                complete: bytes.len() < self.body_cap,
+                bytes: Some(bytes),
+            };
+        }
+        if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
+            pending.journey.provide_body(bytes, pending.body.complete);
+            let step =
+                pending
+                    .journey
+                    .run(&shared.config, &mut pending.request, shared.as_ref(), now());
+            return advance(&shared, self.site(false), pending, step);
+        }
+        // Still waiting (keys, a callout): the trailers wait too.
+        shared.pending.borrow_mut().insert(self.context_id, pending);
+        Action::Pause
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
