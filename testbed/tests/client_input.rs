@@ -832,7 +832,11 @@ fn a_body_followed_by_trailers_is_held_when_the_check_denies() {
 }
 
 #[test]
-fn a_request_with_trailers_is_still_denied_by_an_external_check() {
+fn a_request_with_trailers_is_still_checked_by_an_external_filter_without_include_body() {
     let (status, body) = h2_post_with_trailers("/ext/obs-deny", b"x").expect("an answer");
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    // Allowed: the request goes on, body and all, once the check answers.
+    let (status, body) = h2_post_with_trailers("/ext/trailers-ok", b"y").expect("an answer");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(Echoed::parse(&body).body, "y");
 }
