@@ -14,7 +14,7 @@ use super::{
     DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS,
     REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
-use crate::config::url::CalloutTarget;
+use crate::compile::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::inject::render_injected;
 use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
