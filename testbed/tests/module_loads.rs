@@ -79,6 +79,8 @@ fn shipped_module_exports_only_the_callbacks_it_implements() {
         "proxy_on_context_create",
         "proxy_on_request_headers",
         "proxy_on_request_body",
+        // A stream that ends with trailers ends the body (include_body).
+        "proxy_on_request_trailers",
         "proxy_on_response_headers",
         "proxy_on_http_call_response",
         "proxy_on_grpc_receive",
@@ -97,8 +99,9 @@ fn shipped_module_exports_only_the_callbacks_it_implements() {
         "proxy_on_log",
         "proxy_on_done",
         "proxy_on_response_body",
-        "proxy_on_request_trailers",
         "proxy_on_response_trailers",
+        // Renamed to proxy_on_http_call_response (filter/src/host/abi.rs).
+        "portcullis_on_http_call_response",
     ] {
         assert!(
             !names.iter().any(|n| n == dropped),
