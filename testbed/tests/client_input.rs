@@ -335,6 +335,20 @@ fn a_host_rule_covers_the_authority_in_any_case_with_a_port_or_a_trailing_dot() 
     echoed(&raw_get_host("other.test", "/hosted/x", &[]));
 }
 
+#[test]
+fn an_absolute_form_request_target_is_matched_by_its_path_and_authority() {
+    // `GET http://app.test/hosted/x` (absolute form, as sent to a proxy):
+    // Envoy takes the path and authority from it; the host rule applies even
+    // when the Host line names another site.
+    for host in ["app.test", "other.test"] {
+        let req = format!(
+            "GET http://app.test/hosted/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        let r = client::raw(port(), req.as_bytes());
+        assert_eq!(r.status, 401, "Host {host}: {}", show(&r));
+    }
+}
+
 // ---- HTTP/2 -------------------------------------------------------------------
 
 /// `GET path` over HTTP/2 (cleartext, prior knowledge) with `headers`, by curl;
