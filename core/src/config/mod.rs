@@ -3,6 +3,7 @@
 //! keys, callout targets). Every fault names its JSON path.
 
 pub mod duration;
+pub mod json_path;
 pub mod schema;
 pub mod url;
 
@@ -271,16 +272,15 @@ impl Compiler<'_> {
         path: &str,
         value: Value,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
+        match json_path::deserialize::<T>(value) {
             Ok(v) => Some(v),
-            Err(e) => {
-                let sub = e.path().to_string();
+            Err((sub, message)) => {
                 let at = if sub == "." {
                     path.to_string()
                 } else {
                     format!("{path}.{sub}")
                 };
-                self.error(at, e.inner().to_string());
+                self.error(at, message);
                 None
             }
         }
@@ -342,12 +342,8 @@ impl Config {
             }]);
         }
         let mut notices = strip_ignored_fields(&mut value);
-        let spec: ConfigSpec = serde_path_to_error::deserialize(value).map_err(|e| {
-            vec![ConfigError {
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
-            }]
-        })?;
+        let spec: ConfigSpec = json_path::deserialize(value)
+            .map_err(|(path, message)| vec![ConfigError { path, message }])?;
         let mut compiler = Compiler {
             errors: Vec::new(),
             notices: Vec::new(),

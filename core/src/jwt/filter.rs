@@ -37,6 +37,8 @@ pub struct JwtFilter {
     pub body_template: Option<Template>,
     /// RFC 8705: the token must be bound to the client certificate.
     pub require_certificate_binding: bool,
+    /// Whether `validAlgorithms` was given (else the default list applies).
+    pub algorithms_listed: bool,
 }
 
 /// What the JWT filter decided.
@@ -56,6 +58,66 @@ pub enum JwtOutcome {
     /// A lean request (`Request::lean`) whose token is not in the cache: the
     /// host must build the whole request and check again.
     NeedFullRequest,
+}
+
+/// The algorithms this build checks only through the host's
+/// `verify_signature`: ES384 and ES512 without the `ec-fallback` feature.
+pub const HOST_ONLY_ALGORITHMS: &[Algorithm] = if super::keys::EC_FALLBACK {
+    &[]
+} else {
+    &[Algorithm::ES384, Algorithm::ES512]
+};
+
+/// Adapts `config` to a host that cannot check signatures (no
+/// `verify_signature`, or `PORTCULLIS_HOST_CRYPTO=off`) in a build without
+/// the pure-Rust ES384/ES512 checks ([`HOST_ONLY_ALGORITHMS`]). A JWT filter
+/// whose `validAlgorithms` lists one of them is refused (the fault's path is
+/// `filters[i].JWT.validAlgorithms`); one on the default list stops accepting
+/// them. Returns the notices to log (also for OAuth2 filters, whose IdP's
+/// tokens in those algorithms will not verify), or the faults.
+pub fn without_host_signatures(
+    config: &mut crate::config::Config,
+) -> Result<Vec<String>, Vec<crate::config::ConfigError>> {
+    use crate::config::{ConfigError, FilterKind};
+    let mut notices = Vec::new();
+    let mut errors = Vec::new();
+    if HOST_ONLY_ALGORITHMS.is_empty() {
+        return Ok(notices);
+    }
+    let names: Vec<&str> = HOST_ONLY_ALGORITHMS.iter().map(|a| a.name()).collect();
+    let names = names.join(" and ");
+    for (i, filter) in config.filters.iter_mut().enumerate() {
+        match &mut filter.kind {
+            FilterKind::Jwt(jwt) => {
+                let algs = &mut jwt.policy.valid_algorithms;
+                if !algs.iter().any(|a| HOST_ONLY_ALGORITHMS.contains(a)) {
+                    continue;
+                }
+                if jwt.algorithms_listed {
+                    errors.push(ConfigError {
+                        path: format!("filters[{i}].JWT.validAlgorithms"),
+                        message: format!(
+                            "{names} are checked only by Envoy's verify_signature, which this host does not offer (or PORTCULLIS_HOST_CRYPTO=off), and this module has no pure-Rust check for them (the filter crate's `ec-fallback` feature adds it)"
+                        ),
+                    });
+                } else {
+                    algs.retain(|a| !HOST_ONLY_ALGORITHMS.contains(a));
+                    notices.push(format!(
+                        "filters[{i}].JWT: {names} tokens are refused: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
+                    ));
+                }
+            }
+            FilterKind::OAuth2(_) => notices.push(format!(
+                "filters[{i}].OAuth2: tokens the identity provider signs with {names} will not verify: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
+            )),
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(notices)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The status the "JWKS never fetched" case answers with.
@@ -201,6 +263,7 @@ impl JwtFilter {
             error_headers,
             body_template,
             require_certificate_binding: spec.require_certificate_binding,
+            algorithms_listed: spec.valid_algorithms.is_some(),
         })
     }
 
