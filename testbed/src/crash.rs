@@ -30,7 +30,12 @@ pub fn crash_wasm_path() -> PathBuf {
         let out = Command::new(cargo)
             .current_dir(&root)
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
-            .args(["-p", "portcullis-filter", "--features", "test-crash,ec-fallback"])
+            .args([
+                "-p",
+                "portcullis-filter",
+                "--features",
+                "test-crash,ec-fallback",
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env_remove("CARGO_TARGET_DIR")

@@ -189,7 +189,10 @@ mod tests {
     fn a_fault_in_an_escaped_key_is_named_by_the_key() {
         let (path, message) = same_as_serde::<ConfigSpec>(json!({"fil\"ters": []}));
         assert_eq!(path, "fil\"ters");
-        assert!(message.starts_with("unknown field `fil\"ters`"), "{message}");
+        assert!(
+            message.starts_with("unknown field `fil\"ters`"),
+            "{message}"
+        );
     }
 
     #[test]
