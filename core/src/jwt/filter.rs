@@ -5,9 +5,9 @@
 use super::cache::{lookup_cached, remember_failure, verify_and_keep, TokenCache};
 use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
+use super::spec::JwtSpec;
 use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
-use crate::config::schema::JwtSpec;
-use crate::config::Compiler;
+use crate::compile::{Compiler, ConfigError};
 use crate::inject::{render_injected, HeaderTemplate};
 use crate::request::Request;
 use crate::response::{auth_param_text, HeaderChange, Response};
@@ -68,62 +68,45 @@ pub const HOST_ONLY_ALGORITHMS: &[Algorithm] = if super::keys::EC_FALLBACK {
     &[Algorithm::ES384, Algorithm::ES512]
 };
 
-/// Adapts `config` to a host that cannot check signatures (no
-/// `verify_signature`, or `PORTCULLIS_HOST_CRYPTO=off`) in a build without
-/// the pure-Rust ES384/ES512 checks ([`HOST_ONLY_ALGORITHMS`]). A JWT filter
-/// whose `validAlgorithms` lists one of them is refused (the fault's path is
-/// `filters[i].JWT.validAlgorithms`); one on the default list stops accepting
-/// them. Returns the notices to log (also for OAuth2 filters, whose IdP's
-/// tokens in those algorithms will not verify), or the faults.
-pub fn without_host_signatures(
-    config: &mut crate::config::Config,
-) -> Result<Vec<String>, Vec<crate::config::ConfigError>> {
-    use crate::config::{ConfigError, FilterKind};
-    let mut notices = Vec::new();
-    let mut errors = Vec::new();
-    if HOST_ONLY_ALGORITHMS.is_empty() {
-        return Ok(notices);
-    }
+/// [`HOST_ONLY_ALGORITHMS`] for a message: `ES384 and ES512`.
+pub fn host_only_names() -> String {
     let names: Vec<&str> = HOST_ONLY_ALGORITHMS.iter().map(|a| a.name()).collect();
-    let names = names.join(" and ");
-    for (i, filter) in config.filters.iter_mut().enumerate() {
-        match &mut filter.kind {
-            FilterKind::Jwt(jwt) => {
-                let algs = &mut jwt.policy.valid_algorithms;
-                if !algs.iter().any(|a| HOST_ONLY_ALGORITHMS.contains(a)) {
-                    continue;
-                }
-                if jwt.algorithms_listed {
-                    errors.push(ConfigError {
-                        path: format!("filters[{i}].JWT.validAlgorithms"),
-                        message: format!(
-                            "{names} are checked only by Envoy's verify_signature, which this host does not offer (or PORTCULLIS_HOST_CRYPTO=off), and this module has no pure-Rust check for them (the filter crate's `ec-fallback` feature adds it)"
-                        ),
-                    });
-                } else {
-                    algs.retain(|a| !HOST_ONLY_ALGORITHMS.contains(a));
-                    notices.push(format!(
-                        "filters[{i}].JWT: {names} tokens are refused: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
-                    ));
-                }
-            }
-            FilterKind::OAuth2(_) => notices.push(format!(
-                "filters[{i}].OAuth2: tokens the identity provider signs with {names} will not verify: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
-            )),
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(notices)
-    } else {
-        Err(errors)
-    }
+    names.join(" and ")
 }
 
 /// The status the "JWKS never fetched" case answers with.
 pub const KEYS_UNAVAILABLE_STATUS: u16 = 503;
 
 impl JwtFilter {
+    /// For a host that cannot check signatures (no `verify_signature`, or
+    /// `PORTCULLIS_HOST_CRYPTO=off`) in a build without the pure-Rust
+    /// ES384/ES512 checks ([`HOST_ONLY_ALGORITHMS`]): a filter at `path`
+    /// (`filters[i].JWT`) whose `validAlgorithms` lists one of them is a fault
+    /// (`Err`, at `{path}.validAlgorithms`); one on the default list stops
+    /// accepting them (`Ok(Some(notice))`). `Ok(None)`: nothing to change.
+    pub fn without_host_only_algorithms(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let algs = &mut self.policy.valid_algorithms;
+        if !algs.iter().any(|a| HOST_ONLY_ALGORITHMS.contains(a)) {
+            return Ok(None);
+        }
+        let names = host_only_names();
+        if self.algorithms_listed {
+            return Err(ConfigError {
+                path: format!("{path}.validAlgorithms"),
+                message: format!(
+                    "{names} are checked only by Envoy's verify_signature, which this host does not offer (or PORTCULLIS_HOST_CRYPTO=off), and this module has no pure-Rust check for them (the filter crate's `ec-fallback` feature adds it)"
+                ),
+            });
+        }
+        algs.retain(|a| !HOST_ONLY_ALGORITHMS.contains(a));
+        Ok(Some(format!(
+            "{path}: {names} tokens are refused: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
+        )))
+    }
+
     pub fn compile(
         c: &mut Compiler<'_>,
         path: &str,
@@ -175,7 +158,7 @@ impl JwtFilter {
                 let interval = spec
                     .jwks_refresh_interval
                     .map(|d| d.0)
-                    .unwrap_or(crate::config::DEFAULT_JWKS_REFRESH);
+                    .unwrap_or(crate::compile::DEFAULT_JWKS_REFRESH);
                 c.jwks_source(&format!("{path}.jwksURI"), uri, interval)
                     .map(KeySource::Remote)
             }
@@ -201,7 +184,7 @@ impl JwtFilter {
             }
         };
         let leeway =
-            |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
+            |d: Option<crate::compile::spec::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
         let policy = ClaimPolicy {
             valid_algorithms,
             audience: spec.audience.clone().filter(|a| !a.is_empty()),
@@ -234,7 +217,7 @@ impl JwtFilter {
                     .iter()
                     .any(|h| h.name.eq_ignore_ascii_case("content-type"))
                 {
-                    header_specs.push(crate::config::schema::HeaderTemplateSpec {
+                    header_specs.push(crate::compile::spec::HeaderTemplateSpec {
                         name: "Content-Type".to_string(),
                         value: ct.clone(),
                     });

@@ -9,11 +9,11 @@ use super::shared::{
     callout_answered, host_crypto_allowed, init_shared_slots, now, poll_shared, read_grpc_answer,
     read_http_answer, wake, HostVerifier, IdpSlot, Shared, Wait, TICK,
 };
-use portcullis_core::config::url::CalloutTarget;
-use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
+use portcullis_core::compile::url::CalloutTarget;
+use portcullis_core::compile::DEFAULT_JWKS_REFRESH;
+use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
-use portcullis_core::jwt::filter::without_host_signatures;
 use portcullis_core::jwt::host_crypto::probe;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
 use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
@@ -419,7 +419,7 @@ impl RootContext for Root {
             log::info!("signatures (RS*, ES*) are checked by Envoy's verify_signature");
         } else {
             log::info!("signatures are checked in Wasm (host verify_signature unavailable or switched off)");
-            match without_host_signatures(&mut config) {
+            match config.without_host_signatures() {
                 Ok(notices) => notices.iter().for_each(|n| log::warn!("{n}")),
                 Err(errors) => {
                     for e in &errors {

@@ -148,6 +148,7 @@ fn string_end(text: &[u8], open: usize) -> usize {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    // The whole configuration type: what the module deserializes.
     use crate::config::schema::ConfigSpec;
     use serde_json::json;
 
