@@ -388,31 +388,157 @@ impl Importer {
         rules
     }
 
-    /// A `Mapping` with `bypass_auth: true` → a rule without filters.
-    fn bypass_rule(&mut self, m: &Object) -> Option<Value> {
+    /// A `Mapping` with `bypass_auth: true` → a rule without filters, when a
+    /// rule's `host` and `path` globs select exactly the requests Emissary
+    /// would route to that Mapping, or fewer. Anything a rule cannot express
+    /// (method, headers, query parameters, regexes, case-insensitive matching,
+    /// another Mapping taking part of the prefix) imports no bypass: auth
+    /// still applies (fail closed) and the report names the field.
+    fn bypass_rule(&mut self, m: &Object, mappings: &[&Object]) -> Option<Value> {
         if m.spec.get("bypass_auth").and_then(Value::as_bool) != Some(true) {
             return None;
         }
         let place = m.place();
+        let mut refused = Vec::new();
+        for field in BYPASS_UNEXPRESSIBLE {
+            if let Some(v) = m.spec.get(*field) {
+                if !v.is_null() {
+                    refused.push(format!("spec.{field}: a rule matches host and path only"));
+                }
+            }
+        }
+        if m.spec.get("host_regex").and_then(Value::as_bool) == Some(true) {
+            refused.push("spec.host_regex: a rule's host is a glob, not a regex".to_string());
+        }
+        if m.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true) {
+            refused.push("spec.prefix_regex: a rule's path is a glob, not a regex".to_string());
+        }
+        if m.spec.get("case_sensitive").and_then(Value::as_bool) == Some(false) {
+            refused.push("spec.case_sensitive: rule paths match case-sensitively".to_string());
+        }
+        if !default_ambassador_id(m) {
+            refused.push(
+                "spec.ambassador_id: the Mapping may belong to another Ambassador".to_string(),
+            );
+        }
+        let host_field = if m.spec.get("hostname").is_some() {
+            "hostname"
+        } else {
+            "host"
+        };
         let host = m
             .spec
-            .get("hostname")
-            .or_else(|| m.spec.get("host"))
+            .get(host_field)
             .and_then(Value::as_str)
             .unwrap_or("*");
-        let prefix = m.spec.get("prefix").and_then(Value::as_str).unwrap_or("/");
-        if m.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true)
-            || prefix.contains(['*', '?', '[', '{'])
-        {
-            self.report.push(format!(
-                "{place}: spec.prefix: refused: a regex prefix has no glob form; set filter_metadata.portcullis.bypass_auth on the Envoy route instead"
+        if host.contains(['?', '[', ']', '{', '}']) {
+            refused.push(format!(
+                "spec.{host_field}: {host:?} would be read as a glob"
             ));
+        }
+        let prefix = m.spec.get("prefix").and_then(Value::as_str).unwrap_or("/");
+        if prefix.contains(['*', '?', '[', ']', '{', '}']) {
+            refused.push(format!("spec.prefix: {prefix:?} would be read as a glob"));
+        }
+        let exact = m.spec.get("prefix_exact").and_then(Value::as_bool) == Some(true);
+        // Emissary routes to the most specific (or higher-precedence) Mapping:
+        // one without bypass_auth inside this prefix keeps its auth.
+        if refused.is_empty() {
+            for other in mappings {
+                if std::ptr::eq(*other, m)
+                    || other.spec.get("bypass_auth").and_then(Value::as_bool) == Some(true)
+                {
+                    continue;
+                }
+                if shadows(other, host, prefix, exact, precedence(m)) {
+                    refused.push(format!(
+                        "spec.prefix: {} (without bypass_auth, as specific or of higher precedence) takes part of its requests",
+                        other.place()
+                    ));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            for why in refused {
+                self.report.push(format!(
+                    "{place}: {why}: refused: no bypass imported, auth still applies to it; set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route that matches exactly these requests instead"
+                ));
+            }
             return None;
         }
+        let path = if exact {
+            prefix.to_string()
+        } else {
+            format!("{prefix}*")
+        };
         self.report.push(format!(
-            "{place}: spec.bypass_auth: changed: a rule with no filters for host {host:?} path \"{prefix}*\" (or set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route)"
+            "{place}: spec.bypass_auth: changed: a rule with no filters for host {host:?} path {path:?} (or set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route)"
         ));
-        Some(json!({ "host": host, "path": format!("{prefix}*"), "filters": [] }))
+        Some(json!({ "host": host, "path": path, "filters": [] }))
+    }
+}
+
+/// `Mapping` fields that narrow which requests it takes but that a rule (host
+/// and path globs) cannot express.
+const BYPASS_UNEXPRESSIBLE: &[&str] = &[
+    "method",
+    "method_regex",
+    "headers",
+    "regex_headers",
+    "query_parameters",
+    "regex_query_parameters",
+];
+
+fn precedence(m: &Object) -> i64 {
+    m.spec
+        .get("precedence")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn default_ambassador_id(m: &Object) -> bool {
+    match m.spec.get("ambassador_id") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s == "default",
+        Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str() == Some("default")),
+        Some(_) => false,
+    }
+}
+
+/// Whether Mapping `other` may take requests of the bypass (host glob `host`,
+/// path `prefix`, exact or not, at precedence `prec`): their hosts may overlap
+/// and `other` is at least as specific or of higher precedence. Regexes count
+/// as overlapping.
+fn shadows(other: &Object, host: &str, prefix: &str, exact: bool, prec: i64) -> bool {
+    let other_host = other
+        .spec
+        .get("hostname")
+        .or_else(|| other.spec.get("host"))
+        .and_then(Value::as_str)
+        .unwrap_or("*");
+    let host_regex = other.spec.get("host_regex").and_then(Value::as_bool) == Some(true);
+    let literal = |h: &str| !h.contains(['*', '?', '[', '{']);
+    if !host_regex && literal(host) && literal(other_host) && !host.eq_ignore_ascii_case(other_host)
+    {
+        return false;
+    }
+    if other.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    let other_prefix = other
+        .spec
+        .get("prefix")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
+    let other_exact = other.spec.get("prefix_exact").and_then(Value::as_bool) == Some(true);
+    let higher = precedence(other) > prec;
+    match (exact, other_exact) {
+        (false, false) => {
+            other_prefix.starts_with(prefix) || (higher && prefix.starts_with(other_prefix))
+        }
+        (false, true) => other_prefix.starts_with(prefix),
+        (true, false) => prefix.starts_with(other_prefix) && (higher || other_prefix == prefix),
+        (true, true) => other_prefix == prefix,
     }
 }
 
@@ -434,6 +560,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
     let mut policy_rules: Vec<(i64, Value)> = Vec::new();
     let mut bypass = Vec::new();
     let mut auth_services = Vec::new();
+    let mappings: Vec<&Object> = objects.iter().filter(|o| o.kind == "Mapping").collect();
     for o in &objects {
         match o.kind.as_str() {
             "Filter" => {
@@ -442,7 +569,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
                 }
             }
             "FilterPolicy" => policy_rules.extend(importer.policy_rules(o)),
-            "Mapping" => bypass.extend(importer.bypass_rule(o)),
+            "Mapping" => bypass.extend(importer.bypass_rule(o, &mappings)),
             "AuthService" => auth_services.push(o),
             "Secret" => {}
             other => importer.report.push(format!(

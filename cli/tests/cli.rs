@@ -312,3 +312,35 @@ fn import_refuses_what_has_no_equivalent_and_names_it() {
     assert!(out.contains("\"keys.shop\""), "{out}");
     assert!(!out.contains("param"), "{out}");
 }
+
+#[test]
+fn import_never_widens_a_bypass() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/bypass-conditions.yaml"
+    );
+    let (ok, out, err) = run(&["import", path]);
+    assert!(ok, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Only the Mappings a host + path glob selects exactly become bypass
+    // rules; everything else still meets the AuthService's catch-all.
+    assert_eq!(
+        config["rules"],
+        serde_json::json!([
+            { "host": "*", "path": "/ping", "filters": [] },
+            { "host": "docs.example.com", "path": "/docs/*", "filters": [] },
+            { "host": "*", "path": "*", "filters": [ { "name": "auth.default" } ] }
+        ])
+    );
+    for line in [
+        "import: Mapping default/api-read: spec.method: a rule matches host and path only: refused: no bypass imported, auth still applies",
+        "import: Mapping web/canary: spec.headers: a rule matches host and path only: refused",
+        "import: Mapping web/debug: spec.query_parameters: a rule matches host and path only: refused",
+        "import: Mapping web/open: spec.host_regex: a rule's host is a glob, not a regex: refused",
+        "import: Mapping web/static: spec.prefix: Mapping web/static-private (without bypass_auth",
+        "filter_metadata.portcullis.bypass_auth: true on the Envoy route",
+        "import: Mapping web/ping: spec.bypass_auth: changed: a rule with no filters for host \"*\" path \"/ping\"",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+}
