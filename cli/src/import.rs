@@ -150,6 +150,9 @@ fn env_name(namespace: &str, name: &str, key: &str) -> String {
 
 struct Importer {
     secrets: Vec<Object>,
+    /// Environment variable → the secret source it was given to, so that two
+    /// sources never share a variable.
+    var_sources: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     env_missing: Vec<String>,
     report: Vec<String>,
@@ -160,6 +163,45 @@ impl Importer {
         self.secrets
             .iter()
             .find(|s| s.name == name && s.namespace == namespace)
+    }
+
+    /// The environment variable for key `key` of `source` (`"Secret"` for a
+    /// Kubernetes Secret `namespace/name`, `"Filter"` for a literal in that
+    /// Filter): `PORTCULLIS_<NS>_<NAME>_<KEY>`, upper-cased, every other
+    /// character `_`. Distinct sources always get distinct variables: when
+    /// that name is already another source's (`api.keys` and `api-keys`,
+    /// `team-a`/`keys` and `team`/`a-keys`), `_` and the first hex digits of
+    /// the SHA-256 of the source's identity are appended (and the collision
+    /// reported), so the first in manifest order keeps the plain name.
+    fn var(&mut self, source: &str, namespace: &str, name: &str, key: &str) -> String {
+        use sha2::Digest as _;
+        let base = env_name(namespace, name, key);
+        // Kubernetes names and Secret keys hold no space or `/`: one string per source.
+        let id = format!("{source} {namespace}/{name} key {key}");
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+        let mut var = base.clone();
+        // 8 hex digits, more should those collide too.
+        let mut len = 8;
+        loop {
+            match self.var_sources.get(&var) {
+                None => {
+                    self.var_sources.insert(var.clone(), id);
+                    break;
+                }
+                Some(owner) if *owner == id => break,
+                Some(owner) => {
+                    if var == base {
+                        self.report.push(format!(
+                            "{id}: environment variable {base} is already {owner}'s: this one gets a suffix"
+                        ));
+                    }
+                    var = format!("{base}_{}", hex.get(..len).unwrap_or(&hex));
+                    len = (len + 8).min(hex.len());
+                }
+            }
+        }
+        var
     }
 
     /// Records that `var` holds `value` (or that its value is missing).
@@ -230,7 +272,7 @@ impl Importer {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| f.namespace.clone());
             let secret_name = secret_name.as_str().unwrap_or("").to_string();
-            let var = env_name(&namespace, &secret_name, "oauth2-client-secret");
+            let var = self.var("Secret", &namespace, &secret_name, "oauth2-client-secret");
             let value = self
                 .secret(&namespace, &secret_name)
                 .and_then(|s| s.data.get("oauth2-client-secret"))
@@ -243,7 +285,7 @@ impl Importer {
             ));
         }
         if let Some(Value::String(s)) = body.get("secret") {
-            let var = env_name(&f.namespace, &f.name, "oauth2-client-secret");
+            let var = self.var("Filter", &f.namespace, &f.name, "oauth2-client-secret");
             let literal = s.clone();
             self.bind(&var, Some(&literal));
             body.insert("secret".to_string(), json!({ "fromEnv": var }));
@@ -287,7 +329,7 @@ impl Importer {
         for (i, key) in keys.iter().enumerate() {
             let Some(secret_name) = key.get("secretName").and_then(Value::as_str) else {
                 if let Some(Value::String(literal)) = key.get("value") {
-                    let var = env_name(&f.namespace, &f.name, &format!("key-{i}"));
+                    let var = self.var("Filter", &f.namespace, &f.name, &format!("key-{i}"));
                     self.bind(&var, Some(literal));
                     out.push(json!({ "value": { "fromEnv": var } }));
                     self.report.push(format!(
@@ -302,7 +344,7 @@ impl Importer {
             match self.secret(&f.namespace, secret_name).cloned() {
                 Some(secret) if !secret.data.is_empty() => {
                     for (k, v) in &secret.data {
-                        let var = env_name(&f.namespace, secret_name, k);
+                        let var = self.var("Secret", &f.namespace, secret_name, k);
                         self.bind(&var, Some(v));
                         out.push(json!({ "value": { "fromEnv": var } }));
                     }
@@ -313,7 +355,7 @@ impl Importer {
                     ));
                 }
                 _ => {
-                    let var = env_name(&f.namespace, secret_name, "key");
+                    let var = self.var("Secret", &f.namespace, secret_name, "key");
                     self.bind(&var, None);
                     out.push(json!({ "value": { "fromEnv": var } }));
                     self.report.push(format!(
@@ -552,6 +594,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
             .filter(|o| o.kind == "Secret")
             .cloned()
             .collect(),
+        var_sources: BTreeMap::new(),
         env: BTreeMap::new(),
         env_missing: Vec::new(),
         report,
@@ -626,15 +669,29 @@ pub fn write_out(imported: &Imported, dir: &Path) -> Result<Vec<String>, String>
     let mut written = Vec::new();
     let mut write = |name: &str, text: String, private: bool| -> Result<(), String> {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        #[cfg(unix)]
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
         if private {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            // Created 0600, never readable by others even for a moment: a file
+            // left from an earlier run (perhaps with a wider mode) is replaced.
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+                _ => {}
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                options.mode(0o600);
+            }
+            use std::io::Write as _;
+            options
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .map_err(fail)?;
+        } else {
+            std::fs::write(&path, text).map_err(fail)?;
         }
-        #[cfg(not(unix))]
-        let _ = private;
         written.push(path.display().to_string());
         Ok(())
     };

@@ -344,3 +344,77 @@ fn import_never_widens_a_bypass() {
         assert!(err.contains(line), "{line}:\n{err}");
     }
 }
+
+#[test]
+fn import_gives_each_secret_its_own_variable_in_a_private_file() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/env-collisions.yaml"
+    );
+    let dir = std::env::temp_dir().join(format!("portcullis-collide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An earlier, world-readable secrets.env is replaced, not reused.
+    std::fs::write(dir.join("secrets.env"), "OLD=1\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.join("secrets.env"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let (ok, _, err) = run(&["import", path, "--out", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Secret default/api-keys key k1: environment variable PORTCULLIS_DEFAULT_API_KEYS_K1 is already Secret default/api.keys key k1's"),
+        "{err}"
+    );
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
+    assert!(!env.contains("OLD=1"), "{env}");
+    let vars: std::collections::BTreeMap<&str, &str> = env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_once('=').unwrap())
+        .collect();
+    // Four secrets, four variables, each with its own value.
+    let mut values: Vec<&str> = vars.values().copied().collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        [
+            "internal-secret-1",
+            "partner-secret-1",
+            "team-a-key",
+            "team-key"
+        ],
+        "{env}"
+    );
+    // Each filter reads the variable holding its own Secret's value.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("portcullis.json")).unwrap())
+            .unwrap();
+    let key_of = |filter: &str| {
+        let f = config["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == filter)
+            .unwrap();
+        let var = f["APIKey"]["keys"][0]["value"]["fromEnv"].as_str().unwrap();
+        vars[var]
+    };
+    assert_eq!(key_of("partners.default"), "partner-secret-1");
+    assert_eq!(key_of("internal.default"), "internal-secret-1");
+    assert_eq!(key_of("a.team-a"), "team-a-key");
+    assert_eq!(key_of("b.team"), "team-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("secrets.env"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
