@@ -337,7 +337,7 @@ fn import_never_widens_a_bypass() {
         "import: Mapping web/canary: spec.headers: a rule matches host and path only: refused",
         "import: Mapping web/debug: spec.query_parameters: a rule matches host and path only: refused",
         "import: Mapping web/open: spec.host_regex: a rule's host is a glob, not a regex: refused",
-        "import: Mapping web/static: spec.prefix: Mapping web/static-private (without bypass_auth",
+        "import: Mapping web/static: spec.prefix: Mapping web/static-private (as specific or of higher precedence, without bypass_auth) takes part of its requests: refused",
         "filter_metadata.portcullis.bypass_auth: true on the Envoy route",
         "import: Mapping web/ping: spec.bypass_auth: changed: a rule with no filters for host \"*\" path \"/ping\"",
     ] {
@@ -416,5 +416,30 @@ fn import_gives_each_secret_its_own_variable_in_a_private_file() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn import_turns_auth_context_extensions_into_external_arguments() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/context-extensions.yaml"
+    );
+    let (ok, out, err) = run(&["import", path]);
+    assert!(ok, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        config["rules"],
+        serde_json::json!([
+            { "host": "shop.example.com", "path": "/billing/*",
+              "filters": [ { "name": "authz.infra", "arguments": { "tenant": "shop", "tier": "gold" } } ] },
+            { "host": "*", "path": "*", "filters": [ { "name": "authz.infra" } ] }
+        ])
+    );
+    for line in [
+        "import: Mapping shop/billing: spec.auth_context_extensions: changed: a rule for host \"shop.example.com\" path \"/billing/*\"",
+        "import: Mapping shop/reports: spec.auth_context_extensions: spec.method: a rule matches host and path only: refused",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
     }
 }
