@@ -420,6 +420,22 @@ impl Importer {
                     }
                 }
             }
+            for (j, fref) in obj
+                .get("filters")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                for (t, field, advice) in portcullis_core::config::REFUSED_TYPE_FIELDS {
+                    if *t == "rules" && fref.get(*field).is_some() {
+                        self.report.push(format!(
+                            "{place}: spec.rules[{i}].filters[{j}].{field}: refused: {advice}"
+                        ));
+                    }
+                }
+            }
             if precedence != 0 {
                 self.report.push(format!(
                     "{place}: spec.rules[{i}].precedence: applied: rules ordered by it ({precedence})"

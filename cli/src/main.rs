@@ -290,12 +290,12 @@ fn schema() -> String {
             );
         }
     }
-    for definition in [
-        "JwtSpec",
-        "ExternalSpec",
-        "OAuth2Spec",
-        "ApiKeySpec",
-        "MtlsSpec",
+    for (definition, type_name) in [
+        ("JwtSpec", "JWT"),
+        ("ExternalSpec", "External"),
+        ("OAuth2Spec", "OAuth2"),
+        ("ApiKeySpec", "APIKey"),
+        ("MtlsSpec", "MTLS"),
     ] {
         let properties = schema
             .get_mut("$defs")
@@ -308,6 +308,14 @@ fn schema() -> String {
                     (*field).to_string(),
                     serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
                 );
+            }
+            for (t, field, advice) in portcullis_core::config::IGNORED_TYPE_FIELDS {
+                if *t == type_name {
+                    properties.insert(
+                        (*field).to_string(),
+                        serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
+                    );
+                }
             }
         }
     }

@@ -443,3 +443,61 @@ fn import_turns_auth_context_extensions_into_external_arguments() {
         assert!(err.contains(line), "{line}:\n{err}");
     }
 }
+
+#[test]
+fn check_refuses_old_aes_fields_with_what_to_write_instead() {
+    let path = write(
+        "old-aes.yaml",
+        "filters:
+- name: uaa
+  OAuth2:
+    authorizationURL: https://uaa.example.com
+    audience: https://uaa.example.com
+    clientID: ambassador
+    secret: s
+    protectedOrigins: [{origin: https://app.example.com}]
+- name: jwt1
+  JWT: {jwksURI: https://idp.example.com/jwks.json}
+rules:
+- host: '*'
+  path: /api/*
+  filters:
+  - name: jwt1
+    type: jwt
+    jwtArguments: {scope: [read]}
+",
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    for line in [
+        "filters[0].OAuth2.audience: refused: ",
+        "write `extraAuthorizationParameters: {audience: ...}`",
+        "rules[0].filters[0].type: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape",
+        "rules[0].filters[0].jwtArguments: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+    assert!(!err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn check_ignores_ambassador_pro_state_ttl_with_a_notice() {
+    let path = write(
+        "state-ttl.yaml",
+        "filters:
+- name: login
+  OAuth2:
+    authorizationURL: https://idp.example.com
+    stateTTL: 5m
+    clientID: c
+    secret: s
+    protectedOrigins: [{origin: https://app.example.com}]
+",
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("filters[0].OAuth2.stateTTL: ignored: an Ambassador Pro field"),
+        "{out}"
+    );
+}
