@@ -501,3 +501,35 @@ fn check_ignores_ambassador_pro_state_ttl_with_a_notice() {
         "{out}"
     );
 }
+
+#[test]
+fn check_notices_a_clusters_key_no_url_uses() {
+    let path = write(
+        "clusters.json",
+        r#"{ "clusters": { "idp.example.com:443": "idp" },
+             "filters": [ { "name": "jwt", "JWT": { "jwksURI": "https://idp.example.com/jwks.json" } } ] }"#,
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("note: clusters.\"idp.example.com:443\": no URL of the configuration has this authority (keys are matched exactly as the URL writes it: host, or host:port); a URL uses \"idp.example.com\""),
+        "{out}"
+    );
+}
+
+/// The first configuration README.md shows loads without a notice about its
+/// `clusters`.
+#[test]
+fn the_readme_configuration_maps_the_cluster_its_urls_use() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    // Its placeholder digest filled in.
+    let text = readme[start..end].replace("<hex digest>", &"0".repeat(64));
+    let path = write("readme.json", &text);
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ok: 2 filters, 3 rules"), "{out}");
+    assert!(!out.contains("clusters."), "{out}");
+}

@@ -390,7 +390,7 @@ impl Config {
         if !refused.is_empty() {
             return Err(refused);
         }
-        let spec: ConfigSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+        let spec: ConfigSpec = serde_path_to_error::deserialize(&value).map_err(|e| {
             vec![ConfigError {
                 path: e.path().to_string(),
                 message: e.inner().to_string(),
@@ -416,6 +416,7 @@ impl Config {
             return Err(compiler.errors);
         }
         notices.append(&mut compiler.notices);
+        notices.extend(url::unused_cluster_notices(&value, &spec.clusters));
         let mut injected_names: Vec<String> = Vec::new();
         for filter in &filters {
             for name in filter.kind.injected_names() {
