@@ -533,3 +533,69 @@ fn the_readme_configuration_maps_the_cluster_its_urls_use() {
     assert!(out.contains("ok: 2 filters, 3 rules"), "{out}");
     assert!(!out.contains("clusters."), "{out}");
 }
+
+/// Runs the command with raw argument bytes; the outputs as bytes.
+#[cfg(unix)]
+fn run_bytes(args: &[&[u8]]) -> (bool, Vec<u8>, String) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn render_keeps_a_non_utf8_header_value_byte_for_byte() {
+    let path = write(
+        "ua.json",
+        r#"{"filters":[{"name":"j","JWT":{"validAlgorithms":["none"],"injectRequestHeaders":[
+            {"name":"X-UA","value":"{{ .httpRequestHeader.Get \"User-Agent\" }}"}]}}]}"#,
+    );
+    let path = path.to_str().unwrap().as_bytes().to_vec();
+    let (ok, out, err) = run_bytes(&[
+        b"render",
+        &path,
+        b"--filter",
+        b"j",
+        b"--token",
+        AES_TOKEN.as_bytes(),
+        b"--header",
+        b"User-Agent: caf\xe9",
+    ]);
+    assert!(ok, "{err}");
+    // Latin-1 "café" as sent: 0xE9, not U+FFFD.
+    let line: &[u8] = b"x-ua: caf\xe9\n";
+    assert!(
+        out.windows(line.len()).any(|w| w == line),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_argument_elsewhere_is_refused_without_a_panic() {
+    for args in [
+        vec![&b"check"[..], b"conf\xff.json"],
+        vec![
+            &b"render"[..],
+            b"c.json",
+            b"--filter",
+            b"j\xff",
+            b"--token",
+            b"t",
+        ],
+        vec![&b"import"[..], b"m\xff.yaml"],
+    ] {
+        let (ok, _, err) = run_bytes(&args);
+        assert!(!ok);
+        assert!(err.contains("is not valid UTF-8"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
