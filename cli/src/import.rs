@@ -12,9 +12,17 @@
 //! - `FilterPolicy` rules from every policy are merged into one list, higher
 //!   `precedence` first, equal ones in manifest order (policy by policy).
 //! - A `Mapping` with `bypass_auth: true` becomes a rule with no filters for its
-//!   host and prefix, ahead of every policy rule.
+//!   host and prefix (`prefix_exact`: the exact path), ahead of every policy
+//!   rule, only when those globs select exactly its requests: a bypass is never
+//!   widened. Match fields a rule cannot express (method, headers, query
+//!   parameters, regexes, ...) or a more specific Mapping inside the prefix
+//!   import no bypass (auth still applies) and are reported.
 //! - An `AuthService` becomes an External filter that a last catch-all rule runs
-//!   (Emissary checks every request that no `bypass_auth` exempts).
+//!   (Emissary checks every request that no `bypass_auth` exempts); a
+//!   `Mapping`'s `auth_context_extensions` become that filter's `arguments` in
+//!   a rule for the Mapping, under the same condition.
+//! - Each Secret value gets its own environment variable: names that would
+//!   coincide are told apart by a hash suffix.
 //!
 //! Every change and every field that cannot come is reported with where it was
 //! (`Filter default/sso: spec.OAuth2.secretName: ...`).
