@@ -599,3 +599,30 @@ fn a_non_utf8_argument_elsewhere_is_refused_without_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn import_names_a_v1alpha1_filter_policy_and_does_not_load_it() {
+    let path = write(
+        "v1alpha1.yaml",
+        "apiVersion: gateway.getambassador.io/v1alpha1
+kind: FilterPolicy
+metadata: {name: p1, namespace: default}
+spec:
+  rules:
+  - host: '*'
+    path: /api/*
+    filters:
+    - name: jwt1
+      type: jwt
+      jwtArguments: {scope: [read]}
+",
+    );
+    let (ok, out, err) = run(&["import", path.to_str().unwrap()]);
+    // Dropping the rule would leave /api/* open: the import fails instead.
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("import: FilterPolicy default/p1: spec.rules[0].filters[0].jwtArguments: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape"),
+        "{err}"
+    );
+}
