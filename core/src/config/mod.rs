@@ -275,7 +275,10 @@ impl Config {
             return Err(compiler.errors);
         }
         notices.append(&mut compiler.notices);
-        notices.extend(url::unused_cluster_notices(&value, &spec.clusters));
+        notices.extend(crate::compile::url::unused_cluster_notices(
+            &value,
+            &spec.clusters,
+        ));
         let mut injected_names: Vec<String> = Vec::new();
         for filter in &filters {
             for name in filter.kind.injected_names() {
