@@ -16,7 +16,7 @@ use serde_json::Value;
 /// Deserializes `value` as `T`. A fault gives `(path, message)`: the JSON path
 /// of the field at fault (`"."`: the value itself) and serde's message without a
 /// position.
-pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
     #[cfg(feature = "exact-paths")]
     {
         serde_path_to_error::deserialize::<_, T>(value)
@@ -30,8 +30,8 @@ pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, (String, Stri
 
 /// The module's way: deserialize from the compact text, locate a fault in it.
 #[cfg_attr(feature = "exact-paths", allow(dead_code))]
-pub(crate) fn located<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
-    let text = serde_json::to_vec(&value).map_err(|e| (".".to_string(), e.to_string()))?;
+pub(crate) fn located<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+    let text = serde_json::to_vec(value).map_err(|e| (".".to_string(), e.to_string()))?;
     serde_json::from_slice::<T>(&text).map_err(|e| {
         let message = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -154,9 +154,9 @@ mod tests {
 
     /// The module's report against `serde_path_to_error`'s, for one value.
     fn same_as_serde<T: DeserializeOwned + std::fmt::Debug>(value: Value) -> (String, String) {
-        let exact = serde_path_to_error::deserialize::<_, T>(value.clone())
+        let exact = serde_path_to_error::deserialize::<_, T>(&value)
             .map_err(|e| (e.path().to_string(), e.inner().to_string()));
-        let ours = located::<T>(value.clone());
+        let ours = located::<T>(&value);
         let exact = exact.expect_err("the value must be at fault");
         let ours = ours.expect_err("the value must be at fault");
         assert_eq!(ours, exact, "for {value}");
@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn the_message_carries_no_position() {
-        let (path, message) = located::<ConfigSpec>(json!({"filters": [{"name": 1}]})).unwrap_err();
+        let (path, message) =
+            located::<ConfigSpec>(&json!({"filters": [{"name": 1}]})).unwrap_err();
         assert_eq!(path, "filters[0].name");
         assert!(!message.contains(" at line "), "{message}");
     }

@@ -146,7 +146,7 @@ impl Compiler<'_> {
         path: &str,
         value: Value,
     ) -> Option<T> {
-        match json_path::deserialize::<T>(value) {
+        match json_path::deserialize::<T>(&value) {
             Ok(v) => Some(v),
             Err((sub, message)) => {
                 let at = if sub == "." {
