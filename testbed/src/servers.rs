@@ -105,7 +105,8 @@ type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 /// body: sees requests whose body never arrives (a stream reset mid-request).
 /// A reply it returns is sent at once, before the body is read (an early
 /// answer); the body is then read and dropped.
-type HeadHook = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
+type HeadFn = dyn Fn(&Request) -> Option<Reply> + Send + Sync;
+type HeadHook = Arc<HeadFn>;
 
 /// Longest a keep-alive connection may sit idle before the server closes it. Longer
 /// than any test, so Envoy never races a close on a pooled connection.
@@ -202,7 +203,7 @@ fn wait_readable(conn: &TcpStream, stop: &AtomicBool, down: &AtomicBool) -> bool
 fn serve_connection(
     conn: TcpStream,
     handler: &dyn Fn(&Request) -> Reply,
-    head_hook: Option<&(dyn Fn(&Request) -> Option<Reply> + Send + Sync)>,
+    head_hook: Option<&HeadFn>,
     stop: &AtomicBool,
     down: &AtomicBool,
 ) {

@@ -447,30 +447,32 @@ fn logged_in() -> Agent {
     panic!("no end to the login redirects");
 }
 
-/// AES's logout form; with `late`, its body goes only once the upstream's
-/// answer reached Portcullis.
+/// AES's logout form, in one write; with `late`, its body goes only once the
+/// upstream's answer reached Portcullis.
 fn logout(agent: &Agent, xsrf_field: &str, late: bool) -> Response {
     let url = Url::parse(&format!("{}{AES_LOGOUT}", origin(fx().port))).expect("URL");
     let cookie = agent.cookie_header(&url).expect("cookies");
     let host = format!("127.0.0.1:{}", fx().port);
     let body = format!("_xsrf={xsrf_field}");
+    let headers = [
+        ("Host", host.as_str()),
+        ("Cookie", cookie.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    if !late {
+        return client::request(fx().port, "POST", AES_LOGOUT, &headers, body.as_bytes());
+    }
     client::request_split(
         fx().port,
         "POST",
         AES_LOGOUT,
-        &[
-            ("Host", host.as_str()),
-            ("Cookie", cookie.as_str()),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
+        &headers,
         body.as_bytes(),
         || {
-            if late {
-                assert!(
-                    wait_for_upstream_answer(AES_LOGOUT),
-                    "the upstream's answer reached Portcullis"
-                );
-            }
+            assert!(
+                wait_for_upstream_answer(AES_LOGOUT),
+                "the upstream's answer reached Portcullis"
+            );
         },
     )
 }
