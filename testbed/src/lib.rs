@@ -38,3 +38,27 @@ pub use client::{request, Response};
 pub use config::EnvoyConfig;
 pub use envoy::Envoy;
 pub use servers::{EchoUpstream, Echoed, Reply, ScriptedServer};
+
+/// The fixture a test file's tests share, started once by `start`.
+///
+/// A `start` that panics is caught, so every test of the file fails at once with
+/// its message (`<what> did not start: ...`) instead of each starting another
+/// set of servers.
+pub fn shared_fixture<T>(
+    cell: &'static std::sync::OnceLock<Result<T, String>>,
+    start: fn() -> T,
+    what: &str,
+) -> &'static T {
+    let r = cell.get_or_init(|| {
+        std::panic::catch_unwind(start).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it panicked".into())
+        })
+    });
+    match r {
+        Ok(f) => f,
+        Err(e) => panic!("{what} did not start: {e}"),
+    }
+}

@@ -35,18 +35,7 @@ struct Fixture {
 
 fn fx() -> &'static Fixture {
     static FX: OnceLock<Result<Fixture, String>> = OnceLock::new();
-    let r = FX.get_or_init(|| {
-        std::panic::catch_unwind(start).map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "fixture panicked".into())
-        })
-    });
-    match r {
-        Ok(f) => f,
-        Err(e) => panic!("the OAuth2 fixture did not start: {e}"),
-    }
+    portcullis_testbed::shared_fixture(&FX, start, "the OAuth2 fixture")
 }
 
 fn start() -> Fixture {

@@ -189,18 +189,7 @@ struct Fixture {
 
 fn fx() -> &'static Fixture {
     static FX: OnceLock<Result<Fixture, String>> = OnceLock::new();
-    let r = FX.get_or_init(|| {
-        std::panic::catch_unwind(start).map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "fixture panicked".into())
-        })
-    });
-    match r {
-        Ok(f) => f,
-        Err(e) => panic!("the conformance fixture did not start: {e}"),
-    }
+    portcullis_testbed::shared_fixture(&FX, start, "the conformance fixture")
 }
 
 fn start() -> Fixture {
@@ -344,6 +333,19 @@ fn authorization_request(id: &str, path: &str) -> Url {
     Url::parse(&format!("http://127.0.0.1:{}{}", fx().op.port(), r.path)).expect("URL")
 }
 
+/// A test ID whose OP misbehaves so that the login must be refused (401 page,
+/// no session): one test per ID, named after it.
+macro_rules! refused {
+    ($(#[$doc:meta])* $test:ident, $id:literal) => {
+        $(#[$doc])*
+        #[test]
+        fn $test() {
+            let (agent, hops) = login($id);
+            assert_refused($id, &agent, &hops, 401);
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------
 // Basic RP
 
@@ -404,20 +406,16 @@ fn rp_token_endpoint_client_secret_basic() {
     assert!(!t.body_str().contains("client_secret"), "{}", t.body_str());
 }
 
-/// rp-id_token-aud: the ID token is for another client: refused.
-#[test]
-fn rp_id_token_aud() {
-    let id = "rp-id_token-aud";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-aud: the ID token is for another client: refused.
+    rp_id_token_aud,
+    "rp-id_token-aud"
 }
 
-/// oidcc-client-test-missing-aud: no `aud` at all: refused.
-#[test]
-fn rp_id_token_aud_missing() {
-    let id = "rp-id_token-aud-missing";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// oidcc-client-test-missing-aud: no `aud` at all: refused.
+    rp_id_token_aud_missing,
+    "rp-id_token-aud-missing"
 }
 
 /// rp-id_token-kid-absent-single-jwks: no `kid`, one key in the set: accepted.
@@ -431,46 +429,36 @@ fn rp_id_token_kid_absent_single_jwks() {
     assert!(header.get("kid").is_none(), "{header}");
 }
 
-/// rp-id_token-kid-absent-multiple-jwks: no `kid`, two keys for RS256: which
-/// one signed is unknown, refused.
-#[test]
-fn rp_id_token_kid_absent_multiple_jwks() {
-    let id = "rp-id_token-kid-absent-multiple-jwks";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-kid-absent-multiple-jwks: no `kid`, two keys for RS256: which
+    /// one signed is unknown, refused.
+    rp_id_token_kid_absent_multiple_jwks,
+    "rp-id_token-kid-absent-multiple-jwks"
 }
 
-/// rp-id_token-sig-none: an unsigned ID token is refused (Portcullis registers
-/// no `id_token_signed_response_alg: none`; docs/oauth2.md says why).
-#[test]
-fn rp_id_token_sig_none() {
-    let id = "rp-id_token-sig-none";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-sig-none: an unsigned ID token is refused (Portcullis registers
+    /// no `id_token_signed_response_alg: none`; docs/oauth2.md says why).
+    rp_id_token_sig_none,
+    "rp-id_token-sig-none"
 }
 
-/// rp-id_token-issuer-mismatch: `iss` is not the issuer: refused.
-#[test]
-fn rp_id_token_issuer_mismatch() {
-    let id = "rp-id_token-issuer-mismatch";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-issuer-mismatch: `iss` is not the issuer: refused.
+    rp_id_token_issuer_mismatch,
+    "rp-id_token-issuer-mismatch"
 }
 
-/// rp-id_token-bad-sig-rs256: a signature that does not verify: refused.
-#[test]
-fn rp_id_token_bad_sig_rs256() {
-    let id = "rp-id_token-bad-sig-rs256";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-bad-sig-rs256: a signature that does not verify: refused.
+    rp_id_token_bad_sig_rs256,
+    "rp-id_token-bad-sig-rs256"
 }
 
-/// rp-id_token-iat: no `iat` (REQUIRED, OIDC Core §2): refused.
-#[test]
-fn rp_id_token_iat() {
-    let id = "rp-id_token-iat";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-iat: no `iat` (REQUIRED, OIDC Core §2): refused.
+    rp_id_token_iat,
+    "rp-id_token-iat"
 }
 
 /// rp-id_token-sig-rs256: an RS256 ID token: accepted.
@@ -482,12 +470,10 @@ fn rp_id_token_sig_rs256() {
     assert_eq!(e.header("x-id-token-alg"), Some("RS256"));
 }
 
-/// rp-id_token-sub: no `sub` (REQUIRED, OIDC Core §2): refused.
-#[test]
-fn rp_id_token_sub() {
-    let id = "rp-id_token-sub";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-sub: no `sub` (REQUIRED, OIDC Core §2): refused.
+    rp_id_token_sub,
+    "rp-id_token-sub"
 }
 
 /// rp-userinfo-bearer-header: the access token goes to UserInfo in
@@ -560,13 +546,11 @@ fn rp_id_token_sig_es256() {
     assert_eq!(e.header("x-id-token-alg"), Some("ES256"));
 }
 
-/// rp-id_token-sig-hs256 (optional): an ID token MACed with the client secret is
-/// refused: Portcullis verifies ID tokens with the IdP's published keys only.
-#[test]
-fn rp_id_token_sig_hs256() {
-    let id = "rp-id_token-sig-hs256";
-    let (agent, hops) = login(id);
-    assert_refused(id, &agent, &hops, 401);
+refused! {
+    /// rp-id_token-sig-hs256 (optional): an ID token MACed with the client secret is
+    /// refused: Portcullis verifies ID tokens with the IdP's published keys only.
+    rp_id_token_sig_hs256,
+    "rp-id_token-sig-hs256"
 }
 
 // ---------------------------------------------------------------------------
