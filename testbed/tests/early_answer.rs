@@ -104,67 +104,69 @@ fn auth_decides(req: &Request) -> Reply {
 }
 
 fn fx() -> &'static Fixture {
-    static FX: OnceLock<Fixture> = OnceLock::new();
-    FX.get_or_init(|| {
-        let upstream = ScriptedServer::start();
-        upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
-        let auth = ScriptedServer::start();
-        auth.set_default_fn(auth_decides);
-        let idp = QuirkyIdp::start(Profile::Okta, 600);
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = portcullis_testbed::idp::free_port();
-            let o = origin(port);
-            let external = |max: usize, partial: bool| {
-                json!({
-                    "auth_service": "http://auth.test", "path_prefix": "/auth", "timeout_ms": 15000,
-                    "include_body": { "max_bytes": max, "allow_partial": partial },
-                    "allowed_authorization_headers": ["X-Denied-By"]
-                })
-            };
-            let plugin = json!({
-                "clusters": { "auth.test": "authsvc", idp.authority(): "idp" },
-                "filters": [
-                    { "name": "body", "External": external(64, true) },
-                    { "name": "strict", "External": external(16, false) },
-                    { "name": "sso", "OAuth2": {
-                        "authorizationURL": idp.issuer(),
-                        "clientID": "early",
-                        "secret": "s3cret",
-                        "protectedOrigins": [ { "origin": o } ],
-                        "sessionKeys": [ session_key() ],
-                        "postLogoutRedirectURI": format!("{o}/logged-out")
-                    } }
-                ],
-                "rules": [
-                    { "host": "*", "path": "/body/*", "filters": [ { "name": "body" } ] },
-                    { "host": "*", "path": "/strict/*", "filters": [ { "name": "strict" } ] },
-                    { "host": "*", "path": "/app/*", "filters": [ { "name": "sso" } ] }
-                ]
-            });
-            let cfg = EnvoyConfig::new(upstream.port())
-                .main_port(port)
-                .plugin(plugin)
-                .cluster("authsvc", auth.port())
-                .cluster("idp", idp.port())
-                .build();
-            match Envoy::try_start(&cfg) {
-                Ok(envoy) => {
-                    let _ = ENVOY_LOG.set(envoy.dir().join("envoy.log"));
-                    return Fixture {
-                        envoy,
-                        port,
-                        upstream,
-                        auth,
-                        idp,
-                    };
-                }
-                Err(e) if e.contains("ddress already in use") => last = e,
-                Err(e) => panic!("{e}"),
+    static FX: OnceLock<Result<Fixture, String>> = OnceLock::new();
+    portcullis_testbed::shared_fixture(&FX, start, "the early-answer fixture")
+}
+
+fn start() -> Fixture {
+    let upstream = ScriptedServer::start();
+    upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
+    let auth = ScriptedServer::start();
+    auth.set_default_fn(auth_decides);
+    let idp = QuirkyIdp::start(Profile::Okta, 600);
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = portcullis_testbed::idp::free_port();
+        let o = origin(port);
+        let external = |max: usize, partial: bool| {
+            json!({
+                "auth_service": "http://auth.test", "path_prefix": "/auth", "timeout_ms": 15000,
+                "include_body": { "max_bytes": max, "allow_partial": partial },
+                "allowed_authorization_headers": ["X-Denied-By"]
+            })
+        };
+        let plugin = json!({
+            "clusters": { "auth.test": "authsvc", idp.authority(): "idp" },
+            "filters": [
+                { "name": "body", "External": external(64, true) },
+                { "name": "strict", "External": external(16, false) },
+                { "name": "sso", "OAuth2": {
+                    "authorizationURL": idp.issuer(),
+                    "clientID": "early",
+                    "secret": "s3cret",
+                    "protectedOrigins": [ { "origin": o } ],
+                    "sessionKeys": [ session_key() ],
+                    "postLogoutRedirectURI": format!("{o}/logged-out")
+                } }
+            ],
+            "rules": [
+                { "host": "*", "path": "/body/*", "filters": [ { "name": "body" } ] },
+                { "host": "*", "path": "/strict/*", "filters": [ { "name": "strict" } ] },
+                { "host": "*", "path": "/app/*", "filters": [ { "name": "sso" } ] }
+            ]
+        });
+        let cfg = EnvoyConfig::new(upstream.port())
+            .main_port(port)
+            .plugin(plugin)
+            .cluster("authsvc", auth.port())
+            .cluster("idp", idp.port())
+            .build();
+        match Envoy::try_start(&cfg) {
+            Ok(envoy) => {
+                let _ = ENVOY_LOG.set(envoy.dir().join("envoy.log"));
+                return Fixture {
+                    envoy,
+                    port,
+                    upstream,
+                    auth,
+                    idp,
+                };
             }
+            Err(e) if e.contains("ddress already in use") => last = e,
+            Err(e) => panic!("{e}"),
         }
-        panic!("Envoy could not bind a picked port three times: {last}");
-    })
+    }
+    panic!("Envoy could not bind a picked port three times: {last}");
 }
 
 /// The upstream answers `path` as soon as it has its head.
