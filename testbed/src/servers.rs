@@ -101,11 +101,23 @@ impl Reply {
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// An answer a server gives as soon as it has a request's head, before its body.
+#[derive(Debug, Clone)]
+pub enum Early {
+    /// This reply, whole; the body is then read and dropped (an early 404, a
+    /// redirect, a fast service).
+    Whole(Reply),
+    /// The status line and headers (`x-upstream: streaming`, chunked) at once;
+    /// then the body is read and sent back as the answer's body (a service
+    /// that starts its answer before it has read the request).
+    HeadThenEcho(u16),
+}
+
 /// Called with each request head (empty body) as soon as it is read, before the
 /// body: sees requests whose body never arrives (a stream reset mid-request).
-/// A reply it returns is sent at once, before the body is read (an early
-/// answer); the body is then read and dropped.
-type HeadFn = dyn Fn(&Request) -> Option<Reply> + Send + Sync;
+/// What it returns is answered before the body is read ([`Early`]).
+type HeadFn = dyn Fn(&Request) -> Option<Early> + Send + Sync;
 type HeadHook = Arc<HeadFn>;
 
 /// Longest a keep-alive connection may sit idle before the server closes it. Longer
@@ -243,16 +255,42 @@ fn serve_connection(
         let close = head
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if let Some(reply) = early {
-            // Answer before reading the body (an early 404, a redirect), then
-            // read and drop the body, as servers that answer early do.
-            if !write_reply(&mut writer, &reply, &method, close) || close {
-                return;
+        match early {
+            Some(Early::Whole(reply)) => {
+                // Answer before reading the body, then read and drop the body,
+                // as servers that answer early do.
+                if !write_reply(&mut writer, &reply, &method, close) || close {
+                    return;
+                }
+                if read_body(&mut reader, &head, false).is_err() {
+                    return;
+                }
+                continue;
             }
-            if read_body(&mut reader, &head, false).is_err() {
-                return;
+            Some(Early::HeadThenEcho(status)) => {
+                let head_out = format!(
+                    "HTTP/1.1 {status} {}\r\nx-upstream: streaming\r\ntransfer-encoding: chunked\r\n\r\n",
+                    reason(status)
+                );
+                if writer.write_all(head_out.as_bytes()).is_err() || writer.flush().is_err() {
+                    return;
+                }
+                let Ok(body) = read_body(&mut reader, &head, false) else {
+                    return;
+                };
+                let mut out = Vec::new();
+                if !body.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                if writer.write_all(&out).is_err() || writer.flush().is_err() || close {
+                    return;
+                }
+                continue;
             }
-            continue;
+            None => {}
         }
         let Ok(body) = read_body(&mut reader, &head, false) else {
             return;
@@ -448,7 +486,7 @@ struct Script {
     fixed: HashMap<String, Reply>,
     dynamic: HashMap<String, Handler>,
     /// Paths answered as soon as the head is read, before the body.
-    early: HashMap<String, Reply>,
+    early: HashMap<String, Early>,
     default: Option<Reply>,
     default_fn: Option<Handler>,
     log: Vec<Request>,
@@ -534,7 +572,17 @@ impl ScriptedServer {
     /// the body. Such a request is in [`heads`](ScriptedServer::heads) only.
     pub fn set_early(&self, path: &str, reply: Reply) {
         self.with(|s| {
-            s.early.insert(path.to_string(), reply);
+            s.early.insert(path.to_string(), Early::Whole(reply));
+        });
+    }
+
+    /// Answers `path` with `status` and its headers as soon as the request head
+    /// is read, then reads the body and sends it back as the answer's body
+    /// ([`Early::HeadThenEcho`]).
+    pub fn set_head_then_echo(&self, path: &str, status: u16) {
+        self.with(|s| {
+            s.early
+                .insert(path.to_string(), Early::HeadThenEcho(status));
         });
     }
 

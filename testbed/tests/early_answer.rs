@@ -311,6 +311,34 @@ fn a_held_answer_past_envoys_buffer_is_passed_whole_on_allow() {
     }
 }
 
+/// An upstream that starts its answer at once but reads the body before
+/// finishing it (no complete answer, so nothing is lost): held until the check
+/// decides; allowed, the answer's head goes to the client, then the body to the
+/// upstream, which finishes its answer with it; denied, the denial.
+#[test]
+fn an_answer_begun_before_the_body_is_held_then_finished_on_allow() {
+    for (path, body, denied) in [
+        ("/body/streaming-allowed", "echo me back", false),
+        ("/body/streaming-denied", "deny the stream", true),
+    ] {
+        fx().upstream.set_head_then_echo(path, 201);
+        let r = client::request(fx().port, "POST", path, &[], body.as_bytes());
+        if denied {
+            assert_denied(&r, path);
+        } else {
+            assert_eq!(r.status, 201, "{}", show(&r));
+            assert_eq!(r.header("x-upstream"), Some("streaming"), "{}", show(&r));
+            assert_eq!(
+                r.body_str(),
+                body,
+                "the upstream had the body after the check"
+            );
+        }
+        assert_held(path);
+        assert_eq!(check_for(path).body_str(), body);
+    }
+}
+
 /// A body past `max_bytes` with `allow_partial: false` is refused (413) as it
 /// arrives, before any upstream answer.
 #[test]
