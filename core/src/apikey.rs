@@ -1,12 +1,34 @@
 //! The APIKey filter: a key in a request header, compared in constant time
 //! against configured keys (plaintext or SHA-256 digests).
 
-use crate::config::schema::ApiKeySpec;
-use crate::config::Compiler;
+use crate::compile::spec::SecretSpec;
+use crate::compile::Compiler;
 use crate::request::Request;
 use crate::response::{is_header_name, Response};
+use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntrySpec {
+    pub value: Option<SecretSpec>,
+    pub sha256: Option<String>,
+    /// AES: every value of a Kubernetes Secret (refused with advice).
+    #[serde(rename = "secretName")]
+    pub secret_name: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    pub http_header: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<ApiKeyEntrySpec>,
+}
 
 /// The message of the 403 every refusal gets.
 pub const DENIED_MESSAGE: &str = "API key not found";

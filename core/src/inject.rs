@@ -1,8 +1,8 @@
 //! `injectRequestHeaders`: header templates compiled at configure time and
 //! rendered into header changes for a request the filter allows.
 
-use crate::config::schema::HeaderTemplateSpec;
-use crate::config::Compiler;
+use crate::compile::spec::HeaderTemplateSpec;
+use crate::compile::Compiler;
 use crate::response::{is_header_name, is_header_value, HeaderChange};
 use crate::template::{RenderData, Rendered, Template};
 

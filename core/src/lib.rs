@@ -7,6 +7,8 @@
 
 pub mod apikey;
 pub mod bytes;
+pub mod compile;
+pub mod condition;
 pub mod config;
 pub mod external;
 pub mod fetch;

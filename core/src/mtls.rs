@@ -16,14 +16,30 @@
 //!   SAN (case-insensitively), or of `allowedURIs` matching any URI SAN, passes.
 //!   All lists empty: any verified certificate passes.
 
-use crate::config::schema::MtlsSpec;
-use crate::config::{Compiler, ConfigError};
+use crate::compile::spec::HeaderTemplateSpec;
+use crate::compile::{Compiler, ConfigError};
 use crate::glob::Glob;
 use crate::inject::{render_injected, HeaderTemplate};
 use crate::request::{Request, TlsInfo};
 use crate::response::{HeaderChange, Response};
 use crate::template::RenderData;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MtlsSpec {
+    pub require_client_certificate: Option<bool>,
+    #[serde(default)]
+    pub allowed_subjects: Vec<String>,
+    #[serde(default, rename = "allowedDNSNames")]
+    pub allowed_dns_names: Vec<String>,
+    #[serde(default, rename = "allowedURIs")]
+    pub allowed_uris: Vec<String>,
+    #[serde(default)]
+    pub inject_request_headers: Vec<HeaderTemplateSpec>,
+}
 
 /// The message of the 403 every refusal gets.
 pub const DENIED_MESSAGE: &str = "client certificate required";
@@ -327,7 +343,6 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::HeaderTemplateSpec;
     use crate::request::Headers;
     use crate::template::Template;
 

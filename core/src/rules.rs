@@ -2,12 +2,36 @@
 //! path globs), and each filter reference's condition, arguments and
 //! `onDeny`/`onAllow` behaviour.
 
-use crate::config::schema::{HeaderConditionSpec, JwtArgumentsSpec};
-use crate::config::{Compiler, FilterKind};
+use crate::condition::{HeaderCondition, HeaderConditionSpec};
 use crate::glob::Glob;
-use crate::request::{Headers, Request};
-use regex_lite::Regex;
+use crate::request::Request;
+use serde::Deserialize;
 use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    /// AES: rules with a higher `precedence` are tried first; equal ones keep
+    /// their order (default 0).
+    pub precedence: Option<i64>,
+    pub filters: Option<Vec<FilterRefSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FilterRefSpec {
+    pub name: String,
+    /// AES filter references carry a Kubernetes namespace; names are global here.
+    pub namespace: Option<String>,
+    pub if_request_header: Option<HeaderConditionSpec>,
+    pub on_deny: Option<String>,
+    pub on_allow: Option<String>,
+    pub arguments: Option<Value>,
+}
 
 #[derive(Debug)]
 pub struct Rule {
@@ -53,115 +77,6 @@ pub enum FilterArgs {
         context_extensions: std::collections::BTreeMap<String, String>,
     },
     OAuth2(Box<crate::oauth2::OAuth2Args>),
-}
-
-impl FilterArgs {
-    pub fn compile(
-        c: &mut Compiler<'_>,
-        path: &str,
-        kind: &FilterKind,
-        arguments: Option<&Value>,
-    ) -> Option<FilterArgs> {
-        let arguments = match arguments {
-            None | Some(Value::Null) => return Some(Self::default_for(kind)),
-            Some(v) => v.clone(),
-        };
-        match kind {
-            FilterKind::Jwt(_) => c
-                .deserialize_at::<JwtArgumentsSpec>(path, arguments)
-                .map(|spec| FilterArgs::Jwt { scopes: spec.scope }),
-            // The arguments, a map of strings, are the gRPC check's context_extensions.
-            FilterKind::External(_) => c
-                .deserialize_at::<std::collections::BTreeMap<String, String>>(path, arguments)
-                .map(|context_extensions| FilterArgs::External { context_extensions }),
-            FilterKind::OAuth2(_) => crate::oauth2::OAuth2Args::compile(c, path, Some(&arguments))
-                .map(|a| FilterArgs::OAuth2(Box::new(a))),
-            FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {
-                if arguments.as_object().is_some_and(|m| m.is_empty()) {
-                    Some(FilterArgs::None)
-                } else {
-                    c.error(
-                        path,
-                        format!("{} filters take no arguments", kind.type_name()),
-                    );
-                    None
-                }
-            }
-        }
-    }
-
-    fn default_for(kind: &FilterKind) -> FilterArgs {
-        match kind {
-            FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
-            FilterKind::ApiKey(_) | FilterKind::Mtls(_) => FilterArgs::None,
-            FilterKind::OAuth2(_) => FilterArgs::OAuth2(Box::default()),
-            FilterKind::External(_) => FilterArgs::External {
-                context_extensions: std::collections::BTreeMap::new(),
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-enum ValueMatch {
-    Present,
-    Exact(String),
-    Regex(Regex),
-}
-
-/// `ifRequestHeader`: the filter applies only when the header is present (or has
-/// the value, or fully matches the regex); `negate` inverts.
-#[derive(Debug)]
-pub struct HeaderCondition {
-    name: String,
-    matcher: ValueMatch,
-    negate: bool,
-}
-
-impl HeaderCondition {
-    pub fn compile(
-        c: &mut Compiler<'_>,
-        path: &str,
-        spec: &HeaderConditionSpec,
-    ) -> Option<HeaderCondition> {
-        if spec.name.is_empty() {
-            c.error(format!("{path}.name"), "must not be empty");
-            return None;
-        }
-        let matcher = match (&spec.value, &spec.value_regex) {
-            (Some(_), Some(_)) => {
-                c.error(path, "give `value` or `valueRegex`, not both");
-                return None;
-            }
-            (Some(v), None) => ValueMatch::Exact(v.clone()),
-            (None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
-                Ok(r) => ValueMatch::Regex(r),
-                Err(e) => {
-                    c.error(
-                        format!("{path}.valueRegex"),
-                        format!("invalid regex {re:?}: {e}"),
-                    );
-                    return None;
-                }
-            },
-            (None, None) => ValueMatch::Present,
-        };
-        Some(HeaderCondition {
-            name: spec.name.to_ascii_lowercase(),
-            matcher,
-            negate: spec.negate,
-        })
-    }
-
-    pub fn matches(&self, headers: &Headers) -> bool {
-        let mut values = headers.get_all(&self.name).peekable();
-        let hit = match &self.matcher {
-            ValueMatch::Present => values.peek().is_some(),
-            ValueMatch::Exact(v) => values.any(|x| x == v),
-            ValueMatch::Regex(r) => values.any(|x| r.is_match(x)),
-        };
-        hit != self.negate
-    }
 }
 
 impl Rule {

@@ -1,41 +1,23 @@
 //! The v1 configuration: parsed from the plugin's JSON once, validated completely,
 //! and compiled into the structures requests are checked against (globs, templates,
 //! keys, callout targets). Every fault names its JSON path.
+//!
+//! This module only assembles: each filter type owns its spec and its compile
+//! step (`jwt::spec` and `JwtFilter::compile`, ...), on the shared building
+//! blocks of `crate::compile`. The filters never import this module.
 
-pub mod duration;
 pub mod schema;
-pub mod url;
 
 use crate::apikey::ApiKeyFilter;
+use crate::compile::{Compiler, ConfigError, JwksSource};
+use crate::condition::HeaderCondition;
 use crate::external::ExternalFilter;
-use crate::glob::Glob;
 use crate::jwt::filter::JwtFilter;
 use crate::mtls::MtlsFilter;
 use crate::oauth2::OAuth2Filter;
-use crate::rules::{FilterArgs, FilterRef, HeaderCondition, OnAllow, OnDeny, Rule};
-use schema::{ConfigSpec, FilterSpec, SecretSpec};
+use crate::rules::{FilterArgs, FilterRef, OnAllow, OnDeny, Rule};
+use schema::{ConfigSpec, FilterSpec};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
-use url::{CalloutTarget, CalloutUrl};
-
-/// One configuration fault: where (`filters[0].JWT.leewayForExpiresAt`) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// A filter, compiled.
 #[derive(Debug)]
@@ -94,18 +76,6 @@ impl FilterKind {
         }
     }
 }
-
-/// A remote JWK Set that the root context fetches in the background.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksSource {
-    pub url: String,
-    pub target: CalloutTarget,
-    /// The shortest `jwksRefreshInterval` of the filters using it.
-    pub refresh_interval: Duration,
-}
-
-/// Default `jwksRefreshInterval`.
-pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 
 /// The validated configuration.
 #[derive(Debug)]
@@ -192,111 +162,6 @@ pub const IGNORED_ENTRY_FIELDS: &[(&str, &str)] = &[(
 
 const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
 
-/// Shared state while compiling: errors, notices, clusters, environment.
-pub struct Compiler<'e> {
-    pub errors: Vec<ConfigError>,
-    pub notices: Vec<String>,
-    pub clusters: BTreeMap<String, String>,
-    pub jwks_sources: Vec<JwksSource>,
-    env: &'e dyn Fn(&str) -> Option<String>,
-}
-
-impl Compiler<'_> {
-    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Resolves a secret; a missing environment variable is a config error.
-    pub fn secret(&mut self, path: &str, secret: &SecretSpec) -> Option<String> {
-        match secret {
-            SecretSpec::Literal(s) => Some(s.clone()),
-            SecretSpec::FromEnv(name) => match (self.env)(name) {
-                Some(v) => Some(v),
-                None => {
-                    self.error(
-                        path,
-                        format!("environment variable {name:?} is not set in the Wasm VM (vm_config.environment_variables)"),
-                    );
-                    None
-                }
-            },
-        }
-    }
-
-    /// Parses a callout URL and resolves its cluster.
-    pub fn callout(
-        &mut self,
-        path: &str,
-        text: &str,
-        default_scheme: Option<&str>,
-    ) -> Option<CalloutTarget> {
-        match CalloutUrl::parse(text, default_scheme) {
-            Ok(url) => Some(CalloutTarget::new(&url, &self.clusters)),
-            Err(e) => {
-                self.error(path, e);
-                None
-            }
-        }
-    }
-
-    /// Registers a remote JWK Set and returns its index (shared by equal URLs).
-    pub fn jwks_source(
-        &mut self,
-        path: &str,
-        url: &str,
-        refresh_interval: Duration,
-    ) -> Option<usize> {
-        let target = self.callout(path, url, None)?;
-        if let Some(i) = self.jwks_sources.iter().position(|s| s.url == url) {
-            if let Some(s) = self.jwks_sources.get_mut(i) {
-                s.refresh_interval = s.refresh_interval.min(refresh_interval);
-            }
-            return Some(i);
-        }
-        self.jwks_sources.push(JwksSource {
-            url: url.to_string(),
-            target,
-            refresh_interval,
-        });
-        Some(self.jwks_sources.len() - 1)
-    }
-
-    /// Deserializes a JSON value found at `path` (rule `arguments`), reporting
-    /// a fault with the full path of the field at fault.
-    pub fn deserialize_at<T: serde::de::DeserializeOwned>(
-        &mut self,
-        path: &str,
-        value: Value,
-    ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let sub = e.path().to_string();
-                let at = if sub == "." {
-                    path.to_string()
-                } else {
-                    format!("{path}.{sub}")
-                };
-                self.error(at, e.inner().to_string());
-                None
-            }
-        }
-    }
-
-    pub fn glob(&mut self, path: &str, pattern: &str) -> Option<Glob> {
-        match Glob::new(pattern) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                self.error(path, format!("invalid glob {pattern:?}: {e}"));
-                None
-            }
-        }
-    }
-}
-
 impl Config {
     /// The budget split between the caches: with an OAuth2 filter, a quarter
     /// for opened sessions and the rest for verified tokens; otherwise all of
@@ -348,13 +213,7 @@ impl Config {
                 message: e.inner().to_string(),
             }]
         })?;
-        let mut compiler = Compiler {
-            errors: Vec::new(),
-            notices: Vec::new(),
-            clusters: spec.clusters.clone(),
-            jwks_sources: Vec::new(),
-            env,
-        };
+        let mut compiler = Compiler::new(spec.clusters.clone(), env);
         let cache_budget = match &spec.cache_budget {
             None => crate::jwt::cache::DEFAULT_BUDGET,
             Some(v) => parse_byte_size(v).unwrap_or_else(|why| {
@@ -618,7 +477,8 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
 fn compile_rules(c: &mut Compiler<'_>, spec: &ConfigSpec, filters: &[Filter]) -> Vec<Rule> {
     let mut rules = Vec::new();
     // AES `precedence`: higher first; a stable sort keeps equal ones in order.
-    let mut ordered: Vec<(usize, &schema::RuleSpec)> = spec.rules.iter().enumerate().collect();
+    let mut ordered: Vec<(usize, &crate::rules::RuleSpec)> =
+        spec.rules.iter().enumerate().collect();
     ordered.sort_by_key(|(_, r)| std::cmp::Reverse(r.precedence.unwrap_or(0)));
     for (i, rule) in ordered {
         let path = format!("rules[{i}]");
@@ -645,7 +505,7 @@ fn compile_rules(c: &mut Compiler<'_>, spec: &ConfigSpec, filters: &[Filter]) ->
 fn compile_filter_ref(
     c: &mut Compiler<'_>,
     path: &str,
-    fref: &schema::FilterRefSpec,
+    fref: &crate::rules::FilterRefSpec,
     spec: &ConfigSpec,
     filters: &[Filter],
 ) -> Option<FilterRef> {
@@ -691,7 +551,7 @@ fn compile_filter_ref(
         return None;
     };
     let kind = &filters.get(index)?.kind;
-    let args = FilterArgs::compile(
+    let args = compile_filter_args(
         c,
         &format!("{path}.arguments"),
         kind,
@@ -704,4 +564,51 @@ fn compile_filter_ref(
         on_allow,
         args,
     })
+}
+
+/// A rule's `arguments` for a filter of this kind, each filter type's
+/// arguments spec compiled (`filters[i].arguments` absent: its defaults).
+fn compile_filter_args(
+    c: &mut Compiler<'_>,
+    path: &str,
+    kind: &FilterKind,
+    arguments: Option<&Value>,
+) -> Option<FilterArgs> {
+    let arguments = match arguments {
+        None | Some(Value::Null) => return Some(default_filter_args(kind)),
+        Some(v) => v.clone(),
+    };
+    match kind {
+        FilterKind::Jwt(_) => c
+            .deserialize_at::<crate::jwt::spec::JwtArgumentsSpec>(path, arguments)
+            .map(|spec| FilterArgs::Jwt { scopes: spec.scope }),
+        // The arguments, a map of strings, are the gRPC check's context_extensions.
+        FilterKind::External(_) => c
+            .deserialize_at::<std::collections::BTreeMap<String, String>>(path, arguments)
+            .map(|context_extensions| FilterArgs::External { context_extensions }),
+        FilterKind::OAuth2(_) => crate::oauth2::OAuth2Args::compile(c, path, Some(&arguments))
+            .map(|a| FilterArgs::OAuth2(Box::new(a))),
+        FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {
+            if arguments.as_object().is_some_and(|m| m.is_empty()) {
+                Some(FilterArgs::None)
+            } else {
+                c.error(
+                    path,
+                    format!("{} filters take no arguments", kind.type_name()),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn default_filter_args(kind: &FilterKind) -> FilterArgs {
+    match kind {
+        FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
+        FilterKind::ApiKey(_) | FilterKind::Mtls(_) => FilterArgs::None,
+        FilterKind::OAuth2(_) => FilterArgs::OAuth2(Box::default()),
+        FilterKind::External(_) => FilterArgs::External {
+            context_extensions: std::collections::BTreeMap::new(),
+        },
+    }
 }

@@ -10,14 +10,15 @@
 mod grpc;
 mod http;
 pub mod proto;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 
-use crate::config::schema::ExternalSpec;
-use crate::config::url::{CalloutTarget, CalloutUrl};
-use crate::config::{Compiler, ConfigError};
+use crate::compile::url::{CalloutTarget, CalloutUrl};
+use crate::compile::{Compiler, ConfigError};
 use crate::request::{Headers, Request};
 use crate::response::{is_header_name, is_header_value, HeaderChange, Response};
+use spec::ExternalSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 use super::proto::{self, *};
+use super::spec::ExternalSpec;
 use super::*;
-use crate::config::schema::ExternalSpec;
 use prost::Message;
 use serde_json::{json, Value};
 

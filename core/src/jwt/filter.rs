@@ -5,9 +5,9 @@
 use super::cache::{lookup_cached, remember_failure, verify_and_keep, TokenCache};
 use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
+use super::spec::JwtSpec;
 use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
-use crate::config::schema::JwtSpec;
-use crate::config::Compiler;
+use crate::compile::Compiler;
 use crate::inject::{render_injected, HeaderTemplate};
 use crate::request::Request;
 use crate::response::{auth_param_text, HeaderChange, Response};
@@ -113,7 +113,7 @@ impl JwtFilter {
                 let interval = spec
                     .jwks_refresh_interval
                     .map(|d| d.0)
-                    .unwrap_or(crate::config::DEFAULT_JWKS_REFRESH);
+                    .unwrap_or(crate::compile::DEFAULT_JWKS_REFRESH);
                 c.jwks_source(&format!("{path}.jwksURI"), uri, interval)
                     .map(KeySource::Remote)
             }
@@ -139,7 +139,7 @@ impl JwtFilter {
             }
         };
         let leeway =
-            |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
+            |d: Option<crate::compile::spec::GoDuration>| d.map(|d| d.0).unwrap_or(Duration::ZERO);
         let policy = ClaimPolicy {
             valid_algorithms,
             audience: spec.audience.clone().filter(|a| !a.is_empty()),
@@ -172,7 +172,7 @@ impl JwtFilter {
                     .iter()
                     .any(|h| h.name.eq_ignore_ascii_case("content-type"))
                 {
-                    header_specs.push(crate::config::schema::HeaderTemplateSpec {
+                    header_specs.push(crate::compile::spec::HeaderTemplateSpec {
                         name: "Content-Type".to_string(),
                         value: ct.clone(),
                     });

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod host_crypto;
 pub mod jwks_cache;
 pub mod keys;
+pub mod spec;
 pub mod verify;
 
 pub use keys::{Algorithm, KeySet};

@@ -2,7 +2,7 @@
 //! (`<authorizationURL>/.well-known/openid-configuration`): the endpoints the
 //! flow talks to and the JWK Set that signs its ID tokens.
 
-use crate::config::url::CalloutUrl;
+use crate::compile::url::CalloutUrl;
 use serde_json::{Map, Value};
 
 /// The largest discovery document read; a larger one is refused.

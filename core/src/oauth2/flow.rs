@@ -14,7 +14,7 @@ use super::{
     DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS,
     REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
-use crate::config::url::CalloutTarget;
+use crate::compile::url::CalloutTarget;
 use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::inject::render_injected;
 use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
@@ -155,18 +155,21 @@ pub(super) fn on_answer(
             let Some(origin) = origin else {
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
-            code_answer(
-                f,
-                request,
-                &origin,
-                &jar,
-                &state_cookie,
-                login,
-                answer,
-                idp,
-                now,
-                random,
-            )
+            match code_tokens(f, &origin, &state_cookie, answer) {
+                Ok(tokens) => check_login_tokens(
+                    f,
+                    request,
+                    &origin,
+                    &jar,
+                    &state_cookie,
+                    login,
+                    tokens,
+                    idp,
+                    now,
+                    random,
+                ),
+                Err(page) => OAuth2Step::Respond(page),
+            }
         }
         Pending::Refresh { session } => {
             let Some(origin) = origin else {
@@ -1361,25 +1364,20 @@ fn access_expiry(tokens: &TokenAnswer, refreshable: bool, now_s: u64) -> Option<
     known.or_else(|| refreshable.then(|| now_s.saturating_add(ASSUMED_ACCESS_LIFETIME)))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn code_answer(
+/// The tokens of the code exchange's answer (RFC 6749 §4.1.4), or the error
+/// page a failed exchange answers (clearing the state cookie).
+fn code_tokens(
     f: &OAuth2Filter,
-    request: &Request,
     origin: &Origin,
-    jar: &CookieJar,
     state_cookie: &str,
-    login: LoginState,
     answer: CalloutAnswer,
-    idp: &IdpState<'_>,
-    now: f64,
-    random: &mut dyn FnMut(&mut [u8]),
-) -> OAuth2Step {
+) -> Result<TokenAnswer, Response> {
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let fail = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
         r.headers
             .push(("set-cookie".to_string(), clear_state.clone()));
-        OAuth2Step::Respond(r)
+        Err(r)
     };
     let tokens = match read_token_answer(answer) {
         Ok(t) => t,
@@ -1399,18 +1397,7 @@ fn code_answer(
             return fail(502, "The identity provider's answer could not be used.");
         }
     };
-    check_login_tokens(
-        f,
-        request,
-        origin,
-        jar,
-        state_cookie,
-        login,
-        tokens,
-        idp,
-        now,
-        random,
-    )
+    Ok(tokens)
 }
 
 /// The tokens the token endpoint gave at login: the ID token check (and with

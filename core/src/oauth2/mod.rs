@@ -76,6 +76,7 @@ mod grants;
 mod id_token;
 mod loops;
 pub mod session;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 mod userinfo;
@@ -83,18 +84,18 @@ mod userinfo;
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
 pub use session::{SameSite, Session, SessionKeys};
 
-use crate::config::schema::{OAuth2ArgumentsSpec, OAuth2Spec};
-use crate::config::url::{CalloutTarget, CalloutUrl};
-use crate::config::Compiler;
+use crate::compile::url::{CalloutTarget, CalloutUrl};
+use crate::compile::Compiler;
+use crate::condition::HeaderCondition;
 use crate::external::{Callout, CalloutAnswer};
 use crate::inject::HeaderTemplate;
 use crate::jwt::KeySet;
 use crate::request::{Headers, Request};
 use crate::response::{HeaderChange, Response};
-use crate::rules::HeaderCondition;
 use encoding::html_escape;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use spec::{OAuth2ArgumentsSpec, OAuth2Spec};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -661,7 +662,7 @@ impl OAuth2Filter {
                 false
             }
         };
-        let dur = |d: Option<crate::config::schema::GoDuration>| d.map(|d| d.0.as_secs());
+        let dur = |d: Option<crate::compile::spec::GoDuration>| d.map(|d| d.0.as_secs());
         if c.errors.len() != errors_before {
             return None;
         }

@@ -9,8 +9,9 @@ use super::shared::{
     callout_answered, init_shared_slots, now, poll_shared, read_grpc_answer, read_http_answer,
     wake, IdpSlot, Shared, Wait, TICK,
 };
-use portcullis_core::config::url::CalloutTarget;
-use portcullis_core::config::{Config, FilterKind, DEFAULT_JWKS_REFRESH};
+use portcullis_core::compile::url::CalloutTarget;
+use portcullis_core::compile::DEFAULT_JWKS_REFRESH;
+use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};

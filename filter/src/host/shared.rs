@@ -9,7 +9,7 @@
 //! (the SDK delivers an answer to the context that was active at dispatch).
 
 use super::metrics::Metric;
-use portcullis_core::config::url::CalloutTarget;
+use portcullis_core::compile::url::CalloutTarget;
 use portcullis_core::config::Config;
 use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
 use portcullis_core::fetch::DocumentCache;
