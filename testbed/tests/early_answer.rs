@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use oauth2_common::{has_session, origin, session_key, xsrf};
+use portcullis_testbed::authz::{denied_response, header_option, ok_response, GrpcAuthServer};
 use portcullis_testbed::browserless::{Agent, Url};
 use portcullis_testbed::client::{self, Response};
 use portcullis_testbed::quirky_idp::{Profile, QuirkyIdp};
@@ -44,6 +45,7 @@ struct Fixture {
     port: u16,
     upstream: ScriptedServer,
     auth: ScriptedServer,
+    grpc_auth: GrpcAuthServer,
     idp: QuirkyIdp,
 }
 
@@ -113,6 +115,27 @@ fn start() -> Fixture {
     upstream.set_default_fn(|r| Reply::json(200, &echo_json(r)));
     let auth = ScriptedServer::start();
     auth.set_default_fn(auth_decides);
+    // The same decisions over gRPC (the checked request's path, once held).
+    let grpc_auth = GrpcAuthServer::start();
+    grpc_auth.set_default_fn(|check| {
+        let http = check
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        wait_for_hold(http.path.split('?').next().unwrap_or(""));
+        if http.body.contains("deny") {
+            denied_response(
+                403,
+                vec![header_option("x-denied-by", "auth", None)],
+                DENIED_BODY,
+            )
+        } else {
+            ok_response(Vec::new(), &[])
+        }
+    });
     let idp = QuirkyIdp::start(Profile::Okta, 600);
     let mut last = String::new();
     for _ in 0..3 {
@@ -126,10 +149,14 @@ fn start() -> Fixture {
             })
         };
         let plugin = json!({
-            "clusters": { "auth.test": "authsvc", idp.authority(): "idp" },
+            "clusters": { "auth.test": "authsvc", "grpc-auth.test:9000": "grpcauth", idp.authority(): "idp" },
             "filters": [
                 { "name": "body", "External": external(64, true) },
                 { "name": "strict", "External": external(16, false) },
+                { "name": "grpc", "External": {
+                    "auth_service": "grpc-auth.test:9000", "proto": "grpc", "timeout_ms": 15000,
+                    "include_body": { "max_bytes": 64, "allow_partial": true }
+                } },
                 { "name": "sso", "OAuth2": {
                     "authorizationURL": idp.issuer(),
                     "clientID": "early",
@@ -142,6 +169,7 @@ fn start() -> Fixture {
             "rules": [
                 { "host": "*", "path": "/body/*", "filters": [ { "name": "body" } ] },
                 { "host": "*", "path": "/strict/*", "filters": [ { "name": "strict" } ] },
+                { "host": "*", "path": "/grpc-body/*", "filters": [ { "name": "grpc" } ] },
                 { "host": "*", "path": "/app/*", "filters": [ { "name": "sso" } ] }
             ]
         });
@@ -149,6 +177,7 @@ fn start() -> Fixture {
             .main_port(port)
             .plugin(plugin)
             .cluster("authsvc", auth.port())
+            .grpc_cluster("grpcauth", grpc_auth.port())
             .cluster("idp", idp.port())
             .build();
         match Envoy::try_start(&cfg) {
@@ -159,6 +188,7 @@ fn start() -> Fixture {
                     port,
                     upstream,
                     auth,
+                    grpc_auth,
                     idp,
                 };
             }
@@ -356,6 +386,28 @@ fn a_body_past_max_bytes_gets_413_not_the_early_answer() {
     assert_upstream_answer(&r, "16 bytes");
     assert_held(path);
     assert_eq!(check_for(path).body_str(), "sixteen bytes!!!");
+}
+
+/// The same with a gRPC auth service (`proto: grpc`): the held answer waits
+/// for its `CheckResponse`.
+#[test]
+fn grpc_an_early_answer_waits_for_the_check() {
+    for (path, body, denied) in [
+        ("/grpc-body/denied", "deny over gRPC", true),
+        ("/grpc-body/allowed", "fine over gRPC", false),
+    ] {
+        early(path);
+        let r = client::request(fx().port, "POST", path, &[], body.as_bytes());
+        if denied {
+            assert_denied(&r, path);
+        } else {
+            assert_upstream_answer(&r, path);
+        }
+        assert_held(path);
+        let checks = fx().grpc_auth.checks_of(path);
+        assert_eq!(checks.len(), 1, "{path}: one check");
+        assert_eq!(checks[0].http().body, body);
+    }
 }
 
 // ---- External include_body, HTTP/2 -------------------------------------------
