@@ -12,9 +12,17 @@
 //! - `FilterPolicy` rules from every policy are merged into one list, higher
 //!   `precedence` first, equal ones in manifest order (policy by policy).
 //! - A `Mapping` with `bypass_auth: true` becomes a rule with no filters for its
-//!   host and prefix, ahead of every policy rule.
+//!   host and prefix (`prefix_exact`: the exact path), ahead of every policy
+//!   rule, only when those globs select exactly its requests: a bypass is never
+//!   widened. Match fields a rule cannot express (method, headers, query
+//!   parameters, regexes, ...) or a more specific Mapping inside the prefix
+//!   import no bypass (auth still applies) and are reported.
 //! - An `AuthService` becomes an External filter that a last catch-all rule runs
-//!   (Emissary checks every request that no `bypass_auth` exempts).
+//!   (Emissary checks every request that no `bypass_auth` exempts); a
+//!   `Mapping`'s `auth_context_extensions` become that filter's `arguments` in
+//!   a rule for the Mapping, under the same condition.
+//! - Each Secret value gets its own environment variable: names that would
+//!   coincide are told apart by a hash suffix.
 //!
 //! Every change and every field that cannot come is reported with where it was
 //! (`Filter default/sso: spec.OAuth2.secretName: ...`).
@@ -150,6 +158,9 @@ fn env_name(namespace: &str, name: &str, key: &str) -> String {
 
 struct Importer {
     secrets: Vec<Object>,
+    /// Environment variable → the secret source it was given to, so that two
+    /// sources never share a variable.
+    var_sources: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     env_missing: Vec<String>,
     report: Vec<String>,
@@ -160,6 +171,45 @@ impl Importer {
         self.secrets
             .iter()
             .find(|s| s.name == name && s.namespace == namespace)
+    }
+
+    /// The environment variable for key `key` of `source` (`"Secret"` for a
+    /// Kubernetes Secret `namespace/name`, `"Filter"` for a literal in that
+    /// Filter): `PORTCULLIS_<NS>_<NAME>_<KEY>`, upper-cased, every other
+    /// character `_`. Distinct sources always get distinct variables: when
+    /// that name is already another source's (`api.keys` and `api-keys`,
+    /// `team-a`/`keys` and `team`/`a-keys`), `_` and the first hex digits of
+    /// the SHA-256 of the source's identity are appended (and the collision
+    /// reported), so the first in manifest order keeps the plain name.
+    fn var(&mut self, source: &str, namespace: &str, name: &str, key: &str) -> String {
+        use sha2::Digest as _;
+        let base = env_name(namespace, name, key);
+        // Kubernetes names and Secret keys hold no space or `/`: one string per source.
+        let id = format!("{source} {namespace}/{name} key {key}");
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+        let mut var = base.clone();
+        // 8 hex digits, more should those collide too.
+        let mut len = 8;
+        loop {
+            match self.var_sources.get(&var) {
+                None => {
+                    self.var_sources.insert(var.clone(), id);
+                    break;
+                }
+                Some(owner) if *owner == id => break,
+                Some(owner) => {
+                    if var == base {
+                        self.report.push(format!(
+                            "{id}: environment variable {base} is already {owner}'s: this one gets a suffix"
+                        ));
+                    }
+                    var = format!("{base}_{}", hex.get(..len).unwrap_or(&hex));
+                    len = (len + 8).min(hex.len());
+                }
+            }
+        }
+        var
     }
 
     /// Records that `var` holds `value` (or that its value is missing).
@@ -230,7 +280,7 @@ impl Importer {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| f.namespace.clone());
             let secret_name = secret_name.as_str().unwrap_or("").to_string();
-            let var = env_name(&namespace, &secret_name, "oauth2-client-secret");
+            let var = self.var("Secret", &namespace, &secret_name, "oauth2-client-secret");
             let value = self
                 .secret(&namespace, &secret_name)
                 .and_then(|s| s.data.get("oauth2-client-secret"))
@@ -243,7 +293,7 @@ impl Importer {
             ));
         }
         if let Some(Value::String(s)) = body.get("secret") {
-            let var = env_name(&f.namespace, &f.name, "oauth2-client-secret");
+            let var = self.var("Filter", &f.namespace, &f.name, "oauth2-client-secret");
             let literal = s.clone();
             self.bind(&var, Some(&literal));
             body.insert("secret".to_string(), json!({ "fromEnv": var }));
@@ -287,7 +337,7 @@ impl Importer {
         for (i, key) in keys.iter().enumerate() {
             let Some(secret_name) = key.get("secretName").and_then(Value::as_str) else {
                 if let Some(Value::String(literal)) = key.get("value") {
-                    let var = env_name(&f.namespace, &f.name, &format!("key-{i}"));
+                    let var = self.var("Filter", &f.namespace, &f.name, &format!("key-{i}"));
                     self.bind(&var, Some(literal));
                     out.push(json!({ "value": { "fromEnv": var } }));
                     self.report.push(format!(
@@ -302,7 +352,7 @@ impl Importer {
             match self.secret(&f.namespace, secret_name).cloned() {
                 Some(secret) if !secret.data.is_empty() => {
                     for (k, v) in &secret.data {
-                        let var = env_name(&f.namespace, secret_name, k);
+                        let var = self.var("Secret", &f.namespace, secret_name, k);
                         self.bind(&var, Some(v));
                         out.push(json!({ "value": { "fromEnv": var } }));
                     }
@@ -313,7 +363,7 @@ impl Importer {
                     ));
                 }
                 _ => {
-                    let var = env_name(&f.namespace, secret_name, "key");
+                    let var = self.var("Secret", &f.namespace, secret_name, "key");
                     self.bind(&var, None);
                     out.push(json!({ "value": { "fromEnv": var } }));
                     self.report.push(format!(
@@ -378,6 +428,22 @@ impl Importer {
                     }
                 }
             }
+            for (j, fref) in obj
+                .get("filters")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                for (t, field, advice) in portcullis_core::config::REFUSED_TYPE_FIELDS {
+                    if *t == "rules" && fref.get(*field).is_some() {
+                        self.report.push(format!(
+                            "{place}: spec.rules[{i}].filters[{j}].{field}: refused: {advice}"
+                        ));
+                    }
+                }
+            }
             if precedence != 0 {
                 self.report.push(format!(
                     "{place}: spec.rules[{i}].precedence: applied: rules ordered by it ({precedence})"
@@ -388,31 +454,227 @@ impl Importer {
         rules
     }
 
-    /// A `Mapping` with `bypass_auth: true` → a rule without filters.
-    fn bypass_rule(&mut self, m: &Object) -> Option<Value> {
+    /// A `Mapping` with `bypass_auth: true` → a rule without filters, when a
+    /// rule's `host` and `path` globs select exactly the requests Emissary
+    /// would route to that Mapping, or fewer. Anything a rule cannot express
+    /// (method, headers, query parameters, regexes, case-insensitive matching,
+    /// another Mapping taking part of the prefix) imports no bypass: auth
+    /// still applies (fail closed) and the report names the field.
+    fn bypass_rule(&mut self, m: &Object, mappings: &[&Object]) -> Option<Value> {
         if m.spec.get("bypass_auth").and_then(Value::as_bool) != Some(true) {
             return None;
         }
         let place = m.place();
-        let host = m
-            .spec
-            .get("hostname")
-            .or_else(|| m.spec.get("host"))
-            .and_then(Value::as_str)
-            .unwrap_or("*");
-        let prefix = m.spec.get("prefix").and_then(Value::as_str).unwrap_or("/");
-        if m.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true)
-            || prefix.contains(['*', '?', '[', '{'])
-        {
+        match mapping_globs(m, mappings) {
+            Err(refused) => {
+                for why in refused {
+                    self.report.push(format!(
+                        "{place}: {why}: refused: no bypass imported, auth still applies to it; set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route that matches exactly these requests instead"
+                    ));
+                }
+                None
+            }
+            Ok((host, path)) => {
+                self.report.push(format!(
+                    "{place}: spec.bypass_auth: changed: a rule with no filters for host {host:?} path {path:?} (or set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route)"
+                ));
+                Some(json!({ "host": host, "path": path, "filters": [] }))
+            }
+        }
+    }
+
+    /// A `Mapping`'s `auth_context_extensions` → a rule running the
+    /// AuthService's External filter `auth` with them as `arguments` (the gRPC
+    /// check's `context_extensions`), for the Mapping's host and path; `None`
+    /// (reported) when a rule cannot select exactly the Mapping's requests,
+    /// which then meet the catch-all rule without them.
+    fn context_rule(
+        &mut self,
+        m: &Object,
+        mappings: &[&Object],
+        auth: Option<&str>,
+    ) -> Option<Value> {
+        let extensions = m.spec.get("auth_context_extensions")?;
+        let place = m.place();
+        if m.spec.get("bypass_auth").and_then(Value::as_bool) == Some(true) {
             self.report.push(format!(
-                "{place}: spec.prefix: refused: a regex prefix has no glob form; set filter_metadata.portcullis.bypass_auth on the Envoy route instead"
+                "{place}: spec.auth_context_extensions: ignored: bypass_auth skips the check"
             ));
             return None;
         }
-        self.report.push(format!(
-            "{place}: spec.bypass_auth: changed: a rule with no filters for host {host:?} path \"{prefix}*\" (or set route metadata filter_metadata.portcullis.bypass_auth: true on the Envoy route)"
+        let Some(auth) = auth else {
+            self.report.push(format!(
+                "{place}: spec.auth_context_extensions: ignored: no AuthService given"
+            ));
+            return None;
+        };
+        let strings: Option<Map<String, Value>> = extensions.as_object().and_then(|map| {
+            map.iter()
+                .map(|(k, v)| v.as_str().map(|s| (k.clone(), json!(s))))
+                .collect()
+        });
+        let Some(strings) = strings else {
+            self.report.push(format!(
+                "{place}: spec.auth_context_extensions: refused: not a map of strings"
+            ));
+            return None;
+        };
+        match mapping_globs(m, mappings) {
+            Err(refused) => {
+                for why in refused {
+                    self.report.push(format!(
+                        "{place}: spec.auth_context_extensions: {why}: refused: not imported, its requests are checked without them; add a rule for exactly these requests whose {auth:?} filter reference has them as arguments"
+                    ));
+                }
+                None
+            }
+            Ok((host, path)) => {
+                self.report.push(format!(
+                    "{place}: spec.auth_context_extensions: changed: a rule for host {host:?} path {path:?} running {auth:?} with them as arguments (the gRPC check's context_extensions; an HTTP check, like Envoy's, does not send them)"
+                ));
+                Some(json!({ "host": host, "path": path,
+                    "filters": [ { "name": auth, "arguments": strings } ] }))
+            }
+        }
+    }
+}
+
+/// The rule globs (`host`, `path`) selecting exactly the requests Emissary
+/// routes to Mapping `m`, or why there are none (one line per field, with its
+/// place): a rule matches host and path globs only, and Emissary routes to the
+/// most specific (or higher-precedence) Mapping, so another Mapping inside this
+/// one's prefix takes part of its requests.
+fn mapping_globs(m: &Object, mappings: &[&Object]) -> Result<(String, String), Vec<String>> {
+    let mut refused = Vec::new();
+    for field in BYPASS_UNEXPRESSIBLE {
+        if m.spec.get(*field).is_some_and(|v| !v.is_null()) {
+            refused.push(format!("spec.{field}: a rule matches host and path only"));
+        }
+    }
+    if m.spec.get("host_regex").and_then(Value::as_bool) == Some(true) {
+        refused.push("spec.host_regex: a rule's host is a glob, not a regex".to_string());
+    }
+    if m.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true) {
+        refused.push("spec.prefix_regex: a rule's path is a glob, not a regex".to_string());
+    }
+    if m.spec.get("case_sensitive").and_then(Value::as_bool) == Some(false) {
+        refused.push("spec.case_sensitive: rule paths match case-sensitively".to_string());
+    }
+    if !default_ambassador_id(m) {
+        refused
+            .push("spec.ambassador_id: the Mapping may belong to another Ambassador".to_string());
+    }
+    let host_field = if m.spec.get("hostname").is_some() {
+        "hostname"
+    } else {
+        "host"
+    };
+    let host = m
+        .spec
+        .get(host_field)
+        .and_then(Value::as_str)
+        .unwrap_or("*");
+    if host.contains(['?', '[', ']', '{', '}']) {
+        refused.push(format!(
+            "spec.{host_field}: {host:?} would be read as a glob"
         ));
-        Some(json!({ "host": host, "path": format!("{prefix}*"), "filters": [] }))
+    }
+    let prefix = m.spec.get("prefix").and_then(Value::as_str).unwrap_or("/");
+    if prefix.contains(['*', '?', '[', ']', '{', '}']) {
+        refused.push(format!("spec.prefix: {prefix:?} would be read as a glob"));
+    }
+    let exact = m.spec.get("prefix_exact").and_then(Value::as_bool) == Some(true);
+    let bypass = |o: &Object| o.spec.get("bypass_auth").and_then(Value::as_bool) == Some(true);
+    if refused.is_empty() {
+        for other in mappings {
+            // Bypass Mappings come first as their own rules.
+            if std::ptr::eq(*other, m) || (bypass(other) && !bypass(m)) {
+                continue;
+            }
+            if bypass(m) && bypass(other) {
+                continue;
+            }
+            if shadows(other, host, prefix, exact, precedence(m)) {
+                refused.push(format!(
+                    "spec.prefix: {} (as specific or of higher precedence{}) takes part of its requests",
+                    other.place(),
+                    if bypass(m) { ", without bypass_auth" } else { "" }
+                ));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(refused);
+    }
+    let path = if exact {
+        prefix.to_string()
+    } else {
+        format!("{prefix}*")
+    };
+    Ok((host.to_string(), path))
+}
+
+/// `Mapping` fields that narrow which requests it takes but that a rule (host
+/// and path globs) cannot express.
+const BYPASS_UNEXPRESSIBLE: &[&str] = &[
+    "method",
+    "method_regex",
+    "headers",
+    "regex_headers",
+    "query_parameters",
+    "regex_query_parameters",
+];
+
+fn precedence(m: &Object) -> i64 {
+    m.spec
+        .get("precedence")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn default_ambassador_id(m: &Object) -> bool {
+    match m.spec.get("ambassador_id") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s == "default",
+        Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str() == Some("default")),
+        Some(_) => false,
+    }
+}
+
+/// Whether Mapping `other` may take requests of the bypass (host glob `host`,
+/// path `prefix`, exact or not, at precedence `prec`): their hosts may overlap
+/// and `other` is at least as specific or of higher precedence. Regexes count
+/// as overlapping.
+fn shadows(other: &Object, host: &str, prefix: &str, exact: bool, prec: i64) -> bool {
+    let other_host = other
+        .spec
+        .get("hostname")
+        .or_else(|| other.spec.get("host"))
+        .and_then(Value::as_str)
+        .unwrap_or("*");
+    let host_regex = other.spec.get("host_regex").and_then(Value::as_bool) == Some(true);
+    let literal = |h: &str| !h.contains(['*', '?', '[', '{']);
+    if !host_regex && literal(host) && literal(other_host) && !host.eq_ignore_ascii_case(other_host)
+    {
+        return false;
+    }
+    if other.spec.get("prefix_regex").and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    let other_prefix = other
+        .spec
+        .get("prefix")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
+    let other_exact = other.spec.get("prefix_exact").and_then(Value::as_bool) == Some(true);
+    let higher = precedence(other) > prec;
+    match (exact, other_exact) {
+        (false, false) => {
+            other_prefix.starts_with(prefix) || (higher && prefix.starts_with(other_prefix))
+        }
+        (false, true) => other_prefix.starts_with(prefix),
+        (true, false) => prefix.starts_with(other_prefix) && (higher || other_prefix == prefix),
+        (true, true) => other_prefix == prefix,
     }
 }
 
@@ -426,6 +688,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
             .filter(|o| o.kind == "Secret")
             .cloned()
             .collect(),
+        var_sources: BTreeMap::new(),
         env: BTreeMap::new(),
         env_missing: Vec::new(),
         report,
@@ -434,6 +697,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
     let mut policy_rules: Vec<(i64, Value)> = Vec::new();
     let mut bypass = Vec::new();
     let mut auth_services = Vec::new();
+    let mappings: Vec<&Object> = objects.iter().filter(|o| o.kind == "Mapping").collect();
     for o in &objects {
         match o.kind.as_str() {
             "Filter" => {
@@ -442,7 +706,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
                 }
             }
             "FilterPolicy" => policy_rules.extend(importer.policy_rules(o)),
-            "Mapping" => bypass.extend(importer.bypass_rule(o)),
+            "Mapping" => bypass.extend(importer.bypass_rule(o, &mappings)),
             "AuthService" => auth_services.push(o),
             "Secret" => {}
             other => importer.report.push(format!(
@@ -457,6 +721,10 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         );
     }
     let mut tail = Vec::new();
+    let auth_name = auth_services.first().map(|a| a.qualified());
+    for m in &mappings {
+        tail.extend(importer.context_rule(m, &mappings, auth_name.as_deref()));
+    }
     if let Some(a) = auth_services.first() {
         let mut spec = a.spec.as_object().cloned().unwrap_or_default();
         if spec.remove("ambassador_id").is_some() {
@@ -499,15 +767,29 @@ pub fn write_out(imported: &Imported, dir: &Path) -> Result<Vec<String>, String>
     let mut written = Vec::new();
     let mut write = |name: &str, text: String, private: bool| -> Result<(), String> {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        #[cfg(unix)]
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
         if private {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            // Created 0600, never readable by others even for a moment: a file
+            // left from an earlier run (perhaps with a wider mode) is replaced.
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+                _ => {}
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                options.mode(0o600);
+            }
+            use std::io::Write as _;
+            options
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .map_err(fail)?;
+        } else {
+            std::fs::write(&path, text).map_err(fail)?;
         }
-        #[cfg(not(unix))]
-        let _ = private;
         written.push(path.display().to_string());
         Ok(())
     };

@@ -14,8 +14,9 @@ mod import;
 use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::jwt::filter::{token_data, JwtOutcome, KeySource};
 use portcullis_core::jwt::verify::decode_unverified;
-use portcullis_core::request::Request;
+use portcullis_core::request::{unescape_opaque, Request};
 use portcullis_core::template::{RenderData, Rendered};
+use std::ffi::{OsStr, OsString};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,16 +35,19 @@ CONFIG: the plugin configuration, JSON or YAML. `fromEnv` secrets are read from
 this process's environment.";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("check") => check(args.get(1..).unwrap_or_default()),
-        Some("render") => render(args.get(1..).unwrap_or_default()),
-        Some("import") => import_command(args.get(1..).unwrap_or_default()),
-        Some("schema") => {
+    // Arguments are OS strings: `--header` values are bytes (HTTP allows
+    // obs-text), everything else must be UTF-8 and is refused cleanly if not.
+    let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let rest = raw.get(1..).unwrap_or_default();
+    let result = match raw.first().map(|a| a.to_str()) {
+        Some(Some("check")) => utf8_args(rest).and_then(|a| check(&a)),
+        Some(Some("render")) => render(rest),
+        Some(Some("import")) => utf8_args(rest).and_then(|a| import_command(&a)),
+        Some(Some("schema")) => {
             println!("{}", schema());
             Ok(())
         }
-        Some("-h" | "--help" | "help") => {
+        Some(Some("-h" | "--help" | "help")) => {
             println!("{USAGE}");
             Ok(())
         }
@@ -56,6 +60,73 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `arg` as text, or an error naming it (lossily shown) when it is not UTF-8.
+fn utf8_arg(arg: &OsStr) -> Result<String, String> {
+    arg.to_str().map(str::to_string).ok_or_else(|| {
+        format!(
+            "argument {:?} is not valid UTF-8 (only --header values may hold other bytes)",
+            arg.to_string_lossy()
+        )
+    })
+}
+
+fn utf8_args(args: &[OsString]) -> Result<Vec<String>, String> {
+    args.iter().map(|a| utf8_arg(a)).collect()
+}
+
+/// The bytes of an argument: exact on Unix; elsewhere it must be UTF-8.
+fn arg_bytes(arg: &OsStr) -> Result<Vec<u8>, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        Ok(arg.as_bytes().to_vec())
+    }
+    #[cfg(not(unix))]
+    {
+        utf8_arg(arg).map(String::into_bytes)
+    }
+}
+
+/// Parses `--header 'Name: value'`: the name must be an HTTP token, the value
+/// is kept byte for byte (optional whitespace around it removed).
+fn header_arg(arg: &OsStr) -> Result<(String, Vec<u8>), String> {
+    const NEED: &str = "--header needs 'Name: value'";
+    let bytes = arg_bytes(arg)?;
+    let colon = bytes.iter().position(|b| *b == b':').ok_or(NEED)?;
+    let (name, value) = bytes.split_at(colon);
+    let name = std::str::from_utf8(name)
+        .ok()
+        .map(str::trim)
+        .filter(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        })
+        .ok_or_else(|| format!("{NEED}: the name must be an HTTP token"))?;
+    let value = value.get(1..).unwrap_or_default();
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    Ok((
+        name.to_ascii_lowercase(),
+        value.get(start..end).unwrap_or_default().to_vec(),
+    ))
+}
+
+/// Writes one `name: value` line, the value's bytes as they are.
+fn print_header(name: &str, value: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(name.as_bytes())
+        .and_then(|()| out.write_all(b": "))
+        .and_then(|()| out.write_all(value))
+        .and_then(|()| out.write_all(b"\n"));
 }
 
 /// Reads a configuration file as JSON bytes (YAML is converted).
@@ -161,7 +232,7 @@ fn import_command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn render(args: &[String]) -> Result<(), String> {
+fn render(args: &[OsString]) -> Result<(), String> {
     let mut config_path = None;
     let mut filter_name = None;
     let mut token = None;
@@ -172,19 +243,21 @@ fn render(args: &[String]) -> Result<(), String> {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let mut it = args.iter();
+    let next_text = |it: &mut std::slice::Iter<'_, OsString>| -> Result<Option<String>, String> {
+        it.next().map(|a| utf8_arg(a)).transpose()
+    };
     while let Some(arg) = it.next() {
+        let arg = utf8_arg(arg)?;
         match arg.as_str() {
-            "--filter" => filter_name = it.next().cloned(),
-            "--token" => token = it.next().cloned(),
+            "--filter" => filter_name = next_text(&mut it)?,
+            "--token" => token = next_text(&mut it)?,
             "--header" => {
                 let h = it.next().ok_or("--header needs 'Name: value'")?;
-                let (n, v) = h.split_once(':').ok_or("--header needs 'Name: value'")?;
-                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+                headers.push(header_arg(h)?);
             }
             "--no-verify" => verify = false,
             "--now" => {
-                now = it
-                    .next()
+                now = next_text(&mut it)?
                     .and_then(|s| s.parse().ok())
                     .ok_or("--now needs Unix seconds")?
             }
@@ -210,9 +283,12 @@ fn render(args: &[String]) -> Result<(), String> {
             filter.kind.type_name()
         ));
     };
-    headers.push(("authorization".to_string(), format!("Bearer {token}")));
+    headers.push((
+        "authorization".to_string(),
+        format!("Bearer {token}").into_bytes(),
+    ));
     let mut request = Request {
-        headers: portcullis_core::request::Headers::new(headers),
+        headers: portcullis_core::request::Headers::from_bytes(headers),
         ..Request::default()
     };
     for name in jwt.injected_names() {
@@ -228,7 +304,7 @@ fn render(args: &[String]) -> Result<(), String> {
         match jwt.check(&request, &[], None, now) {
             JwtOutcome::Allow(changes) => {
                 for c in changes {
-                    println!("{}: {}", c.name, c.value_text().unwrap_or_default());
+                    print_header(&c.name, c.value.as_deref().unwrap_or_default());
                 }
                 return Ok(());
             }
@@ -254,7 +330,7 @@ fn render(args: &[String]) -> Result<(), String> {
     };
     for t in &jwt.inject {
         match t.template.render(&data) {
-            Ok(Rendered::Text(v)) => println!("{}: {v}", t.name),
+            Ok(Rendered::Text(v)) => print_header(&t.name, &unescape_opaque(&v)),
             Ok(Rendered::DoNotSet) => println!("{}: (not set: doNotSet)", t.name),
             Err(e) => println!("{}: (not set: {e})", t.name),
         }
@@ -290,12 +366,12 @@ fn schema() -> String {
             );
         }
     }
-    for definition in [
-        "JwtSpec",
-        "ExternalSpec",
-        "OAuth2Spec",
-        "ApiKeySpec",
-        "MtlsSpec",
+    for (definition, type_name) in [
+        ("JwtSpec", "JWT"),
+        ("ExternalSpec", "External"),
+        ("OAuth2Spec", "OAuth2"),
+        ("ApiKeySpec", "APIKey"),
+        ("MtlsSpec", "MTLS"),
     ] {
         let properties = schema
             .get_mut("$defs")
@@ -308,6 +384,14 @@ fn schema() -> String {
                     (*field).to_string(),
                     serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
                 );
+            }
+            for (t, field, advice) in portcullis_core::config::IGNORED_TYPE_FIELDS {
+                if *t == type_name {
+                    properties.insert(
+                        (*field).to_string(),
+                        serde_json::json!({ "description": format!("accepted and ignored: {advice}") }),
+                    );
+                }
             }
         }
     }

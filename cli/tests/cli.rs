@@ -312,3 +312,317 @@ fn import_refuses_what_has_no_equivalent_and_names_it() {
     assert!(out.contains("\"keys.shop\""), "{out}");
     assert!(!out.contains("param"), "{out}");
 }
+
+#[test]
+fn import_never_widens_a_bypass() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/bypass-conditions.yaml"
+    );
+    let (ok, out, err) = run(&["import", path]);
+    assert!(ok, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Only the Mappings a host + path glob selects exactly become bypass
+    // rules; everything else still meets the AuthService's catch-all.
+    assert_eq!(
+        config["rules"],
+        serde_json::json!([
+            { "host": "*", "path": "/ping", "filters": [] },
+            { "host": "docs.example.com", "path": "/docs/*", "filters": [] },
+            { "host": "*", "path": "*", "filters": [ { "name": "auth.default" } ] }
+        ])
+    );
+    for line in [
+        "import: Mapping default/api-read: spec.method: a rule matches host and path only: refused: no bypass imported, auth still applies",
+        "import: Mapping web/canary: spec.headers: a rule matches host and path only: refused",
+        "import: Mapping web/debug: spec.query_parameters: a rule matches host and path only: refused",
+        "import: Mapping web/open: spec.host_regex: a rule's host is a glob, not a regex: refused",
+        "import: Mapping web/static: spec.prefix: Mapping web/static-private (as specific or of higher precedence, without bypass_auth) takes part of its requests: refused",
+        "filter_metadata.portcullis.bypass_auth: true on the Envoy route",
+        "import: Mapping web/ping: spec.bypass_auth: changed: a rule with no filters for host \"*\" path \"/ping\"",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+}
+
+#[test]
+fn import_gives_each_secret_its_own_variable_in_a_private_file() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/env-collisions.yaml"
+    );
+    let dir = std::env::temp_dir().join(format!("portcullis-collide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An earlier, world-readable secrets.env is replaced, not reused.
+    std::fs::write(dir.join("secrets.env"), "OLD=1\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.join("secrets.env"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let (ok, _, err) = run(&["import", path, "--out", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Secret default/api-keys key k1: environment variable PORTCULLIS_DEFAULT_API_KEYS_K1 is already Secret default/api.keys key k1's"),
+        "{err}"
+    );
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
+    assert!(!env.contains("OLD=1"), "{env}");
+    let vars: std::collections::BTreeMap<&str, &str> = env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_once('=').unwrap())
+        .collect();
+    // Four secrets, four variables, each with its own value.
+    let mut values: Vec<&str> = vars.values().copied().collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        [
+            "internal-secret-1",
+            "partner-secret-1",
+            "team-a-key",
+            "team-key"
+        ],
+        "{env}"
+    );
+    // Each filter reads the variable holding its own Secret's value.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("portcullis.json")).unwrap())
+            .unwrap();
+    let key_of = |filter: &str| {
+        let f = config["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == filter)
+            .unwrap();
+        let var = f["APIKey"]["keys"][0]["value"]["fromEnv"].as_str().unwrap();
+        vars[var]
+    };
+    assert_eq!(key_of("partners.default"), "partner-secret-1");
+    assert_eq!(key_of("internal.default"), "internal-secret-1");
+    assert_eq!(key_of("a.team-a"), "team-a-key");
+    assert_eq!(key_of("b.team"), "team-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("secrets.env"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn import_turns_auth_context_extensions_into_external_arguments() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/aes-import/context-extensions.yaml"
+    );
+    let (ok, out, err) = run(&["import", path]);
+    assert!(ok, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        config["rules"],
+        serde_json::json!([
+            { "host": "shop.example.com", "path": "/billing/*",
+              "filters": [ { "name": "authz.infra", "arguments": { "tenant": "shop", "tier": "gold" } } ] },
+            { "host": "*", "path": "*", "filters": [ { "name": "authz.infra" } ] }
+        ])
+    );
+    for line in [
+        "import: Mapping shop/billing: spec.auth_context_extensions: changed: a rule for host \"shop.example.com\" path \"/billing/*\"",
+        "import: Mapping shop/reports: spec.auth_context_extensions: spec.method: a rule matches host and path only: refused",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+}
+
+#[test]
+fn check_refuses_old_aes_fields_with_what_to_write_instead() {
+    let path = write(
+        "old-aes.yaml",
+        "filters:
+- name: uaa
+  OAuth2:
+    authorizationURL: https://uaa.example.com
+    audience: https://uaa.example.com
+    clientID: ambassador
+    secret: s
+    protectedOrigins: [{origin: https://app.example.com}]
+- name: jwt1
+  JWT: {jwksURI: https://idp.example.com/jwks.json}
+rules:
+- host: '*'
+  path: /api/*
+  filters:
+  - name: jwt1
+    type: jwt
+    jwtArguments: {scope: [read]}
+",
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    for line in [
+        "filters[0].OAuth2.audience: refused: ",
+        "write `extraAuthorizationParameters: {audience: ...}`",
+        "rules[0].filters[0].type: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape",
+        "rules[0].filters[0].jwtArguments: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ] {
+        assert!(err.contains(line), "{line}:\n{err}");
+    }
+    assert!(!err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn check_ignores_ambassador_pro_state_ttl_with_a_notice() {
+    let path = write(
+        "state-ttl.yaml",
+        "filters:
+- name: login
+  OAuth2:
+    authorizationURL: https://idp.example.com
+    stateTTL: 5m
+    clientID: c
+    secret: s
+    protectedOrigins: [{origin: https://app.example.com}]
+",
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("filters[0].OAuth2.stateTTL: ignored: an Ambassador Pro field"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_notices_a_clusters_key_no_url_uses() {
+    let path = write(
+        "clusters.json",
+        r#"{ "clusters": { "idp.example.com:443": "idp" },
+             "filters": [ { "name": "jwt", "JWT": { "jwksURI": "https://idp.example.com/jwks.json" } } ] }"#,
+    );
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("note: clusters.\"idp.example.com:443\": no URL of the configuration has this authority (keys are matched exactly as the URL writes it: host, or host:port); a URL uses \"idp.example.com\""),
+        "{out}"
+    );
+}
+
+/// The first configuration README.md shows loads without a notice about its
+/// `clusters`.
+#[test]
+fn the_readme_configuration_maps_the_cluster_its_urls_use() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    // Its placeholder digest filled in.
+    let text = readme[start..end].replace("<hex digest>", &"0".repeat(64));
+    let path = write("readme.json", &text);
+    let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ok: 2 filters, 3 rules"), "{out}");
+    assert!(!out.contains("clusters."), "{out}");
+}
+
+/// Runs the command with raw argument bytes; the outputs as bytes.
+#[cfg(unix)]
+fn run_bytes(args: &[&[u8]]) -> (bool, Vec<u8>, String) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn render_keeps_a_non_utf8_header_value_byte_for_byte() {
+    let path = write(
+        "ua.json",
+        r#"{"filters":[{"name":"j","JWT":{"validAlgorithms":["none"],"injectRequestHeaders":[
+            {"name":"X-UA","value":"{{ .httpRequestHeader.Get \"User-Agent\" }}"}]}}]}"#,
+    );
+    let path = path.to_str().unwrap().as_bytes().to_vec();
+    let (ok, out, err) = run_bytes(&[
+        b"render",
+        &path,
+        b"--filter",
+        b"j",
+        b"--token",
+        AES_TOKEN.as_bytes(),
+        b"--header",
+        b"User-Agent: caf\xe9",
+    ]);
+    assert!(ok, "{err}");
+    // Latin-1 "café" as sent: 0xE9, not U+FFFD.
+    let line: &[u8] = b"x-ua: caf\xe9\n";
+    assert!(
+        out.windows(line.len()).any(|w| w == line),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_argument_elsewhere_is_refused_without_a_panic() {
+    for args in [
+        vec![&b"check"[..], b"conf\xff.json"],
+        vec![
+            &b"render"[..],
+            b"c.json",
+            b"--filter",
+            b"j\xff",
+            b"--token",
+            b"t",
+        ],
+        vec![&b"import"[..], b"m\xff.yaml"],
+    ] {
+        let (ok, _, err) = run_bytes(&args);
+        assert!(!ok);
+        assert!(err.contains("is not valid UTF-8"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn import_names_a_v1alpha1_filter_policy_and_does_not_load_it() {
+    let path = write(
+        "v1alpha1.yaml",
+        "apiVersion: gateway.getambassador.io/v1alpha1
+kind: FilterPolicy
+metadata: {name: p1, namespace: default}
+spec:
+  rules:
+  - host: '*'
+    path: /api/*
+    filters:
+    - name: jwt1
+      type: jwt
+      jwtArguments: {scope: [read]}
+",
+    );
+    let (ok, out, err) = run(&["import", path.to_str().unwrap()]);
+    // Dropping the rule would leave /api/* open: the import fails instead.
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("import: FilterPolicy default/p1: spec.rules[0].filters[0].jwtArguments: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape"),
+        "{err}"
+    );
+}

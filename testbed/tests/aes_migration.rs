@@ -124,6 +124,18 @@ spec:
   service: health:8080
   bypass_auth: true
 ---
+# A GET-only bypass: a rule cannot say "GET only", so it is not imported and
+# /api/catalog/ keeps the API key of /api/* for every method.
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {{ name: catalog, namespace: api }}
+spec:
+  hostname: "*"
+  prefix: /api/catalog/
+  method: GET
+  service: catalog:8080
+  bypass_auth: true
+---
 apiVersion: v1
 kind: Secret
 metadata: {{ name: sso-client, namespace: web }}
@@ -354,6 +366,17 @@ fn bypass_auth_mappings_skip_every_filter() {
     let r = client::get(fx().port, "/api/health/ready", &[]);
     let e = echoed(&r);
     assert_eq!(e.path, "/api/health/ready");
+}
+
+#[test]
+fn a_method_scoped_bypass_is_not_widened_to_every_method() {
+    let port = fx().port;
+    for method in ["GET", "POST", "DELETE"] {
+        let r = client::request(port, method, "/api/catalog/items", &[], b"");
+        assert_eq!(r.status, 403, "{method}: {}", r.body_str());
+    }
+    let r = client::get(port, "/api/catalog/items", &[("X-API-Key", "acme-key-1")]);
+    assert_eq!(echoed(&r).path, "/api/catalog/items");
 }
 
 /// The realistic manifests in `testdata/aes-import` (three namespaces, Secrets,

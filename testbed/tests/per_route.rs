@@ -215,3 +215,18 @@ fn injected_headers_are_stripped_where_no_filter_runs() {
     );
     assert!(seen.header("x-route-scope").is_none(), "{:?}", seen.headers);
 }
+
+#[test]
+fn a_disabled_route_passes_a_clients_injected_headers_untouched() {
+    let f = fx();
+    // Envoy's FilterConfig {disabled: true}: the plugin never runs, so a
+    // header a filter would inject reaches the upstream as the client sent it
+    // (docs/configuration.md, per-route control). On a bypass_auth route it
+    // is stripped (injected_headers_are_stripped_where_no_filter_runs).
+    let seen = passed(
+        &f.envoy,
+        &client::get(port(), "/disabled/x", &[("X-Gw-Sub", "spoof")]),
+        "disabled route",
+    );
+    assert_eq!(seen.headers_all("x-gw-sub"), vec!["spoof"]);
+}

@@ -113,9 +113,93 @@ impl CalloutTarget {
     }
 }
 
+/// Notices for `clusters` entries that no URL of the configuration uses: the
+/// key must be a URL's authority exactly as written (`host` or `host:port`),
+/// so `"idp.example.com:443"` does not serve `https://idp.example.com/...`.
+/// `root` is the configuration JSON; every `http://` or `https://` string
+/// inside `filters`, and each External `auth_service` (scheme optional),
+/// counts as used. With an OAuth2 filter the notice says the entry may still
+/// serve an endpoint its IdP's discovery document names.
+pub fn unused_cluster_notices(
+    root: &serde_json::Value,
+    clusters: &BTreeMap<String, String>,
+) -> Vec<String> {
+    use serde_json::Value;
+    fn collect(value: &Value, used: &mut Vec<String>) {
+        match value {
+            Value::String(s) if s.contains("://") => {
+                if let Ok(url) = CalloutUrl::parse(s.trim(), None) {
+                    used.push(url.authority);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect(v, used)),
+            Value::Object(map) => map.values().for_each(|v| collect(v, used)),
+            _ => {}
+        }
+    }
+    let mut used = Vec::new();
+    let filters = root
+        .get("filters")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for filter in filters {
+        collect(filter, &mut used);
+        if let Some(address) = filter
+            .get("External")
+            .and_then(|e| e.get("auth_service"))
+            .and_then(Value::as_str)
+        {
+            if let Ok(url) = CalloutUrl::parse(address.trim(), Some("http")) {
+                used.push(url.authority);
+            }
+        }
+    }
+    let oauth2 = filters.iter().any(|f| f.get("OAuth2").is_some());
+    clusters
+        .keys()
+        .filter(|key| !used.iter().any(|u| u == *key))
+        .map(|key| {
+            let host = key.split(':').next().unwrap_or(key);
+            let near: Vec<&String> = used
+                .iter()
+                .filter(|u| u.split(':').next() == Some(host))
+                .collect();
+            let mut notice = format!(
+                "clusters.{key:?}: no URL of the configuration has this authority (keys are matched exactly as the URL writes it: host, or host:port)"
+            );
+            if let Some(u) = near.first() {
+                notice.push_str(&format!("; a URL uses {u:?}"));
+            }
+            if oauth2 {
+                notice.push_str(
+                    "; it may still serve an endpoint an OAuth2 IdP's discovery document names",
+                );
+            }
+            notice
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clusters_key_no_url_uses_is_noticed() {
+        let mut clusters = BTreeMap::new();
+        clusters.insert("idp.example.com:443".to_string(), "idp".to_string());
+        clusters.insert("auth:3000".to_string(), "authsvc".to_string());
+        let root = serde_json::json!({ "filters": [
+            { "name": "j", "JWT": { "jwksURI": "https://idp.example.com/jwks" } },
+            { "name": "e", "External": { "auth_service": "auth:3000" } }
+        ] });
+        let notices = unused_cluster_notices(&root, &clusters);
+        assert_eq!(
+            notices,
+            ["clusters.\"idp.example.com:443\": no URL of the configuration has this authority (keys are matched exactly as the URL writes it: host, or host:port); a URL uses \"idp.example.com\""]
+        );
+    }
 
     #[test]
     fn cluster_defaults_to_host_without_port() {

@@ -153,6 +153,50 @@ pub const IGNORED_FIELDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Fields of one filter type that AES (or its predecessors) documented and
+/// that have no place here: `(type, field, advice)`, ignored with a notice.
+pub const IGNORED_TYPE_FIELDS: &[(&str, &str, &str)] = &[(
+    "OAuth2",
+    "stateTTL",
+    "an Ambassador Pro field (how long a login may take) that AES 1.x dropped; Portcullis's login state cookie has its own fixed lifetime",
+)];
+
+/// Fields of one filter type, or of a rule's filter reference (type `rules`),
+/// that AES documented but that are refused here, with what to write
+/// instead: `(type, field, advice)`.
+pub const REFUSED_TYPE_FIELDS: &[(&str, &str, &str)] = &[
+    (
+        "OAuth2",
+        "audience",
+        "an Ambassador Pro field that AES's OAuth2 reference no longer lists (its UAA guide still shows it): for an IdP that wants `audience` in the authorization request, write `extraAuthorizationParameters: {audience: ...}`; to require an `aud` in the access token, chain a JWT filter with `audience`",
+    ),
+    (
+        "rules",
+        "type",
+        "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one: a filter reference is `name` (+ `namespace`), `ifRequestHeader`, `onDeny`, `onAllow`, `arguments`, with no `type`",
+    ),
+    (
+        "rules",
+        "jwtArguments",
+        "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ),
+    (
+        "rules",
+        "oauth2Arguments",
+        "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ),
+    (
+        "rules",
+        "apiKeyArguments",
+        "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ),
+    (
+        "rules",
+        "externalArguments",
+        "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
+    ),
+];
+
 /// Fields AES puts beside `JWT`/`OAuth2`/... in a `Filter` spec (the entry
 /// level here) that have no meaning inside Envoy.
 pub const IGNORED_ENTRY_FIELDS: &[(&str, &str)] = &[(
@@ -207,7 +251,11 @@ impl Config {
             }]);
         }
         let mut notices = strip_ignored_fields(&mut value);
-        let spec: ConfigSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+        let refused = refused_fields(&value);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let spec: ConfigSpec = serde_path_to_error::deserialize(&value).map_err(|e| {
             vec![ConfigError {
                 path: e.path().to_string(),
                 message: e.inner().to_string(),
@@ -227,6 +275,10 @@ impl Config {
             return Err(compiler.errors);
         }
         notices.append(&mut compiler.notices);
+        notices.extend(crate::compile::url::unused_cluster_notices(
+            &value,
+            &spec.clusters,
+        ));
         let mut injected_names: Vec<String> = Vec::new();
         for filter in &filters {
             for name in filter.kind.injected_names() {
@@ -373,9 +425,61 @@ fn strip_ignored_fields(root: &mut Value) -> Vec<String> {
                     ));
                 }
             }
+            for (t, field, advice) in IGNORED_TYPE_FIELDS {
+                if t == type_name && body.remove(*field).is_some() {
+                    notices.push(format!(
+                        "filters[{i}].{type_name}.{field}: ignored: {advice}"
+                    ));
+                }
+            }
         }
     }
     notices
+}
+
+/// The fields of `REFUSED_TYPE_FIELDS` present in the configuration, each an
+/// error at its path with its advice.
+fn refused_fields(root: &Value) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut check = |path: String, body: Option<&Value>, type_name: &str| {
+        let Some(body) = body.and_then(Value::as_object) else {
+            return;
+        };
+        for (t, field, advice) in REFUSED_TYPE_FIELDS {
+            if *t == type_name && body.contains_key(*field) {
+                errors.push(ConfigError {
+                    path: format!("{path}.{field}"),
+                    message: format!("refused: {advice}"),
+                });
+            }
+        }
+    };
+    let list = |key: &str| {
+        root.get(key)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    for (i, filter) in list("filters").iter().enumerate() {
+        for type_name in FILTER_TYPES {
+            check(
+                format!("filters[{i}].{type_name}"),
+                filter.get(*type_name),
+                type_name,
+            );
+        }
+    }
+    for (i, rule) in list("rules").iter().enumerate() {
+        let refs = rule
+            .get("filters")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (j, fref) in refs.iter().enumerate() {
+            check(format!("rules[{i}].filters[{j}]"), Some(fref), "rules");
+        }
+    }
+    errors
 }
 
 fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
