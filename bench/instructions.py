@@ -156,12 +156,14 @@ def report(work, n, doc):
         native = NATIVE.get(name)
         floor = FLOOR.get(name, "floor_token" if name in ("floor_header",) else "floor")
         as_rate = "-"
-        if name.startswith("pc_"):
+        if name.startswith("pc_") and floor in results and native in results:
             as_rate = f"{results[floor] / results[name]:.2f}x / {results[native] / results[name]:.2f}x"
         over_floor = "-" if name.startswith(("plain", "native", "floor")) and name not in ("floor_callbacks", "floor_header", "floor_property", "floor_route_name", "floor_time") else f"{results[name] - results[floor]:+,.0f}"
         lines.append(f"| {name} | {results[name]:,.0f} | {results[name] - results['plain']:+,.0f} | {over_floor} | {as_rate} |")
     lines += ["", "| goal (as throughput, inverse of instructions) | ratio |", "|---|---:|"]
     for label, ours, theirs in RATIOS:
+        if ours not in results or theirs not in results:
+            continue
         ratio = results[theirs] / results[ours]
         lines.append(f"| {label} | {ratio:.2f}x |")
         print(f"{label}: {ratio:.2f}x")

@@ -548,3 +548,53 @@ fn oauth2_filters_whose_cookie_names_would_collide_are_refused() {
         r#"{{"filters":[{{"name":"app","OAuth2":{{{OAUTH2_OK}}}}},{{"name":"app.default","OAuth2":{{{OAUTH2_OK}}}}}]}}"#
     ));
 }
+
+/// A host that cannot check signatures: without the pure-Rust ES384/ES512
+/// checks (the module's build), listing them refuses the filter and the
+/// default list drops them; with them (the default features) nothing changes.
+#[test]
+fn without_host_signatures_refuses_listed_es384_and_drops_it_from_the_default() {
+    use portcullis_core::jwt::filter::HOST_ONLY_ALGORITHMS;
+    use portcullis_core::jwt::Algorithm;
+    let jwks = r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#;
+    let listed = format!(
+        r#"{{"filters": [{{"name": "j", "JWT": {{"jwks": {jwks}, "validAlgorithms": ["RS256", "ES384"]}}}}]}}"#
+    );
+    let mut config = accepted(&listed);
+    let result = config.without_host_signatures();
+    if HOST_ONLY_ALGORITHMS.is_empty() {
+        assert_eq!(result.unwrap(), Vec::<String>::new());
+    } else {
+        let errors: Vec<String> = result
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("filters[0].JWT.validAlgorithms: ES384 and ES512 are checked only by Envoy's verify_signature"),
+            "{errors:?}"
+        );
+    }
+
+    let default = format!(
+        r#"{{"filters": [{{"name": "a", "APIKey": {{"keys": [{{"value": "k"}}]}}}}, {{"name": "j", "JWT": {{"jwks": {jwks}}}}}]}}"#
+    );
+    let mut config = accepted(&default);
+    let notices = config.without_host_signatures().unwrap();
+    let FilterKind::Jwt(jwt) = &config.filters[1].kind else {
+        panic!("filter 1 is the JWT filter")
+    };
+    let algs = &jwt.policy.valid_algorithms;
+    if HOST_ONLY_ALGORITHMS.is_empty() {
+        assert!(notices.is_empty(), "{notices:?}");
+        assert!(algs.contains(&Algorithm::ES384) && algs.contains(&Algorithm::ES512));
+    } else {
+        assert_eq!(
+            notices,
+            vec!["filters[1].JWT: ES384 and ES512 tokens are refused: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them".to_string()]
+        );
+        assert!(!algs.contains(&Algorithm::ES384) && !algs.contains(&Algorithm::ES512));
+        assert!(algs.contains(&Algorithm::ES256) && algs.contains(&Algorithm::RS256));
+    }
+}

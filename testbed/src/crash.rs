@@ -1,6 +1,8 @@
 //! The test-crash module: Portcullis built with the filter crate's `test-crash`
 //! feature, where a request carrying `x-portcullis-test-crash: now` aborts the
-//! Wasm VM. Built on first use into its own target directory
+//! Wasm VM, and with `ec-fallback` (the pure-Rust ES384/ES512 checks the
+//! shipped module leaves out), so the suite's one extra module build serves
+//! both. Built on first use into its own target directory
 //! (`target/test-crash`), so the shipped `dist/portcullis.wasm` and the usual
 //! build output are never touched; `PORTCULLIS_CRASH_WASM` names a prebuilt one.
 
@@ -28,7 +30,12 @@ pub fn crash_wasm_path() -> PathBuf {
         let out = Command::new(cargo)
             .current_dir(&root)
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
-            .args(["-p", "portcullis-filter", "--features", "test-crash"])
+            .args([
+                "-p",
+                "portcullis-filter",
+                "--features",
+                "test-crash,ec-fallback",
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env_remove("CARGO_TARGET_DIR")

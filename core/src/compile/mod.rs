@@ -3,10 +3,13 @@
 //! ([`Compiler`]: errors with their JSON path, notices, clusters, environment,
 //! remote JWK Sets), [`ConfigError`], and the shared spec pieces (`spec.rs`: Go
 //! durations, secrets, header templates), `duration.rs` (Go durations) and
-//! `url.rs` (callout URLs and their Envoy cluster). Nothing here imports a
-//! filter module or `config/`.
+//! `url.rs` (callout URLs and their Envoy cluster), `json_path.rs` (the JSON
+//! path of a deserialization fault). Nothing here imports a filter module or
+//! `config/` (but `json_path`'s tests, which check it on the whole
+//! configuration type).
 
 pub mod duration;
+pub mod json_path;
 pub mod spec;
 pub mod url;
 
@@ -143,16 +146,15 @@ impl Compiler<'_> {
         path: &str,
         value: Value,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
+        match json_path::deserialize::<T>(&value) {
             Ok(v) => Some(v),
-            Err(e) => {
-                let sub = e.path().to_string();
+            Err((sub, message)) => {
                 let at = if sub == "." {
                     path.to_string()
                 } else {
                     format!("{path}.{sub}")
                 };
-                self.error(at, e.inner().to_string());
+                self.error(at, message);
                 None
             }
         }

@@ -207,6 +207,40 @@ pub const IGNORED_ENTRY_FIELDS: &[(&str, &str)] = &[(
 const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
 
 impl Config {
+    /// Adapts the configuration to a host that cannot check signatures, in a
+    /// build without the pure-Rust ES384/ES512 checks
+    /// ([`crate::jwt::filter::HOST_ONLY_ALGORITHMS`]; a no-op with them): see
+    /// [`JwtFilter::without_host_only_algorithms`]. An OAuth2 filter gets a
+    /// notice (its identity provider's tokens in those algorithms will not
+    /// verify). The notices to log, or the faults.
+    pub fn without_host_signatures(&mut self) -> Result<Vec<String>, Vec<ConfigError>> {
+        let mut notices = Vec::new();
+        let mut errors = Vec::new();
+        if crate::jwt::filter::HOST_ONLY_ALGORITHMS.is_empty() {
+            return Ok(notices);
+        }
+        let names = crate::jwt::filter::host_only_names();
+        for (i, filter) in self.filters.iter_mut().enumerate() {
+            match &mut filter.kind {
+                FilterKind::Jwt(jwt) => {
+                    match jwt.without_host_only_algorithms(&format!("filters[{i}].JWT")) {
+                        Ok(notice) => notices.extend(notice),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                FilterKind::OAuth2(_) => notices.push(format!(
+                    "filters[{i}].OAuth2: tokens the identity provider signs with {names} will not verify: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
+                )),
+                _ => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(notices)
+        } else {
+            Err(errors)
+        }
+    }
+
     /// The budget split between the caches: with an OAuth2 filter, a quarter
     /// for opened sessions and the rest for verified tokens; otherwise all of
     /// it for tokens. The two shares never add up to more than `cacheBudget`.
@@ -255,12 +289,8 @@ impl Config {
         if !refused.is_empty() {
             return Err(refused);
         }
-        let spec: ConfigSpec = serde_path_to_error::deserialize(&value).map_err(|e| {
-            vec![ConfigError {
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
-            }]
-        })?;
+        let spec: ConfigSpec = crate::compile::json_path::deserialize(&value)
+            .map_err(|(path, message)| vec![ConfigError { path, message }])?;
         let mut compiler = Compiler::new(spec.clusters.clone(), env);
         let cache_budget = match &spec.cache_budget {
             None => crate::jwt::cache::DEFAULT_BUDGET,

@@ -7,7 +7,7 @@ use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
 use super::spec::JwtSpec;
 use super::verify::{check_scopes, ClaimPolicy, TokenError, VerifiedToken};
-use crate::compile::Compiler;
+use crate::compile::{Compiler, ConfigError};
 use crate::inject::{render_injected, HeaderTemplate};
 use crate::request::Request;
 use crate::response::{auth_param_text, HeaderChange, Response};
@@ -37,6 +37,8 @@ pub struct JwtFilter {
     pub body_template: Option<Template>,
     /// RFC 8705: the token must be bound to the client certificate.
     pub require_certificate_binding: bool,
+    /// Whether `validAlgorithms` was given (else the default list applies).
+    pub algorithms_listed: bool,
 }
 
 /// What the JWT filter decided.
@@ -58,10 +60,53 @@ pub enum JwtOutcome {
     NeedFullRequest,
 }
 
+/// The algorithms this build checks only through the host's
+/// `verify_signature`: ES384 and ES512 without the `ec-fallback` feature.
+pub const HOST_ONLY_ALGORITHMS: &[Algorithm] = if super::keys::EC_FALLBACK {
+    &[]
+} else {
+    &[Algorithm::ES384, Algorithm::ES512]
+};
+
+/// [`HOST_ONLY_ALGORITHMS`] for a message: `ES384 and ES512`.
+pub fn host_only_names() -> String {
+    let names: Vec<&str> = HOST_ONLY_ALGORITHMS.iter().map(|a| a.name()).collect();
+    names.join(" and ")
+}
+
 /// The status the "JWKS never fetched" case answers with.
 pub const KEYS_UNAVAILABLE_STATUS: u16 = 503;
 
 impl JwtFilter {
+    /// For a host that cannot check signatures (no `verify_signature`, or
+    /// `PORTCULLIS_HOST_CRYPTO=off`) in a build without the pure-Rust
+    /// ES384/ES512 checks ([`HOST_ONLY_ALGORITHMS`]): a filter at `path`
+    /// (`filters[i].JWT`) whose `validAlgorithms` lists one of them is a fault
+    /// (`Err`, at `{path}.validAlgorithms`); one on the default list stops
+    /// accepting them (`Ok(Some(notice))`). `Ok(None)`: nothing to change.
+    pub fn without_host_only_algorithms(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let algs = &mut self.policy.valid_algorithms;
+        if !algs.iter().any(|a| HOST_ONLY_ALGORITHMS.contains(a)) {
+            return Ok(None);
+        }
+        let names = host_only_names();
+        if self.algorithms_listed {
+            return Err(ConfigError {
+                path: format!("{path}.validAlgorithms"),
+                message: format!(
+                    "{names} are checked only by Envoy's verify_signature, which this host does not offer (or PORTCULLIS_HOST_CRYPTO=off), and this module has no pure-Rust check for them (the filter crate's `ec-fallback` feature adds it)"
+                ),
+            });
+        }
+        algs.retain(|a| !HOST_ONLY_ALGORITHMS.contains(a));
+        Ok(Some(format!(
+            "{path}: {names} tokens are refused: Envoy's verify_signature is unavailable and this module has no pure-Rust check for them"
+        )))
+    }
+
     pub fn compile(
         c: &mut Compiler<'_>,
         path: &str,
@@ -201,6 +246,7 @@ impl JwtFilter {
             error_headers,
             body_template,
             require_certificate_binding: spec.require_certificate_binding,
+            algorithms_listed: spec.valid_algorithms.is_some(),
         })
     }
 

@@ -16,6 +16,7 @@ use jwt_compact::alg::{
 };
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
+#[cfg(feature = "ec-fallback")]
 use p384::ecdsa::signature::Verifier as _;
 
 use super::host_crypto::{
@@ -113,21 +114,36 @@ pub(crate) struct OctKey {
 pub(crate) enum Material {
     Rsa(Box<RsaPublicKey>),
     P256(Box<<Es256 as JwsAlgorithm>::VerifyingKey>),
-    P384(Box<p384::ecdsa::VerifyingKey>),
-    P521(Box<P521Key>),
+    // Read by the pure-Rust check only (`ec-fallback`).
+    P384(#[cfg_attr(not(feature = "ec-fallback"), allow(dead_code))] Box<P384Key>),
+    P521(#[cfg_attr(not(feature = "ec-fallback"), allow(dead_code))] Box<P521Key>),
     Ed25519(Box<<Ed25519 as JwsAlgorithm>::VerifyingKey>),
     Oct(Box<OctKey>),
 }
 
+/// A P-384 public key, for the pure-Rust check (`ec-fallback`).
+#[cfg(feature = "ec-fallback")]
+pub(crate) type P384Key = p384::ecdsa::VerifyingKey;
+/// Without `ec-fallback` a P-384 key is its DER form alone (`Jwk::spki`): only
+/// the host's `verify_signature` checks ES384.
+#[cfg(not(feature = "ec-fallback"))]
+#[derive(Debug, Clone)]
+pub(crate) struct P384Key;
+
 /// A P-521 public key (its type has no `Debug`).
 #[derive(Clone)]
-pub(crate) struct P521Key(p521::ecdsa::VerifyingKey);
+pub(crate) struct P521Key(#[cfg(feature = "ec-fallback")] p521::ecdsa::VerifyingKey);
 
 impl std::fmt::Debug for P521Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("P521Key")
     }
 }
+
+/// Whether this build checks ES384 and ES512 itself when the host cannot
+/// (the `ec-fallback` feature); without it those two need Envoy's
+/// `verify_signature`.
+pub const EC_FALLBACK: bool = cfg!(feature = "ec-fallback");
 
 impl Material {
     /// Whether this key type belongs to `alg`'s family.
@@ -149,7 +165,8 @@ impl Material {
     /// Checks `signature` over `message` with this key under `alg`. A key type that
     /// does not fit `alg` never verifies. RS* and ES* go to `host` when there is
     /// one and the key has its DER form; otherwise (or when the host cannot
-    /// tell) the pure-Rust code decides.
+    /// tell) the pure-Rust code decides; without `ec-fallback`, ES384 and ES512
+    /// then never verify.
     fn verify(
         &self,
         spki: Option<&[u8]>,
@@ -184,6 +201,7 @@ impl Material {
             (Material::Rsa(k), A::PS384) => check(&Rsa::ps384(), k, message, signature),
             (Material::Rsa(k), A::PS512) => check(&Rsa::ps512(), k, message, signature),
             (Material::P256(k), A::ES256) => check(&Es256, k, message, signature),
+            #[cfg(feature = "ec-fallback")]
             (Material::P384(k), A::ES384) => {
                 // JWS carries raw r||s (RFC 7518 section 3.4), 48 bytes each.
                 if signature.len() != 96 {
@@ -194,6 +212,7 @@ impl Material {
                     Err(_) => false,
                 }
             }
+            #[cfg(feature = "ec-fallback")]
             (Material::P521(k), A::ES512) => {
                 // r||s, 66 bytes each (RFC 7518 section 3.4).
                 if signature.len() != 132 {
@@ -545,12 +564,7 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, Option<Vec<u8>>), Strin
             if x.len() != 48 || y.len() != 48 {
                 return Err("invalid P-384 key: coordinates must be 48 bytes".to_owned());
             }
-            let mut sec1 = Vec::with_capacity(97);
-            sec1.push(4_u8); // uncompressed point
-            sec1.extend_from_slice(&x);
-            sec1.extend_from_slice(&y);
-            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                .map_err(|_| "invalid P-384 key: not a curve point".to_owned())?;
+            let key = p384_key(&x, &y)?;
             Ok((
                 Material::P384(Box::new(key)),
                 Some(ec_spki(OID_P384, &x, &y)),
@@ -562,20 +576,53 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, Option<Vec<u8>>), Strin
             if x.len() != 66 || y.len() != 66 {
                 return Err("invalid P-521 key: coordinates must be 66 bytes".to_owned());
             }
-            let mut sec1 = Vec::with_capacity(133);
-            sec1.push(4_u8); // uncompressed point
-            sec1.extend_from_slice(&x);
-            sec1.extend_from_slice(&y);
-            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                .map_err(|_| "invalid P-521 key: not a curve point".to_owned())?;
+            let key = p521_key(&x, &y)?;
             Ok((
-                Material::P521(Box::new(P521Key(key))),
+                Material::P521(Box::new(key)),
                 Some(ec_spki(OID_P521, &x, &y)),
             ))
         }
         Some(other) => Err(format!("unsupported EC curve \"{}\"", printable(other, 16))),
         None => Err("EC key has no \"crv\" string".to_owned()),
     }
+}
+
+/// The uncompressed SEC1 point `04 || x || y`.
+#[cfg(feature = "ec-fallback")]
+fn sec1_point(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut sec1 = Vec::with_capacity(x.len().saturating_add(y.len()).saturating_add(1));
+    sec1.push(4_u8);
+    sec1.extend_from_slice(x);
+    sec1.extend_from_slice(y);
+    sec1
+}
+
+/// A P-384 key for the pure-Rust check; refused when not a curve point.
+#[cfg(feature = "ec-fallback")]
+fn p384_key(x: &[u8], y: &[u8]) -> Result<P384Key, String> {
+    p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(x, y))
+        .map_err(|_| "invalid P-384 key: not a curve point".to_owned())
+}
+
+/// Without `ec-fallback`: nothing to build; the host's `verify_signature`
+/// checks the point (a point off the curve never verifies).
+#[cfg(not(feature = "ec-fallback"))]
+fn p384_key(_x: &[u8], _y: &[u8]) -> Result<P384Key, String> {
+    Ok(P384Key)
+}
+
+/// A P-521 key for the pure-Rust check; refused when not a curve point.
+#[cfg(feature = "ec-fallback")]
+fn p521_key(x: &[u8], y: &[u8]) -> Result<P521Key, String> {
+    p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(x, y))
+        .map(P521Key)
+        .map_err(|_| "invalid P-521 key: not a curve point".to_owned())
+}
+
+/// Without `ec-fallback`: as [`p384_key`].
+#[cfg(not(feature = "ec-fallback"))]
+fn p521_key(_x: &[u8], _y: &[u8]) -> Result<P521Key, String> {
+    Ok(P521Key())
 }
 
 fn okp_key(jwk: &Map<String, Value>) -> Result<Material, String> {
@@ -728,7 +775,13 @@ mod tests {
 
     #[test]
     fn ec_point_not_on_curve_skipped_with_warning() {
-        for key in [p256(), p384()] {
+        // Without `ec-fallback` a P-384 point is checked by the host only.
+        let keys = if EC_FALLBACK {
+            vec![p256(), p384()]
+        } else {
+            vec![p256()]
+        };
+        for key in keys {
             let mut jwk = key.public_jwk();
             let y = jwk["y"].as_str().unwrap();
             let flipped = if y.starts_with('A') { "B" } else { "A" };

@@ -497,14 +497,29 @@ mod tests {
         accepts(&p256(), Algorithm::ES256);
     }
 
+    #[cfg(feature = "ec-fallback")]
     #[test]
     fn accepts_es384() {
         accepts(&p384(), Algorithm::ES384);
     }
 
+    #[cfg(feature = "ec-fallback")]
     #[test]
     fn accepts_es512() {
         accepts(&p521(), Algorithm::ES512);
+    }
+
+    /// Without `ec-fallback` (the module), ES384 and ES512 verify only through
+    /// the host: with none, a good token is refused as a bad signature.
+    #[cfg(not(feature = "ec-fallback"))]
+    #[test]
+    fn es384_and_es512_need_the_host_without_the_fallback() {
+        for (key, alg) in [(p384(), Algorithm::ES384), (p521(), Algorithm::ES512)] {
+            let keys = key_set(vec![key.jwk_with_kid("k1")]);
+            let t = token(json!({"alg": alg.name(), "kid": "k1"}), json!({}), &key);
+            let err = verify_token(&t, &keys, &default_policy(), NOW).unwrap_err();
+            assert_eq!(err, TokenError::BadSignature, "{alg:?}");
+        }
     }
 
     #[test]
@@ -913,6 +928,7 @@ mod tests {
         assert_eq!(err.validation_bits(), 2);
     }
 
+    #[cfg(feature = "ec-fallback")]
     #[test]
     fn no_kid_counts_only_keys_fitting_the_algorithm() {
         let keys = key_set(vec![

@@ -260,7 +260,7 @@ pub fn cookie_header_without(
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut dropped = false;
     for header in headers.get_all_bytes("cookie") {
-        for part in header.split(|b| *b == b';') {
+        for part in crate::bytes::split_byte(header, b';') {
             let part = part.trim_ascii();
             if part.is_empty() {
                 continue;

@@ -6,14 +6,15 @@
 use super::http::Http;
 use super::metrics::Metric;
 use super::shared::{
-    callout_answered, init_shared_slots, now, poll_shared, read_grpc_answer, read_http_answer,
-    wake, IdpSlot, Shared, Wait, TICK,
+    callout_answered, host_crypto_allowed, init_shared_slots, now, poll_shared, read_grpc_answer,
+    read_http_answer, wake, HostVerifier, IdpSlot, Shared, Wait, TICK,
 };
 use portcullis_core::compile::url::CalloutTarget;
 use portcullis_core::compile::DEFAULT_JWKS_REFRESH;
 use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::fetch::{DocumentCache, FetchResult, FETCH_TIMEOUT};
 use portcullis_core::jwt::cache::TokenCache;
+use portcullis_core::jwt::host_crypto::probe;
 use portcullis_core::jwt::jwks_cache::{JwksCache, MAX_JWKS_BYTES};
 use portcullis_core::oauth2::discovery::MAX_DISCOVERY_BYTES;
 use portcullis_core::oauth2::session::SessionCache;
@@ -399,7 +400,7 @@ impl RootContext for Root {
             Ok(Some(b)) => b,
             _ => b"{}".to_vec(),
         };
-        let config = match Config::from_json(&bytes) {
+        let mut config = match Config::from_json(&bytes) {
             Ok(c) => c,
             Err(errors) => {
                 for e in &errors {
@@ -410,6 +411,23 @@ impl RootContext for Root {
         };
         for notice in &config.notices {
             log::warn!("{notice}");
+        }
+        // Whether Envoy checks signatures decides which algorithms this module
+        // can accept (ES384/ES512 need it unless built with `ec-fallback`).
+        let host_crypto = host_crypto_allowed() && probe(&HostVerifier);
+        if host_crypto {
+            log::info!("signatures (RS*, ES*) are checked by Envoy's verify_signature");
+        } else {
+            log::info!("signatures are checked in Wasm (host verify_signature unavailable or switched off)");
+            match config.without_host_signatures() {
+                Ok(notices) => notices.iter().for_each(|n| log::warn!("{n}")),
+                Err(errors) => {
+                    for e in &errors {
+                        log::error!("configuration refused: {e}");
+                    }
+                    return false;
+                }
+            }
         }
         let intervals: Vec<Duration> = config
             .jwks_sources
@@ -452,7 +470,7 @@ impl RootContext for Root {
             shared_callouts: SharedCallouts::with_budget(shares.shared_callouts),
             fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
-            host_crypto: std::cell::Cell::new(None),
+            host_crypto: std::cell::Cell::new(Some(host_crypto)),
         }));
         if let Some(shared) = &self.shared {
             init_shared_slots(shared);

@@ -146,8 +146,8 @@ pub struct Shared {
     pub fast_tick: std::cell::Cell<bool>,
     /// Verified tokens (JWT filters, OAuth2 access tokens), within `cacheBudget`.
     pub token_cache: RefCell<TokenCache>,
-    /// Whether Envoy's `verify_signature` answered the probe right (`None`:
-    /// not probed yet; probed on first use).
+    /// Whether Envoy's `verify_signature` answered the probe right (probed
+    /// at configure time; `None`: not probed yet, probed on first use).
     pub host_crypto: std::cell::Cell<Option<bool>>,
 }
 
@@ -168,7 +168,7 @@ impl SignatureVerifier for HostVerifier {
 
 /// `PORTCULLIS_HOST_CRYPTO=off` in the VM's environment keeps every signature
 /// check in Wasm (the pure-Rust path).
-fn host_crypto_allowed() -> bool {
+pub(crate) fn host_crypto_allowed() -> bool {
     !matches!(
         std::env::var("PORTCULLIS_HOST_CRYPTO").as_deref(),
         Ok("off" | "0" | "false")
