@@ -41,6 +41,22 @@ pub enum Step {
     NeedFullRequest,
 }
 
+/// What the host does with the upstream's response headers (see
+/// [`Journey::on_response_headers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseStep {
+    /// Let the response go on to the client.
+    Pass,
+    /// Hold the response, headers and body, until the journey decides: on
+    /// `Step::Continue` release it (before the request body), on
+    /// `Step::Respond` answer with that response instead (the upstream's is
+    /// dropped).
+    Hold,
+    /// Answer with this response instead of the upstream's: the journey ends
+    /// here (the check could not be made).
+    Respond(Response),
+}
+
 /// The host's key store, as the pipeline needs it.
 pub trait KeyProvider {
     /// The current keys of a remote source, if it ever loaded.
@@ -142,6 +158,9 @@ pub struct Journey {
     /// The headers went upstream before the body was read: later header
     /// changes cannot reach it.
     headers_released: bool,
+    /// The upstream answered while this journey was undecided, and the host
+    /// holds its response until the journey decides.
+    response_held: bool,
     /// Headers to add to the upstream's response (a refreshed session cookie).
     response_headers: Vec<(String, String)>,
     /// An OAuth2 filter's state while its callout is out.
@@ -210,6 +229,7 @@ impl Journey {
             body: None,
             outcomes: Vec::new(),
             headers_released: false,
+            response_held: false,
             response_headers: Vec::new(),
             oauth2_pending: None,
             waited_idp: Vec::new(),
@@ -300,6 +320,54 @@ impl Journey {
         }
         self.headers_released = true;
         std::mem::take(&mut self.changes)
+    }
+
+    /// The upstream's response headers arrived while this journey is still
+    /// undecided. Its request headers went upstream before the body was read
+    /// (`release_headers`), so an upstream that answers before reading the
+    /// body (an early 404, a redirect) answers before the check has decided:
+    /// that answer must reach the client only if the check allows the request.
+    ///
+    /// - The body the check needs has arrived (the check is under way): `Hold`,
+    ///   and `response_held` is true from now on.
+    /// - It has not: Envoy drops every request body that comes after a
+    ///   complete answer (it counts the stream as answered once the upstream's
+    ///   end reaches the filter chain, held or not), so the check can never be
+    ///   made: `Respond` with the waiting filter's refusal (External:
+    ///   `status_on_error`; the OAuth2 logout form: 403).
+    /// - The headers never went (a response Envoy made itself): `Pass`.
+    pub fn on_response_headers(&mut self, config: &Config) -> ResponseStep {
+        if !self.headers_released {
+            return ResponseStep::Pass;
+        }
+        if self.body.is_some() {
+            self.response_held = true;
+            return ResponseStep::Hold;
+        }
+        let waiting = self
+            .rule
+            .and_then(|i| config.rules.get(i))
+            .and_then(|r| r.filters.get(self.position))
+            .and_then(|f| config.filters.get(f.filter).map(|c| (f.filter, c)));
+        let (filter, response) = match waiting {
+            Some((index, c)) => match &c.kind {
+                FilterKind::External(ext) => (Some(index), ext.body_lost()),
+                FilterKind::OAuth2(o) => (Some(index), o.logout_form_lost()),
+                _ => (Some(index), Response::json_error(403, "Forbidden")),
+            },
+            None => (None, Response::json_error(403, "Forbidden")),
+        };
+        if let Some(index) = filter {
+            self.outcomes
+                .push((index, Outcome::Denied(response.status)));
+        }
+        ResponseStep::Respond(response)
+    }
+
+    /// Whether the host holds the upstream's response for this journey
+    /// ([`Journey::on_response_headers`]).
+    pub fn response_held(&self) -> bool {
+        self.response_held
     }
 
     /// The body the host buffered (`complete` when it is the whole body).

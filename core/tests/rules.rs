@@ -569,3 +569,57 @@ fn jwt_error_body_json_shows_what_aes_shows() {
         "1"
     );
 }
+
+/// With `include_body`, the headers go upstream before the body is read, so an
+/// upstream can answer an undecided journey: held while the check is under
+/// way; refused when the body has not arrived (Envoy drops request body after
+/// a complete answer: the check can never be made); passed when the headers
+/// never went (a response Envoy made itself).
+#[test]
+fn an_upstream_answer_before_the_body_check_decides_is_held_or_refused() {
+    use portcullis_core::pipeline::ResponseStep;
+    let c = config(
+        r#"{"clusters": {"auth:3000": "auth"},
+            "filters": [{"name": "body", "External": {"auth_service": "http://auth:3000",
+                "include_body": {"max_bytes": 16, "allow_partial": true},
+                "status_on_error": {"code": 503}}}],
+            "rules": [{"host": "*", "path": "*", "filters": [{"name": "body"}]}]}"#,
+    );
+    let start = |req: &mut Request| {
+        let mut journey = Journey::new(&c, req);
+        let step = journey.run(&c, req, &no_keys(), 1_700_000_000.0);
+        assert_eq!(step, Step::NeedBody { max_bytes: 16 });
+        journey
+    };
+    // Before the headers go, nothing of this request reached the upstream.
+    let mut req = request("example.com", "/upload", &[]);
+    let mut journey = start(&mut req);
+    assert_eq!(journey.on_response_headers(&c), ResponseStep::Pass);
+    assert!(!journey.response_held());
+    // The headers went, the body has not come: refused with status_on_error.
+    journey.release_headers(&c, &mut req);
+    match journey.on_response_headers(&c) {
+        ResponseStep::Respond(r) => {
+            assert_eq!(r.status, 503);
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                r#"{"message":"the request body could not be checked: the upstream answered before it arrived","status_code":503}"#
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!journey.response_held());
+    assert_eq!(
+        journey.take_outcomes(),
+        vec![(0, portcullis_core::pipeline::Outcome::Denied(503))]
+    );
+    // The body came, the check is under way: held until it decides.
+    let mut req = request("example.com", "/upload", &[]);
+    let mut journey = start(&mut req);
+    journey.release_headers(&c, &mut req);
+    journey.provide_body(b"payload".to_vec(), true);
+    let step = journey.run(&c, &mut req, &no_keys(), 1_700_000_000.0);
+    assert!(matches!(step, Step::Callout(_)), "{step:?}");
+    assert_eq!(journey.on_response_headers(&c), ResponseStep::Hold);
+    assert!(journey.response_held());
+}

@@ -140,6 +140,45 @@ fn try_raw(
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream.write_all(bytes).map_err(|e| e.to_string())?;
+    read_response(stream, head_request)
+}
+
+/// Sends a request's head, calls `between`, then sends its body, and reads the
+/// response: for a body that must arrive after something happened (an
+/// upstream's early answer). `Content-Length` is added, and `Host: localhost`
+/// unless `headers` has a Host. The body is written
+/// even when a response already came (the write may then fail: ignored).
+pub fn request_split(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    between: impl FnOnce(),
+) -> Response {
+    let mut msg = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        msg.push_str("Host: localhost\r\n");
+    }
+    for (n, v) in headers {
+        msg.push_str(&format!("{n}: {v}\r\n"));
+    }
+    msg.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    let _ = stream.set_read_timeout(Some(TIMEOUT));
+    let _ = stream.set_write_timeout(Some(TIMEOUT));
+    stream
+        .write_all(msg.as_bytes())
+        .unwrap_or_else(|e| panic!("writing the head: {e}"));
+    between();
+    let _ = stream.write_all(body);
+    read_response(stream, false)
+        .unwrap_or_else(|e| panic!("HTTP {method} 127.0.0.1:{port}{path} failed: {e}"))
+}
+
+fn read_response(stream: TcpStream, head_request: bool) -> Result<Response, String> {
     let mut reader = BufReader::new(stream);
     loop {
         let head = read_head(&mut reader)

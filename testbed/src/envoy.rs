@@ -9,7 +9,8 @@
 //! further `{{NAME}}`s. Listeners should bind port 0; [`Envoy::port`] finds the bound
 //! port by listener name. An `admin:` block on 127.0.0.1:0 is appended when absent.
 //! Extra Envoy arguments can be given in `PORTCULLIS_ENVOY_ARGS` (whitespace-split,
-//! e.g. `--component-log-level wasm:trace,http:debug`).
+//! e.g. `--component-log-level wasm:trace,http:debug`, which replaces the
+//! default `wasm:debug`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -178,12 +179,16 @@ impl Envoy {
             .arg(&cfg)
             .arg("--disable-hot-restart")
             .args(["--concurrency", &workers.to_string()])
-            .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--log-level", "info"])
             .arg("--admin-address-path")
             .arg(&admin_file);
-        if let Ok(extra) = std::env::var("PORTCULLIS_ENVOY_ARGS") {
-            cmd.args(extra.split_whitespace());
+        let extra = std::env::var("PORTCULLIS_ENVOY_ARGS").unwrap_or_default();
+        // Envoy refuses an option given twice: the default component levels
+        // give way to the caller's.
+        if !extra.contains("--component-log-level") {
+            cmd.args(["--component-log-level", "wasm:debug"]);
         }
+        cmd.args(extra.split_whitespace());
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         {
             use std::os::unix::process::CommandExt;

@@ -111,9 +111,24 @@ impl Reply {
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// An answer a server gives as soon as it has a request's head, before its body.
+#[derive(Debug, Clone)]
+pub enum Early {
+    /// This reply, whole; the body is then read and dropped (an early 404, a
+    /// redirect, a fast service).
+    Whole(Reply),
+    /// The status line and headers (`x-upstream: streaming`, chunked) at once;
+    /// then the body is read and sent back as the answer's body (a service
+    /// that starts its answer before it has read the request).
+    HeadThenEcho(u16),
+}
+
 /// Called with each request head (empty body) as soon as it is read, before the
 /// body: sees requests whose body never arrives (a stream reset mid-request).
-type HeadHook = Arc<dyn Fn(&Request) + Send + Sync>;
+/// What it returns is answered before the body is read ([`Early`]).
+type HeadFn = dyn Fn(&Request) -> Option<Early> + Send + Sync;
+type HeadHook = Arc<HeadFn>;
 
 /// Longest a keep-alive connection may sit idle before the server closes it. Longer
 /// than any test, so Envoy never races a close on a pooled connection.
@@ -210,7 +225,7 @@ fn wait_readable(conn: &TcpStream, stop: &AtomicBool, down: &AtomicBool) -> bool
 fn serve_connection(
     conn: TcpStream,
     handler: &dyn Fn(&Request) -> Reply,
-    head_hook: Option<&(dyn Fn(&Request) + Send + Sync)>,
+    head_hook: Option<&HeadFn>,
     stop: &AtomicBool,
     down: &AtomicBool,
 ) {
@@ -238,21 +253,58 @@ fn serve_connection(
         let mut parts = head.start.split(' ');
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
-        if let Some(hook) = head_hook {
+        let early = head_hook.and_then(|hook| {
             hook(&Request {
                 method: method.clone(),
                 path: path.clone(),
                 headers: head.headers.clone(),
                 raw_values: head.raw_values.clone(),
                 body: Vec::new(),
-            });
+            })
+        });
+        let close = head
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        match early {
+            Some(Early::Whole(reply)) => {
+                // Answer before reading the body, then read and drop the body,
+                // as servers that answer early do.
+                if !write_reply(&mut writer, &reply, &method, close) || close {
+                    return;
+                }
+                if read_body(&mut reader, &head, false).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Early::HeadThenEcho(status)) => {
+                let head_out = format!(
+                    "HTTP/1.1 {status} {}\r\nx-upstream: streaming\r\ntransfer-encoding: chunked\r\n\r\n",
+                    reason(status)
+                );
+                if writer.write_all(head_out.as_bytes()).is_err() || writer.flush().is_err() {
+                    return;
+                }
+                let Ok(body) = read_body(&mut reader, &head, false) else {
+                    return;
+                };
+                let mut out = Vec::new();
+                if !body.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                if writer.write_all(&out).is_err() || writer.flush().is_err() || close {
+                    return;
+                }
+                continue;
+            }
+            None => {}
         }
         let Ok(body) = read_body(&mut reader, &head, false) else {
             return;
         };
-        let close = head
-            .get("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let req = Request {
             method,
             path,
@@ -273,35 +325,40 @@ fn serve_connection(
         if down.load(Ordering::SeqCst) {
             return;
         }
-        let mut out = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
-        let has_len = reply
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
-        for (n, v) in &reply.headers {
-            out.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if !has_len {
-            out.push_str(&format!("content-length: {}\r\n", reply.body.len()));
-        }
-        if close {
-            out.push_str("connection: close\r\n");
-        }
-        let mut bytes = out.into_bytes();
-        for (n, v) in &reply.byte_headers {
-            bytes.extend_from_slice(n.as_bytes());
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(v);
-            bytes.extend_from_slice(b"\r\n");
-        }
-        bytes.extend_from_slice(b"\r\n");
-        if req.method != "HEAD" {
-            bytes.extend_from_slice(&reply.body);
-        }
-        if writer.write_all(&bytes).is_err() || writer.flush().is_err() || close {
+        if !write_reply(&mut writer, &reply, &req.method, close) || close {
             return;
         }
     }
+}
+
+/// Writes `reply` (no body for a HEAD request); false when the connection failed.
+fn write_reply(writer: &mut TcpStream, reply: &Reply, method: &str, close: bool) -> bool {
+    let mut out = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    let has_len = reply
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+    for (n, v) in &reply.headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !has_len {
+        out.push_str(&format!("content-length: {}\r\n", reply.body.len()));
+    }
+    if close {
+        out.push_str("connection: close\r\n");
+    }
+    let mut bytes = out.into_bytes();
+    for (n, v) in &reply.byte_headers {
+        bytes.extend_from_slice(n.as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(v);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"\r\n");
+    if method != "HEAD" {
+        bytes.extend_from_slice(&reply.body);
+    }
+    writer.write_all(&bytes).is_ok() && writer.flush().is_ok()
 }
 
 /// Lower-case hex of `bytes`.
@@ -444,6 +501,8 @@ impl Echoed {
 struct Script {
     fixed: HashMap<String, Reply>,
     dynamic: HashMap<String, Handler>,
+    /// Paths answered as soon as the head is read, before the body.
+    early: HashMap<String, Early>,
     default: Option<Reply>,
     default_fn: Option<Handler>,
     log: Vec<Request>,
@@ -492,10 +551,12 @@ impl ScriptedServer {
         });
         let s3 = script.clone();
         let hook: HeadHook = Arc::new(move |req: &Request| {
-            s3.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .heads
-                .push(req.clone());
+            let mut s = s3.lock().unwrap_or_else(|e| e.into_inner());
+            s.heads.push(req.clone());
+            [req.path.as_str(), req.path_only()]
+                .iter()
+                .find_map(|k| s.early.get(*k))
+                .cloned()
         });
         let server = Server::start_hooked(0, handler, Some(hook), down.clone())
             .unwrap_or_else(|e| panic!("testbed server: bind: {e}"));
@@ -519,6 +580,25 @@ impl ScriptedServer {
         self.with(|s| {
             s.dynamic.remove(path);
             s.fixed.insert(path.to_string(), reply);
+        });
+    }
+
+    /// Answers `path` with `reply` as soon as the request head is read, before
+    /// its body (an early 404 or redirect, a fast service), then reads and drops
+    /// the body. Such a request is in [`heads`](ScriptedServer::heads) only.
+    pub fn set_early(&self, path: &str, reply: Reply) {
+        self.with(|s| {
+            s.early.insert(path.to_string(), Early::Whole(reply));
+        });
+    }
+
+    /// Answers `path` with `status` and its headers as soon as the request head
+    /// is read, then reads the body and sends it back as the answer's body
+    /// ([`Early::HeadThenEcho`]).
+    pub fn set_head_then_echo(&self, path: &str, status: u16) {
+        self.with(|s| {
+            s.early
+                .insert(path.to_string(), Early::HeadThenEcho(status));
         });
     }
 

@@ -38,10 +38,11 @@ struct Fixture {
     _echo: EchoUpstream,
 }
 
-/// The `portcullis` command (built when missing).
+/// The `portcullis` command, built once per test run (cargo does nothing when it
+/// is up to date; a binary left from an older checkout is never used as is).
 fn portcullis_bin() -> PathBuf {
-    let bin = repo_root().join("target/debug/portcullis");
-    if !bin.is_file() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-q", "-p", "portcullis-cli"])
@@ -49,8 +50,11 @@ fn portcullis_bin() -> PathBuf {
             .status()
             .expect("cargo build");
         assert!(status.success(), "building the portcullis command failed");
-    }
-    bin
+    });
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("debug/portcullis")
 }
 
 /// The AES manifests of this set-up, for an IdP at `issuer` and the site at `origin`.

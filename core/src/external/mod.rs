@@ -303,6 +303,26 @@ impl ExternalFilter {
         }
     }
 
+    /// The answer when the request body this filter checks never reached it:
+    /// the upstream answered the request first (its headers went before the
+    /// body, see `Journey::release_headers`), and Envoy drops request body that
+    /// comes after a complete answer. The check cannot be made, so the request
+    /// is refused with `status_on_error` (403 by default), even with
+    /// `failure_mode_allow` (the auth service did not fail; the request could not
+    /// be checked). JSON `{"message": ..., "status_code": N}`.
+    pub fn body_lost(&self) -> Response {
+        log::warn!(
+            "External auth service {} (cluster {}): the upstream answered before the request body arrived, so it cannot be checked; answering {}",
+            self.target.authority,
+            self.target.cluster,
+            self.status_on_error
+        );
+        Response::json_error(
+            self.status_on_error,
+            "the request body could not be checked: the upstream answered before it arrived",
+        )
+    }
+
     /// Applies `include_body` to what the host buffered.
     fn body_to_send<'a>(
         &self,

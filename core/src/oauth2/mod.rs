@@ -839,6 +839,16 @@ impl OAuth2Filter {
         )
     }
 
+    /// The 403 for a logout form whose body (its `_xsrf`) never reached the
+    /// filter: the upstream answered the request first, and Envoy drops request
+    /// body that comes after a complete answer. The user stays logged in.
+    pub fn logout_form_lost(&self) -> Response {
+        Response::json_error(
+            403,
+            "XSRF check failed: the logout form's body did not arrive before the upstream answered; send _xsrf in the query or X-XSRF-Token",
+        )
+    }
+
     /// The 503 page when the IdP's discovery document or keys never loaded.
     pub fn idp_unavailable(&self) -> Response {
         error_page(

@@ -3,11 +3,11 @@
 
 use super::metrics::Metric;
 use super::shared::{
-    advance, callout_answered, now, read_grpc_answer, read_http_answer, read_lean_request,
-    read_request, BodyCapture, Pending, Shared, Site, Wait,
+    add_response_headers, advance, callout_answered, now, read_grpc_answer, read_http_answer,
+    read_lean_request, read_request, BodyCapture, Pending, Shared, Site, Wait,
 };
 use portcullis_core::mtls::peer_certificate_sans;
-use portcullis_core::pipeline::{Journey, Step};
+use portcullis_core::pipeline::{Journey, ResponseStep, Step};
 use portcullis_core::request::TlsInfo;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -271,17 +271,51 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
+        // The upstream answered a request whose check has not decided (its
+        // headers went before the body): the core says whether the answer waits
+        // for the check, or the check can no longer be made. Pausing here holds
+        // the headers and, under Envoy's flow control, the body (Proxy-Wasm's
+        // pause is StopAllIterationAndWatermark); `advance` releases it on allow.
+        // A denial replaces it: Envoy sends a local reply straight to the client
+        // when the response has started but not left.
+        let held = shared
+            .pending
+            .borrow_mut()
+            .get_mut(&self.context_id)
+            .map(|p| p.journey.on_response_headers(&shared.config));
+        match held {
+            Some(ResponseStep::Hold) => {
+                shared.metrics.count(&shared.config, Metric::ResponseHeld);
+                if let Some(p) = shared.pending.borrow().get(&self.context_id) {
+                    log::debug!(
+                        "{} {}{}: the upstream answered before the check decided; its answer is held",
+                        p.request.method,
+                        p.request.authority,
+                        p.request.path_only()
+                    );
+                }
+                return Action::Pause;
+            }
+            Some(ResponseStep::Respond(response)) => {
+                let pending = shared.pending.borrow_mut().remove(&self.context_id);
+                if let Some(pending) = pending {
+                    log::info!(
+                        "{} {}{}: the upstream answered before the request body the check needs arrived; answering {}",
+                        pending.request.method,
+                        pending.request.authority,
+                        pending.request.path_only(),
+                        response.status
+                    );
+                    return advance(&shared, self.site(false), pending, Step::Respond(response));
+                }
+            }
+            Some(ResponseStep::Pass) | None => {}
+        }
         let headers = shared
             .response_headers
             .borrow_mut()
             .remove(&self.context_id);
-        for (name, value) in headers.into_iter().flatten() {
-            if let Err(status) =
-                hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value)
-            {
-                log::warn!("could not add response header {name}: {status:?}");
-            }
-        }
+        add_response_headers(headers.unwrap_or_default());
         Action::Continue
     }
 }

@@ -8,6 +8,7 @@
 //! | `portcullis.filter.<name>.denied.<status>` | counter |
 //! | `portcullis.requests.bypassed` | counter: route metadata `bypass_auth` |
 //! | `portcullis.requests.no_rule` | counter: no rule matched |
+//! | `portcullis.requests.response_held` | counter: the upstream answered before a body check decided (`include_body`, the logout form); its answer was held until the check decided |
 //! | `portcullis.callout.failed` | counter: no answer, or 5xx / gRPC error |
 //! | `portcullis.callout.latency_ms` | histogram |
 //! | `portcullis.callout.shared` | counter: a request used another request's shared answer (an OAuth2 refresh made by another request, in this worker or another) instead of calling out |
@@ -28,6 +29,7 @@ pub enum Metric {
     Denied(usize, u16),
     Bypassed,
     NoRule,
+    ResponseHeld,
     CalloutFailed,
     CalloutLatency,
     SharedCalloutReused,
@@ -72,6 +74,10 @@ impl Metrics {
             Metric::NoRule => (
                 MetricType::Counter,
                 "portcullis.requests.no_rule".to_string(),
+            ),
+            Metric::ResponseHeld => (
+                MetricType::Counter,
+                "portcullis.requests.response_held".to_string(),
             ),
             Metric::CalloutFailed => (MetricType::Counter, "portcullis.callout.failed".to_string()),
             Metric::CalloutLatency => (

@@ -518,8 +518,11 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 shared
                     .metrics
                     .outcomes(&shared.config, &pending.journey.take_outcomes());
-                keep_response_headers(shared, site.context_id, &mut pending.journey);
                 apply_changes(&changes);
+                if pending.journey.response_held() {
+                    return release_held_response(site, &mut pending.journey);
+                }
+                keep_response_headers(shared, site.context_id, &mut pending.journey);
                 if site.resume {
                     if let Err(status) = hostcalls::resume_http_request() {
                         log::warn!("could not resume request: {status:?}");
@@ -700,6 +703,42 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                     }
                 }
             }
+        }
+    }
+}
+
+/// The check allowed a request whose upstream answered before it decided
+/// (`Journey::on_response_headers`): the held response goes on, with the headers
+/// a filter adds to it, then the request body.
+///
+/// The response first, so it goes whatever becomes of the request: once the
+/// upstream's answer is complete, Envoy counts the stream as answered and
+/// continuing the request does nothing; an upstream still answering (it waits
+/// for the body) gets the body. Both resumptions run when the callback returns,
+/// in this order. (A response is held only once the body was read, so the
+/// decision comes from a later callback; were it the request's own, Envoy
+/// could not continue the request from within it: the body would stay held and
+/// the upstream's answer go on.)
+fn release_held_response(site: Site, journey: &mut Journey) -> Action {
+    add_response_headers(journey.take_response_headers());
+    if let Err(status) = hostcalls::resume_http_response() {
+        log::warn!("could not resume the response: {status:?}");
+    }
+    if !site.resume {
+        return Action::Pause;
+    }
+    if let Err(status) = hostcalls::resume_http_request() {
+        log::warn!("could not resume request: {status:?}");
+    }
+    Action::Continue
+}
+
+/// Adds headers to the upstream's response (in its response-headers callback,
+/// or while that response is held).
+pub fn add_response_headers(headers: Vec<(String, String)>) {
+    for (name, value) in headers {
+        if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
+            log::warn!("could not add response header {name}: {status:?}");
         }
     }
 }
