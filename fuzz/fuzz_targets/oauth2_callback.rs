@@ -95,7 +95,13 @@ fn login() -> &'static (String, String) {
     L.get_or_init(|| {
         let mut out = (String::new(), String::new());
         let Some(f) = filter() else { return out };
-        let step = f.check(&request("/app/x", ""), &OAuth2Args::default(), &idp(), NOW, &mut rng());
+        let step = f.check(
+            &request("/app/x", ""),
+            &OAuth2Args::default(),
+            &idp(),
+            NOW,
+            &mut rng(),
+        );
         if let OAuth2Step::Respond(r) = step {
             for (n, v) in &r.headers {
                 let v = String::from_utf8_lossy(v);
@@ -130,7 +136,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         query.to_string()
     };
-    let req = request(&format!("/.portcullis/oauth2/redirection-endpoint?{query}"), cookie);
+    let req = request(
+        &format!("/.portcullis/oauth2/redirection-endpoint?{query}"),
+        cookie,
+    );
     let args = OAuth2Args::default();
     let mut step = f.check(&req, &args, &idp(), NOW, &mut rng());
     // Code exchange, then possibly userinfo: bounded.

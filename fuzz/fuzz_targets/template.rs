@@ -24,14 +24,20 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(t) = Template::parse(&text) {
             let root = serde_json::json!({"token": {"Claims": {"sub": "x"}}});
             let headers = Headers::default();
-            let _ = t.render(&RenderData { root: &root, headers: &headers });
+            let _ = t.render(&RenderData {
+                root: &root,
+                headers: &headers,
+            });
         }
     } else if let Ok(claims) = serde_json::from_str::<serde_json::Value>(&text) {
         let root = serde_json::json!({"token": {"Claims": go_json_numbers(&claims)}});
         let headers = Headers::default();
         for source in TEMPLATES {
             if let Ok(t) = Template::parse(source) {
-                let _ = t.render(&RenderData { root: &root, headers: &headers });
+                let _ = t.render(&RenderData {
+                    root: &root,
+                    headers: &headers,
+                });
             }
         }
     }
