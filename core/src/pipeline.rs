@@ -12,7 +12,7 @@ use crate::jwt::KeySet;
 use crate::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
-use crate::rules::{select_rule, FilterArgs, FilterRef, OnAllow, OnDeny};
+use crate::rules::{select_rule_index, FilterArgs, FilterRef, OnAllow, OnDeny, Selection};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -173,6 +173,9 @@ pub struct Journey {
     /// The request is for an OAuth2 filter's own endpoint (callback, logout):
     /// only that filter runs.
     only_one: bool,
+    /// The path as sent and decoded fall under two rules that both check it
+    /// (`Selection::Ambiguous`): answered 400.
+    ambiguous_path: bool,
 }
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
@@ -213,9 +216,14 @@ impl Journey {
                 return journey;
             }
         }
-        let rule = select_rule(&config.rules, request)
-            .and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
-        Journey::empty(rule)
+        match select_rule_index(&config.rules, request) {
+            Selection::Rule(rule) => Journey::empty(rule),
+            Selection::Ambiguous => {
+                let mut journey = Journey::empty(None);
+                journey.ambiguous_path = true;
+                journey
+            }
+        }
     }
 
     fn empty(rule: Option<usize>) -> Journey {
@@ -235,12 +243,19 @@ impl Journey {
             waited_idp: Vec::new(),
             oauth2_after_keys: None,
             only_one: false,
+            ambiguous_path: false,
         }
     }
 
     /// Index of the selected rule, if any.
     pub fn rule(&self) -> Option<usize> {
         self.rule
+    }
+
+    /// Whether the request passes untouched without running the journey: no
+    /// rule covers it (and its path is not one `run` answers 400).
+    pub fn passes_untouched(&self) -> bool {
+        self.rule.is_none() && !self.ambiguous_path
     }
 
     /// Whether any filter of the selected rule sends a gRPC check, which
@@ -385,6 +400,12 @@ impl Journey {
         now_unix: f64,
     ) -> Step {
         self.strip_injected(config, request);
+        if self.ambiguous_path {
+            return Step::Respond(Response::json_error(
+                400,
+                "the request path falls under two rules: as sent and decoded it reads as two different paths",
+            ));
+        }
         let Some(rule) = self.rule.and_then(|i| config.rules.get(i)) else {
             return Step::Continue(std::mem::take(&mut self.changes));
         };

@@ -132,3 +132,49 @@ fn strip_port(authority: &str) -> Option<&str> {
 pub fn select_rule<'r>(rules: &'r [Rule], request: &Request) -> Option<&'r Rule> {
     rules.iter().find(|r| r.matches(request))
 }
+
+/// Which rule a request falls under ([`select_rule_index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The index of the rule, or none (the request passes untouched).
+    Rule(Option<usize>),
+    /// The path read as sent and read decoded fall under two different rules
+    /// that both check the request: which one the upstream serves is unknown.
+    Ambiguous,
+}
+
+/// The rule a request falls under, with its path read two ways: as Envoy
+/// routes it (the path as given, `/api/..%3B/public/x` is under `/api/`) and
+/// as an upstream that decodes it would ([`crate::request::match_path`]: that
+/// one is `/public/x`). A path both readings agree on (every plain path: it
+/// is read once) gets that rule. When they disagree and one reading lets the
+/// request pass (no rule, or a rule without filters), the other's rule, which
+/// checks it, applies: neither spelling escapes a check. Two different rules
+/// that both check it are [`Selection::Ambiguous`] (the pipeline answers 400).
+pub fn select_rule_index(rules: &[Rule], request: &Request) -> Selection {
+    let decoded = request.match_path();
+    let first = |path: &str| {
+        rules
+            .iter()
+            .position(|r| r.matches_host(&request.authority) && r.path.is_match(path))
+    };
+    let by_decoded = first(&decoded);
+    let as_sent = request.path_only();
+    if decoded == as_sent {
+        return Selection::Rule(by_decoded);
+    }
+    let by_sent = first(as_sent);
+    if by_decoded == by_sent {
+        return Selection::Rule(by_decoded);
+    }
+    let checks = |i: Option<usize>| {
+        i.and_then(|i| rules.get(i))
+            .is_some_and(|r| !r.filters.is_empty())
+    };
+    match (checks(by_decoded), checks(by_sent)) {
+        (true, true) => Selection::Ambiguous,
+        (true, false) => Selection::Rule(by_decoded),
+        (false, true) => Selection::Rule(by_sent),
+        (false, false) => Selection::Rule(by_decoded),
+    }
+}

@@ -623,3 +623,40 @@ fn an_upstream_answer_before_the_body_check_decides_is_held_or_refused() {
     assert_eq!(journey.on_response_headers(&c), ResponseStep::Hold);
     assert!(journey.response_held());
 }
+
+#[test]
+fn a_path_read_as_sent_and_decoded_never_escapes_a_check() {
+    let c = config(&format!(
+        r#"{{"filters":[{KEYS_A_B}],"rules":[
+            {{"host":"*","path":"/public/*","filters":[]}},
+            {{"host":"*","path":"/api/*","filters":[{{"name":"a"}}]}},
+            {{"host":"*","path":"/admin/*","filters":[{{"name":"b"}}]}}]}}"#
+    ));
+    let code = |path: &str, headers: &[(&str, &str)]| status(&run(&c, request("x", path, headers)));
+    // Envoy routes the path as sent (under /api/); a decoding upstream cuts
+    // `;` parameters and dot segments (under /public/): the check applies.
+    for path in [
+        "/api/..%3B/public/x",
+        "/api/..;/public/x",
+        "/api/.%2e;/public/x",
+        "/public/..;/api/x",
+        "/public/..%2Fapi/x",
+        "/public/%2e%2e/api/x",
+    ] {
+        assert_eq!(code(path, &[]), 403, "{path}");
+        assert_eq!(code(path, &[("x-key-a", "A")]), 200, "{path}");
+    }
+    // Two rules that both check: which one the upstream serves is unknown.
+    for path in ["/api/..;/admin/x", "/admin/..%2Fapi/x"] {
+        assert_eq!(
+            code(path, &[("x-key-a", "A"), ("x-key-b", "B")]),
+            400,
+            "{path}"
+        );
+    }
+    // Encodings that stay under one rule are that rule's.
+    assert_eq!(code("/api/v4/group%2Fproject", &[("x-key-a", "A")]), 200);
+    assert_eq!(code("/api/caf%C3%A9", &[]), 403);
+    assert_eq!(code("/public/a%20b", &[]), 200);
+    assert_eq!(code("/public/./x", &[]), 200);
+}

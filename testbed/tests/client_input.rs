@@ -514,6 +514,21 @@ fn rules_match_the_path_decoded_merged_and_without_dot_segments() {
         let r = raw_get(path, &[]);
         assert!(matches!(r.status, 400 | 401), "{path}: {}", show(&r));
     }
+    // The other way round: Envoy routes the path as sent (under /jwt/), a
+    // decoding upstream would cut `;` and `..` (and see /public/x, no rule):
+    // the check of the rule the path is sent under applies.
+    for path in [
+        "/jwt/..%3B/public/x",
+        "/jwt/..;/public/x",
+        "/jwt/.%2e;/public/x",
+    ] {
+        let r = raw_get(path, &[]);
+        assert_eq!(r.status, 401, "{path}: {}", show(&r));
+    }
+    // Under two rules that both check (JWT as sent, External decoded): 400.
+    let r = raw_get("/jwt/..;/ext/x", &[]);
+    assert_eq!(r.status, 400, "{}", show(&r));
+    assert!(r.body_str().contains("two rules"), "{}", show(&r));
     // With a good token the request goes on with its path as sent.
     let good = bearer(&token("RS256", json!({ "sub": "s" })));
     let up = echoed(&raw_get("/%6Awt/x?q=1", &[("Authorization", &good)]));

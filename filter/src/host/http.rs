@@ -152,7 +152,7 @@ impl HttpContext for Http {
             None => read_request(),
         };
         let mut journey = Journey::new(&shared.config, &request);
-        if journey.rule().is_none() {
+        if journey.passes_untouched() {
             shared.metrics.count(&shared.config, Metric::NoRule);
             strip_injected(&shared);
             return Action::Continue;
