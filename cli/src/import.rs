@@ -212,9 +212,21 @@ impl Importer {
         var
     }
 
-    /// Records that `var` holds `value` (or that its value is missing).
+    /// Records that `var` holds `value` (or that its value is missing). A
+    /// value with a line break or NUL cannot be written as one line of
+    /// `secrets.env` (an env file: `KEY=value` per line; a break would cut the
+    /// value and start another variable): it is left out and reported, and the
+    /// variable listed for the user to fill in.
     fn bind(&mut self, var: &str, value: Option<&String>) {
         match value {
+            Some(v) if v.contains(['\n', '\r', '\0']) => {
+                self.report.push(format!(
+                    "environment variable {var}: its Secret value holds a line break or NUL, which an env file cannot carry: not written to secrets.env; set {var} in the VM environment yourself"
+                ));
+                if !self.env_missing.iter().any(|m| m == var) {
+                    self.env_missing.push(var.to_string());
+                }
+            }
             Some(v) => {
                 self.env.insert(var.to_string(), v.clone());
             }

@@ -626,3 +626,34 @@ spec:
         "{err}"
     );
 }
+
+#[test]
+fn import_never_writes_a_secret_value_with_a_line_break_into_secrets_env() {
+    let dir = std::env::temp_dir().join(format!("portcullis-multiline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("in.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: keys, namespace: a}\nspec:\n  APIKey:\n    httpHeader: x-api-key\n    keys: [{secretName: b}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData:\n  multi: \"line1\\nPORTCULLIS_EVIL=1\"\n  cr: \"v\\rPORTCULLIS_CR=1\"\n  good: plain-key\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&[
+        "import",
+        manifest.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("holds a line break or NUL"), "{err}");
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
+    assert!(!env.contains("PORTCULLIS_EVIL"), "{env}");
+    assert!(!env.contains("PORTCULLIS_CR"), "{env}");
+    assert!(!env.contains('\r'), "{env:?}");
+    assert!(env.contains("=plain-key\n"), "{env}");
+    // The left-out variables are listed for the user to fill in.
+    assert_eq!(
+        env.lines().filter(|l| l.contains("fill in")).count(),
+        2,
+        "{env}"
+    );
+}
