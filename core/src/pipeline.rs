@@ -385,6 +385,13 @@ impl Journey {
         self.response_held
     }
 
+    /// Whether the host has given the body this journey reads
+    /// ([`Journey::provide_body`]): any more of it is only held for the
+    /// upstream.
+    pub fn has_body(&self) -> bool {
+        self.body.is_some()
+    }
+
     /// The body the host buffered (`complete` when it is the whole body).
     pub fn provide_body(&mut self, bytes: Vec<u8>, complete: bool) {
         self.body = Some((bytes, complete));

@@ -74,6 +74,11 @@ fn fx() -> &'static Fixture {
                 .header_bytes("Set-Cookie", b"plain=1; Path=/"),
         );
         auth.set("/check/extbody/trailers-deny", Reply::text(403, "no"));
+        // Slow enough that a whole upload reaches Envoy while the check is out.
+        auth.set(
+            "/check/extpartial/upload",
+            Reply::new(200).delay(std::time::Duration::from_millis(300)),
+        );
         let grpc = GrpcAuthServer::start();
         grpc.set(
             "/grpc/obs-allow",
@@ -106,6 +111,9 @@ fn fx() -> &'static Fixture {
                 { "name": "extbody", "External": { "auth_service": "http://auth.test:3000",
                                                    "path_prefix": "/check", "timeout_ms": 2000,
                                                    "include_body": { "max_bytes": 64, "allow_partial": false } } },
+                { "name": "extpartial", "External": { "auth_service": "http://auth.test:3000",
+                                                   "path_prefix": "/check", "timeout_ms": 5000,
+                                                   "include_body": { "max_bytes": 4096, "allow_partial": true } } },
                 { "name": "grpc", "External": { "auth_service": "grpc-auth.test:9000", "proto": "grpc",
                                                 "protocol_version": "v3", "timeout_ms": 2000 } }
             ],
@@ -116,7 +124,8 @@ fn fx() -> &'static Fixture {
                 { "host": "*", "path": "/chain/*", "filters": [ { "name": "jwt" }, { "name": "ext" } ] },
                 { "host": "*", "path": "/both/*", "filters": [ { "name": "ext" }, { "name": "grpc" } ] },
                 { "host": "app.test", "path": "/hosted/*", "filters": [ { "name": "jwt" } ] },
-                { "host": "*", "path": "/extbody/*", "filters": [ { "name": "extbody" } ] }
+                { "host": "*", "path": "/extbody/*", "filters": [ { "name": "extbody" } ] },
+                { "host": "*", "path": "/extpartial/*", "filters": [ { "name": "extpartial" } ] }
             ]
         });
         // A second instance with preflights checked like any request.
@@ -868,4 +877,35 @@ fn a_request_with_trailers_is_still_checked_by_an_external_filter_without_includ
     let (status, body) = h2_post_with_trailers("/ext/trailers-ok", b"y").expect("an answer");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(Echoed::parse(&body).body, "y");
+}
+
+#[test]
+fn an_upload_past_envoys_buffer_limit_waits_for_the_check_under_flow_control() {
+    // 3 MiB, past Envoy's 1 MiB buffer limit; the check reads the first 4096
+    // bytes (allow_partial) and answers after 300 ms. Buffered, the rest met
+    // Envoy's own 413; under flow control Envoy stops reading the client
+    // until the check decides, then the whole body goes upstream.
+    let size = 3 * 1024 * 1024;
+    let file = std::env::temp_dir().join(format!("portcullis-upload-{}", std::process::id()));
+    std::fs::write(&file, vec![b'u'; size]).expect("the upload file");
+    let data = format!("@{}", file.display());
+    let (status, answer) = curl(
+        &["-X", "POST", "--data-binary", &data],
+        "/extpartial/upload",
+        &[("Expect", ""), ("Content-Type", "application/octet-stream")],
+        "1.1",
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+    );
+    let checks = fx().auth.requests_to("/check/extpartial/upload");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].body.len(), 4096);
+    assert_eq!(checks[0].header("x-envoy-auth-partial-body"), Some("true"));
+    let up = Echoed::parse(&answer);
+    assert_eq!(up.body.len(), size, "the upstream got every byte");
 }

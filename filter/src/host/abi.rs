@@ -18,11 +18,16 @@
 //! on as a woken one does; every other answer goes to the SDK's dispatcher as
 //! before. A module built without `scripts/build` keeps the SDK's export, and
 //! [`bytes_callouts`] says no: the caller then sends text.
+//!
+//! The same way, `portcullis_on_request_body` becomes the module's
+//! `proxy_on_request_body`: the SDK's, whose pause the callback may turn into
+//! `StopIterationAndWatermark` ([`hold_under_flow_control`]), which the SDK's
+//! `Action` cannot express.
 
 use portcullis_core::external::CalloutAnswer;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 /// Rewritten by `scripts/build` (same length) once
@@ -276,5 +281,51 @@ mod tests {
             encode_header_map(std::iter::empty()).unwrap(),
             0u32.to_le_bytes()
         );
+    }
+}
+
+thread_local! {
+    /// Set by the request-body callback when the rest of the body is only
+    /// held for the upstream (the check has what it reads):
+    /// [`portcullis_on_request_body`] then asks Envoy for flow control.
+    static HOLD_UNDER_FLOW_CONTROL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Asks that this body callback's pause be `StopIterationAndWatermark`:
+/// Envoy keeps the body under flow control (past its buffer limit it stops
+/// reading the client) instead of buffering it (past the limit: its own 413).
+/// Only for body no check reads any more: a check still waiting for
+/// `max_bytes` must see them arrive. Effective in a module built by
+/// `scripts/build` (see [`portcullis_on_request_body`]).
+pub fn hold_under_flow_control() {
+    HOLD_UNDER_FLOW_CONTROL.with(|h| h.set(true));
+}
+
+extern "C" {
+    /// The SDK's `proxy_on_request_body` (its dispatcher; `end_of_stream` is
+    /// a wasm `i32` either way), which the module no longer exports once
+    /// built: [`portcullis_on_request_body`] calls it.
+    #[link_name = "proxy_on_request_body"]
+    fn sdk_on_request_body(context_id: u32, body_size: usize, end_of_stream: u32) -> u32;
+}
+
+/// The module's `proxy_on_request_body` once built (`scripts/build` renames
+/// it; the SDK's export is dropped): the SDK's dispatcher, whose `Pause`
+/// (the ABI's 1, `StopIterationAndBuffer`) becomes 2,
+/// `StopIterationAndWatermark`, when the callback asked for it
+/// ([`hold_under_flow_control`]). The Rust SDK 0.2.5 cannot return 2.
+#[no_mangle]
+pub extern "C" fn portcullis_on_request_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    HOLD_UNDER_FLOW_CONTROL.with(|h| h.set(false));
+    // SAFETY: the SDK's own exported callback, called as the host would.
+    let action = unsafe { sdk_on_request_body(context_id, body_size, end_of_stream) };
+    if action == 1 && HOLD_UNDER_FLOW_CONTROL.with(|h| h.replace(false)) {
+        2
+    } else {
+        action
     }
 }

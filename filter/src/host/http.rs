@@ -222,13 +222,23 @@ impl HttpContext for Http {
         }
         if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
             pending.journey.provide_body(bytes, pending.body.complete);
+            // The check has its part: a pause from here on holds the rest
+            // under flow control (this very callback may carry past the
+            // buffer limit).
+            super::abi::hold_under_flow_control();
             let step =
                 pending
                     .journey
                     .run(&shared.config, &mut pending.request, shared.as_ref(), now());
             return advance(&shared, self.site(false), pending, step);
         }
-        // Still waiting (keys, a callout, more body): Envoy keeps buffering.
+        // Still waiting (keys, a callout, more body): Envoy keeps the body.
+        // Once the check has the part it reads, the rest is only held for the
+        // upstream: under flow control, so a large upload waits for the
+        // decision instead of meeting Envoy's 413 at its buffer limit.
+        if pending.journey.has_body() {
+            super::abi::hold_under_flow_control();
+        }
         shared.pending.borrow_mut().insert(self.context_id, pending);
         Action::Pause
     }
@@ -256,6 +266,10 @@ impl HttpContext for Http {
         }
         if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
             pending.journey.provide_body(bytes, pending.body.complete);
+            // The check has its part: a pause from here on holds the rest
+            // under flow control (this very callback may carry past the
+            // buffer limit).
+            super::abi::hold_under_flow_control();
             let step =
                 pending
                     .journey
