@@ -168,8 +168,10 @@ struct Importer {
 
 impl Importer {
     fn secret(&self, namespace: &str, name: &str) -> Option<&Object> {
+        // The later of two with one name, as `kubectl apply` leaves it.
         self.secrets
             .iter()
+            .rev()
             .find(|s| s.name == name && s.namespace == namespace)
     }
 
@@ -705,6 +707,18 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         env_missing: Vec::new(),
         report,
     };
+    for (i, s) in importer.secrets.iter().enumerate() {
+        let later = importer.secrets.iter().skip(i + 1);
+        if later
+            .into_iter()
+            .any(|t| t.name == s.name && t.namespace == s.namespace)
+        {
+            importer.report.push(format!(
+                "{}: given more than once: the last one is used, as `kubectl apply` would leave it",
+                s.place()
+            ));
+        }
+    }
     let mut filters = Vec::new();
     let mut policy_rules: Vec<(i64, Value)> = Vec::new();
     let mut bypass = Vec::new();

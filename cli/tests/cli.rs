@@ -657,3 +657,31 @@ fn import_never_writes_a_secret_value_with_a_line_break_into_secrets_env() {
         "{env}"
     );
 }
+
+#[test]
+fn import_uses_the_last_of_two_secrets_with_one_name_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("portcullis-twice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("in.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: keys, namespace: a}\nspec:\n  APIKey:\n    httpHeader: x-api-key\n    keys: [{secretName: b}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData: {key: first}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData: {key: second}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&[
+        "import",
+        manifest.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("given more than once: the last one is used"),
+        "{err}"
+    );
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
+    assert!(
+        env.contains("=second\n") && !env.contains("=first"),
+        "{env}"
+    );
+}
