@@ -627,25 +627,38 @@ spec:
     );
 }
 
-#[test]
-fn import_never_writes_a_secret_value_with_a_line_break_into_secrets_env() {
-    let dir = std::env::temp_dir().join(format!("portcullis-multiline-{}", std::process::id()));
+/// Imports `manifest` (YAML text) with `--out` into a fresh folder named after
+/// `name`: whether it succeeded, its report (stderr) and the `secrets.env` written.
+fn import_to_folder(name: &str, manifest: &str) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!("portcullis-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let manifest = dir.join("in.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: keys, namespace: a}\nspec:\n  APIKey:\n    httpHeader: x-api-key\n    keys: [{secretName: b}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData:\n  multi: \"line1\\nPORTCULLIS_EVIL=1\"\n  cr: \"v\\rPORTCULLIS_CR=1\"\n  good: plain-key\n",
-    )
-    .unwrap();
+    let path = dir.join("in.yaml");
+    std::fs::write(&path, manifest).unwrap();
     let (ok, _, err) = run(&[
         "import",
-        manifest.to_str().unwrap(),
+        path.to_str().unwrap(),
         "--out",
         dir.to_str().unwrap(),
     ]);
+    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap_or_default();
+    (ok, err, env)
+}
+
+/// A Filter `a/keys` whose keys come from Secret `a/b`, and then `secrets`.
+fn api_key_filter_and(secrets: &str) -> String {
+    format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {{name: keys, namespace: a}}\nspec:\n  APIKey:\n    httpHeader: x-api-key\n    keys: [{{secretName: b}}]\n{secrets}"
+    )
+}
+
+#[test]
+fn import_never_writes_a_secret_value_with_a_line_break_into_secrets_env() {
+    let (ok, err, env) = import_to_folder(
+        "multiline",
+        &api_key_filter_and("---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData:\n  multi: \"line1\\nPORTCULLIS_EVIL=1\"\n  cr: \"v\\rPORTCULLIS_CR=1\"\n  good: plain-key\n"),
+    );
     assert!(ok, "{err}");
     assert!(err.contains("holds a line break or NUL"), "{err}");
-    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
     assert!(!env.contains("PORTCULLIS_EVIL"), "{env}");
     assert!(!env.contains("PORTCULLIS_CR"), "{env}");
     assert!(!env.contains('\r'), "{env:?}");
@@ -660,26 +673,18 @@ fn import_never_writes_a_secret_value_with_a_line_break_into_secrets_env() {
 
 #[test]
 fn import_uses_the_last_of_two_secrets_with_one_name_and_says_so() {
-    let dir = std::env::temp_dir().join(format!("portcullis-twice-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let manifest = dir.join("in.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: keys, namespace: a}\nspec:\n  APIKey:\n    httpHeader: x-api-key\n    keys: [{secretName: b}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData: {key: first}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: a}\nstringData: {key: second}\n",
-    )
-    .unwrap();
-    let (ok, _, err) = run(&[
-        "import",
-        manifest.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let secret = |v: &str| {
+        format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: b, namespace: a}}\nstringData: {{key: {v}}}\n")
+    };
+    let (ok, err, env) = import_to_folder(
+        "twice",
+        &api_key_filter_and(&format!("{}{}", secret("first"), secret("second"))),
+    );
     assert!(ok, "{err}");
     assert!(
         err.contains("given more than once: the last one is used"),
         "{err}"
     );
-    let env = std::fs::read_to_string(dir.join("secrets.env")).unwrap();
     assert!(
         env.contains("=second\n") && !env.contains("=first"),
         "{env}"

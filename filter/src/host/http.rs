@@ -32,6 +32,22 @@ pub struct Http {
 }
 
 impl Http {
+    /// A journey waiting for its body (`Wait::Body`) gets what was captured
+    /// and runs on; answers the callback's action.
+    fn run_with_body(&self, shared: &Shared, mut pending: Pending) -> Action {
+        if let Some(bytes) = pending.body.bytes.take() {
+            pending.journey.provide_body(bytes, pending.body.complete);
+        }
+        // The check has its part: a pause from here on holds the rest under
+        // flow control (this very body callback may carry past the buffer
+        // limit).
+        super::abi::hold_under_flow_control();
+        let step = pending
+            .journey
+            .run(&shared.config, &mut pending.request, shared, now());
+        advance(shared, self.site(false), pending, step)
+    }
+
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> Http {
         Http {
             context_id,
@@ -220,17 +236,8 @@ impl HttpContext for Http {
                 bytes: Some(bytes),
             };
         }
-        if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
-            pending.journey.provide_body(bytes, pending.body.complete);
-            // The check has its part: a pause from here on holds the rest
-            // under flow control (this very callback may carry past the
-            // buffer limit).
-            super::abi::hold_under_flow_control();
-            let step =
-                pending
-                    .journey
-                    .run(&shared.config, &mut pending.request, shared.as_ref(), now());
-            return advance(&shared, self.site(false), pending, step);
+        if matches!(pending.wait, Wait::Body { .. }) && pending.body.bytes.is_some() {
+            return self.run_with_body(&shared, pending);
         }
         // Still waiting (keys, a callout, more body): Envoy keeps the body.
         // Once the check has the part it reads, the rest is only held for the
@@ -264,17 +271,8 @@ impl HttpContext for Http {
                 bytes: Some(bytes),
             };
         }
-        if let (Wait::Body { .. }, Some(bytes)) = (pending.wait, pending.body.bytes.take()) {
-            pending.journey.provide_body(bytes, pending.body.complete);
-            // The check has its part: a pause from here on holds the rest
-            // under flow control (this very callback may carry past the
-            // buffer limit).
-            super::abi::hold_under_flow_control();
-            let step =
-                pending
-                    .journey
-                    .run(&shared.config, &mut pending.request, shared.as_ref(), now());
-            return advance(&shared, self.site(false), pending, step);
+        if matches!(pending.wait, Wait::Body { .. }) && pending.body.bytes.is_some() {
+            return self.run_with_body(&shared, pending);
         }
         // Still waiting (keys, a callout): the trailers wait too.
         shared.pending.borrow_mut().insert(self.context_id, pending);
