@@ -315,13 +315,7 @@ fn import_refuses_what_has_no_equivalent_and_names_it() {
 
 #[test]
 fn import_never_widens_a_bypass() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/aes-import/bypass-conditions.yaml"
-    );
-    let (ok, out, err) = run(&["import", path]);
-    assert!(ok, "{err}");
-    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (config, err) = import_testdata("bypass-conditions.yaml");
     // Only the Mappings a host + path glob selects exactly become bypass
     // rules; everything else still meets the AuthService's catch-all.
     assert_eq!(
@@ -421,13 +415,7 @@ fn import_gives_each_secret_its_own_variable_in_a_private_file() {
 
 #[test]
 fn import_turns_auth_context_extensions_into_external_arguments() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/aes-import/context-extensions.yaml"
-    );
-    let (ok, out, err) = run(&["import", path]);
-    assert!(ok, "{err}");
-    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (config, err) = import_testdata("context-extensions.yaml");
     assert_eq!(
         config["rules"],
         serde_json::json!([
@@ -689,4 +677,16 @@ fn import_uses_the_last_of_two_secrets_with_one_name_and_says_so() {
         env.contains("=second\n") && !env.contains("=first"),
         "{env}"
     );
+}
+
+/// `portcullis import` of `testdata/aes-import/<file>`, which must succeed: the
+/// configuration written and the report (stderr).
+fn import_testdata(file: &str) -> (serde_json::Value, String) {
+    let path = format!(
+        "{}/../testdata/aes-import/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (ok, out, err) = run(&["import", &path]);
+    assert!(ok, "{err}");
+    (serde_json::from_str(&out).unwrap(), err)
 }
