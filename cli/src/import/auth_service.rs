@@ -11,9 +11,12 @@ use super::{Importer, Provenance};
 use serde_json::{json, Value};
 
 /// Where AES's Helm chart points its own AuthService: the `amb-sidecar`
-/// process that runs AES's Filters and FilterPolicies.
-const AES_ENGINE_PORT: &str = "8500";
+/// process that runs AES's Filters and FilterPolicies (8500), and where
+/// Ambassador Pro's sidecar listened (8082).
+const ENGINE_PORTS: &[&str] = &["8500", "8082"];
 const LOOPBACK_HOSTS: &[&str] = &["127.0.0.1", "localhost", "[::1]", "::1"];
+/// The Service names Ambassador Pro's manifests gave its engine.
+const PRO_ENGINE_SERVICES: &[&str] = &["ambassador-pro", "ambassador-pro-auth"];
 
 /// Header lists Emissary unions over every AuthService.
 const UNIONED: &[&str] = &["allowed_request_headers", "allowed_authorization_headers"];
@@ -38,7 +41,8 @@ pub(super) struct AuthFilter {
     pub provenance: Provenance,
 }
 
-/// Whether `spec` points at AES's internal filter engine.
+/// Whether `spec` points at AES's (or Ambassador Pro's) own filter engine:
+/// a loopback address on its port, or the Service Pro's manifests named it.
 pub(super) fn is_aes_engine(spec: &Value) -> bool {
     let Some(service) = spec.get("auth_service").and_then(Value::as_str) else {
         return false;
@@ -49,10 +53,12 @@ pub(super) fn is_aes_engine(spec: &Value) -> bool {
         .split('/')
         .next()
         .unwrap_or_default();
-    let Some((host, port)) = authority.rsplit_once(':') else {
-        return false;
-    };
-    port == AES_ENGINE_PORT && LOOPBACK_HOSTS.contains(&host)
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+    if LOOPBACK_HOSTS.contains(&host) {
+        return ENGINE_PORTS.contains(&port);
+    }
+    let service_name = host.split('.').next().unwrap_or_default();
+    PRO_ENGINE_SERVICES.contains(&service_name)
 }
 
 impl Importer {
@@ -67,7 +73,7 @@ impl Importer {
         for a in services {
             if is_aes_engine(&a.spec) {
                 self.report.push(format!(
-                    "{}: left out: auth_service {} is AES's own filter engine, which runs AES's Filters and FilterPolicies; those are imported themselves, and nothing will listen there once Portcullis replaces AES",
+                    "{}: left out: auth_service {} is AES's (Ambassador Pro's) own filter engine, which runs its Filters and FilterPolicies; those are imported themselves, and nothing will answer there once Portcullis replaces it",
                     a.place(),
                     a.spec.get("auth_service").and_then(Value::as_str).unwrap_or_default()
                 ));
@@ -157,7 +163,19 @@ mod tests {
         for s in ["127.0.0.1:8500", "http://localhost:8500", "127.0.0.1:8500/"] {
             assert!(is_aes_engine(&json!({ "auth_service": s })), "{s}");
         }
-        for s in ["auth:8500", "127.0.0.1:3000", "example-auth:3000"] {
+        for s in [
+            "ambassador-pro",
+            "ambassador-pro-auth.default:80",
+            "127.0.0.1:8082",
+        ] {
+            assert!(is_aes_engine(&json!({ "auth_service": s })), "{s}");
+        }
+        for s in [
+            "auth:8500",
+            "127.0.0.1:3000",
+            "example-auth:3000",
+            "ambassador:8500",
+        ] {
             assert!(!is_aes_engine(&json!({ "auth_service": s })), "{s}");
         }
     }

@@ -105,6 +105,18 @@ fn read_document(
     objects: &mut Vec<Object>,
     report: &mut Vec<String>,
 ) -> Result<(), String> {
+    // A YAML sequence of objects (as some tools and test fixtures write
+    // them) reads like a `List`.
+    if let Value::Array(items) = doc {
+        for (j, item) in items.into_iter().enumerate() {
+            let inner = Origin {
+                path: origin.path,
+                within: format!("{}: [{j}]", origin.within),
+            };
+            read_document(item, default_namespace, &inner, objects, report)?;
+        }
+        return Ok(());
+    }
     let Value::Object(mut doc) = doc else {
         report.push(format!(
             "{}: {}: not a mapping: skipped",
@@ -206,6 +218,15 @@ fn read_document(
             "{place}: read as an AuthService (Ambassador 0.x configured authentication in this Module's config)"
         ));
         kind = "AuthService".to_string();
+    }
+    // Ambassador 0.x documented a flat AuthService with its settings under `config`.
+    if kind == "AuthService" && spec.get("auth_service").is_none() {
+        if let Some(config) = spec.get("config").filter(|c| c.is_object()).cloned() {
+            report.push(format!(
+                "{place}: config: read as the AuthService's settings (Ambassador 0.x's form)"
+            ));
+            spec = config;
+        }
     }
     if is_ambassador_kind(&kind) {
         let place = format!("{kind} {namespace}/{name}");

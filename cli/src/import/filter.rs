@@ -3,8 +3,21 @@
 //! callback path kept, the fields of older releases carried as AES reads them.
 
 use super::documents::Object;
-use super::Importer;
+use super::{go_keys, Importer};
 use serde_json::{json, Map, Value};
+
+/// AES's filter types, as `Filter.spec` names them.
+const FILTER_TYPES: &[&str] = &["JWT", "OAuth2", "External", "APIKey", "Plugin", "Internal"];
+
+/// AuthService fields Emissary turns into settings of the auth service's
+/// Envoy cluster (which the user's Envoy configuration now holds).
+const CLUSTER_FIELDS: &[&str] = &[
+    "cluster_idle_timeout_ms",
+    "cluster_max_connection_lifetime_ms",
+    "connect_timeout_ms",
+    "host_rewrite",
+    "cluster",
+];
 
 /// The `include_body` Emissary configures for `allow_request_body: true`
 /// (Emissary's `v3httpfilter.py`: 4096 bytes, partial bodies allowed).
@@ -24,7 +37,24 @@ impl Importer {
         let mut entry = Map::new();
         entry.insert("name".to_string(), json!(f.qualified()));
         let mut typed = false;
+        // The v1alpha1 shape names its type in `type`; otherwise AES (Go)
+        // reads `oauth2` as `OAuth2`.
+        let v1alpha1 = spec.contains_key("type");
         for (key, value) in spec {
+            let key = match FILTER_TYPES.iter().find(|t| t.eq_ignore_ascii_case(key)) {
+                Some(t) if !v1alpha1 && *t != key => {
+                    self.report.push(format!(
+                        "{place}: spec.{key}: changed: read as {t}, as AES reads field names in any case"
+                    ));
+                    t.to_string()
+                }
+                _ => key.clone(),
+            };
+            let mut value = value.clone();
+            if FILTER_TYPES.contains(&key.as_str()) {
+                go_keys::normalize(&mut value, &place, &format!("spec.{key}"), &mut self.report);
+            }
+            let value = &value;
             match key.as_str() {
                 "ambassador_id" => self.report.push(format!(
                     "{place}: spec.ambassador_id: dropped: one Portcullis configuration serves its Envoy filter chain"
@@ -47,6 +77,13 @@ impl Importer {
                     typed = true;
                     let body = self.apikey(f, value);
                     entry.insert(key.clone(), body);
+                }
+                "Internal" => {
+                    self.report.push(format!(
+                        "{place}: left out: spec.Internal is Ambassador Pro's guard of its own /.ambassador-internal/ endpoints, which Portcullis does not serve; FilterPolicy rules that run only it are left out too"
+                    ));
+                    self.internal.push(f.qualified());
+                    return None;
                 }
                 "Plugin" => {
                     self.refuse(format!(
@@ -105,14 +142,42 @@ impl Importer {
                 ));
             }
         }
-        if body.remove("allowed_headers").is_some() {
+        if let Some(Value::Array(headers)) = body.remove("allowed_headers") {
+            let list = body
+                .entry("allowed_authorization_headers".to_string())
+                .or_insert_with(|| json!([]));
+            if let Value::Array(list) = list {
+                for h in headers {
+                    if !list.contains(&h) {
+                        list.push(h);
+                    }
+                }
+            }
             self.report.push(format!(
-                "{place}: {field}.allowed_headers: dropped: an Ambassador 0.x field Emissary no longer applies (it configures Envoy from allowed_request_headers and allowed_authorization_headers); name the headers there"
+                "{place}: {field}.allowed_headers: changed: added to allowed_authorization_headers (Ambassador 0.x's name: headers of the auth service's answer that reach the upstream request)"
             ));
         }
         if body.remove("ambassador_id").is_some() {
             self.report
                 .push(format!("{place}: {field}.ambassador_id: dropped"));
+        }
+        if let Some(code) = body.get("status_on_error").and_then(Value::as_u64) {
+            body.insert("status_on_error".to_string(), json!({ "code": code }));
+            self.report.push(format!(
+                "{place}: {field}.status_on_error: changed: {{code: {code}}} (Ambassador 0.x documented the bare status)"
+            ));
+        }
+        if body.remove("retry_policy").is_some() {
+            self.report.push(format!(
+                "{place}: {field}.retry_policy: dropped: Portcullis makes one check per request; a failed check answers status_on_error (or passes with failure_mode_allow)"
+            ));
+        }
+        for key in CLUSTER_FIELDS {
+            if body.remove(*key).is_some() {
+                self.report.push(format!(
+                    "{place}: {field}.{key}: dropped: a setting of the Envoy cluster Emissary generated; set it on the auth service's Envoy cluster"
+                ));
+            }
         }
         body
     }

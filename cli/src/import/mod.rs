@@ -27,6 +27,7 @@ mod auth_service;
 mod check;
 mod documents;
 mod filter;
+mod go_keys;
 mod mapping;
 mod out;
 mod policy;
@@ -89,6 +90,8 @@ struct Importer {
     env_missing: Vec<String>,
     report: Vec<String>,
     refused: Vec<String>,
+    /// Ambassador Pro `Internal` filters left out (`name.namespace`).
+    internal: Vec<String>,
 }
 
 impl Importer {
@@ -166,6 +169,7 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         env_missing: Vec::new(),
         report,
         refused: Vec::new(),
+        internal: Vec::new(),
     };
     importer.report_repeated("Secret", &objects);
     importer.report_repeated("Filter", &objects);
@@ -174,15 +178,17 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
     let mut policy_rules = Vec::new();
     let mut bypass: Vec<(Value, Provenance)> = Vec::new();
     let mut auth_services = Vec::new();
+    // Filters first: a policy rule needs to know which were left out.
+    for o in objects.iter().filter(|o| o.kind == "Filter") {
+        if let Some(f) = importer.filter(o) {
+            // Of two with one name, the later, as `kubectl apply` leaves it.
+            filters.retain(|(g, _)| g.get("name") != f.get("name"));
+            filters.push((f, Provenance::spec(o)));
+        }
+    }
     for o in &objects {
         match o.kind.as_str() {
-            "Filter" => {
-                if let Some(f) = importer.filter(o) {
-                    // Of two with one name, the later, as `kubectl apply` leaves it.
-                    filters.retain(|(g, _)| g.get("name") != f.get("name"));
-                    filters.push((f, Provenance::spec(o)));
-                }
-            }
+            "Filter" => {}
             "FilterPolicy" | "Policy" => policy_rules.extend(importer.policy_rules(o)),
             "Mapping" => bypass.extend(
                 importer

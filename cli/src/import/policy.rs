@@ -3,7 +3,7 @@
 //! Ambassador Pro's `public` read as AES read it.
 
 use super::documents::Object;
-use super::{Importer, Provenance};
+use super::{go_keys, Importer, Provenance};
 use serde_json::{json, Map, Value};
 
 /// One imported rule: its `precedence`, the rule, and where it came from.
@@ -34,6 +34,11 @@ impl Importer {
                 continue;
             };
             let field = format!("spec.rules[{i}]");
+            let mut rule = Value::Object(obj.clone());
+            go_keys::normalize(&mut rule, &place, &field, &mut self.report);
+            let Some(obj) = rule.as_object() else {
+                continue;
+            };
             if let Some(out) = self.policy_rule(p, &field, obj) {
                 let precedence = obj.get("precedence").and_then(Value::as_i64).unwrap_or(0);
                 if precedence != 0 {
@@ -79,6 +84,23 @@ impl Importer {
                 }
                 "filters" => {
                     let refs = self.filter_refs(p, field, v);
+                    let (internal, refs): (Vec<Value>, Vec<Value>) =
+                        refs.into_iter().partition(|r| {
+                            r.get("name")
+                                .and_then(Value::as_str)
+                                .is_some_and(|n| self.internal.iter().any(|i| i == n))
+                        });
+                    if !internal.is_empty() {
+                        if refs.is_empty() {
+                            self.report.push(format!(
+                                "{place}: {field}: left out: it runs only Ambassador Pro's Internal filter"
+                            ));
+                            return None;
+                        }
+                        self.report.push(format!(
+                            "{place}: {field}.filters: Ambassador Pro's Internal filter left out"
+                        ));
+                    }
                     out.insert("filters".to_string(), Value::Array(refs));
                 }
                 _ => {

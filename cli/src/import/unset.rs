@@ -31,6 +31,14 @@ pub fn prune(spec: &mut Value, place: &str, report: &mut Vec<String>) {
     }
 }
 
+/// Objects AES reads as absent when their identifying field is unset: a
+/// header condition without a header `name` is no condition (its `negate:
+/// false` and empty value are Go's zero values, as `kubectl get` prints them).
+const ABSENT_WITHOUT: &[(&str, &str)] = &[("ifRequestHeader", "name")];
+
+/// Numeric fields whose zero AES reads as unset.
+const ZERO_IS_UNSET: &[&str] = &["httpStatusCode"];
+
 /// Whether `key` is one AES or Emissary writes when converting versions.
 fn is_conversion_field(key: &str) -> bool {
     let mut chars = key.chars();
@@ -65,6 +73,21 @@ fn prune_value(value: &mut Value, path: &str, empty: &mut Vec<String>, written: 
                 let was_object = inner.as_object().is_some_and(|m| !m.is_empty());
                 prune_value(inner, &here, empty, written);
                 let emptied = was_object && inner.as_object().is_some_and(|m| m.is_empty());
+                if let Some((_, required)) = ABSENT_WITHOUT.iter().find(|(k, _)| *k == key) {
+                    if inner
+                        .as_object()
+                        .is_some_and(|m| !m.contains_key(*required))
+                    {
+                        empty.push(here.clone());
+                        map.remove(&key);
+                        continue;
+                    }
+                }
+                if ZERO_IS_UNSET.contains(&key.as_str()) && inner.as_u64() == Some(0) {
+                    empty.push(here);
+                    map.remove(&key);
+                    continue;
+                }
                 if is_unset(inner) || emptied {
                     map.remove(&key);
                     if !emptied {
@@ -111,6 +134,14 @@ mod tests {
                 "OAuth2": {"scope": []}})
         );
         assert!(report[1].contains("spec.v3postLogoutRedirectURI: dropped"));
+    }
+
+    #[test]
+    fn a_header_condition_without_a_name_is_no_condition() {
+        let mut spec = json!({"rules": [{"filters": [{"name": "f",
+            "ifRequestHeader": {"name": "", "negate": false, "value": "", "valueRegex": ""}}]}]});
+        prune(&mut spec, "FilterPolicy default/p", &mut Vec::new());
+        assert_eq!(spec, json!({"rules": [{"filters": [{"name": "f"}]}]}));
     }
 
     #[test]
