@@ -187,10 +187,13 @@ fn precedence(m: &Object) -> i64 {
 }
 
 fn default_ambassador_id(m: &Object) -> bool {
+    // AES marks a resource it stores as v3alpha1 for the default Ambassador
+    // with this prefix.
+    let is_default = |id: &str| id.trim_start_matches("--apiVersion-v3alpha1-only--") == "default";
     match m.spec.get("ambassador_id") {
         None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s == "default",
-        Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str() == Some("default")),
+        Some(Value::String(s)) => is_default(s),
+        Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str().is_some_and(is_default)),
         Some(_) => false,
     }
 }

@@ -69,6 +69,7 @@
 //!   is one token call, as the IdP must see credentials it can revoke.
 //! - **Failures** of the IdP (no answer, 5xx) are 503 pages, never redirects.
 
+pub mod client_assertion;
 pub mod discovery;
 pub mod encoding;
 mod flow;
