@@ -185,6 +185,22 @@ impl Importer {
     fn oauth2(&mut self, f: &Object, value: &Value) -> Value {
         let place = f.place();
         let mut body = value.as_object().cloned().unwrap_or_default();
+        // A JWTAssertion key is a PEM: its line breaks go to the environment
+        // as `\n`, which the plugin reads back (an env file holds one line).
+        let assertion = body
+            .get("clientAuthentication")
+            .and_then(|a| a.get("method"))
+            .and_then(Value::as_str)
+            == Some("JWTAssertion");
+        let one_line = |v: Option<String>| {
+            v.map(|v| {
+                if assertion {
+                    v.replace("\r\n", "\n").replace('\n', "\\n")
+                } else {
+                    v
+                }
+            })
+        };
         if let Some(secret_name) = body.remove("secretName") {
             let namespace = body
                 .remove("secretNamespace")
@@ -192,10 +208,11 @@ impl Importer {
                 .unwrap_or_else(|| f.namespace.clone());
             let secret_name = secret_name.as_str().unwrap_or("").to_string();
             let var = self.var("Secret", &namespace, &secret_name, "oauth2-client-secret");
-            let value = self
-                .secret(&namespace, &secret_name)
-                .and_then(|s| s.data.get("oauth2-client-secret"))
-                .cloned();
+            let value = one_line(
+                self.secret(&namespace, &secret_name)
+                    .and_then(|s| s.data.get("oauth2-client-secret"))
+                    .cloned(),
+            );
             self.bind(&var, value.as_ref());
             body.insert("secret".to_string(), json!({ "fromEnv": var }));
             self.report.push(format!(
@@ -209,8 +226,8 @@ impl Importer {
         }
         if let Some(Value::String(s)) = body.get("secret") {
             let var = self.var("Filter", &f.namespace, &f.name, "oauth2-client-secret");
-            let literal = s.clone();
-            self.bind(&var, Some(&literal));
+            let literal = one_line(Some(s.clone()));
+            self.bind(&var, literal.as_ref());
             body.insert("secret".to_string(), json!({ "fromEnv": var }));
             self.report.push(format!(
                 "{place}: spec.OAuth2.secret: changed: {{\"fromEnv\": \"{var}\"}} (no plaintext secret in the configuration)"
