@@ -441,7 +441,6 @@ fn check_refuses_old_aes_fields_with_what_to_write_instead() {
 - name: uaa
   OAuth2:
     authorizationURL: https://uaa.example.com
-    audience: https://uaa.example.com
     clientID: ambassador
     secret: s
     protectedOrigins: [{origin: https://app.example.com}]
@@ -459,8 +458,6 @@ rules:
     let (ok, out, err) = run(&["check", path.to_str().unwrap()]);
     assert!(!ok, "{out}");
     for line in [
-        "filters[0].OAuth2.audience: refused: ",
-        "write `extraAuthorizationParameters: {audience: ...}`",
         "rules[0].filters[0].type: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape",
         "rules[0].filters[0].jwtArguments: refused: this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one, with these arguments under `arguments`",
     ] {

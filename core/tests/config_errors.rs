@@ -204,11 +204,15 @@ fn jwt_arguments_are_checked() {
         e.starts_with("rules[0].filters[0].arguments.scope: invalid type"),
         "{e}"
     );
-    let e = first_error(&format!(
+    // AES 1.x documents the argument as `scopes`: it loads as `scope`.
+    accepted(&format!(
         r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scopes":["read"]}}}}]}}]}}"#
     ));
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scopez":["read"]}}}}]}}]}}"#
+    ));
     assert!(
-        e.starts_with("rules[0].filters[0].arguments.scopes: unknown field `scopes`"),
+        e.starts_with("rules[0].filters[0].arguments.scopez: unknown field `scopez`"),
         "{e}"
     );
 }
@@ -224,6 +228,21 @@ fn oauth2_filter_loads_with_its_rule_arguments() {
               "insteadOfRedirect":{{"ifRequestHeader":{{"name":"Accept","value":"application/json"}},"httpStatusCode":401}}}}}}]}}]}}"#
     ));
     assert_eq!(c.filters[0].kind.type_name(), "OAuth2");
+}
+
+#[test]
+fn oauth2_audience_is_an_authorization_parameter_given_once() {
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},"audience":"my-app"}}}}]}}"#
+    ));
+    let twice = first_error(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},"audience":"my-app",
+            "extraAuthorizationParameters":{{"audience":"other"}}}}}}]}}"#
+    ));
+    assert!(
+        twice.starts_with("filters[0].OAuth2.audience: also given in extraAuthorizationParameters"),
+        "{twice}"
+    );
 }
 
 #[test]

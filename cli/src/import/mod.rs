@@ -171,8 +171,25 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         refused: Vec::new(),
         internal: Vec::new(),
     };
-    importer.report_repeated("Secret", &objects);
-    importer.report_repeated("Filter", &objects);
+    for kind in [
+        "Secret",
+        "Filter",
+        "FilterPolicy",
+        "Policy",
+        "AuthService",
+        "Mapping",
+    ] {
+        importer.report_repeated(kind, &objects);
+    }
+    // Of two with one kind, name and namespace, the later, as `kubectl apply`
+    // leaves it (and as Emissary keys its resources).
+    let mut seen = std::collections::BTreeSet::new();
+    let mut objects: Vec<Object> = objects
+        .into_iter()
+        .rev()
+        .filter(|o| seen.insert((o.kind.clone(), o.namespace.clone(), o.name.clone())))
+        .collect();
+    objects.reverse();
     let mappings: Vec<&Object> = objects.iter().filter(|o| o.kind == "Mapping").collect();
     let mut filters: Vec<(Value, Provenance)> = Vec::new();
     let mut policy_rules = Vec::new();
@@ -181,8 +198,6 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
     // Filters first: a policy rule needs to know which were left out.
     for o in objects.iter().filter(|o| o.kind == "Filter") {
         if let Some(f) = importer.filter(o) {
-            // Of two with one name, the later, as `kubectl apply` leaves it.
-            filters.retain(|(g, _)| g.get("name") != f.get("name"));
             filters.push((f, Provenance::spec(o)));
         }
     }

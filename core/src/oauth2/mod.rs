@@ -570,6 +570,16 @@ impl OAuth2Filter {
                 extra_parameters.push((k.clone(), v.clone()));
             }
         }
+        if let Some(audience) = spec.audience.as_deref().filter(|a| !a.is_empty()) {
+            if spec.extra_authorization_parameters.contains_key("audience") {
+                c.error(
+                    format!("{path}.audience"),
+                    "also given in extraAuthorizationParameters: give it once",
+                );
+            } else {
+                extra_parameters.push(("audience".to_string(), audience.to_string()));
+            }
+        }
         let inject = HeaderTemplate::compile_list(
             c,
             &format!("{path}.injectRequestHeaders"),
