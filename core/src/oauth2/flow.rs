@@ -14,14 +14,14 @@ use super::{
     DEFAULT_ACCESS_LIFETIME, LOGIN_STATE_LIFETIME, MAX_LOGOUT_FORM_BYTES, MAX_PENDING_LOGINS,
     REFRESH_ON_REFUSAL_AFTER, REFRESH_SESSION_LIFETIME,
 };
+use crate::callout::ShareKey;
+use crate::callout::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::compile::url::CalloutTarget;
-use crate::external::{Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES};
 use crate::inject::render_injected;
 use crate::jwt::verify::{decode_unverified, verify_token, MAX_TOKEN_LEN};
 use crate::jwt::{ClaimPolicy, KeySet, TokenError};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
-use crate::shared_callout::ShareKey;
 use crate::template::{go_json_numbers, RenderData};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

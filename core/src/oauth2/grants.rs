@@ -5,7 +5,7 @@
 
 use super::flow::{read_token_answer, token_callout, upstream_changes, TokenFailure};
 use super::{GrantType, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
-use crate::external::CalloutAnswer;
+use crate::callout::CalloutAnswer;
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 

@@ -84,10 +84,10 @@ mod userinfo;
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
 pub use session::{SameSite, Session, SessionKeys};
 
+use crate::callout::{Callout, CalloutAnswer};
 use crate::compile::url::{CalloutTarget, CalloutUrl};
 use crate::compile::Compiler;
 use crate::condition::HeaderCondition;
-use crate::external::{Callout, CalloutAnswer};
 use crate::inject::HeaderTemplate;
 use crate::jwt::KeySet;
 use crate::request::{Headers, Request};

@@ -28,10 +28,10 @@
 use super::flow::describe;
 use super::session::Session;
 use super::{OAuth2Filter, CALLOUT_TIMEOUT};
-use crate::external::{Callout, CalloutAnswer, CalloutKind};
+use crate::callout::ShareKey;
+use crate::callout::{Callout, CalloutAnswer, CalloutKind};
 use crate::jwt::verify::{decode_unverified, verify_token};
 use crate::jwt::{Algorithm, ClaimPolicy, KeySet};
-use crate::shared_callout::ShareKey;
 use serde_json::{Map, Value};
 
 /// The most bytes of UserInfo claims (serialized JSON) a session keeps.
