@@ -25,8 +25,8 @@
 //!   of the IdP's, `iss` (when present) the issuer and `aud` (when present)
 //!   the client.
 
-use super::flow::describe;
 use super::session::Session;
+use super::token_endpoint::describe;
 use super::{OAuth2Filter, CALLOUT_TIMEOUT};
 use crate::callout::ShareKey;
 use crate::callout::{Callout, CalloutAnswer, CalloutKind};
