@@ -1,6 +1,6 @@
 //! A request with a session: the access token checked (as a JWT, by the UserInfo endpoint, or trusted), refreshed when due, XSRF checked, the upstream headers added.
 
-use super::awaiting::{pending, Pending};
+use super::awaiting::{pending, Awaiting};
 use super::error_page;
 use super::id_token::signing_algorithms;
 use super::login::{optional_scope, unauthenticated};
@@ -12,28 +12,28 @@ use super::session_store::{touch_interval, write_session};
 use super::token_endpoint::{access_policy, ACCESS_TOKEN_SCOPE};
 use super::upstream::allow;
 use super::xsrf::{is_safe_method, xsrf_ok};
-use super::{
-    IdpState, OAuth2Args, OAuth2Filter, OAuth2Step, Origin, TokenValidation, CALLOUT_TIMEOUT,
-};
+use super::FlowContext;
+use super::{OAuth2Step, Origin, TokenValidation, CALLOUT_TIMEOUT};
 use crate::callout::{Callout, CalloutKind};
 use crate::jwt::verify::verify_token;
 use crate::jwt::{ClaimPolicy, KeySet, TokenError};
-use crate::request::Request;
 use crate::response::Response;
 use std::sync::Arc;
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn authenticated(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     mut session: Arc<Session>,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request,
+        args,
+        idp,
+        now,
+    } = *cx;
     // As AES: the application checks the XSRF token (the cookie reaches it);
     // Portcullis does only when `xsrfProtection: unsafeMethods` asks.
     if f.xsrf_on_requests && !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
@@ -61,7 +61,7 @@ pub(super) fn authenticated(
     if access_due(f, &session, now) {
         return match refresh(f, &session, idp) {
             Some(step) => step,
-            None => unauthenticated(f, request, args, origin, jar, idp, now, random),
+            None => unauthenticated(cx, origin, jar, random),
         };
     }
     // Sliding idle deadline.
@@ -72,7 +72,7 @@ pub(super) fn authenticated(
             // Copied only here: a cached session is shared.
             Arc::make_mut(&mut session).last_seen = now_s;
             let same_site = args.same_site;
-            match write_session(f, request, origin, jar, &session, same_site, now, random) {
+            match write_session(cx, origin, jar, &session, same_site, random) {
                 Ok(c) => set_cookies = c,
                 Err(r) => return OAuth2Step::Respond(r),
             }
@@ -96,15 +96,11 @@ pub(super) fn authenticated(
                 Some(Err(e)) => {
                     let why = e.description();
                     return refused(
-                        f,
-                        request,
-                        args,
+                        cx,
                         origin,
                         jar,
                         &session,
                         &format!("the access token was refused as a JWT: {why}"),
-                        idp,
-                        now,
                         random,
                     );
                 }
@@ -120,49 +116,7 @@ pub(super) fn authenticated(
             .is_some_and(|keys| signed_by_idp(&session.access_token, keys)),
     };
     if use_jwt {
-        let Some(keys) = idp.keys else {
-            return OAuth2Step::NeedIdp;
-        };
-        return match verify_token(&session.access_token, keys, &access_policy(), now) {
-            Ok(verified) => {
-                if let Some(mut c) = idp.token_cache.and_then(|c| c.try_borrow_mut().ok()) {
-                    c.insert(ACCESS_TOKEN_SCOPE, keys, std::sync::Arc::new(verified), now);
-                }
-                allow(f, request, jar, &session, set_cookies)
-            }
-            Err(TokenError::UnknownKey(Some(kid)))
-                if f.validation == TokenValidation::Jwt && !keys.has_kid(&kid) =>
-            {
-                // The IdP may have rotated its signing key: fetch its JWK Set
-                // again (rate-limited) and check the request once more; if
-                // the key never comes, the refusal below.
-                let why = format!("the access token was refused as a JWT: unknown key id {kid:?}");
-                match refused(
-                    f, request, args, origin, jar, &session, &why, idp, now, random,
-                ) {
-                    OAuth2Step::Respond(response) => OAuth2Step::UnknownKey {
-                        pending: None,
-                        response,
-                    },
-                    other => other,
-                }
-            }
-            Err(e) => {
-                let why = e.description();
-                refused(
-                    f,
-                    request,
-                    args,
-                    origin,
-                    jar,
-                    &session,
-                    &format!("the access token was refused as a JWT: {why}"),
-                    idp,
-                    now,
-                    random,
-                )
-            }
-        };
+        return by_jwt(cx, origin, jar, &session, set_cookies, random);
     }
     if f.validation == TokenValidation::Auto && session.userinfo_refused {
         // Not a JWT of the IdP's keys, and its UserInfo endpoint refused it
@@ -171,6 +125,131 @@ pub(super) fn authenticated(
         // session, so its lifetime (`expires_in`) is what is checked.
         return allow(f, request, jar, &session, set_cookies);
     }
+    ask_userinfo(cx, jar, session, set_cookies)
+}
+
+/// `accessTokenValidation: auto`: a JWT whose signature a key of the IdP checks.
+pub(super) fn signed_by_idp(token: &str, keys: &KeySet) -> bool {
+    let policy = ClaimPolicy {
+        valid_algorithms: signing_algorithms(),
+        ..ClaimPolicy::default()
+    };
+    // Claims are not checked here (the policy requires nothing, and `exp` is
+    // checked by the real verification that follows).
+    !matches!(
+        verify_token(token, keys, &policy, 0.0),
+        Err(TokenError::Malformed(_)
+            | TokenError::DisallowedAlgorithm(_)
+            | TokenError::UnknownKey(_)
+            | TokenError::BadSignature
+            | TokenError::UnsupportedCritical(_))
+    )
+}
+
+/// A session's access token was refused (`what`): a login that has just
+/// completed gets the explained page; an older session logs in again.
+pub(super) fn refused(
+    cx: &FlowContext<'_>,
+    origin: &Origin,
+    jar: &CookieJar,
+    session: &Session,
+    what: &str,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let FlowContext { f, now, .. } = *cx;
+    let age = (now.max(0.0) as u64).saturating_sub(session.created);
+    // The login's own access token: one refreshed since is another matter (a
+    // grant the IdP revoked meanwhile), for a new login.
+    let logins_token = session.access_obtained <= session.created;
+    if age >= JUST_SIGNED_IN || !logins_token {
+        log::info!("OAuth2 filter {}: {what}; new login", f.name);
+        return unauthenticated(cx, origin, jar, random);
+    }
+    let detail = format!(
+        "The identity provider signed you in {age} s ago, but {what}. Signing in again would end the same way, so it is not tried. The setting to look at: accessTokenValidation of OAuth2 filter {:?} (\"auto\" accepts what the identity provider issues to this client; see the OAuth2 documentation for your identity provider).",
+        f.name
+    );
+    log::warn!("OAuth2 filter {}: {detail}", f.name);
+    let mut page = error_page(401, "Signed in, but the session was refused", &detail);
+    for c in clear_session(f, origin, jar) {
+        page.push_header("set-cookie", c);
+    }
+    OAuth2Step::Respond(page)
+}
+
+/// The access token checked as a JWT signed by the IdP (its JWK Set, issuer
+/// and lifetime): passed, refused, or [`OAuth2Step::UnknownKey`] for a `kid`
+/// the IdP's set lacks.
+fn by_jwt(
+    cx: &FlowContext<'_>,
+    origin: &Origin,
+    jar: &CookieJar,
+    session: &Session,
+    set_cookies: Vec<String>,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request,
+        idp,
+        now,
+        ..
+    } = *cx;
+    let Some(keys) = idp.keys else {
+        return OAuth2Step::NeedIdp;
+    };
+    match verify_token(&session.access_token, keys, &access_policy(), now) {
+        Ok(verified) => {
+            if let Some(mut c) = idp.token_cache.and_then(|c| c.try_borrow_mut().ok()) {
+                c.insert(ACCESS_TOKEN_SCOPE, keys, std::sync::Arc::new(verified), now);
+            }
+            allow(f, request, jar, session, set_cookies)
+        }
+        Err(TokenError::UnknownKey(Some(kid)))
+            if f.validation == TokenValidation::Jwt && !keys.has_kid(&kid) =>
+        {
+            // The IdP may have rotated its signing key: fetch its JWK Set
+            // again (rate-limited) and check the request once more; if
+            // the key never comes, the refusal below.
+            let why = format!("the access token was refused as a JWT: unknown key id {kid:?}");
+            match refused(cx, origin, jar, session, &why, random) {
+                OAuth2Step::Respond(response) => OAuth2Step::UnknownKey {
+                    pending: None,
+                    response,
+                },
+                other => other,
+            }
+        }
+        Err(e) => {
+            let why = e.description();
+            refused(
+                cx,
+                origin,
+                jar,
+                session,
+                &format!("the access token was refused as a JWT: {why}"),
+                random,
+            )
+        }
+    }
+}
+
+/// The access token checked by the IdP's UserInfo endpoint (OIDC Core §5.3):
+/// passed when this VM saw it accepted within the cache's lifetime, otherwise
+/// the callout whose answer `on_answer` reads.
+fn ask_userinfo(
+    cx: &FlowContext<'_>,
+    jar: &CookieJar,
+    session: Arc<Session>,
+    set_cookies: Vec<String>,
+) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request,
+        idp,
+        now,
+        ..
+    } = *cx;
     if idp
         .userinfo
         .is_some_and(|c| c.is_valid(&session.access_token, now))
@@ -206,62 +285,9 @@ pub(super) fn authenticated(
             timeout: CALLOUT_TIMEOUT,
             share: None,
         },
-        pending: pending(Pending::Userinfo {
+        pending: pending(Awaiting::Userinfo {
             session: Arc::unwrap_or_clone(session),
             set_cookies,
         }),
     }
-}
-
-/// `accessTokenValidation: auto`: a JWT whose signature a key of the IdP checks.
-pub(super) fn signed_by_idp(token: &str, keys: &KeySet) -> bool {
-    let policy = ClaimPolicy {
-        valid_algorithms: signing_algorithms(),
-        ..ClaimPolicy::default()
-    };
-    // Claims are not checked here (the policy requires nothing, and `exp` is
-    // checked by the real verification that follows).
-    !matches!(
-        verify_token(token, keys, &policy, 0.0),
-        Err(TokenError::Malformed(_)
-            | TokenError::DisallowedAlgorithm(_)
-            | TokenError::UnknownKey(_)
-            | TokenError::BadSignature
-            | TokenError::UnsupportedCritical(_))
-    )
-}
-
-/// A session's access token was refused (`what`): a login that has just
-/// completed gets the explained page; an older session logs in again.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn refused(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
-    origin: &Origin,
-    jar: &CookieJar,
-    session: &Session,
-    what: &str,
-    idp: &IdpState<'_>,
-    now: f64,
-    random: &mut dyn FnMut(&mut [u8]),
-) -> OAuth2Step {
-    let age = (now.max(0.0) as u64).saturating_sub(session.created);
-    // The login's own access token: one refreshed since is another matter (a
-    // grant the IdP revoked meanwhile), for a new login.
-    let logins_token = session.access_obtained <= session.created;
-    if age >= JUST_SIGNED_IN || !logins_token {
-        log::info!("OAuth2 filter {}: {what}; new login", f.name);
-        return unauthenticated(f, request, args, origin, jar, idp, now, random);
-    }
-    let detail = format!(
-        "The identity provider signed you in {age} s ago, but {what}. Signing in again would end the same way, so it is not tried. The setting to look at: accessTokenValidation of OAuth2 filter {:?} (\"auto\" accepts what the identity provider issues to this client; see the OAuth2 documentation for your identity provider).",
-        f.name
-    );
-    log::warn!("OAuth2 filter {}: {detail}", f.name);
-    let mut page = error_page(401, "Signed in, but the session was refused", &detail);
-    for c in clear_session(f, origin, jar) {
-        page.push_header("set-cookie", c);
-    }
-    OAuth2Step::Respond(page)
 }

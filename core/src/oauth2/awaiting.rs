@@ -7,7 +7,7 @@ use super::OAuth2Pending;
 
 /// State carried across a callout.
 #[derive(Debug)]
-pub(super) enum Pending {
+pub(super) enum Awaiting {
     CodeExchange {
         state_cookie: String,
         login: LoginState,
@@ -40,7 +40,7 @@ pub(super) enum Pending {
     },
 }
 
-pub(super) fn pending(kind: Pending) -> OAuth2Pending {
+pub(super) fn pending(kind: Awaiting) -> OAuth2Pending {
     OAuth2Pending {
         kind: Box::new(kind),
     }

@@ -1,6 +1,6 @@
 //! The callback (redirection endpoint): the state checked, the code exchanged (RFC 6749 §4.1.3), the ID token checked, the session made and the browser sent on.
 
-use super::awaiting::{pending, Pending};
+use super::awaiting::{pending, Awaiting};
 use super::encoding::{html_escape, query_param, query_params, random_token, secrets_equal};
 use super::id_token::{check_id_token, IdTokenError};
 use super::login::{redirect, state_attrs, LoginState, STATE_ID_LEN};
@@ -8,6 +8,7 @@ use super::session::{CookieJar, SameSite, Session};
 use super::session_store::{open_session, write_session};
 use super::token_endpoint::{access_expiry, access_policy};
 use super::token_endpoint::{cut, read_token_answer, token_callout, TokenAnswer, TokenFailure};
+use super::FlowContext;
 use super::{
     error_page, userinfo, IdpState, OAuth2Filter, OAuth2Step, Origin, TokenValidation,
     DEFAULT_ACCESS_LIFETIME, REFRESH_SESSION_LIFETIME,
@@ -105,7 +106,7 @@ pub(super) fn callback(
     let callout = token_callout(f, &target, &mut form, None);
     OAuth2Step::Callout {
         callout,
-        pending: pending(Pending::CodeExchange {
+        pending: pending(Awaiting::CodeExchange {
             state_cookie,
             login,
         }),
@@ -185,19 +186,22 @@ pub(super) fn code_tokens(
 /// naming a `kid` the IdP's JWK Set lacks asks for fresh keys
 /// ([`OAuth2Step::UnknownKey`]); the host calls [`resume`] with the tokens
 /// when they come, and they are checked again.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn check_login_tokens(
-    f: &OAuth2Filter,
-    request: &Request,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     state_cookie: &str,
     login: LoginState,
     tokens: TokenAnswer,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request: _,
+        idp,
+        now,
+        ..
+    } = *cx;
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let fail_page = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
@@ -231,7 +235,7 @@ pub(super) fn check_login_tokens(
             );
             let response = fail_page(401, ID_TOKEN_REFUSED);
             return OAuth2Step::UnknownKey {
-                pending: Some(pending(Pending::IdTokenKeys {
+                pending: Some(pending(Awaiting::IdTokenKeys {
                     state_cookie: state_cookie.to_string(),
                     login,
                     tokens,
@@ -261,7 +265,7 @@ pub(super) fn check_login_tokens(
                     "The identity provider's access token could not be verified.",
                 );
                 return OAuth2Step::UnknownKey {
-                    pending: Some(pending(Pending::IdTokenKeys {
+                    pending: Some(pending(Awaiting::IdTokenKeys {
                         state_cookie: state_cookie.to_string(),
                         login,
                         tokens,
@@ -288,51 +292,29 @@ pub(super) fn check_login_tokens(
     ) {
         Some(callout) => OAuth2Step::Callout {
             callout,
-            pending: pending(Pending::LoginUserinfo {
+            pending: pending(Awaiting::LoginUserinfo {
                 state_cookie: state_cookie.to_string(),
                 login,
                 session,
             }),
         },
-        None => finish_login(
-            f,
-            request,
-            origin,
-            jar,
-            state_cookie,
-            login,
-            session,
-            now,
-            random,
-        ),
+        None => finish_login(cx, origin, jar, state_cookie, login, session, random),
     }
 }
 
 /// The end of a login: the session cookies, and the way back to the URL the
 /// login started from.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn finish_login(
-    f: &OAuth2Filter,
-    request: &Request,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     state_cookie: &str,
     login: LoginState,
     session: Session,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
-    let mut cookies = match write_session(
-        f,
-        request,
-        origin,
-        jar,
-        &session,
-        login.same_site,
-        now,
-        random,
-    ) {
+    let mut cookies = match write_session(cx, origin, jar, &session, login.same_site, random) {
         Ok(c) => c,
         Err(r) => return OAuth2Step::Respond(r),
     };

@@ -80,7 +80,7 @@ pub(super) fn check(
     OAuth2Step::Callout {
         callout,
         pending: OAuth2Pending {
-            kind: Box::new(super::awaiting::Pending::Grant),
+            kind: Box::new(super::awaiting::Awaiting::Grant),
         },
     }
 }

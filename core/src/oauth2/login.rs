@@ -3,11 +3,8 @@
 use super::encoding::{b64url, form_encode, random_token};
 use super::session::{CookieAttrs, CookieJar, SameSite};
 use super::session_store::{clear_session, session_error};
-use super::{
-    loops, IdpState, OAuth2Args, OAuth2Filter, OAuth2Step, Origin, LOGIN_STATE_LIFETIME,
-    MAX_PENDING_LOGINS,
-};
-use crate::request::Request;
+use super::FlowContext;
+use super::{loops, OAuth2Step, Origin, LOGIN_STATE_LIFETIME, MAX_PENDING_LOGINS};
 use crate::response::Response;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -39,17 +36,15 @@ pub(super) fn optional_scope(scope: &str) -> bool {
     scope == "openid" || scope == "offline_access"
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn unauthenticated(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext {
+        f, request, args, ..
+    } = *cx;
     let had_session = jar.chunked(&f.cookie_base("session")).is_some();
     let stale = if had_session {
         clear_session(f, origin, jar)
@@ -78,7 +73,7 @@ pub(super) fn unauthenticated(
             status,
             "authentication required: no valid session (log in with a browser first)",
         ),
-        None => login_redirect(f, request, args, origin, jar, idp, now, random),
+        None => login_redirect(cx, origin, jar, random),
     };
     for c in stale {
         response.push_header("set-cookie", c);
@@ -86,17 +81,19 @@ pub(super) fn unauthenticated(
     OAuth2Step::Respond(response)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn login_redirect(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Response {
+    let FlowContext {
+        f,
+        request,
+        args,
+        idp,
+        now,
+    } = *cx;
     let Some(discovery) = idp.discovery else {
         return f.idp_unavailable();
     };

@@ -301,14 +301,14 @@ pub enum OAuth2Step {
 /// State carried across a callout (opaque to the host).
 #[derive(Debug)]
 pub struct OAuth2Pending {
-    kind: Box<awaiting::Pending>,
+    kind: Box<awaiting::Awaiting>,
 }
 
 impl OAuth2Pending {
     /// For a userinfo check, the key its answer is remembered under.
     pub fn userinfo_key(&self) -> Option<[u8; 32]> {
         match self.kind.as_ref() {
-            awaiting::Pending::Userinfo { session, .. } => Some(token_key(&session.access_token)),
+            awaiting::Awaiting::Userinfo { session, .. } => Some(token_key(&session.access_token)),
             _ => None,
         }
     }
@@ -342,9 +342,9 @@ impl UserinfoCache {
         // A validation call, or the UserInfo call of a login or refresh: either
         // 200 says the access token is good now.
         let session = match pending.kind.as_ref() {
-            awaiting::Pending::Userinfo { session, .. }
-            | awaiting::Pending::LoginUserinfo { session, .. }
-            | awaiting::Pending::RefreshUserinfo { session } => session,
+            awaiting::Awaiting::Userinfo { session, .. }
+            | awaiting::Awaiting::LoginUserinfo { session, .. }
+            | awaiting::Awaiting::RefreshUserinfo { session } => session,
             _ => return,
         };
         if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
@@ -509,16 +509,14 @@ impl OAuth2Filter {
         now_unix: f64,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> OAuth2Step {
-        steps::on_answer(
-            self,
+        let cx = FlowContext {
+            f: self,
             request,
             args,
-            *pending.kind,
-            answer,
             idp,
-            now_unix,
-            random,
-        )
+            now: now_unix,
+        };
+        steps::on_answer(&cx, *pending.kind, answer, random)
     }
 
     /// Goes on after [`OAuth2Step::UnknownKey`] once the IdP's JWK Set was
@@ -532,15 +530,14 @@ impl OAuth2Filter {
         now_unix: f64,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> OAuth2Step {
-        steps::resume(
-            self,
+        let cx = FlowContext {
+            f: self,
             request,
             args,
-            Some(*pending.kind),
             idp,
-            now_unix,
-            random,
-        )
+            now: now_unix,
+        };
+        steps::resume(&cx, Some(*pending.kind), random)
     }
 
     /// The 403 for a logout form whose body (its `_xsrf`) never reached the
@@ -652,11 +649,24 @@ pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
     }
 }
 
+/// What every step of the authorization code flow reads about one request: the
+/// filter, the request and its rule's `arguments`, what the host holds of the
+/// IdP, and the time (Unix seconds). A step takes it with what is its own
+/// (the origin, the cookies, the session, randomness for new secrets).
+#[derive(Clone, Copy)]
+struct FlowContext<'a> {
+    f: &'a OAuth2Filter,
+    request: &'a Request,
+    args: &'a OAuth2Args,
+    idp: &'a IdpState<'a>,
+    now: f64,
+}
+
 /// The names the tests know the flow's items by (from before the flow was a file
 /// per step).
 #[cfg(test)]
 mod flow {
-    pub(super) use super::awaiting::Pending;
+    pub(super) use super::awaiting::Awaiting as Pending;
     pub(super) use super::login::MAX_RETURN_PATH;
     pub(super) use super::logout::MAX_LOGOUT_URL;
 }

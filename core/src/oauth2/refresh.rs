@@ -1,6 +1,6 @@
 //! A session refreshed with its refresh token (RFC 6749 §6): when it is due, the token request, its answer and the refreshed session.
 
-use super::awaiting::{pending, Pending};
+use super::awaiting::{pending, Awaiting};
 use super::id_token::check_id_token;
 use super::login::unauthenticated;
 use super::session::{CookieJar, Session};
@@ -8,10 +8,10 @@ use super::session_store::write_session;
 use super::token_endpoint::access_expiry;
 use super::token_endpoint::{read_token_answer, token_callout, TokenFailure};
 use super::upstream::allow;
-use super::{userinfo, IdpState, OAuth2Args, OAuth2Filter, OAuth2Step, Origin};
+use super::FlowContext;
+use super::{userinfo, IdpState, OAuth2Filter, OAuth2Step, Origin};
 use crate::callout::{CalloutAnswer, ShareKey};
 use crate::jwt::verify::decode_unverified;
-use crate::request::Request;
 
 /// Whether the session's access token is due for a refresh: expired, or within
 /// `expirationSafetyMargin` of it.
@@ -50,30 +50,26 @@ pub(super) fn refresh(
     ]));
     Some(OAuth2Step::Callout {
         callout,
-        pending: pending(Pending::Refresh {
+        pending: pending(Awaiting::Refresh {
             session: session.clone(),
         }),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn refresh_answer(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     old: Session,
     answer: CalloutAnswer,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext { f, idp, now, .. } = *cx;
     let tokens = match read_token_answer(answer) {
         Ok(t) => t,
         Err(TokenFailure::Refused(why)) | Err(TokenFailure::Garbled(why)) => {
             log::info!("OAuth2 filter {}: refresh failed: {why}; new login", f.name);
-            return unauthenticated(f, request, args, origin, jar, idp, now, random);
+            return unauthenticated(cx, origin, jar, random);
         }
         Err(TokenFailure::Unavailable(why)) => {
             log::warn!("OAuth2 filter {}: refresh failed: {why}", f.name);
@@ -94,7 +90,7 @@ pub(super) fn refresh_answer(
                 "OAuth2 filter {}: refreshed ID token refused: {why}; new login",
                 f.name
             );
-            return unauthenticated(f, request, args, origin, jar, idp, now, random);
+            return unauthenticated(cx, origin, jar, random);
         }
     }
     let now_s = now.max(0.0) as u64;
@@ -128,35 +124,25 @@ pub(super) fn refresh_answer(
     match userinfo::callout(f, endpoint, &session.access_token) {
         Some(callout) => OAuth2Step::Callout {
             callout,
-            pending: pending(Pending::RefreshUserinfo { session }),
+            pending: pending(Awaiting::RefreshUserinfo { session }),
         },
-        None => finish_refresh(f, request, args, origin, jar, session, now, random),
+        None => finish_refresh(cx, origin, jar, session, random),
     }
 }
 
 /// The end of a refresh: the new session cookie goes out with the upstream's
 /// response.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn finish_refresh(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     session: Session,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    match write_session(
-        f,
-        request,
-        origin,
-        jar,
-        &session,
-        args.same_site,
-        now,
-        random,
-    ) {
+    let FlowContext {
+        f, request, args, ..
+    } = *cx;
+    match write_session(cx, origin, jar, &session, args.same_site, random) {
         Ok(cookies) => allow(f, request, jar, &session, cookies),
         Err(r) => OAuth2Step::Respond(r),
     }

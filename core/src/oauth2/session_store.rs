@@ -1,6 +1,7 @@
 //! Where a session lives: the sealed, chunked session cookie opened (through the VM cache of opened sessions), written and cleared.
 
 use super::session::{clear_chunked, write_chunked, CookieAttrs, CookieJar, SameSite, Session};
+use super::FlowContext;
 use super::{error_page, OAuth2Filter, Origin};
 use crate::request::Request;
 use crate::response::Response;
@@ -88,17 +89,17 @@ pub(super) fn cookie_attrs(
 }
 
 /// `Set-Cookie` values writing the session and its XSRF cookie.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn write_session(
-    f: &OAuth2Filter,
-    request: &Request,
+    cx: &FlowContext<'_>,
     origin: &Origin,
     jar: &CookieJar,
     session: &Session,
     same_site: SameSite,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Vec<String>, Response> {
+    let FlowContext {
+        f, request, now, ..
+    } = *cx;
     let name = f.cookie_base("session");
     let expires = session_expiry(f, session);
     let plain = serde_json::to_vec(session).map_err(|_| session_error())?;

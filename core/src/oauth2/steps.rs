@@ -1,5 +1,5 @@
 use super::access::authenticated;
-use super::awaiting::Pending;
+use super::awaiting::Awaiting;
 use super::callback::{callback, check_login_tokens, code_tokens, finish_login};
 use super::login::{state_attrs, unauthenticated};
 use super::logout::logout;
@@ -8,6 +8,7 @@ use super::session::CookieJar;
 use super::session_store::open_session_cached;
 use super::token_endpoint::describe;
 use super::upstream::allow;
+use super::FlowContext;
 use super::{
     error_page, grants, userinfo, IdpState, OAuth2Args, OAuth2Filter, OAuth2Step, Origin,
     TokenValidation, REFRESH_ON_REFUSAL_AFTER,
@@ -45,31 +46,54 @@ pub(super) fn check(
         return logout(f, request, &origin, &jar, idp, now);
     }
     match open_session_cached(f, &jar, now, idp.session_cache) {
-        Some(session) => authenticated(f, request, args, &origin, &jar, session, idp, now, random),
-        None => unauthenticated(f, request, args, &origin, &jar, idp, now, random),
+        Some(session) => authenticated(
+            &FlowContext {
+                f,
+                request,
+                args,
+                idp,
+                now,
+            },
+            &origin,
+            &jar,
+            session,
+            random,
+        ),
+        None => unauthenticated(
+            &FlowContext {
+                f,
+                request,
+                args,
+                idp,
+                now,
+            },
+            &origin,
+            &jar,
+            random,
+        ),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn on_answer(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
-    kind: Pending,
+    cx: &FlowContext<'_>,
+    kind: Awaiting,
     answer: CalloutAnswer,
-    idp: &IdpState<'_>,
-    now: f64,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request,
+        idp,
+        now,
+        ..
+    } = *cx;
     let jar = CookieJar::from_headers(&request.headers);
     let origin = f.origin_of(request);
     match kind {
-        Pending::Grant => grants::on_answer(f, request, answer),
+        Awaiting::Grant => grants::on_answer(f, request, answer),
         // Not a callout's state: nothing was sent for it.
-        kind @ Pending::IdTokenKeys { .. } => {
-            resume(f, request, args, Some(kind), idp, now, random)
-        }
-        Pending::CodeExchange {
+        kind @ Awaiting::IdTokenKeys { .. } => resume(cx, Some(kind), random),
+        Awaiting::CodeExchange {
             state_cookie,
             login,
         } => {
@@ -77,30 +101,19 @@ pub(super) fn on_answer(
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
             match code_tokens(f, &origin, &state_cookie, answer) {
-                Ok(tokens) => check_login_tokens(
-                    f,
-                    request,
-                    &origin,
-                    &jar,
-                    &state_cookie,
-                    login,
-                    tokens,
-                    idp,
-                    now,
-                    random,
-                ),
+                Ok(tokens) => {
+                    check_login_tokens(cx, &origin, &jar, &state_cookie, login, tokens, random)
+                }
                 Err(page) => OAuth2Step::Respond(page),
             }
         }
-        Pending::Refresh { session } => {
+        Awaiting::Refresh { session } => {
             let Some(origin) = origin else {
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
-            refresh_answer(
-                f, request, args, &origin, &jar, session, answer, idp, now, random,
-            )
+            refresh_answer(cx, &origin, &jar, session, answer, random)
         }
-        Pending::LoginUserinfo {
+        Awaiting::LoginUserinfo {
             state_cookie,
             login,
             mut session,
@@ -116,7 +129,7 @@ pub(super) fn on_answer(
                 idp.keys,
                 now,
             );
-            if let (TokenValidation::Userinfo, userinfo::Outcome::Refused(status)) =
+            if let (TokenValidation::Userinfo, userinfo::UserinfoOutcome::Refused(status)) =
                 (f.validation, &outcome)
             {
                 let detail = format!(
@@ -129,19 +142,9 @@ pub(super) fn on_answer(
                 return OAuth2Step::Respond(r);
             }
             userinfo::apply(f, &mut session, outcome);
-            finish_login(
-                f,
-                request,
-                &origin,
-                &jar,
-                &state_cookie,
-                login,
-                session,
-                now,
-                random,
-            )
+            finish_login(cx, &origin, &jar, &state_cookie, login, session, random)
         }
-        Pending::RefreshUserinfo { mut session } => {
+        Awaiting::RefreshUserinfo { mut session } => {
             let Some(origin) = origin else {
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
@@ -154,9 +157,9 @@ pub(super) fn on_answer(
                 now,
             );
             userinfo::apply(f, &mut session, outcome);
-            finish_refresh(f, request, args, &origin, &jar, session, now, random)
+            finish_refresh(cx, &origin, &jar, session, random)
         }
-        Pending::Userinfo {
+        Awaiting::Userinfo {
             session,
             set_cookies,
         } => {
@@ -185,15 +188,11 @@ pub(super) fn on_answer(
                         }
                     }
                     super::access::refused(
-                        f,
-                        request,
-                        args,
+                        cx,
                         &origin,
                         &jar,
                         &session,
                         &format!("the UserInfo endpoint refused the access token (HTTP {status})"),
-                        idp,
-                        now,
                         random,
                     )
                 }
@@ -214,18 +213,20 @@ pub(super) fn on_answer(
 /// IdP's JWK Set again: the login's ID token is checked with the fresh keys
 /// (`kind` holds the token answer), or the request is checked again (an
 /// access token, `kind` is `None`).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn resume(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
-    kind: Option<Pending>,
-    idp: &IdpState<'_>,
-    now: f64,
+    cx: &FlowContext<'_>,
+    kind: Option<Awaiting>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
+    let FlowContext {
+        f,
+        request,
+        args,
+        idp,
+        now,
+    } = *cx;
     match kind {
-        Some(Pending::IdTokenKeys {
+        Some(Awaiting::IdTokenKeys {
             state_cookie,
             login,
             tokens,
@@ -234,18 +235,7 @@ pub(super) fn resume(
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
             let jar = CookieJar::from_headers(&request.headers);
-            check_login_tokens(
-                f,
-                request,
-                &origin,
-                &jar,
-                &state_cookie,
-                login,
-                tokens,
-                idp,
-                now,
-                random,
-            )
+            check_login_tokens(cx, &origin, &jar, &state_cookie, login, tokens, random)
         }
         _ => check(f, request, args, idp, now, random),
     }
