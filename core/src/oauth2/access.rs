@@ -27,13 +27,7 @@ pub(super) fn authenticated(
     mut session: Arc<Session>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request,
-        args,
-        idp,
-        now,
-    } = *cx;
+    let (f, request, args, idp, now) = cx.parts();
     // As AES: the application checks the XSRF token (the cookie reaches it);
     // Portcullis does only when `xsrfProtection: unsafeMethods` asks.
     if f.xsrf_on_requests && !is_safe_method(&request.method) && !xsrf_ok(request, &session) {
@@ -156,7 +150,7 @@ pub(super) fn refused(
     what: &str,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext { f, now, .. } = *cx;
+    let (f, _, _, _, now) = cx.parts();
     let age = (now.max(0.0) as u64).saturating_sub(session.created);
     // The login's own access token: one refreshed since is another matter (a
     // grant the IdP revoked meanwhile), for a new login.
@@ -188,13 +182,7 @@ fn by_jwt(
     set_cookies: Vec<String>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request,
-        idp,
-        now,
-        ..
-    } = *cx;
+    let (f, request, _, idp, now) = cx.parts();
     let Some(keys) = idp.keys else {
         return OAuth2Step::NeedIdp;
     };
@@ -243,13 +231,7 @@ fn ask_userinfo(
     session: Arc<Session>,
     set_cookies: Vec<String>,
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request,
-        idp,
-        now,
-        ..
-    } = *cx;
+    let (f, request, _, idp, now) = cx.parts();
     if idp
         .userinfo
         .is_some_and(|c| c.is_valid(&session.access_token, now))

@@ -195,13 +195,7 @@ pub(super) fn check_login_tokens(
     tokens: TokenAnswer,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request: _,
-        idp,
-        now,
-        ..
-    } = *cx;
+    let (f, _, _, idp, now) = cx.parts();
     let clear_state = state_attrs(origin, 0).clear(state_cookie);
     let fail_page = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);

@@ -42,9 +42,7 @@ pub(super) fn unauthenticated(
     jar: &CookieJar,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f, request, args, ..
-    } = *cx;
+    let (f, request, args, _, _) = cx.parts();
     let had_session = jar.chunked(&f.cookie_base("session")).is_some();
     let stale = if had_session {
         clear_session(f, origin, jar)
@@ -87,13 +85,7 @@ pub(super) fn login_redirect(
     jar: &CookieJar,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Response {
-    let FlowContext {
-        f,
-        request,
-        args,
-        idp,
-        now,
-    } = *cx;
+    let (f, request, args, idp, now) = cx.parts();
     let Some(discovery) = idp.discovery else {
         return f.idp_unavailable();
     };

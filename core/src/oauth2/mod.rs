@@ -662,6 +662,21 @@ struct FlowContext<'a> {
     now: f64,
 }
 
+impl<'a> FlowContext<'a> {
+    /// Its fields, to bind at the top of a step: `(f, request, args, idp, now)`.
+    fn parts(
+        &self,
+    ) -> (
+        &'a OAuth2Filter,
+        &'a Request,
+        &'a OAuth2Args,
+        &'a IdpState<'a>,
+        f64,
+    ) {
+        (self.f, self.request, self.args, self.idp, self.now)
+    }
+}
+
 /// The names the tests know the flow's items by (from before the flow was a file
 /// per step).
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub(super) fn refresh_answer(
     answer: CalloutAnswer,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext { f, idp, now, .. } = *cx;
+    let (f, _, _, idp, now) = cx.parts();
     let tokens = match read_token_answer(answer) {
         Ok(t) => t,
         Err(TokenFailure::Refused(why)) | Err(TokenFailure::Garbled(why)) => {
@@ -139,9 +139,7 @@ pub(super) fn finish_refresh(
     session: Session,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f, request, args, ..
-    } = *cx;
+    let (f, request, args, _, _) = cx.parts();
     match write_session(cx, origin, jar, &session, args.same_site, random) {
         Ok(cookies) => allow(f, request, jar, &session, cookies),
         Err(r) => OAuth2Step::Respond(r),

@@ -97,9 +97,7 @@ pub(super) fn write_session(
     same_site: SameSite,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Vec<String>, Response> {
-    let FlowContext {
-        f, request, now, ..
-    } = *cx;
+    let (f, request, _, _, now) = cx.parts();
     let name = f.cookie_base("session");
     let expires = session_expiry(f, session);
     let plain = serde_json::to_vec(session).map_err(|_| session_error())?;

@@ -80,13 +80,7 @@ pub(super) fn on_answer(
     answer: CalloutAnswer,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request,
-        idp,
-        now,
-        ..
-    } = *cx;
+    let (f, request, _, idp, now) = cx.parts();
     let jar = CookieJar::from_headers(&request.headers);
     let origin = f.origin_of(request);
     match kind {
@@ -218,13 +212,7 @@ pub(super) fn resume(
     kind: Option<Awaiting>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let FlowContext {
-        f,
-        request,
-        args,
-        idp,
-        now,
-    } = *cx;
+    let (f, request, args, idp, now) = cx.parts();
     match kind {
         Some(Awaiting::IdTokenKeys {
             state_cookie,
