@@ -332,6 +332,16 @@ fn a_pasted_aes_oauth2_filter_loads() {
 }
 
 #[test]
+fn oauth2_jwt_assertion_with_the_client_secret_loads() {
+    accepted(
+        r#"{"filters":[{"name":"o","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"app","secret":"s",
+            "protectedOrigins":[{"origin":"https://app.example.com"}],
+            "clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"signingMethod":"HS256","setClientID":true,
+              "lifetime":"30s","setIAT":true,"otherClaims":{"tenant":"t1"}}}}}]}"#,
+    );
+}
+
+#[test]
 fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
     let base = r#""authorizationURL":"https://idp.example.com","clientID":"app","secret":"s","protectedOrigins":[{"origin":"https://app.example.com"}]"#;
     for (extra, path, advice) in [
@@ -341,9 +351,19 @@ fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
             "accessTokenValidation",
         ),
         (
-            r#""clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"setClientID":true}}"#,
+            r#""clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"signingMethod":"PS256"}}"#,
+            "filters[0].OAuth2.clientAuthentication.jwtAssertion.signingMethod",
+            "use RS256",
+        ),
+        (
+            r#""clientAuthentication":{"method":"JWTAssertion"}"#,
+            "filters[0].OAuth2.secret",
+            "not an RSA private key for RS256",
+        ),
+        (
+            r#""clientAuthentication":{"method":"BodyPassword","jwtAssertion":{"setClientID":true}}"#,
             "filters[0].OAuth2.clientAuthentication.jwtAssertion",
-            "HeaderPassword",
+            "only with method \"JWTAssertion\"",
         ),
         (
             r#""xsrfProtection":"always""#,

@@ -39,9 +39,9 @@ pub struct UseSessionCookiesSpec {
 pub struct ClientAuthenticationSpec {
     #[serde(default)]
     pub method: Option<String>,
-    /// AES `JWTAssertion` settings: refused with advice.
+    /// AES `JWTAssertion` settings (RFC 7523 client assertions).
     #[serde(rename = "jwtAssertion")]
-    pub jwt_assertion: Option<Value>,
+    pub jwt_assertion: Option<super::client_assertion::JwtAssertionSpec>,
 }
 
 #[derive(Debug, Deserialize)]
