@@ -688,3 +688,37 @@ fn import_testdata(file: &str) -> (serde_json::Value, String) {
     assert!(ok, "{err}");
     (serde_json::from_str(&out).unwrap(), err)
 }
+
+#[test]
+fn import_carries_a_jwt_assertion_key_from_a_secret_on_one_line_and_it_loads() {
+    let pem = include_str!("../../testdata/keys/rsa1.pem");
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    let manifest = format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {{name: sso, namespace: web}}\nspec:\n  OAuth2:\n    authorizationURL: https://idp.example.com\n    clientID: web-app\n    secretName: sso-key\n    protectedOrigins: [{{origin: https://app.example.com}}]\n    clientAuthentication:\n      method: JWTAssertion\n      jwtAssertion: {{signingMethod: RS256, setIAT: true}}\n---\napiVersion: getambassador.io/v3alpha1\nkind: FilterPolicy\nmetadata: {{name: p, namespace: web}}\nspec:\n  rules: [{{host: '*', path: '*', filters: [{{name: sso}}]}}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: sso-key, namespace: web}}\nstringData:\n  oauth2-client-secret: |\n{indented}"
+    );
+    let (ok, err, env) = import_to_folder("jwt-assertion", &manifest);
+    assert!(ok, "{err}");
+    let line = env
+        .lines()
+        .find(|l| l.starts_with("PORTCULLIS_WEB_SSO_KEY_OAUTH2_CLIENT_SECRET="))
+        .unwrap_or_else(|| panic!("{env}"));
+    let value = line.split_once('=').unwrap().1;
+    assert!(
+        value.starts_with("-----BEGIN PRIVATE KEY-----\\n"),
+        "{value}"
+    );
+    assert!(!err.contains("MIIE"), "the key reached the report: {err}");
+    // The plugin reads it back: `portcullis check` with that environment.
+    let dir = std::env::temp_dir().join(format!("portcullis-jwt-assertion-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", dir.join("portcullis.json").to_str().unwrap()])
+        .env("PORTCULLIS_WEB_SSO_KEY_OAUTH2_CLIENT_SECRET", value)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
