@@ -246,9 +246,15 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         && importer.refused.is_empty()
         && rules.iter().any(|(r, _)| runs_filters(r))
     {
-        importer.refuse(
-            "the rules run filters, but no Filter or AuthService was given: give their manifests too".to_string(),
-        );
+        let places: Vec<String> = rules
+            .iter()
+            .filter(|(r, _)| runs_filters(r))
+            .map(|(_, p)| format!("{}: {}", p.place, p.field))
+            .collect();
+        importer.refuse(format!(
+            "{}: runs filters, but no Filter or AuthService was given: give their manifests too",
+            places.join(", ")
+        ));
     }
     if !filters.is_empty() && !rules.iter().any(|(r, _)| runs_filters(r)) {
         importer.report.push(
