@@ -131,7 +131,7 @@ pub struct Shared {
     /// Userinfo answers, per OAuth2 filter.
     pub userinfo: RefCell<BTreeMap<usize, UserinfoCache>>,
     /// Headers to add to the upstream's response, per request (context id).
-    pub response_headers: RefCell<BTreeMap<u32, Vec<(String, String)>>>,
+    pub response_headers: RefCell<BTreeMap<u32, Vec<HeaderChange>>>,
     pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
@@ -733,12 +733,22 @@ fn release_held_response(site: Site, journey: &mut Journey) -> Action {
     Action::Continue
 }
 
-/// Adds headers to the upstream's response (in its response-headers callback,
+/// Makes a filter's changes to the upstream's response (added beside its
+/// headers, or set over them) (in its response-headers callback,
 /// or while that response is held).
-pub fn add_response_headers(headers: Vec<(String, String)>) {
-    for (name, value) in headers {
-        if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
-            log::warn!("could not add response header {name}: {status:?}");
+pub fn add_response_headers(headers: Vec<HeaderChange>) {
+    for change in headers {
+        let name = change.name.as_str();
+        let result = match &change.value {
+            Some(v) if change.append => {
+                hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, v)
+            }
+            value => {
+                hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_deref())
+            }
+        };
+        if let Err(status) = result {
+            log::warn!("could not change response header {name}: {status:?}");
         }
     }
 }
