@@ -131,6 +131,7 @@ impl Root {
         for id in expired {
             wake(shared, id, true);
         }
+        super::shared::end_headers_pause_probes(shared);
         // Requests waiting for a shared callout (another VM's, or one whose
         // request went away): its answer, or a failure once it is overdue.
         poll_shared(shared, self.context_id, SHARED_CALLOUT_WAIT.as_secs_f64());
@@ -471,6 +472,7 @@ impl RootContext for Root {
             fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
+            headers_pause: std::cell::Cell::new(super::shared::HeadersPause::Unknown),
         }));
         if let Some(shared) = &self.shared {
             init_shared_slots(shared);
