@@ -842,3 +842,48 @@ fn a_stale_session_cookie_of_the_same_name_sent_first_does_not_hide_the_session(
         assert_eq!(echoed(&r).header("x-user"), Some(USER), "{stale}");
     }
 }
+
+/// An IdP error answer at the callback, with the genuine state (a link anyone
+/// can craft on the site's own domain, RFC 6749 §10.13): the page says what
+/// the `error` code means in fixed words, never the `error_description`
+/// (which goes to the log only) nor an unknown code, and links back to the
+/// site.
+#[test]
+fn a_crafted_error_description_never_reaches_the_page() {
+    let f = fx();
+    let description = "Your account is locked, call +1-555-0100";
+    for (error, fixed) in [
+        ("access_denied", "The sign-in was refused"),
+        (
+            "call_us_at_555_0100",
+            "The identity provider could not sign you in",
+        ),
+    ] {
+        let mut agent = Agent::new();
+        let r = agent.get(&url(&format!("/app/idp-error-{error}")));
+        let loc = assert_login_redirect(&r, &f.idp);
+        let state = loc.query_param("state").expect("state");
+        let r = agent.get(&format!(
+            "{}?error={error}&error_description={}&state={}",
+            redirect_uri(&o()),
+            percent_encode(description),
+            percent_encode(&state)
+        ));
+        let body = r.body_str();
+        assert_eq!(r.status, 401, "{error}: {:?} {body}", r.headers);
+        assert!(body.contains(fixed), "{error}: fixed text: {body}");
+        assert!(
+            !body.contains("555") && !body.contains("locked"),
+            "{error}: the IdP's (or a forger's) words never reach the page: {body}"
+        );
+        assert!(
+            body.contains("href=\"/\""),
+            "{error}: a link back to the site: {body}"
+        );
+        assert!(cookies_set(&r, "portcullis_session").is_empty());
+    }
+    assert!(
+        f.envoy.log().contains(description),
+        "the description is logged for the operator"
+    );
+}

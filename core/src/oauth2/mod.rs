@@ -74,6 +74,7 @@ pub mod encoding;
 mod flow;
 mod grants;
 mod id_token;
+mod idp_error;
 mod loops;
 pub mod session;
 pub mod spec;
@@ -1193,11 +1194,13 @@ fn compile_origin(
     })
 }
 
-/// An HTML page (error pages, the Strict-cookie continue page).
+/// An HTML page (error pages, the Strict-cookie continue page), with a link
+/// back to the origin's root. `detail` is Portcullis's own words: never text
+/// a request or an IdP's answer carried (escaped all the same).
 pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1><p>{d}</p></body></html>\n",
+         <body><h1>{t}</h1><p>{d}</p><p><a href=\"/\">Go back to the application</a></p></body></html>\n",
         t = html_escape(title),
         d = html_escape(detail)
     );
