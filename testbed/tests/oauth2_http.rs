@@ -887,3 +887,76 @@ fn a_crafted_error_description_never_reaches_the_page() {
         "the description is logged for the operator"
     );
 }
+
+/// The single-page app of the report: its session gone, it polls
+/// `GET /app/api/data` with `fetch()` (`Accept: application/json`,
+/// `Sec-Fetch-Mode: cors`, `Sec-Fetch-Dest: empty`). Each poll gets a 401
+/// naming the login, never a redirect or a state cookie; then the user
+/// reloads the page (a navigation) and is sent to sign in, not to the loop
+/// page, and signs in.
+#[test]
+fn a_polling_app_gets_401_and_its_user_signs_in_on_reload() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let poll = [
+        ("Accept", "application/json"),
+        ("Sec-Fetch-Mode", "cors"),
+        ("Sec-Fetch-Dest", "empty"),
+    ];
+    for i in 0..10 {
+        let r = agent.send("GET", &url("/app/api/data"), &poll, b"");
+        assert_eq!(r.status, 401, "poll {i}: {:?}", r.headers);
+        assert!(r.header("location").is_none(), "poll {i}");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains(&format!("login_uri=\"{}/\"", o())),
+            "poll {i}: {challenge}"
+        );
+        assert!(
+            r.headers_all("set-cookie").is_empty(),
+            "poll {i}: no state cookie, no count: {:?}",
+            r.headers
+        );
+    }
+    // (A WebSocket upgrade gets the same 401 from the filter, core
+    // `background_requests_get_401_not_a_login`; this fixture's Envoy has no
+    // `upgrade_configs`, so Envoy itself refuses the upgrade before any filter.)
+    // The reload: a navigation, sent to the IdP and signed in.
+    let login = f
+        .idp
+        .login_headless(&mut agent, &url("/app/reloaded"), USER);
+    assert_eq!(login.final_url, url("/app/reloaded"));
+    assert_eq!(login.response.status, 200);
+    assert!(login.hops.iter().all(|h| h.response.status != 508));
+}
+
+/// Ten tabs opened before any login finishes (a restored session): each is
+/// sent to sign in, none gets the loop page; the browser keeps at most
+/// `MAX_PENDING_LOGINS` (8) state cookies, the oldest dropped; the last tab
+/// signs in.
+#[test]
+fn ten_tabs_never_get_the_loop_page() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let host = "127.0.0.1";
+    for i in 0..10 {
+        let r = agent.get(&url(&format!("/app/tab-{i}")));
+        assert_eq!(r.status, 303, "tab {i}: {:?} {}", r.headers, r.body_str());
+        let states = agent
+            .cookies_with_prefix(host, "portcullis_state.login.")
+            .len();
+        assert!(states <= 8, "tab {i}: {states} state cookies");
+    }
+    assert_eq!(
+        agent
+            .cookies_with_prefix(host, "portcullis_state.login.")
+            .len(),
+        8,
+        "the bound, the oldest dropped"
+    );
+    let login = f
+        .idp
+        .login_headless(&mut agent, &url("/app/tab-last"), USER);
+    assert_eq!(login.final_url, url("/app/tab-last"));
+    assert!(login.hops.iter().all(|h| h.response.status != 508));
+}

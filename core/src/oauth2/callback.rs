@@ -317,6 +317,8 @@ pub(super) fn finish_login(
         Err(r) => return OAuth2Step::Respond(r),
     };
     cookies.push(clear_state);
+    let (f, _, _, _, now) = cx.parts();
+    cookies.push(super::loops::completed_login(f, origin, jar, now));
     // Never an open redirect: the URL must be on this request's protected origin.
     let home = format!("{}/", origin.url());
     let target = login

@@ -17,15 +17,19 @@
 //!   URI is `<request origin>/.portcullis/oauth2/redirection-endpoint`.
 //! - **Unauthenticated requests.** GET/HEAD navigations get a 303 to the IdP.
 //!   When the rule's `insteadOfRedirect` applies (no `ifRequestHeader`, or it
-//!   matches) the answer is its `httpStatusCode` (default 403, as AES). Other
-//!   methods and `X-Requested-With: XMLHttpRequest` get that status too when
-//!   `insteadOfRedirect` is set, else 401 (`{"message": ...}`): a redirect to an
-//!   IdP page is of no use to a script, and a replayed POST would lose its body.
+//!   matches) the answer is its `httpStatusCode` (default 403, as AES). A
+//!   request a browser cannot follow to an IdP page (see
+//!   [`login::background_request`]: other methods, `fetch`/XHR by their
+//!   `Sec-Fetch-*` headers or `X-Requested-With`, an `Accept` without HTML, an
+//!   `Upgrade`) gets that status too when `insteadOfRedirect` is set, else 401
+//!   (`{"message": ...}`) with `WWW-Authenticate` naming the login, and no
+//!   state cookie: a redirect is of no use to a script, and a replayed POST
+//!   would lose its body (as oauth2-proxy, and Envoy's `deny_redirect_matcher`).
 //! - **Login state.** One sealed cookie per login in progress,
 //!   `portcullis_state.<name>.<first 12 characters of state>` (10 minutes,
 //!   HttpOnly, SameSite=Lax, Path=/), holding the state, PKCE verifier, nonce,
-//!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time, so
-//!   several tabs can log in at once. The original URL is always built from the
+//!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time
+//!   (past it the oldest is dropped), so several tabs can log in at once. The original URL is always built from the
 //!   request's own protected origin and checked again at the callback: never an
 //!   open redirect.
 //! - **Callback errors** are pages, never redirects, so a failure cannot loop:
@@ -131,7 +135,7 @@ pub fn is_logout_path(path: &str) -> bool {
 /// How long a login may take (the state cookie's lifetime).
 pub const LOGIN_STATE_LIFETIME: u64 = 600;
 /// The most logins in progress per browser (state cookies).
-pub const MAX_PENDING_LOGINS: usize = 4;
+pub const MAX_PENDING_LOGINS: usize = 8;
 /// How long token and userinfo callouts may take.
 pub const CALLOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a userinfo answer is remembered.
