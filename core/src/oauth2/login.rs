@@ -130,6 +130,11 @@ pub(super) fn login_redirect(
     let Some(discovery) = idp.discovery else {
         return f.idp_unavailable();
     };
+    // No login that could never hold: say what is wrong instead.
+    if let Some(reason) = f.unusable_with(discovery) {
+        log::warn!("{reason}");
+        return f.unusable_page(&reason);
+    }
     let counted = match loops::count_login(f, origin, jar, now) {
         Ok(cookie) => cookie,
         Err(page) => return page,

@@ -564,6 +564,31 @@ impl OAuth2Filter {
         )
     }
 
+    /// `accessTokenValidation: userinfo` against an IdP whose discovery
+    /// document publishes no `userinfo_endpoint` (OIDC Discovery makes it only
+    /// RECOMMENDED; Azure AD B2C has none): no access token can ever be
+    /// checked. The reason, naming the setting (for the log and the page);
+    /// `None` when the filter can work with `discovery`.
+    pub fn unusable_with(&self, discovery: &Discovery) -> Option<String> {
+        (self.validation == TokenValidation::Userinfo && discovery.userinfo_endpoint.is_none())
+            .then(|| {
+                format!(
+                    "OAuth2 filter {:?} checks access tokens at the identity provider's UserInfo endpoint (accessTokenValidation: userinfo), and the identity provider's discovery document names none (no userinfo_endpoint). Set accessTokenValidation to \"auto\" (or \"jwt\" when its access tokens are JWTs it signs).",
+                    self.name
+                )
+            })
+    }
+
+    /// The 503 page for [`OAuth2Filter::unusable_with`]: what is wrong, in
+    /// words an operator can act on.
+    pub(super) fn unusable_page(&self, reason: &str) -> Response {
+        error_page(
+            503,
+            "Sign-in is not configured for this identity provider",
+            reason,
+        )
+    }
+
     /// Whether `useSessionCookies` makes this request's cookies browser-session
     /// cookies.
     fn browser_session_cookies(&self, headers: &Headers) -> bool {

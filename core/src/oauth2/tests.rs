@@ -2726,3 +2726,50 @@ fn a_stale_session_cookie_of_the_same_name_does_not_hide_the_good_one() {
         303
     );
 }
+
+/// An IdP without a UserInfo endpoint (Azure AD B2C; OIDC Discovery makes it
+/// only RECOMMENDED) and opaque access tokens: `auto` does what it does when
+/// UserInfo refuses such a token (the token's lifetime counts), never a 503.
+#[test]
+fn auto_without_a_userinfo_endpoint_passes_an_opaque_token_on_its_lifetime() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let jar = logged_in(&f, default_tokens);
+    let mut idp = Idp::new();
+    idp.discovery.userinfo_endpoint = None;
+    let req = jwt_session_request(&jar, "GET", "/page", &[]);
+    let (changes, _) = allowed(f.check(&req, &args, &idp.state(), NOW + 10.0, &mut rng()));
+    assert!(changes.contains(&HeaderChange::set("authorization", "Bearer opaque-access")));
+    // Past its lifetime: a refresh, not a pass.
+    let step = f.check(&req, &args, &idp.state(), NOW + 400.0, &mut rng());
+    assert!(!matches!(step, OAuth2Step::Allow { .. }));
+}
+
+/// `accessTokenValidation: userinfo` against such an IdP can never check a
+/// token: no login is started; a 503 page and the log name the setting.
+#[test]
+fn userinfo_validation_without_a_userinfo_endpoint_is_refused_with_the_setting() {
+    let mut f = filter();
+    f.validation = TokenValidation::Userinfo;
+    let mut idp = Idp::new();
+    idp.discovery.userinfo_endpoint = None;
+    assert!(f
+        .unusable_with(&idp.discovery)
+        .is_some_and(|r| r.contains("accessTokenValidation")));
+    let r = respond(f.check(
+        &request("GET", "/page", &[]),
+        &OAuth2Args::default(),
+        &idp.state(),
+        NOW,
+        &mut rng(),
+    ));
+    assert_eq!(r.status, 503);
+    assert!(r.header("location").is_none());
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(
+        page.contains("accessTokenValidation") && page.contains("userinfo_endpoint"),
+        "{page}"
+    );
+    // With the endpoint, nothing to say.
+    assert!(f.unusable_with(&discovery()).is_none());
+}

@@ -257,6 +257,11 @@ impl Root {
         let Some(discovery) = shared.discovery.borrow().get(idp.discovery) else {
             return;
         };
+        // A setting this IdP cannot serve: refused here, when the document
+        // arrives (each login then gets the page naming it).
+        if let Some(reason) = oauth2.unusable_with(&discovery) {
+            log::error!("{reason}");
+        }
         if oauth2.needs_keys() && discovery.jwks_uri != idp.jwks_url {
             match oauth2.callout_target(&discovery.jwks_uri) {
                 Some(target) => {
