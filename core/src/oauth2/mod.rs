@@ -627,6 +627,39 @@ impl OAuth2Filter {
         }
     }
 
+    /// A callback or logout that belongs to another OAuth2 filter, of this
+    /// Portcullis or of another one further down Envoy's chain (a gateway
+    /// level and a route level): the request carries none of this filter's
+    /// cookies for it, and another filter's (the state cookie of the callback's
+    /// state id; a session or XSRF cookie for a logout). Such a request is
+    /// passed on untouched, for its own filter to answer.
+    pub(crate) fn foreign_endpoint_request(
+        &self,
+        request: &Request,
+        jar: &session::CookieJar,
+    ) -> bool {
+        if self.claims_endpoint_request(request) {
+            return false;
+        }
+        let path = request.path.split(['?', '#']).next().unwrap_or("");
+        if self.is_callback_path(path) {
+            let state = encoding::query_param(&encoding::query_params(&request.path), "state")
+                .unwrap_or("")
+                .to_string();
+            let Some(id) = state.get(..login::STATE_ID_LEN) else {
+                return false;
+            };
+            let suffix = format!(".{id}");
+            return jar
+                .names()
+                .any(|n| n.starts_with("portcullis_state.") && n.ends_with(&suffix));
+        }
+        is_logout_path(path)
+            && jar
+                .names()
+                .any(|n| n.starts_with("portcullis_session.") || n.starts_with("portcullis_xsrf."))
+    }
+
     /// Whether `name` is one of this filter's login state cookies.
     pub(crate) fn owns_state_cookie(&self, name: &str) -> bool {
         name.strip_prefix(self.cookie_base("state").as_str())

@@ -2773,3 +2773,44 @@ fn userinfo_validation_without_a_userinfo_endpoint_is_refused_with_the_setting()
     // With the endpoint, nothing to say.
     assert!(f.unusable_with(&discovery()).is_none());
 }
+
+/// Two Portcullis filters in one chain (a gateway level and a route level),
+/// each with an OAuth2 filter for the origin: a callback whose state cookie,
+/// or a logout whose session, belongs to another filter is passed on
+/// untouched; one with no filter's cookie is answered here.
+#[test]
+fn another_filters_callback_or_logout_is_passed_on_untouched() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let state = "abcdefghijklmnopqrstuvwxyz012345";
+    let callback = |cookie: &str| {
+        request(
+            "GET",
+            &format!("{}?code=c&state={state}", super::CALLBACK_PATH),
+            &[("cookie", cookie)],
+        )
+    };
+    let foreign = callback("portcullis_state.route.abcdefghijkl=v1.9999999999.x");
+    match check(&f, &args, &foreign, NOW) {
+        OAuth2Step::Allow { request, response } => {
+            assert!(request.is_empty() && response.is_empty());
+        }
+        other => panic!("expected the callback passed on, got {other:?}"),
+    }
+    // No filter's state cookie: this filter answers (the 400 page).
+    let r = respond(check(&f, &args, &callback("theme=dark"), NOW));
+    assert_eq!(r.status, 400);
+    // A logout carrying only another filter's session: passed on.
+    let logout = request(
+        "POST",
+        super::LOGOUT_PATH,
+        &[(
+            "cookie",
+            "portcullis_session.route=x; portcullis_xsrf.route=y",
+        )],
+    );
+    assert!(matches!(
+        check(&f, &args, &logout, NOW),
+        OAuth2Step::Allow { .. }
+    ));
+}
