@@ -70,8 +70,9 @@ impl Root {
                 Ok(())
             }
             Err(status) => Err(format!(
-                "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                target.cluster
+                "Envoy refused the callout to cluster {:?} ({status:?}): {}",
+                target.cluster,
+                super::shared::refusal_hint(status)
             )),
         }
     }
@@ -472,6 +473,10 @@ impl RootContext for Root {
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
         }));
+        // Every counter at zero from now on, not from its first event.
+        if let Some(shared) = &self.shared {
+            shared.metrics.define_all(&shared.config);
+        }
         if let Some(shared) = &self.shared {
             init_shared_slots(shared);
         }
