@@ -171,3 +171,54 @@ fn a_defined_cluster_without_endpoints_is_not_called_undefined() {
     assert!(lines_with(&envoy, "request_id=req-dns-1")[0]
         .contains("decision=deny filter=dns status=403"));
 }
+
+/// The decision in Envoy's access log, through the filter state Portcullis sets.
+#[test]
+fn an_access_log_prints_the_decision_and_the_filter() {
+    let echo = EchoUpstream::start();
+    let plugin = json!({
+        "filters": [ { "name": "keys", "APIKey": { "keys": [ { "value": "k1" } ] } } ],
+        "rules": [ { "host": "*", "path": "/keys/*", "filters": [ { "name": "keys" } ] } ]
+    });
+    let access_log = r#"          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                text_format_source:
+                  inline_string: "ACCESS %REQ(X-REQUEST-ID)% %RESPONSE_CODE% decision=%FILTER_STATE(wasm.portcullis.decision:PLAIN)% filter=%FILTER_STATE(wasm.portcullis.filter:PLAIN)%\n"
+          stat_prefix: "main"
+"#;
+    let yaml = EnvoyConfig::new(echo.port())
+        .plugin(plugin)
+        .build()
+        .replacen("          stat_prefix: \"main\"\n", access_log, 1);
+    assert!(yaml.contains("access_log"), "{yaml}");
+    let envoy = Envoy::start(&yaml);
+    let port = envoy.port("main");
+    let r = client::get(
+        port,
+        "/keys/x",
+        &[("x-api-key", "nope"), ("x-request-id", "acc-1")],
+    );
+    assert_eq!(r.status, 403, "{}", show(&r));
+    let r = client::get(
+        port,
+        "/keys/x",
+        &[("x-api-key", "k1"), ("x-request-id", "acc-2")],
+    );
+    assert_eq!(r.status, 200, "{}", show(&r));
+    let r = client::get(port, "/open", &[("x-request-id", "acc-3")]);
+    assert_eq!(r.status, 200, "{}", show(&r));
+    for line in [
+        "ACCESS acc-1 403 decision=deny filter=keys",
+        "ACCESS acc-2 200 decision=allow filter=keys",
+        "ACCESS acc-3 200 decision=- filter=-",
+    ] {
+        assert!(
+            envoy.wait_for_log(line, Duration::from_secs(10)),
+            "{line}\n{}",
+            lines_with(&envoy, "ACCESS").join("\n")
+        );
+    }
+}
