@@ -152,50 +152,12 @@ fn main() -> ExitCode {
 }
 
 fn import_command(files: &[String], out: Option<&std::path::Path>) -> Result<(), Failure> {
-    use portcullis_core::config::Config;
-    let imported = import::import(files)?;
-    for line in &imported.report {
-        eprintln!("import: {line}");
-    }
-    for var in &imported.env_missing {
-        eprintln!("import: environment variable {var}: no value in the given Secrets: set it in the Envoy VM's environment");
-    }
-    // The result must load as the plugin would load it.
-    let bytes = serde_json::to_vec(&imported.config).map_err(|e| e.to_string())?;
-    let env = |name: &str| {
-        imported.env.get(name).cloned().or_else(|| {
-            imported
-                .env_missing
-                .iter()
-                .any(|m| m == name)
-                .then(|| "placeholder".to_string())
-        })
-    };
-    match Config::from_json_with_env(&bytes, &env) {
-        Ok(config) => {
-            // What the plugin will say of it: the fields it accepts and ignores.
-            for notice in &config.notices {
-                eprintln!("import: note: {notice}");
-            }
-        }
-        Err(errors) => {
-            let lines: Vec<String> = errors
-                .iter()
-                .map(|e| format!("import: the result does not load: {e}"))
-                .collect();
-            return Err(Failure::Refused(lines.join("\n")));
-        }
-    }
-    match out {
-        Some(dir) => {
-            for path in import::write_out(&imported, dir)? {
-                eprintln!("import: wrote {path}");
-            }
-        }
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&imported.config).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(())
+    let out =
+        match out {
+            Some(dir) => Some(dir.to_str().ok_or_else(|| {
+                Failure::Usage("--out: the directory name is not UTF-8".to_string())
+            })?),
+            None => None,
+        };
+    Ok(import::run(files, out)?)
 }

@@ -53,7 +53,7 @@ pub(super) fn authenticated(
         ));
     }
     if access_due(f, &session, now) {
-        return match refresh(f, &session, idp) {
+        return match refresh(f, &session, idp, now, random) {
             Some(step) => step,
             None => unauthenticated(cx, origin, jar, random),
         };

@@ -26,6 +26,7 @@ pub(super) fn callback(
     jar: &CookieJar,
     idp: &IdpState<'_>,
     now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let Some(discovery) = idp.discovery else {
         return OAuth2Step::NeedIdp;
@@ -103,7 +104,7 @@ pub(super) fn callback(
         ("redirect_uri", redirect_uri.as_str()),
         ("code_verifier", login.verifier.as_str()),
     ];
-    let callout = token_callout(f, &target, &mut form, None);
+    let callout = token_callout(f, &target, &mut form, None, now, random);
     OAuth2Step::Callout {
         callout,
         pending: pending(Awaiting::CodeExchange {

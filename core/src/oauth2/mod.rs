@@ -72,6 +72,7 @@
 mod access;
 mod awaiting;
 mod callback;
+pub mod client_assertion;
 mod compile;
 pub mod discovery;
 pub mod encoding;
@@ -172,6 +173,9 @@ pub enum ClientAuth {
     Basic,
     /// `BodyPassword`: `client_secret_post`.
     Post,
+    /// `JWTAssertion`: `private_key_jwt` / `client_secret_jwt` (RFC 7523),
+    /// signed by [`OAuth2Filter::client_assertion`].
+    Assertion,
 }
 
 /// A `protectedOrigins` entry.
@@ -215,6 +219,8 @@ pub struct OAuth2Filter {
     grant: GrantType,
     validation: TokenValidation,
     client_auth: ClientAuth,
+    /// `clientAuthentication.jwtAssertion`, with `client_auth` `Assertion`.
+    client_assertion: Option<client_assertion::ClientAssertion>,
     origins: Vec<ProtectedOrigin>,
     extra_parameters: Vec<(String, String)>,
     pub(crate) inject: Vec<HeaderTemplate>,
@@ -492,7 +498,7 @@ impl OAuth2Filter {
                 steps::check(self, request, args, idp, now_unix, random)
             }
             GrantType::ClientCredentials | GrantType::Password => {
-                grants::check(self, request, args, idp)
+                grants::check(self, request, args, idp, now_unix, random)
             }
         }
     }

@@ -56,6 +56,7 @@ fn filter() -> OAuth2Filter {
         grant: GrantType::AuthorizationCode,
         validation: TokenValidation::Auto,
         client_auth: ClientAuth::Basic,
+        client_assertion: None,
         origins: vec![ProtectedOrigin {
             scheme: "https".to_string(),
             host: "app.example.com".to_string(),
@@ -521,6 +522,44 @@ fn body_password_sends_client_secret_post() {
     let body = form(&c);
     assert_eq!(body["client_id"], "my client");
     assert_eq!(body["client_secret"], "s3cr3t:&");
+}
+
+#[test]
+fn jwt_assertion_sends_a_signed_client_assertion_and_no_secret() {
+    let mut f = filter();
+    let env = |_: &str| None;
+    let mut c = crate::compile::Compiler::new(std::collections::BTreeMap::new(), &env);
+    let spec = super::client_assertion::JwtAssertionSpec {
+        signing_method: Some("HS256".to_string()),
+        ..Default::default()
+    };
+    f.client_assertion = super::client_assertion::ClientAssertion::compile(
+        &mut c,
+        "a",
+        &spec,
+        "s",
+        Some("s3cr3t:&"),
+    );
+    f.client_auth = ClientAuth::Assertion;
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let (c, _) = callout(check(&f, &args, &callback_request(&login, ""), NOW));
+    assert!(header(&c, "authorization").is_none());
+    let body = form(&c);
+    assert!(!body.contains_key("client_secret"));
+    assert!(!body.contains_key("client_id"));
+    assert_eq!(body["grant_type"], "authorization_code");
+    assert_eq!(
+        body["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let parts: Vec<&str> = body["client_assertion"].split('.').collect();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&super::encoding::b64url_decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["iss"], "my client");
+    assert_eq!(claims["sub"], "my client");
+    assert_eq!(claims["aud"], "https://idp.example.com/token");
+    assert_eq!(claims["exp"], (NOW.floor() as u64) + 60);
 }
 
 #[test]
