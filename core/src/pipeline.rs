@@ -309,6 +309,12 @@ impl Journey {
         std::mem::take(&mut self.response_headers)
     }
 
+    /// The index of the rule this request matched, once selected (for the
+    /// decision log).
+    pub fn rule_index(&self) -> Option<usize> {
+        self.rule
+    }
+
     /// Takes the filters' outcomes recorded so far (for metrics).
     pub fn take_outcomes(&mut self) -> Vec<(usize, Outcome)> {
         std::mem::take(&mut self.outcomes)

@@ -199,9 +199,15 @@ impl HttpContext for Http {
         let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
-            shared
-                .metrics
-                .outcomes(&shared.config, &journey.take_outcomes());
+            let outcomes = journey.take_outcomes();
+            super::decision_log::log_decision(
+                &shared.config,
+                &request,
+                journey.rule_index(),
+                &outcomes,
+                None,
+            );
+            shared.metrics.outcomes(&shared.config, &outcomes);
             super::shared::keep_response_headers(&shared, self.context_id, &mut journey);
             super::shared::apply_changes(changes);
             return Action::Continue;

@@ -70,8 +70,9 @@ impl Root {
                 Ok(())
             }
             Err(status) => Err(format!(
-                "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                target.cluster
+                "Envoy refused the callout to cluster {:?} ({status:?}): {}",
+                target.cluster,
+                super::shared::refusal_hint(status)
             )),
         }
     }
@@ -479,6 +480,10 @@ impl RootContext for Root {
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
             headers_pause: std::cell::Cell::new(super::shared::HeadersPause::Unknown),
         }));
+        // Every counter at zero from now on, not from its first event.
+        if let Some(shared) = &self.shared {
+            shared.metrics.define_all(&shared.config);
+        }
         if let Some(shared) = &self.shared {
             init_shared_slots(shared);
         }

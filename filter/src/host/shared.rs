@@ -525,6 +525,20 @@ fn dispatch_http_call_bytes(
     hostcalls::dispatch_http_call(cluster, text, Some(body), vec![], timeout)
 }
 
+/// Why Envoy refused to send a callout, for the log: `BadArgument` is its
+/// answer for a cluster it does not know; a known cluster that cannot take the
+/// request now (its DNS name not resolved yet, no healthy endpoint) fails the
+/// call inline, which Envoy reports as `InternalFailure`.
+pub fn refusal_hint(status: proxy_wasm::types::Status) -> &'static str {
+    match status {
+        proxy_wasm::types::Status::BadArgument => "is the cluster defined?",
+        proxy_wasm::types::Status::InternalFailure => {
+            "the cluster has no endpoint to send it to now (its name not resolved yet, or no healthy host)"
+        }
+        _ => "Envoy could not send it",
+    }
+}
+
 /// Carries out `step` for a request and keeps going until it forwards, answers
 /// or must wait. The effective context must be the request's.
 pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step) -> Action {
@@ -544,9 +558,15 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
         }
         match step {
             Step::Continue(changes) => {
-                shared
-                    .metrics
-                    .outcomes(&shared.config, &pending.journey.take_outcomes());
+                let outcomes = pending.journey.take_outcomes();
+                super::decision_log::log_decision(
+                    &shared.config,
+                    &pending.request,
+                    pending.journey.rule_index(),
+                    &outcomes,
+                    None,
+                );
+                shared.metrics.outcomes(&shared.config, &outcomes);
                 apply_changes(&changes);
                 if pending.journey.response_held() {
                     return release_held_response(site, &mut pending.journey);
@@ -561,21 +581,13 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
             }
             Step::Respond(response) => {
                 let outcomes = pending.journey.take_outcomes();
-                if log::log_enabled!(log::Level::Debug) {
-                    // Never the query, a header value or a token.
-                    let filter = outcomes
-                        .last()
-                        .and_then(|(f, _)| shared.config.filters.get(*f))
-                        .map(|f| f.name.as_str())
-                        .unwrap_or("?");
-                    log::debug!(
-                        "{} {}{}: answered {} by filter {filter}",
-                        pending.request.method,
-                        pending.request.authority,
-                        pending.request.path_only(),
-                        response.status
-                    );
-                }
+                super::decision_log::log_decision(
+                    &shared.config,
+                    &pending.request,
+                    pending.journey.rule_index(),
+                    &outcomes,
+                    Some(&response),
+                );
                 shared.metrics.outcomes(&shared.config, &outcomes);
                 send(&response);
                 return Action::Pause;
@@ -728,8 +740,9 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                     }
                     Err(status) => {
                         log::error!(
-                            "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                            callout.cluster
+                            "Envoy refused the callout to cluster {:?} ({status:?}): {}",
+                            callout.cluster,
+                            refusal_hint(status)
                         );
                         shared.metrics.count(&shared.config, Metric::CalloutFailed);
                         let answer = CalloutAnswer::Failed {
