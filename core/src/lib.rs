@@ -14,6 +14,7 @@ pub mod config;
 pub mod external;
 pub mod fetch;
 pub mod glob;
+pub mod host;
 pub mod inject;
 pub mod jwt;
 pub mod mtls;

@@ -454,6 +454,10 @@ impl RootContext for Root {
             idps.len()
         );
         let shares = config.cache_shares();
+        let userinfo = idps
+            .iter()
+            .map(|slot| (slot.filter, RefCell::default()))
+            .collect();
         self.shared = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             metrics: Default::default(),
@@ -463,7 +467,7 @@ impl RootContext for Root {
             discovery: RefCell::new(discovery),
             idps: RefCell::new(idps),
             discovered_jwks: RefCell::new(Vec::new()),
-            userinfo: RefCell::new(BTreeMap::new()),
+            userinfo,
             response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),

@@ -13,16 +13,15 @@ use portcullis_core::compile::url::CalloutTarget;
 use portcullis_core::config::Config;
 use portcullis_core::external::{CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS};
 use portcullis_core::fetch::DocumentCache;
+use portcullis_core::host::{Host, IdpView};
 use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::host_crypto::{
     decode_result, encode_arguments, probe, SignatureVerifier,
 };
 use portcullis_core::jwt::jwks_cache::JwksCache;
 use portcullis_core::jwt::KeySet;
-use portcullis_core::oauth2::{
-    Discovery, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step, UserinfoCache,
-};
-use portcullis_core::pipeline::{Journey, KeyProvider, Step};
+use portcullis_core::oauth2::{Discovery, UserinfoCache};
+use portcullis_core::pipeline::{Journey, Step};
 use portcullis_core::request::Request;
 use portcullis_core::response::{HeaderChange, Response};
 use portcullis_core::shared_callout::{Consult, ShareKey, SharedCallouts};
@@ -128,8 +127,8 @@ pub struct Shared {
     /// JWK Sets named by discovery documents (source index minus the number of
     /// configured ones): URL and callout target.
     pub discovered_jwks: RefCell<Vec<(String, CalloutTarget)>>,
-    /// Userinfo answers, per OAuth2 filter.
-    pub userinfo: RefCell<BTreeMap<usize, UserinfoCache>>,
+    /// Userinfo answers, per OAuth2 filter (index in the configuration).
+    pub userinfo: BTreeMap<usize, RefCell<UserinfoCache>>,
     /// Headers to add to the upstream's response, per request (context id).
     pub response_headers: RefCell<BTreeMap<u32, Vec<(String, String)>>>,
     pub root_context_id: u32,
@@ -207,28 +206,16 @@ impl Shared {
             .collect()
     }
 
-    fn idp_documents(&self, index: usize) -> (Option<Arc<Discovery>>, Option<Arc<KeySet>>) {
-        let slot = self.idp_slot(index);
+    fn idp_documents(
+        &self,
+        slot: Option<&IdpSlot>,
+    ) -> (Option<Arc<Discovery>>, Option<Arc<KeySet>>) {
         let Some(slot) = slot else {
             return (None, None);
         };
         let discovery = self.discovery.borrow().get(slot.discovery);
         let keys = slot.jwks.and_then(|j| self.jwks.borrow().get(j));
         (discovery, keys)
-    }
-
-    /// Runs `f` with what is known of OAuth2 filter `index`'s IdP.
-    fn with_idp<R>(&self, index: usize, f: impl FnOnce(&IdpState<'_>) -> R) -> R {
-        let (discovery, keys) = self.idp_documents(index);
-        let userinfo = self.userinfo.borrow();
-        let idp = IdpState {
-            discovery: discovery.as_deref(),
-            keys: keys.as_deref(),
-            userinfo: userinfo.get(&index),
-            token_cache: Some(&self.token_cache),
-            session_cache: Some(&self.session_cache),
-        };
-        f(&idp)
     }
 
     /// Whether a request waiting for JWK Set `source` may get it soon: a fetch
@@ -256,7 +243,7 @@ impl Shared {
 
     /// Whether an OAuth2 filter's IdP is ready for its requests.
     pub fn idp_ready(&self, index: usize) -> bool {
-        let (discovery, keys) = self.idp_documents(index);
+        let (discovery, keys) = self.idp_documents(self.idp_slot(index).as_ref());
         let needs_keys = match self.config.filters.get(index).map(|f| &f.kind) {
             Some(portcullis_core::config::FilterKind::OAuth2(o)) => o.needs_keys(),
             _ => false,
@@ -292,7 +279,7 @@ pub fn fill_random(buf: &mut [u8]) {
     }
 }
 
-impl KeyProvider for Shared {
+impl Host for Shared {
     fn keys(&self, source: usize) -> Option<Arc<KeySet>> {
         self.jwks.borrow().get(source)
     }
@@ -322,62 +309,20 @@ impl KeyProvider for Shared {
         usable.then_some(&HostVerifier as &dyn SignatureVerifier)
     }
 
-    fn oauth2_check(
-        &self,
-        filter: &OAuth2Filter,
-        index: usize,
-        request: &Request,
-        args: &OAuth2Args,
-        now_unix: f64,
-    ) -> OAuth2Step {
-        self.with_idp(index, |idp| {
-            filter.check(request, args, idp, now_unix, &mut fill_random)
-        })
+    fn fill_random(&self, buf: &mut [u8]) -> bool {
+        fill_random(buf);
+        true
     }
 
-    fn idp_keys_source(&self, index: usize) -> Option<usize> {
-        self.idp_slot(index).and_then(|s| s.jwks)
-    }
-
-    fn oauth2_resume(
-        &self,
-        filter: &OAuth2Filter,
-        index: usize,
-        request: &Request,
-        args: &OAuth2Args,
-        pending: OAuth2Pending,
-        now_unix: f64,
-    ) -> OAuth2Step {
-        self.with_idp(index, |idp| {
-            filter.resume(request, args, pending, idp, now_unix, &mut fill_random)
-        })
-    }
-
-    fn oauth2_answer(
-        &self,
-        filter: &OAuth2Filter,
-        index: usize,
-        request: &Request,
-        args: &OAuth2Args,
-        pending: OAuth2Pending,
-        answer: CalloutAnswer,
-        now_unix: f64,
-    ) -> OAuth2Step {
-        self.userinfo
-            .borrow_mut()
-            .entry(index)
-            .or_default()
-            .remember(&pending, &answer, now_unix);
-        self.with_idp(index, |idp| {
-            filter.on_answer(
-                request,
-                args,
-                pending,
-                answer,
-                idp,
-                now_unix,
-                &mut fill_random,
-            )
+    fn idp(&self, filter: usize) -> Option<IdpView<'_>> {
+        let slot = self.idp_slot(filter);
+        let (discovery, keys) = self.idp_documents(slot.as_ref());
+        Some(IdpView {
+            discovery,
+            keys,
+            keys_source: slot.and_then(|s| s.jwks),
+            userinfo: self.userinfo.get(&filter),
+            session_cache: Some(&self.session_cache),
         })
     }
 }
