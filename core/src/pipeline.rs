@@ -388,49 +388,11 @@ impl Journey {
                 continue;
             }
             let decision = match &filter.kind {
-                FilterKind::Jwt(jwt) => {
-                    let scopes: &[String] = match &fref.args {
-                        FilterArgs::Jwt { scopes } => scopes,
-                        _ => &[],
-                    };
-                    let remote = match &jwt.keys {
-                        KeySource::Remote(source) => host.keys(*source),
-                        KeySource::Inline(_) => None,
-                    };
-                    match jwt.check_with_cache(
-                        request,
-                        scopes,
-                        remote.as_deref(),
-                        now_unix,
-                        host.token_cache(),
-                        host.signature_verifier(),
-                        fref.filter as u64,
-                    ) {
-                        JwtOutcome::Allow(changes) => Decision::Allow(changes),
-                        // Before any wait or refresh: a lean request is redone.
-                        JwtOutcome::NeedFullRequest => return Step::NeedFullRequest,
-                        _ if request.lean => return Step::NeedFullRequest,
-                        JwtOutcome::Deny(response) => Decision::Deny(response),
-                        JwtOutcome::KeysUnavailable(source) => {
-                            if self.waited.contains(&source) {
-                                Decision::Deny(jwt.keys_unavailable_response(request))
-                            } else {
-                                self.waited.push(source);
-                                return Step::WaitForKeys { source };
-                            }
-                        }
-                        JwtOutcome::UnknownKey { source, response } => {
-                            if !self.waited.contains(&source)
-                                && host.refresh_for_unknown_key(source)
-                            {
-                                self.waited.push(source);
-                                self.fallback = Some(response);
-                                return Step::WaitForKeys { source };
-                            }
-                            Decision::Deny(response)
-                        }
-                    }
-                }
+                FilterKind::Jwt(jwt) => match self.jwt_decision(jwt, fref, request, host, now_unix)
+                {
+                    Ok(decision) => decision,
+                    Err(step) => return step,
+                },
                 FilterKind::OAuth2(oauth2) => {
                     let default_args;
                     let args = match &fref.args {
@@ -572,6 +534,59 @@ impl Journey {
         }
         // A set that never loaded: running again answers 503 (it was waited for).
         self.run(config, request, host, now_unix)
+    }
+
+    /// Runs JWT filter `jwt` (`fref`): a decision (`Ok`) or a step for the
+    /// host (`Err`: wait for its keys, or redo a lean request whole).
+    #[allow(clippy::result_large_err)] // a step is returned once per journey stage
+    fn jwt_decision(
+        &mut self,
+        jwt: &crate::jwt::filter::JwtFilter,
+        fref: &FilterRef,
+        request: &Request,
+        host: &dyn Host,
+        now_unix: f64,
+    ) -> Result<Decision, Step> {
+        let scopes: &[String] = match &fref.args {
+            FilterArgs::Jwt { scopes } => scopes,
+            _ => &[],
+        };
+        let remote = match &jwt.keys {
+            KeySource::Remote(source) => host.keys(*source),
+            KeySource::Inline(_) => None,
+        };
+        let decision = match jwt.check_with_cache(
+            request,
+            scopes,
+            remote.as_deref(),
+            now_unix,
+            host.token_cache(),
+            host.signature_verifier(),
+            fref.filter as u64,
+        ) {
+            JwtOutcome::Allow(changes) => Decision::Allow(changes),
+            // Before any wait or refresh: a lean request is redone.
+            JwtOutcome::NeedFullRequest => return Err(Step::NeedFullRequest),
+            _ if request.lean => return Err(Step::NeedFullRequest),
+            JwtOutcome::Deny(response) => Decision::Deny(response),
+            JwtOutcome::KeysUnavailable(source) => {
+                if self.waited.contains(&source) {
+                    Decision::Deny(jwt.keys_unavailable_response(request))
+                } else {
+                    self.waited.push(source);
+                    return Err(Step::WaitForKeys { source });
+                }
+            }
+            JwtOutcome::UnknownKey { source, response } => {
+                if !self.waited.contains(&source) && host.refresh_for_unknown_key(source) {
+                    self.waited.push(source);
+                    self.fallback = Some(response);
+                    return Err(Step::WaitForKeys { source });
+                }
+                Decision::Deny(response)
+            }
+        };
+        Ok(decision)
     }
 
     /// Maps an OAuth2 step to a decision (`Ok`) or a step for the host (`Err`).

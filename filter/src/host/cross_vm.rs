@@ -137,16 +137,14 @@ pub fn poll_shared(vm: &VmState, max_wait: f64) -> Vec<(u32, CalloutAnswer)> {
                 .ok()
                 .and_then(|(bytes, _)| bytes)
         });
-        match vm.shared_callouts.consult(bytes.as_deref(), &key, now) {
-            Consult::Answered(answer) => {
+        let consult = vm.shared_callouts.consult(bytes.as_deref(), &key, now);
+        match polled(consult, now - since, max_wait) {
+            Polled::Answered(answer) => {
                 vm.metrics.count(&vm.config, Metric::SharedCalloutReused);
                 answers.push((id, answer));
             }
-            // Still in flight.
-            Consult::InFlight if now - since <= max_wait => {}
-            // Its VM went away without answering; or the answer is gone from
-            // the slot (evicted) before this VM read it.
-            _ => {
+            Polled::InFlight => {}
+            Polled::Unanswered => {
                 let answer = CalloutAnswer::Failed {
                     reason: "the shared callout got no answer".to_string(),
                 };
@@ -157,6 +155,29 @@ pub fn poll_shared(vm: &VmState, max_wait: f64) -> Vec<(u32, CalloutAnswer)> {
     answers
 }
 
+/// What a request waiting on a shared callout does after reading its slot.
+#[derive(Debug, PartialEq)]
+enum Polled {
+    /// The callout's answer: the request goes on with it.
+    Answered(CalloutAnswer),
+    /// Still in flight: read again on the next tick.
+    InFlight,
+    /// Waited `max_wait` already (its VM went away without answering), or the
+    /// answer is gone from the slot (evicted) before this VM read it: the
+    /// request goes on as with an unanswered callout.
+    Unanswered,
+}
+
+/// What the slot's `consult` means for a request that has waited `waited`
+/// seconds of at most `max_wait`.
+fn polled(consult: Consult, waited: f64, max_wait: f64) -> Polled {
+    match consult {
+        Consult::Answered(answer) => Polled::Answered(answer),
+        Consult::InFlight if waited <= max_wait => Polled::InFlight,
+        _ => Polled::Unanswered,
+    }
+}
+
 /// Runs the tick at `FAST_TICK` while requests wait on a shared callout.
 pub fn set_fast_tick(vm: &VmState, fast: bool) {
     if vm.fast_tick.get() == fast {
@@ -165,5 +186,42 @@ pub fn set_fast_tick(vm: &VmState, fast: bool) {
     let period = if fast { FAST_TICK } else { TICK };
     if hostcalls::set_tick_period(period).is_ok() {
         vm.fast_tick.set(fast);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> CalloutAnswer {
+        CalloutAnswer::Http {
+            status: 200,
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_waiter_goes_on_with_the_answer_in_the_slot() {
+        assert_eq!(
+            polled(Consult::Answered(answer()), 99.0, 1.0),
+            Polled::Answered(answer())
+        );
+    }
+
+    #[test]
+    fn a_waiter_reads_again_while_in_flight_and_gives_up_past_max_wait() {
+        assert_eq!(polled(Consult::InFlight, 0.5, 1.0), Polled::InFlight);
+        assert_eq!(polled(Consult::InFlight, 1.0, 1.0), Polled::InFlight);
+        assert_eq!(polled(Consult::InFlight, 1.01, 1.0), Polled::Unanswered);
+    }
+
+    #[test]
+    fn a_slot_whose_answer_is_gone_fails_the_waiter() {
+        // The slot would let a new claim in: nobody holds the callout now.
+        assert_eq!(
+            polled(Consult::Claim(Vec::new()), 0.1, 1.0),
+            Polled::Unanswered
+        );
     }
 }

@@ -151,22 +151,51 @@ fn wait_for_documents(vm: &VmState, site: Site, mut pending: Box<Pending>, step:
         Step::WaitForIdp { filter } => vm.idp_awaited(filter),
         _ => false,
     };
-    if !awaited || vm.pending.borrow().len() >= max_pending() {
-        let mut next = pending
-            .journey
-            .keys_timed_out(&vm.config, &mut pending.request, vm, now());
-        if matches!(next, Step::WaitForKeys { .. } | Step::WaitForIdp { .. }) {
-            next = Step::Respond(Response::json_error(503, "too many requests waiting"));
-        }
-        return Turn::Next(pending, next);
-    }
+    let parked = vm.pending.borrow().len();
     let deadline = now() + KEY_WAIT.as_secs_f64();
-    pending.wait = match step {
-        Step::WaitForIdp { filter } => Wait::Idp { filter, deadline },
-        Step::WaitForKeys { source } => Wait::Keys { source, deadline },
-        _ => pending.wait,
-    };
-    Turn::Done(park(vm, site, *pending))
+    match document_wait(&step, awaited, parked, max_pending(), deadline) {
+        Some(wait) => {
+            pending.wait = wait;
+            Turn::Done(park(vm, site, *pending))
+        }
+        None => {
+            let next = pending
+                .journey
+                .keys_timed_out(&vm.config, &mut pending.request, vm, now());
+            Turn::Next(pending, unparked(next))
+        }
+    }
+}
+
+/// What a request waiting for documents (`Step::WaitForKeys`/`WaitForIdp`)
+/// waits for until `deadline`, or `None` when it does not park: no fetch is in
+/// flight or due (`awaited` false), or `bound` requests are parked already.
+fn document_wait(
+    step: &Step,
+    awaited: bool,
+    parked: usize,
+    bound: usize,
+    deadline: f64,
+) -> Option<Wait> {
+    if !awaited || parked >= bound {
+        return None;
+    }
+    match *step {
+        Step::WaitForIdp { filter } => Some(Wait::Idp { filter, deadline }),
+        Step::WaitForKeys { source } => Some(Wait::Keys { source, deadline }),
+        _ => None,
+    }
+}
+
+/// The journey's step for a request that could not park: its own answer, or
+/// 503 when it would wait again.
+fn unparked(next: Step) -> Step {
+    match next {
+        Step::WaitForKeys { .. } | Step::WaitForIdp { .. } => {
+            Step::Respond(Response::json_error(503, "too many requests waiting"))
+        }
+        other => other,
+    }
 }
 
 /// `Step::NeedBody` before the body came. A Wasm filter cannot read the body
@@ -363,12 +392,7 @@ pub fn callout_answered(
         return false;
     };
     let answer = answer();
-    let failed = match &answer {
-        CalloutAnswer::Failed { .. } => true,
-        CalloutAnswer::Http { status, .. } => *status >= 500,
-        CalloutAnswer::Grpc { status_code, .. } => *status_code != 0,
-    };
-    if failed {
+    if callout_failed(&answer) {
         vm.metrics.count(&vm.config, Metric::CalloutFailed);
     }
     // A shared callout: kept in its slot for every request waiting on it, in
@@ -395,12 +419,7 @@ pub fn deliver(vm: &VmState, running: u32, context_id: u32, answer: CalloutAnswe
     let Some(mut pending) = vm.pending.borrow_mut().remove(&context_id) else {
         return; // the request is gone
     };
-    let waited = match pending.wait {
-        Wait::Callout { since } => Some((Metric::CalloutLatency, since)),
-        Wait::Shared { since, .. } => Some((Metric::SharedCalloutWait, since)),
-        _ => None,
-    };
-    if let Some((metric, since)) = waited {
+    if let Some((metric, since)) = wait_metric(pending.wait) {
         let ms = ((now() - since) * 1000.0).max(0.0) as u64;
         vm.metrics.record(&vm.config, metric, ms);
     }
@@ -421,3 +440,27 @@ pub fn deliver(vm: &VmState, running: u32, context_id: u32, answer: CalloutAnswe
         let _ = hostcalls::set_effective_context(running);
     }
 }
+
+/// Whether a callout's answer counts as failed (`portcullis.callout.failed`):
+/// no answer, an HTTP 5xx, or a gRPC status other than OK.
+fn callout_failed(answer: &CalloutAnswer) -> bool {
+    match answer {
+        CalloutAnswer::Failed { .. } => true,
+        CalloutAnswer::Http { status, .. } => *status >= 500,
+        CalloutAnswer::Grpc { status_code, .. } => *status_code != 0,
+    }
+}
+
+/// The histogram a delivered answer records the wait in, and since when
+/// (Unix seconds): a callout's latency, or the wait on a shared callout.
+fn wait_metric(wait: Wait) -> Option<(Metric, f64)> {
+    match wait {
+        Wait::Callout { since } => Some((Metric::CalloutLatency, since)),
+        Wait::Shared { since, .. } => Some((Metric::SharedCalloutWait, since)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "step_loop_tests.rs"]
+mod tests;
