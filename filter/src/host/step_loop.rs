@@ -224,14 +224,7 @@ fn call_out(vm: &VmState, site: Site, mut pending: Box<Pending>, callout: Callou
         match claim_shared(vm, &key) {
             SharedTurn::Answered(answer) => {
                 vm.metrics.count(&vm.config, Metric::SharedCalloutReused);
-                let next = pending.journey.on_callout_answer(
-                    &vm.config,
-                    &mut pending.request,
-                    answer,
-                    vm,
-                    now(),
-                );
-                return Turn::Next(pending, next);
+                return with_answer(vm, pending, answer);
             }
             SharedTurn::Wait => {
                 pending.wait = Wait::Shared { key, since: now() };
@@ -261,16 +254,18 @@ fn call_out(vm: &VmState, site: Site, mut pending: Box<Pending>, callout: Callou
             if let Some(key) = callout.share {
                 settle_shared(vm, &key, &answer);
             }
-            let next = pending.journey.on_callout_answer(
-                &vm.config,
-                &mut pending.request,
-                answer,
-                vm,
-                now(),
-            );
-            Turn::Next(pending, next)
+            with_answer(vm, pending, answer)
         }
     }
+}
+
+/// The journey goes on with its callout's `answer`.
+fn with_answer(vm: &VmState, mut pending: Box<Pending>, answer: CalloutAnswer) -> Turn {
+    let next =
+        pending
+            .journey
+            .on_callout_answer(&vm.config, &mut pending.request, answer, vm, now());
+    Turn::Next(pending, next)
 }
 
 /// Sends `callout` on behalf of the running context (which owns it).

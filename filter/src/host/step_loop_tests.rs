@@ -14,22 +14,27 @@ fn status(step: &Step) -> u16 {
 
 #[test]
 fn a_request_waiting_for_keys_or_its_idp_parks_until_the_deadline() {
-    let keys = Step::WaitForKeys { source: 3 };
-    assert_eq!(
-        document_wait(&keys, true, 0, 10, 42.0),
-        Some(Wait::Keys {
-            source: 3,
-            deadline: 42.0
-        })
-    );
-    let idp = Step::WaitForIdp { filter: 1 };
-    assert_eq!(
-        document_wait(&idp, true, 9, 10, 42.0),
-        Some(Wait::Idp {
-            filter: 1,
-            deadline: 42.0
-        })
-    );
+    let cases = [
+        (
+            Step::WaitForKeys { source: 3 },
+            0,
+            Wait::Keys {
+                source: 3,
+                deadline: 42.0,
+            },
+        ),
+        (
+            Step::WaitForIdp { filter: 1 },
+            9,
+            Wait::Idp {
+                filter: 1,
+                deadline: 42.0,
+            },
+        ),
+    ];
+    for (step, parked, wait) in cases {
+        assert_eq!(document_wait(&step, true, parked, 10, 42.0), Some(wait));
+    }
 }
 
 #[test]
