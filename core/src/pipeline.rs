@@ -96,7 +96,7 @@ pub struct Journey {
     /// holds its response until the journey decides.
     response_held: bool,
     /// Headers to add to the upstream's response (a refreshed session cookie).
-    response_headers: Vec<(String, String)>,
+    response_headers: Vec<HeaderChange>,
     /// What an OAuth2 filter of the chain left in the journey.
     oauth2: OAuth2Journey,
     /// The request is for an OAuth2 filter's own endpoint (callback, logout):
@@ -250,7 +250,8 @@ impl Journey {
     }
 
     /// Takes the headers to add to the upstream's response.
-    pub fn take_response_headers(&mut self) -> Vec<(String, String)> {
+    /// (`append`: added beside the upstream's; otherwise set, replacing it).
+    pub fn take_response_headers(&mut self) -> Vec<HeaderChange> {
         std::mem::take(&mut self.response_headers)
     }
 
@@ -480,6 +481,10 @@ impl Journey {
         let decision = match config.filters.get(fref.filter).map(|f| &f.kind) {
             Some(FilterKind::External(ext)) => match ext.read_answer_for(request, answer) {
                 ExternalOutcome::Allow(changes) => Decision::Allow(changes),
+                ExternalOutcome::AllowWithResponseHeaders { request, response } => {
+                    self.response_headers.extend(response);
+                    Decision::Allow(request)
+                }
                 ExternalOutcome::Deny(response) => Decision::Deny(response),
             },
             Some(FilterKind::OAuth2(oauth2)) => {
@@ -600,7 +605,11 @@ impl Journey {
     ) -> Result<Decision, Step> {
         match step {
             OAuth2Step::Allow { request, response } => {
-                self.response_headers.extend(response);
+                self.response_headers.extend(
+                    response
+                        .into_iter()
+                        .map(|(name, value)| HeaderChange::append(&name, value)),
+                );
                 Ok(Decision::Allow(request))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),

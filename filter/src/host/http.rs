@@ -220,6 +220,7 @@ impl HttpContext for Http {
         let Some(mut pending) = vm.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::step_loop::headers_pause_honoured(&vm, &mut pending);
         if self.body_cap > 0
             && pending.body.bytes.is_none()
             && (end_of_stream || body_size >= self.body_cap)
@@ -259,6 +260,7 @@ impl HttpContext for Http {
         let Some(mut pending) = vm.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::step_loop::headers_pause_honoured(&vm, &mut pending);
         if self.body_cap > 0 && pending.body.bytes.is_none() {
             let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_cap)
                 .ok()

@@ -100,12 +100,22 @@ pub(super) fn dispatch_http_call_bytes(
     hostcalls::dispatch_http_call(cluster, text, Some(body), vec![], timeout)
 }
 
-/// Adds headers to the upstream's response (in its response-headers callback,
+/// Makes a filter's changes to the upstream's response (added beside its
+/// headers, or set over them) (in its response-headers callback,
 /// or while that response is held).
-pub fn add_response_headers(headers: Vec<(String, String)>) {
-    for (name, value) in headers {
-        if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
-            log::warn!("could not add response header {name}: {status:?}");
+pub fn add_response_headers(headers: Vec<HeaderChange>) {
+    for change in headers {
+        let name = change.name.as_str();
+        let result = match &change.value {
+            Some(v) if change.append => {
+                hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, v)
+            }
+            value => {
+                hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_deref())
+            }
+        };
+        if let Err(status) = result {
+            log::warn!("could not change response header {name}: {status:?}");
         }
     }
 }

@@ -124,6 +124,7 @@ impl Root {
         for id in expired {
             wake(vm, id, true);
         }
+        super::step_loop::end_headers_pause_probes(vm);
         // Requests waiting for a shared callout (another VM's, or one whose
         // request went away): its answer, or a failure once it is overdue.
         for (id, answer) in poll_shared(vm, SHARED_CALLOUT_WAIT.as_secs_f64()) {
@@ -244,6 +245,11 @@ impl Root {
         let Some(discovery) = vm.discovery.borrow().get(idp.discovery) else {
             return;
         };
+        // A setting this IdP cannot serve: refused here, when the document
+        // arrives (each login then gets the page naming it).
+        if let Some(reason) = oauth2.unusable_with(&discovery) {
+            log::error!("{reason}");
+        }
         if oauth2.needs_keys() && discovery.jwks_uri != idp.jwks_url {
             match oauth2.callout_target(&discovery.jwks_uri) {
                 Some(target) => {
@@ -460,6 +466,7 @@ impl RootContext for Root {
             fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
+            headers_pause: std::cell::Cell::new(super::vm_state::HeadersPause::Unknown),
         }));
         if let Some(vm) = &self.vm {
             init_shared_slots(vm);

@@ -14,7 +14,9 @@ use super::io::{
     add_response_headers, apply_changes, dispatch_http_call_bytes, read_request, send,
 };
 use super::metrics::Metric;
-use super::vm_state::{max_pending, now, Pending, VmState, Wait, KEY_WAIT};
+use super::vm_state::{
+    max_pending, now, HeadersPause, Pending, VmState, Wait, HEADERS_PAUSE_PROBE, KEY_WAIT,
+};
 use portcullis_core::callout::{Callout, CalloutAnswer, CalloutKind};
 use portcullis_core::pipeline::{Journey, Step};
 use portcullis_core::response::{HeaderChange, Response};
@@ -198,16 +200,34 @@ fn unparked(next: Step) -> Step {
     }
 }
 
-/// `Step::NeedBody` before the body came. A Wasm filter cannot read the body
-/// while it holds the headers (Envoy turns a pause into StopAllIteration,
-/// which withholds the body callbacks too): the headers go on now, with the
-/// changes made so far, and the body is held until the check has decided.
+/// `Step::NeedBody` before the body came. Where Envoy lets the headers wait
+/// while the body comes (`allow_on_headers_stop_iteration`), they wait for
+/// the check, as with native ext_authz: the upstream sees nothing before it
+/// decides; while that is not known, this request finds out. Otherwise a Wasm
+/// filter cannot read the body while it holds the headers (Envoy turns a pause
+/// into StopAllIteration, which withholds the body callbacks too): the headers
+/// go on now, with the changes made so far, and the body is held until the
+/// check has decided.
 fn wait_for_body(vm: &VmState, site: Site, mut pending: Box<Pending>, max_bytes: usize) -> Action {
+    let mode = vm.headers_pause.get();
+    if mode != HeadersPause::NotHonoured {
+        pending.wait = Wait::Body {
+            max_bytes,
+            headers_held: true,
+            probe_until: (mode == HeadersPause::Unknown)
+                .then(|| now() + HEADERS_PAUSE_PROBE.as_secs_f64()),
+        };
+        return park(vm, site, *pending);
+    }
     let changes = pending
         .journey
         .release_headers(&vm.config, &mut pending.request);
     apply_changes(&changes);
-    pending.wait = Wait::Body { max_bytes };
+    pending.wait = Wait::Body {
+        max_bytes,
+        headers_held: false,
+        probe_until: None,
+    };
     park(vm, site, *pending);
     if site.resume {
         resume_request();
@@ -344,6 +364,77 @@ pub fn keep_response_headers(vm: &VmState, context_id: u32, journey: &mut Journe
 fn park(vm: &VmState, site: Site, pending: Pending) -> Action {
     vm.pending.borrow_mut().insert(site.context_id, pending);
     Action::Pause
+}
+
+/// A body callback came while the request's headers were paused for its
+/// body: Envoy honours the pause (learnt once per VM, logged).
+pub fn headers_pause_honoured(vm: &VmState, pending: &mut Pending) {
+    if let Wait::Body {
+        headers_held: true,
+        probe_until,
+        ..
+    } = &mut pending.wait
+    {
+        *probe_until = None;
+        if vm.headers_pause.get() != HeadersPause::Honoured {
+            vm.headers_pause.set(HeadersPause::Honoured);
+            log::info!(
+                "Envoy holds the request headers while the body comes (allow_on_headers_stop_iteration): a body check decides before anything goes upstream"
+            );
+        }
+    }
+}
+
+/// From the root context's tick: requests whose headers were paused to learn
+/// whether Envoy honours that ([`HeadersPause`]) and got no body callback
+/// within [`HEADERS_PAUSE_PROBE`]. Unless another request proved it meanwhile,
+/// it does not: their headers go on now, as they always do then.
+pub fn end_headers_pause_probes(vm: &VmState) {
+    let now = now();
+    let due: Vec<u32> = vm
+        .pending
+        .borrow()
+        .iter()
+        .filter(|(_, p)| matches!(p.wait, Wait::Body { probe_until: Some(t), .. } if t <= now))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        let Some(mut pending) = vm.pending.borrow_mut().remove(&id) else {
+            continue;
+        };
+        if vm.headers_pause.get() == HeadersPause::Honoured {
+            // Proved by another request: this body is only slow.
+            if let Wait::Body { probe_until, .. } = &mut pending.wait {
+                *probe_until = None;
+            }
+            vm.pending.borrow_mut().insert(id, pending);
+            continue;
+        }
+        if hostcalls::set_effective_context(id).is_err() {
+            continue; // the request is gone
+        }
+        if vm.headers_pause.get() == HeadersPause::Unknown {
+            vm.headers_pause.set(HeadersPause::NotHonoured);
+            log::info!(
+                "Envoy withholds the request body while the headers are paused (no allow_on_headers_stop_iteration): with include_body the headers go upstream before the check decides (docs/external.md)"
+            );
+        }
+        let changes = pending
+            .journey
+            .release_headers(&vm.config, &mut pending.request);
+        apply_changes(&changes);
+        if let Wait::Body { max_bytes, .. } = pending.wait {
+            pending.wait = Wait::Body {
+                max_bytes,
+                headers_held: false,
+                probe_until: None,
+            };
+        }
+        vm.pending.borrow_mut().insert(id, pending);
+        if let Err(status) = hostcalls::resume_http_request() {
+            log::warn!("could not resume request: {status:?}");
+        }
+    }
 }
 
 /// Runs a request parked for keys again, from the root context (keys arrived, or

@@ -13,6 +13,7 @@ use portcullis_core::jwt::KeySet;
 use portcullis_core::oauth2::{Discovery, UserinfoCache};
 use portcullis_core::pipeline::Journey;
 use portcullis_core::request::Request;
+use portcullis_core::response::HeaderChange;
 use portcullis_core::shared_callout::{ShareKey, SharedCallouts};
 use proxy_wasm::hostcalls;
 use std::cell::RefCell;
@@ -57,8 +58,15 @@ pub enum Wait {
         filter: usize,
         deadline: f64,
     },
+    /// The body the check reads. `headers_held`: the request headers wait
+    /// for the decision too (Envoy honours the pause, see [`HeadersPause`]);
+    /// `probe_until`: while that is not known yet, the time (Unix seconds) by
+    /// which a body callback proves it, else the headers go on as when it is
+    /// not honoured.
     Body {
         max_bytes: usize,
+        headers_held: bool,
+        probe_until: Option<f64>,
     },
     /// Another request's shared callout (this VM's or another's), waited for
     /// since this time: its answer is shared (see `Callout::share`).
@@ -101,6 +109,26 @@ pub struct IdpSlot {
     pub jwks_url: String,
 }
 
+/// Whether Envoy honours the module's pause of the request headers as a pause
+/// of the headers only (the Wasm plugin's `allow_on_headers_stop_iteration:
+/// true`, Envoy 1.35+), so the body callbacks still come while the headers
+/// wait; otherwise Envoy turns the pause into StopAllIteration, which
+/// withholds the body too. Learnt from the first request that needs its body
+/// before the check: a body callback while its headers are paused proves it;
+/// none within [`HEADERS_PAUSE_PROBE`] does not (that request's headers then
+/// go on, as they always do then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadersPause {
+    Unknown,
+    Honoured,
+    NotHonoured,
+}
+
+/// How long the first request that needs its body keeps its headers paused
+/// waiting for a body callback, while [`HeadersPause`] is not known (checked
+/// on the tick, so up to one tick more).
+pub const HEADERS_PAUSE_PROBE: Duration = Duration::from_millis(50);
+
 /// What the VM's contexts share.
 pub struct VmState {
     pub metrics: super::metrics::Metrics,
@@ -114,7 +142,7 @@ pub struct VmState {
     /// Userinfo answers, per OAuth2 filter (index in the configuration).
     pub userinfo: BTreeMap<usize, RefCell<UserinfoCache>>,
     /// Headers to add to the upstream's response, per request (context id).
-    pub response_headers: RefCell<BTreeMap<u32, Vec<(String, String)>>>,
+    pub response_headers: RefCell<BTreeMap<u32, Vec<HeaderChange>>>,
     pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
@@ -132,6 +160,8 @@ pub struct VmState {
     /// Whether Envoy's `verify_signature` answered the probe right (probed
     /// at configure time; `None`: not probed yet, probed on first use).
     pub host_crypto: std::cell::Cell<Option<bool>>,
+    /// Whether Envoy lets the headers wait while the body comes.
+    pub headers_pause: std::cell::Cell<HeadersPause>,
 }
 
 /// Envoy's `verify_signature` foreign function (BoringSSL in the proxy).
