@@ -14,19 +14,18 @@ use portcullis_core::jwt::cache::TokenCache;
 use portcullis_core::jwt::KeySet;
 use portcullis_core::oauth2::discovery::Discovery;
 use portcullis_core::oauth2::session::SessionCache;
-use portcullis_core::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Step};
-use portcullis_core::pipeline::{Journey, KeyProvider, Step};
+use portcullis_core::pipeline::{Host, IdpView, Journey, Step};
 use portcullis_core::request::Request;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-struct Host {
+struct Bench {
     tokens: RefCell<TokenCache>,
     sessions: RefCell<SessionCache>,
-    idp: Option<(Discovery, KeySet)>,
+    idp: Option<(Arc<Discovery>, Arc<KeySet>)>,
 }
 
-impl KeyProvider for Host {
+impl Host for Bench {
     fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
         None
     }
@@ -36,22 +35,18 @@ impl KeyProvider for Host {
     fn token_cache(&self) -> Option<&RefCell<TokenCache>> {
         Some(&self.tokens)
     }
-    fn oauth2_check(
-        &self,
-        filter: &OAuth2Filter,
-        _index: usize,
-        request: &Request,
-        args: &OAuth2Args,
-        now_unix: f64,
-    ) -> OAuth2Step {
-        let idp = IdpState {
-            discovery: self.idp.as_ref().map(|(d, _)| d),
-            keys: self.idp.as_ref().map(|(_, k)| k),
+    fn fill_random(&self, buf: &mut [u8]) -> bool {
+        buf.fill(7);
+        true
+    }
+    fn idp(&self, _filter: usize) -> Option<IdpView<'_>> {
+        Some(IdpView {
+            discovery: self.idp.as_ref().map(|(d, _)| d.clone()),
+            keys: self.idp.as_ref().map(|(_, k)| k.clone()),
+            keys_source: None,
             userinfo: None,
-            token_cache: Some(&self.tokens),
             session_cache: Some(&self.sessions),
-        };
-        filter.check(request, args, &idp, now_unix, &mut |b| b.fill(7))
+        })
     }
 }
 
@@ -85,14 +80,14 @@ fn main() {
     let idp = oidc.then(|| {
         let discovery = Discovery::parse(&read(&arg(3))).unwrap_or_else(|e| fail(e));
         let (keys, _) = KeySet::from_json(&read(&arg(4))).unwrap_or_else(|e| fail(e));
-        (discovery, keys)
+        (Arc::new(discovery), Arc::new(keys))
     });
     let n: usize = args
         .get(n_at)
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
     let shares = config.cache_shares();
-    let host = Host {
+    let host = Bench {
         tokens: RefCell::new(TokenCache::with_budget(shares.tokens)),
         sessions: RefCell::new(SessionCache::with_budget(shares.sessions.max(1 << 20))),
         idp,

@@ -15,6 +15,7 @@ pub mod decision_log;
 pub mod external;
 pub mod fetch;
 pub mod glob;
+pub mod host;
 pub mod inject;
 pub mod jwt;
 pub mod mtls;

@@ -9,13 +9,11 @@ use crate::callout::{Callout, CalloutAnswer};
 use crate::config::{Config, FilterKind};
 use crate::external::{ExternalOutcome, RequestBody};
 use crate::jwt::filter::{JwtOutcome, KeySource};
-use crate::jwt::KeySet;
-use crate::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
+use crate::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 use crate::rules::{select_rule_index, FilterArgs, FilterRef, OnAllow, OnDeny, Selection};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// What the host must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,74 +56,9 @@ pub enum ResponseStep {
     Respond(Response),
 }
 
-/// The host's key store, as the pipeline needs it.
-pub trait KeyProvider {
-    /// The current keys of a remote source, if it ever loaded.
-    fn keys(&self, source: usize) -> Option<Arc<KeySet>>;
-    /// A token named a key the set lacks. Returns true when a refresh is now under
-    /// way (worth waiting for); false when rate-limited.
-    fn refresh_for_unknown_key(&self, source: usize) -> bool;
-
-    /// The host's signature verifier (Envoy's `verify_signature`), if it has one.
-    fn signature_verifier(&self) -> Option<&dyn crate::jwt::host_crypto::SignatureVerifier> {
-        None
-    }
-
-    /// The VM's verified-token cache, if it keeps one.
-    fn token_cache(&self) -> Option<&std::cell::RefCell<crate::jwt::cache::TokenCache>> {
-        None
-    }
-
-    /// Runs OAuth2 filter `index` on a request with what the host knows of its
-    /// IdP (discovery, keys, userinfo answers) and a cryptographic random source.
-    /// A host without OAuth2 support answers `NeedIdp` (then 503).
-    fn oauth2_check(
-        &self,
-        _filter: &OAuth2Filter,
-        _index: usize,
-        _request: &Request,
-        _args: &OAuth2Args,
-        _now_unix: f64,
-    ) -> OAuth2Step {
-        OAuth2Step::NeedIdp
-    }
-
-    /// The source (as for [`KeyProvider::keys`]) of the JWK Set OAuth2 filter
-    /// `index`'s IdP names (`jwks_uri`), once known: a token naming a `kid`
-    /// it lacks asks for a refresh with [`KeyProvider::refresh_for_unknown_key`].
-    fn idp_keys_source(&self, _index: usize) -> Option<usize> {
-        None
-    }
-
-    /// Resumes OAuth2 filter `index` after the IdP's keys were fetched again
-    /// ([`OAuth2Step::UnknownKey`]).
-    fn oauth2_resume(
-        &self,
-        filter: &OAuth2Filter,
-        _index: usize,
-        _request: &Request,
-        _args: &OAuth2Args,
-        _pending: OAuth2Pending,
-        _now_unix: f64,
-    ) -> OAuth2Step {
-        OAuth2Step::Respond(filter.idp_unavailable())
-    }
-
-    /// Gives OAuth2 filter `index` the answer to its callout.
-    #[allow(clippy::too_many_arguments)]
-    fn oauth2_answer(
-        &self,
-        filter: &OAuth2Filter,
-        _index: usize,
-        _request: &Request,
-        _args: &OAuth2Args,
-        _pending: OAuth2Pending,
-        _answer: CalloutAnswer,
-        _now_unix: f64,
-    ) -> OAuth2Step {
-        OAuth2Step::Respond(filter.idp_unavailable())
-    }
-}
+/// The former name of [`Host`] (it lent keys first).
+pub use crate::host::Host as KeyProvider;
+pub use crate::host::{Host, IdpView};
 
 /// What a filter did with a request, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,19 +97,34 @@ pub struct Journey {
     response_held: bool,
     /// Headers to add to the upstream's response (a refreshed session cookie).
     response_headers: Vec<HeaderChange>,
-    /// An OAuth2 filter's state while its callout is out.
-    oauth2_pending: Option<OAuth2Pending>,
-    /// OAuth2 filters whose IdP this journey already waited for.
-    waited_idp: Vec<usize>,
-    /// An OAuth2 filter's state while fresh IdP keys are fetched
-    /// (`OAuth2Step::UnknownKey`).
-    oauth2_after_keys: Option<OAuth2Pending>,
+    /// What an OAuth2 filter of the chain left in the journey.
+    oauth2: OAuth2Journey,
     /// The request is for an OAuth2 filter's own endpoint (callback, logout):
     /// only that filter runs.
     only_one: bool,
     /// The path as sent and decoded fall under two rules that both check it
     /// (`Selection::Ambiguous`): answered 400.
     ambiguous_path: bool,
+}
+
+/// An OAuth2 filter's part of a journey.
+#[derive(Debug, Default)]
+struct OAuth2Journey {
+    /// The filter's state while its callout is out.
+    pending: Option<OAuth2Pending>,
+    /// OAuth2 filters whose IdP this journey already waited for.
+    waited_idp: Vec<usize>,
+    /// The filter's state while fresh IdP keys are fetched
+    /// (`OAuth2Step::UnknownKey`).
+    after_keys: Option<OAuth2Pending>,
+}
+
+/// Where an OAuth2 filter's run starts: a check, a resume after fresh IdP
+/// keys, or the answer to its callout.
+enum OAuth2Call {
+    Check,
+    Resume(OAuth2Pending),
+    Answer(OAuth2Pending, CalloutAnswer),
 }
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
@@ -240,9 +188,7 @@ impl Journey {
             headers_released: false,
             response_held: false,
             response_headers: Vec::new(),
-            oauth2_pending: None,
-            waited_idp: Vec::new(),
-            oauth2_after_keys: None,
+            oauth2: OAuth2Journey::default(),
             only_one: false,
             ambiguous_path: false,
         }
@@ -411,7 +357,7 @@ impl Journey {
         &mut self,
         config: &Config,
         request: &mut Request,
-        keys: &dyn KeyProvider,
+        host: &dyn Host,
         now_unix: f64,
     ) -> Step {
         self.strip_injected(config, request);
@@ -449,49 +395,11 @@ impl Journey {
                 continue;
             }
             let decision = match &filter.kind {
-                FilterKind::Jwt(jwt) => {
-                    let scopes: &[String] = match &fref.args {
-                        FilterArgs::Jwt { scopes } => scopes,
-                        _ => &[],
-                    };
-                    let remote = match &jwt.keys {
-                        KeySource::Remote(source) => keys.keys(*source),
-                        KeySource::Inline(_) => None,
-                    };
-                    match jwt.check_with_cache(
-                        request,
-                        scopes,
-                        remote.as_deref(),
-                        now_unix,
-                        keys.token_cache(),
-                        keys.signature_verifier(),
-                        fref.filter as u64,
-                    ) {
-                        JwtOutcome::Allow(changes) => Decision::Allow(changes),
-                        // Before any wait or refresh: a lean request is redone.
-                        JwtOutcome::NeedFullRequest => return Step::NeedFullRequest,
-                        _ if request.lean => return Step::NeedFullRequest,
-                        JwtOutcome::Deny(response) => Decision::Deny(response),
-                        JwtOutcome::KeysUnavailable(source) => {
-                            if self.waited.contains(&source) {
-                                Decision::Deny(jwt.keys_unavailable_response(request))
-                            } else {
-                                self.waited.push(source);
-                                return Step::WaitForKeys { source };
-                            }
-                        }
-                        JwtOutcome::UnknownKey { source, response } => {
-                            if !self.waited.contains(&source)
-                                && keys.refresh_for_unknown_key(source)
-                            {
-                                self.waited.push(source);
-                                self.fallback = Some(response);
-                                return Step::WaitForKeys { source };
-                            }
-                            Decision::Deny(response)
-                        }
-                    }
-                }
+                FilterKind::Jwt(jwt) => match self.jwt_decision(jwt, fref, request, host, now_unix)
+                {
+                    Ok(decision) => decision,
+                    Err(step) => return step,
+                },
                 FilterKind::OAuth2(oauth2) => {
                     let default_args;
                     let args = match &fref.args {
@@ -506,18 +414,12 @@ impl Journey {
                             request.body = Some(bytes.clone());
                         }
                     }
-                    let step = match self.oauth2_after_keys.take() {
-                        Some(pending) => keys.oauth2_resume(
-                            oauth2,
-                            fref.filter,
-                            request,
-                            args,
-                            pending,
-                            now_unix,
-                        ),
-                        None => keys.oauth2_check(oauth2, fref.filter, request, args, now_unix),
+                    let call = match self.oauth2.after_keys.take() {
+                        Some(pending) => OAuth2Call::Resume(pending),
+                        None => OAuth2Call::Check,
                     };
-                    match self.oauth2_decision(oauth2, fref.filter, step, keys) {
+                    let step = run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
+                    match self.oauth2_decision(oauth2, fref.filter, step, host) {
                         Ok(decision) => decision,
                         Err(step) => return step,
                     }
@@ -572,7 +474,7 @@ impl Journey {
         config: &Config,
         request: &mut Request,
         answer: CalloutAnswer,
-        keys: &dyn KeyProvider,
+        host: &dyn Host,
         now_unix: f64,
     ) -> Step {
         let Some(fref) = self
@@ -592,8 +494,8 @@ impl Journey {
                 ExternalOutcome::Deny(response) => Decision::Deny(response),
             },
             Some(FilterKind::OAuth2(oauth2)) => {
-                let Some(pending) = self.oauth2_pending.take() else {
-                    return self.run(config, request, keys, now_unix);
+                let Some(pending) = self.oauth2.pending.take() else {
+                    return self.run(config, request, host, now_unix);
                 };
                 let default_args;
                 let args = match &fref.args {
@@ -603,26 +505,19 @@ impl Journey {
                         &default_args
                     }
                 };
-                let step = keys.oauth2_answer(
-                    oauth2,
-                    fref.filter,
-                    request,
-                    args,
-                    pending,
-                    answer,
-                    now_unix,
-                );
-                match self.oauth2_decision(oauth2, fref.filter, step, keys) {
+                let call = OAuth2Call::Answer(pending, answer);
+                let step = run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
+                match self.oauth2_decision(oauth2, fref.filter, step, host) {
                     Ok(decision) => decision,
                     Err(step) => return step,
                 }
             }
             // No callout was asked for here: ignore the answer.
-            _ => return self.run(config, request, keys, now_unix),
+            _ => return self.run(config, request, host, now_unix),
         };
         match self.settle(fref, decision, request) {
             Some(step) => step,
-            None => self.run(config, request, keys, now_unix),
+            None => self.run(config, request, host, now_unix),
         }
     }
 
@@ -633,10 +528,10 @@ impl Journey {
         &mut self,
         config: &Config,
         request: &mut Request,
-        keys: &dyn KeyProvider,
+        host: &dyn Host,
         now_unix: f64,
     ) -> Step {
-        self.oauth2_after_keys = None;
+        self.oauth2.after_keys = None;
         if let Some(response) = self.fallback.take() {
             let fref = self
                 .rule
@@ -649,7 +544,60 @@ impl Journey {
             }
         }
         // A set that never loaded: running again answers 503 (it was waited for).
-        self.run(config, request, keys, now_unix)
+        self.run(config, request, host, now_unix)
+    }
+
+    /// Runs JWT filter `jwt` (`fref`): a decision (`Ok`) or a step for the
+    /// host (`Err`: wait for its keys, or redo a lean request whole).
+    #[allow(clippy::result_large_err)] // a step is returned once per journey stage
+    fn jwt_decision(
+        &mut self,
+        jwt: &crate::jwt::filter::JwtFilter,
+        fref: &FilterRef,
+        request: &Request,
+        host: &dyn Host,
+        now_unix: f64,
+    ) -> Result<Decision, Step> {
+        let scopes: &[String] = match &fref.args {
+            FilterArgs::Jwt { scopes } => scopes,
+            _ => &[],
+        };
+        let remote = match &jwt.keys {
+            KeySource::Remote(source) => host.keys(*source),
+            KeySource::Inline(_) => None,
+        };
+        let decision = match jwt.check_with_cache(
+            request,
+            scopes,
+            remote.as_deref(),
+            now_unix,
+            host.token_cache(),
+            host.signature_verifier(),
+            fref.filter as u64,
+        ) {
+            JwtOutcome::Allow(changes) => Decision::Allow(changes),
+            // Before any wait or refresh: a lean request is redone.
+            JwtOutcome::NeedFullRequest => return Err(Step::NeedFullRequest),
+            _ if request.lean => return Err(Step::NeedFullRequest),
+            JwtOutcome::Deny(response) => Decision::Deny(response),
+            JwtOutcome::KeysUnavailable(source) => {
+                if self.waited.contains(&source) {
+                    Decision::Deny(jwt.keys_unavailable_response(request))
+                } else {
+                    self.waited.push(source);
+                    return Err(Step::WaitForKeys { source });
+                }
+            }
+            JwtOutcome::UnknownKey { source, response } => {
+                if !self.waited.contains(&source) && host.refresh_for_unknown_key(source) {
+                    self.waited.push(source);
+                    self.fallback = Some(response);
+                    return Err(Step::WaitForKeys { source });
+                }
+                Decision::Deny(response)
+            }
+        };
+        Ok(decision)
     }
 
     /// Maps an OAuth2 step to a decision (`Ok`) or a step for the host (`Err`).
@@ -659,7 +607,7 @@ impl Journey {
         oauth2: &OAuth2Filter,
         index: usize,
         step: OAuth2Step,
-        keys: &dyn KeyProvider,
+        host: &dyn Host,
     ) -> Result<Decision, Step> {
         match step {
             OAuth2Step::Allow { request, response } => {
@@ -673,30 +621,30 @@ impl Journey {
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),
             OAuth2Step::NeedBody { max_bytes } => Err(Step::NeedBody { max_bytes }),
             OAuth2Step::Callout { callout, pending } => {
-                self.oauth2_pending = Some(pending);
+                self.oauth2.pending = Some(pending);
                 Err(Step::Callout(callout))
             }
             OAuth2Step::UnknownKey { pending, response } => {
                 // The JWT filter's mechanism: one rate-limited refresh of the
                 // set, waited for once per journey (bounded by the host).
-                match keys.idp_keys_source(index) {
+                match host.idp(index).and_then(|idp| idp.keys_source) {
                     Some(source)
                         if !self.waited.contains(&source)
-                            && keys.refresh_for_unknown_key(source) =>
+                            && host.refresh_for_unknown_key(source) =>
                     {
                         self.waited.push(source);
                         self.fallback = Some(response);
-                        self.oauth2_after_keys = pending;
+                        self.oauth2.after_keys = pending;
                         Err(Step::WaitForKeys { source })
                     }
                     _ => Ok(Decision::Deny(response)),
                 }
             }
             OAuth2Step::NeedIdp => {
-                if self.waited_idp.contains(&index) {
+                if self.oauth2.waited_idp.contains(&index) {
                     Ok(Decision::Deny(oauth2.idp_unavailable()))
                 } else {
-                    self.waited_idp.push(index);
+                    self.oauth2.waited_idp.push(index);
                     Err(Step::WaitForIdp { filter: index })
                 }
             }
@@ -762,6 +710,55 @@ impl Journey {
             }
         }
     }
+}
+
+/// Runs OAuth2 filter `index` from `call` with what the host holds of its IdP
+/// (a host without OAuth2 support: `NeedIdp`). A userinfo answer is recorded
+/// in the filter's userinfo cache first. A step that needed randomness the
+/// host could not give is refused (503).
+fn run_oauth2(
+    host: &dyn Host,
+    filter: &OAuth2Filter,
+    index: usize,
+    request: &Request,
+    args: &OAuth2Args,
+    call: OAuth2Call,
+    now_unix: f64,
+) -> OAuth2Step {
+    let Some(view) = host.idp(index) else {
+        return OAuth2Step::NeedIdp;
+    };
+    if let (OAuth2Call::Answer(pending, answer), Some(userinfo)) = (&call, view.userinfo) {
+        userinfo.borrow_mut().remember(pending, answer, now_unix);
+    }
+    let userinfo = view.userinfo.map(|u| u.borrow());
+    let idp = IdpState {
+        discovery: view.discovery.as_deref(),
+        keys: view.keys.as_deref(),
+        userinfo: userinfo.as_deref(),
+        token_cache: host.token_cache(),
+        session_cache: view.session_cache,
+    };
+    let mut random_failed = false;
+    let mut random = |buf: &mut [u8]| {
+        if !host.fill_random(buf) {
+            random_failed = true;
+        }
+    };
+    let step = match call {
+        OAuth2Call::Check => filter.check(request, args, &idp, now_unix, &mut random),
+        OAuth2Call::Resume(pending) => {
+            filter.resume(request, args, pending, &idp, now_unix, &mut random)
+        }
+        OAuth2Call::Answer(pending, answer) => {
+            filter.on_answer(request, args, pending, answer, &idp, now_unix, &mut random)
+        }
+    };
+    if random_failed {
+        log::error!("OAuth2 filter {index}: the host gave no random bytes");
+        return OAuth2Step::Respond(filter.idp_unavailable());
+    }
+    step
 }
 
 fn apply(request: &mut Request, change: &HeaderChange) {

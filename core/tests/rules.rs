@@ -451,15 +451,18 @@ fn a_lean_request_for_remote_keys_not_loaded_is_redone_whole_without_waiting() {
 /// An OAuth2 filter whose token names a `kid` the IdP's set lacks: one
 /// rate-limited refresh of the IdP's set, waited for once (the JWT filter's
 /// mechanism); the filter's own refusal when no refresh may start, when it
-/// times out, or when the fresh set still lacks the key.
+/// times out, or when the fresh set still lacks the key. The journey runs the
+/// filter itself with what the host holds of the IdP (`Host::idp`).
 #[test]
 fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
-    use portcullis_core::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Step};
-    use portcullis_core::response::Response;
+    use portcullis_core::callout::CalloutAnswer;
+    use portcullis_core::oauth2::Discovery;
+    use portcullis_core::pipeline::IdpView;
     struct Idp {
         refresh_allowed: bool,
         refresh_asked: Cell<u32>,
-        checks: Cell<u32>,
+        discovery: Arc<Discovery>,
+        keys: Arc<KeySet>,
     }
     impl KeyProvider for Idp {
         fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
@@ -470,62 +473,115 @@ fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
             self.refresh_asked.set(self.refresh_asked.get() + 1);
             self.refresh_allowed
         }
-        fn idp_keys_source(&self, index: usize) -> Option<usize> {
-            assert_eq!(index, 0);
-            Some(7)
+        fn fill_random(&self, buf: &mut [u8]) -> bool {
+            buf.fill(9);
+            true
         }
-        fn oauth2_check(
-            &self,
-            _filter: &OAuth2Filter,
-            _index: usize,
-            _request: &Request,
-            _args: &OAuth2Args,
-            _now_unix: f64,
-        ) -> OAuth2Step {
-            self.checks.set(self.checks.get() + 1);
-            OAuth2Step::UnknownKey {
-                pending: None,
-                response: Response::json_error(401, "unknown key"),
-            }
+        fn idp(&self, filter: usize) -> Option<IdpView<'_>> {
+            assert_eq!(filter, 0);
+            Some(IdpView {
+                discovery: Some(self.discovery.clone()),
+                keys: Some(self.keys.clone()),
+                keys_source: Some(7),
+                userinfo: None,
+                session_cache: None,
+            })
         }
     }
     let c = config(
         r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example",
-            "clientID":"app","protectedOrigins":[{"origin":"http://x"}],
+            "clientID":"app","secret":"s","protectedOrigins":[{"origin":"http://x"}],
             "sessionKeys":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}}],
            "rules":[{"filters":[{"name":"login"}]}]}"#,
     );
+    let discovery = Discovery::parse_for(
+        br#"{"issuer":"https://idp.example","authorization_endpoint":"https://idp.example/auth",
+            "token_endpoint":"https://idp.example/token","jwks_uri":"https://idp.example/jwks",
+            "response_types_supported":["code"],"subject_types_supported":["public"],
+            "id_token_signing_alg_values_supported":["RS256"]}"#,
+        "https://idp.example",
+    )
+    .unwrap();
+    let (keys, _) = KeySet::from_json(
+        br#"{"keys":[{"kty":"RSA","kid":"k1","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"}]}"#,
+    )
+    .unwrap();
     let idp = |refresh_allowed| Idp {
         refresh_allowed,
         refresh_asked: Cell::new(0),
-        checks: Cell::new(0),
+        discovery: Arc::new(discovery.clone()),
+        keys: Arc::new(keys.clone()),
+    };
+    // The login: the state cookie and parameter the callback comes with.
+    let host = idp(true);
+    let mut req = request("x", "/", &[]);
+    let Step::Respond(login) = Journey::new(&c, &req).run(&c, &mut req, &host, 0.0) else {
+        panic!("a login redirect")
+    };
+    let location = login.header("location").expect("a login redirect");
+    let param = |name: &str| {
+        location
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(|v| v.replace("%2F", "/").replace("%3A", ":"))
+            .unwrap()
+    };
+    let (state, redirect_uri) = (param("state"), param("redirect_uri"));
+    let callback_path = redirect_uri.strip_prefix("http://x").unwrap().to_string();
+    let cookies: Vec<String> = login
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .filter_map(|(_, v)| {
+            std::str::from_utf8(v)
+                .ok()?
+                .split(';')
+                .next()
+                .map(String::from)
+        })
+        .collect();
+    let cookie = cookies.join("; ");
+    // The token endpoint answers an ID token signed with a key the set lacks.
+    let id_token = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k2"}"#),
+        URL_SAFE_NO_PAD.encode(r#"{"iss":"https://idp.example","aud":"app","sub":"alice"}"#),
+        URL_SAFE_NO_PAD.encode("signature")
+    );
+    let tokens = format!(r#"{{"access_token":"a","token_type":"Bearer","id_token":"{id_token}"}}"#);
+    let answer = || CalloutAnswer::Http {
+        status: 200,
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        body: tokens.clone().into_bytes(),
+    };
+    let callback = |host: &Idp| {
+        let path = format!("{callback_path}?code=c&state={state}");
+        let mut req = request("x", &path, &[("cookie", &cookie)]);
+        let mut journey = Journey::new(&c, &req);
+        let Step::Callout(_) = journey.run(&c, &mut req, host, 0.0) else {
+            panic!("the code exchange")
+        };
+        let step = journey.on_callout_answer(&c, &mut req, answer(), host, 0.0);
+        (journey, req, step)
     };
     // A refresh starts: wait for the set; run again when it loads; the key is
     // still missing: the filter's refusal, no second wait.
-    let host = idp(true);
-    let mut req = request("x", "/", &[]);
-    let mut journey = Journey::new(&c, &req);
-    assert_eq!(
-        journey.run(&c, &mut req, &host, 0.0),
-        Step::WaitForKeys { source: 7 }
-    );
+    let (mut journey, mut req, step) = callback(&host);
+    assert_eq!(step, Step::WaitForKeys { source: 7 });
     assert_eq!(status(&journey.run(&c, &mut req, &host, 0.5)), 401);
-    assert_eq!((host.refresh_asked.get(), host.checks.get()), (1, 2));
+    assert_eq!(host.refresh_asked.get(), 1);
     // The wait ends (timed out, or the refresh failed): the refusal at once.
-    let mut journey = Journey::new(&c, &req);
-    assert_eq!(
-        journey.run(&c, &mut req, &host, 0.0),
-        Step::WaitForKeys { source: 7 }
-    );
+    let (mut journey, mut req, step) = callback(&host);
+    assert_eq!(step, Step::WaitForKeys { source: 7 });
     assert_eq!(
         status(&journey.keys_timed_out(&c, &mut req, &host, 3.0)),
         401
     );
     // Rate-limited: no wait at all.
     let host = idp(false);
-    let mut journey = Journey::new(&c, &req);
-    assert_eq!(status(&journey.run(&c, &mut req, &host, 0.0)), 401);
-    assert_eq!((host.refresh_asked.get(), host.checks.get()), (1, 1));
+    let (_, _, step) = callback(&host);
+    assert_eq!(status(&step), 401);
+    assert_eq!(host.refresh_asked.get(), 1);
 }
 
 /// AES's default `bodyTemplate`, `{{ . | json "" }}`, marshals AES's error

@@ -299,7 +299,7 @@ pub enum OAuth2Step {
     /// A token (the login's ID token, or a JWT access token with
     /// `accessTokenValidation: jwt`) names a `kid` the IdP's JWK Set lacks:
     /// the IdP may have rotated its signing key. Ask for a fresh copy of the
-    /// set (rate-limited, as for a JWT filter's set: `KeyProvider::
+    /// set (rate-limited, as for a JWT filter's set: `Host::
     /// refresh_for_unknown_key`); when it loads, call
     /// [`OAuth2Filter::resume`] with `pending` (`None`: call `check` again).
     /// When no refresh may start, or it fails or times out, send `response`.

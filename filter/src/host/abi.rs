@@ -217,10 +217,10 @@ pub extern "C" fn portcullis_on_http_call_response(
         at.map(|at| sent.swap_remove(at)).is_some()
     });
     if ours {
-        let answer = super::shared::read_http_answer(body_size);
+        let answer = super::callout_answer::read_http_answer(body_size);
         ANSWERS.with(|answers| answers.borrow_mut().push((token, answer)));
         // The host calls this in the root context, whose tick delivers it.
-        let _ = hostcalls::set_tick_period(super::shared::FAST_TICK);
+        let _ = hostcalls::set_tick_period(super::vm_state::FAST_TICK);
         return;
     }
     // SAFETY: the SDK's own exported callback, called as the host would.

@@ -1,11 +1,11 @@
 //! HttpContext: one request. Reads what the pipeline needs from Envoy, runs the
-//! journey, and carries out its steps (see `shared::advance`).
+//! journey, and carries out its steps (see `step_loop::advance`).
 
+use super::callout_answer::{read_grpc_answer, read_http_answer};
+use super::io::{add_response_headers, read_lean_request, read_request};
 use super::metrics::Metric;
-use super::shared::{
-    add_response_headers, advance, callout_answered, now, read_grpc_answer, read_http_answer,
-    read_lean_request, read_request, BodyCapture, Pending, Shared, Site, Wait,
-};
+use super::step_loop::{advance, callout_answered, Site};
+use super::vm_state::{now, BodyCapture, Pending, VmState, Wait};
 use portcullis_core::mtls::peer_certificate_sans;
 use portcullis_core::pipeline::{Journey, ResponseStep, Step};
 use portcullis_core::request::TlsInfo;
@@ -25,7 +25,7 @@ const BYPASS_PROPERTY: [&str; 5] = [
 
 pub struct Http {
     context_id: u32,
-    shared: Option<Rc<Shared>>,
+    vm: Option<Rc<VmState>>,
     /// The most body bytes any External filter of this request's rule may need,
     /// plus one (so "larger than max_bytes" can be seen); 0 when none does.
     body_cap: usize,
@@ -34,7 +34,7 @@ pub struct Http {
 impl Http {
     /// A journey waiting for its body (`Wait::Body`) gets what was captured
     /// and runs on; answers the callback's action.
-    fn run_with_body(&self, shared: &Shared, mut pending: Pending) -> Action {
+    fn run_with_body(&self, vm: &VmState, mut pending: Pending) -> Action {
         if let Some(bytes) = pending.body.bytes.take() {
             pending.journey.provide_body(bytes, pending.body.complete);
         }
@@ -44,14 +44,14 @@ impl Http {
         super::abi::hold_under_flow_control();
         let step = pending
             .journey
-            .run(&shared.config, &mut pending.request, shared, now());
-        advance(shared, self.site(false), pending, step)
+            .run(&vm.config, &mut pending.request, vm, now());
+        advance(vm, self.site(false), pending, step)
     }
 
-    pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> Http {
+    pub fn new(context_id: u32, vm: Option<Rc<VmState>>) -> Http {
         Http {
             context_id,
-            shared,
+            vm,
             body_cap: 0,
         }
     }
@@ -71,8 +71,8 @@ fn bypassed() -> bool {
 
 /// Removes every header a filter injects, where no filter runs: a client never
 /// supplies one.
-fn strip_injected(shared: &Shared) {
-    for name in &shared.config.injected_names {
+fn strip_injected(vm: &VmState) {
+    for name in &vm.config.injected_names {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
     }
 }
@@ -136,16 +136,16 @@ impl Context for Http {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(shared) = self.shared.clone() {
-            callout_answered(&shared, self.context_id, token_id, || {
+        if let Some(vm) = self.vm.clone() {
+            callout_answered(&vm, self.context_id, token_id, || {
                 read_http_answer(body_size)
             });
         }
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if let Some(shared) = self.shared.clone() {
-            callout_answered(&shared, self.context_id, token_id, || {
+        if let Some(vm) = self.vm.clone() {
+            callout_answered(&vm, self.context_id, token_id, || {
                 read_grpc_answer(status_code, response_size)
             });
         }
@@ -156,38 +156,38 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "test-crash")]
         crate::test_crash::on_request_headers();
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
-        if shared.config.rules.is_empty() {
+        if vm.config.rules.is_empty() {
             return Action::Continue;
         }
         // The few headers a lean configuration needs, or all of them.
-        let mut request = match &shared.config.lean_headers {
+        let mut request = match &vm.config.lean_headers {
             Some(names) => read_lean_request(names),
             None => read_request(),
         };
-        let mut journey = Journey::new(&shared.config, &request);
+        let mut journey = Journey::new(&vm.config, &request);
         if journey.passes_untouched() {
-            shared.metrics.count(&shared.config, Metric::NoRule);
-            strip_injected(&shared);
+            vm.metrics.count(&vm.config, Metric::NoRule);
+            strip_injected(&vm);
             return Action::Continue;
         }
         // Route metadata is read only where a rule applies.
         if bypassed() {
-            shared.metrics.count(&shared.config, Metric::Bypassed);
-            strip_injected(&shared);
+            vm.metrics.count(&vm.config, Metric::Bypassed);
+            strip_injected(&vm);
             return Action::Continue;
         }
-        if shared.config.reads_tls {
+        if vm.config.reads_tls {
             request.tls = client_certificate();
         }
-        if journey.needs_connection_facts(&shared.config) {
+        if journey.needs_connection_facts(&vm.config) {
             request.source_address = property_text(&["source", "address"]);
             request.destination_address = property_text(&["destination", "address"]);
             request.protocol = property_text(&["request", "protocol"]);
         }
-        self.body_cap = journey.body_cap(&shared.config, &request);
+        self.body_cap = journey.body_cap(&vm.config, &request);
         let body = if end_of_stream {
             BodyCapture {
                 bytes: Some(Vec::new()),
@@ -196,20 +196,20 @@ impl HttpContext for Http {
         } else {
             BodyCapture::default()
         };
-        let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
+        let step = journey.run(&vm.config, &mut request, vm.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
             let outcomes = journey.take_outcomes();
             super::decision_log::log_decision(
-                &shared.config,
+                &vm.config,
                 &request,
                 journey.rule_index(),
                 &outcomes,
                 None,
             );
-            shared.metrics.outcomes(&shared.config, &outcomes);
-            super::shared::keep_response_headers(&shared, self.context_id, &mut journey);
-            super::shared::apply_changes(changes);
+            vm.metrics.outcomes(&vm.config, &outcomes);
+            super::step_loop::keep_response_headers(&vm, self.context_id, &mut journey);
+            super::io::apply_changes(changes);
             return Action::Continue;
         }
         let pending = Pending {
@@ -218,17 +218,17 @@ impl HttpContext for Http {
             wait: Wait::Callout { since: 0.0 },
             body,
         };
-        advance(&shared, self.site(false), pending, step)
+        advance(&vm, self.site(false), pending, step)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
-        let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
+        let Some(mut pending) = vm.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
-        super::shared::headers_pause_honoured(&shared, &mut pending);
+        super::step_loop::headers_pause_honoured(&vm, &mut pending);
         if self.body_cap > 0
             && pending.body.bytes.is_none()
             && (end_of_stream || body_size >= self.body_cap)
@@ -244,7 +244,7 @@ impl HttpContext for Http {
             };
         }
         if matches!(pending.wait, Wait::Body { .. }) && pending.body.bytes.is_some() {
-            return self.run_with_body(&shared, pending);
+            return self.run_with_body(&vm, pending);
         }
         // Still waiting (keys, a callout, more body): Envoy keeps the body.
         // Once the check has the part it reads, the rest is only held for the
@@ -253,7 +253,7 @@ impl HttpContext for Http {
         if pending.journey.has_body() {
             super::abi::hold_under_flow_control();
         }
-        shared.pending.borrow_mut().insert(self.context_id, pending);
+        vm.pending.borrow_mut().insert(self.context_id, pending);
         Action::Pause
     }
 
@@ -262,13 +262,13 @@ impl HttpContext for Http {
     /// waiting for its body goes on as at the end of the stream; without this
     /// the trailers would release the held body to the upstream unchecked.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
-        let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
+        let Some(mut pending) = vm.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
-        super::shared::headers_pause_honoured(&shared, &mut pending);
+        super::step_loop::headers_pause_honoured(&vm, &mut pending);
         if self.body_cap > 0 && pending.body.bytes.is_none() {
             let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_cap)
                 .ok()
@@ -280,15 +280,15 @@ impl HttpContext for Http {
             };
         }
         if matches!(pending.wait, Wait::Body { .. }) && pending.body.bytes.is_some() {
-            return self.run_with_body(&shared, pending);
+            return self.run_with_body(&vm, pending);
         }
         // Still waiting (keys, a callout): the trailers wait too.
-        shared.pending.borrow_mut().insert(self.context_id, pending);
+        vm.pending.borrow_mut().insert(self.context_id, pending);
         Action::Pause
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
         // The upstream answered a request whose check has not decided (its
@@ -298,15 +298,15 @@ impl HttpContext for Http {
         // pause is StopAllIterationAndWatermark); `advance` releases it on allow.
         // A denial replaces it: Envoy sends a local reply straight to the client
         // when the response has started but not left.
-        let held = shared
+        let held = vm
             .pending
             .borrow_mut()
             .get_mut(&self.context_id)
-            .map(|p| p.journey.on_response_headers(&shared.config));
+            .map(|p| p.journey.on_response_headers(&vm.config));
         match held {
             Some(ResponseStep::Hold) => {
-                shared.metrics.count(&shared.config, Metric::ResponseHeld);
-                if let Some(p) = shared.pending.borrow().get(&self.context_id) {
+                vm.metrics.count(&vm.config, Metric::ResponseHeld);
+                if let Some(p) = vm.pending.borrow().get(&self.context_id) {
                     log::debug!(
                         "{} {}{}: the upstream answered before the check decided; its answer is held",
                         p.request.method,
@@ -317,7 +317,7 @@ impl HttpContext for Http {
                 return Action::Pause;
             }
             Some(ResponseStep::Respond(response)) => {
-                let pending = shared.pending.borrow_mut().remove(&self.context_id);
+                let pending = vm.pending.borrow_mut().remove(&self.context_id);
                 if let Some(pending) = pending {
                     log::info!(
                         "{} {}{}: the upstream answered before the request body the check needs arrived; answering {}",
@@ -326,15 +326,12 @@ impl HttpContext for Http {
                         pending.request.path_only(),
                         response.status
                     );
-                    return advance(&shared, self.site(false), pending, Step::Respond(response));
+                    return advance(&vm, self.site(false), pending, Step::Respond(response));
                 }
             }
             Some(ResponseStep::Pass) | None => {}
         }
-        let headers = shared
-            .response_headers
-            .borrow_mut()
-            .remove(&self.context_id);
+        let headers = vm.response_headers.borrow_mut().remove(&self.context_id);
         add_response_headers(headers.unwrap_or_default());
         Action::Continue
     }
@@ -342,11 +339,11 @@ impl HttpContext for Http {
 
 impl Drop for Http {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            if let Ok(mut pending) = shared.pending.try_borrow_mut() {
+        if let Some(vm) = &self.vm {
+            if let Ok(mut pending) = vm.pending.try_borrow_mut() {
                 pending.remove(&self.context_id);
             }
-            if let Ok(mut headers) = shared.response_headers.try_borrow_mut() {
+            if let Ok(mut headers) = vm.response_headers.try_borrow_mut() {
                 headers.remove(&self.context_id);
             }
         }

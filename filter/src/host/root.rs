@@ -3,12 +3,12 @@
 //! name; callouts from `on_configure` are unreliable), and wakes requests parked
 //! until those documents arrive.
 
+use super::callout_answer::{read_grpc_answer, read_http_answer};
+use super::cross_vm::{init_shared_slots, poll_shared};
 use super::http::Http;
 use super::metrics::Metric;
-use super::shared::{
-    callout_answered, host_crypto_allowed, init_shared_slots, now, poll_shared, read_grpc_answer,
-    read_http_answer, wake, HostVerifier, IdpSlot, Shared, Wait, TICK,
-};
+use super::step_loop::{callout_answered, deliver, wake};
+use super::vm_state::{host_crypto_allowed, now, HostVerifier, IdpSlot, VmState, Wait, TICK};
 use portcullis_core::compile::url::CalloutTarget;
 use portcullis_core::compile::DEFAULT_JWKS_REFRESH;
 use portcullis_core::config::{Config, FilterKind};
@@ -42,7 +42,7 @@ enum Fetch {
 
 pub struct Root {
     context_id: u32,
-    shared: Option<Rc<Shared>>,
+    vm: Option<Rc<VmState>>,
     /// Callout token → what it fetches.
     fetches: BTreeMap<u32, Fetch>,
 }
@@ -51,7 +51,7 @@ impl Root {
     pub fn new(context_id: u32) -> Root {
         Root {
             context_id,
-            shared: None,
+            vm: None,
             fetches: BTreeMap::new(),
         }
     }
@@ -72,54 +72,47 @@ impl Root {
             Err(status) => Err(format!(
                 "Envoy refused the callout to cluster {:?} ({status:?}): {}",
                 target.cluster,
-                super::shared::refusal_hint(status)
+                super::step_loop::refusal_hint(status)
             )),
         }
     }
 
-    fn start_fetches(&mut self, shared: &Shared) {
+    fn start_fetches(&mut self, vm: &VmState) {
         let now = now();
-        let due = shared.jwks.borrow_mut().due(now);
+        let due = vm.jwks.borrow_mut().due(now);
         for source in due {
-            let Some((url, target)) = shared.jwks_target(source) else {
+            let Some((url, target)) = vm.jwks_target(source) else {
                 continue;
             };
             if let Err(reason) = self.dispatch(&target, Fetch::Jwks(source)) {
-                let result = shared.jwks.borrow_mut().on_failure(source, reason, now);
+                let result = vm.jwks.borrow_mut().on_failure(source, reason, now);
                 log_fetch("JWK Set", &url, &result);
             }
         }
-        let due = shared.discovery.borrow_mut().due(now);
+        let due = vm.discovery.borrow_mut().due(now);
         for source in due {
-            let slot = shared
-                .idps
-                .borrow()
-                .iter()
-                .position(|s| s.discovery == source);
+            let slot = vm.idps.borrow().iter().position(|s| s.discovery == source);
             let Some(slot) = slot else {
                 continue;
             };
-            let filter = shared.idps.borrow().get(slot).map(|s| s.filter);
+            let filter = vm.idps.borrow().get(slot).map(|s| s.filter);
             let Some(FilterKind::OAuth2(oauth2)) = filter
-                .and_then(|f| shared.config.filters.get(f))
+                .and_then(|f| vm.config.filters.get(f))
                 .map(|f| &f.kind)
             else {
                 continue;
             };
             let target = oauth2.discovery_target().clone();
             if let Err(reason) = self.dispatch(&target, Fetch::Discovery(slot)) {
-                let result = shared
-                    .discovery
-                    .borrow_mut()
-                    .on_failure(source, reason, now);
+                let result = vm.discovery.borrow_mut().on_failure(source, reason, now);
                 log_fetch("discovery document", oauth2.authorization_url(), &result);
             }
         }
     }
 
-    fn expire_parked(&self, shared: &Rc<Shared>) {
+    fn expire_parked(&self, vm: &Rc<VmState>) {
         let now = now();
-        let expired: Vec<u32> = shared
+        let expired: Vec<u32> = vm
             .pending
             .borrow()
             .iter()
@@ -130,51 +123,47 @@ impl Root {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            wake(shared, id, true);
+            wake(vm, id, true);
         }
-        super::shared::end_headers_pause_probes(shared);
+        super::step_loop::end_headers_pause_probes(vm);
         // Requests waiting for a shared callout (another VM's, or one whose
         // request went away): its answer, or a failure once it is overdue.
-        poll_shared(shared, self.context_id, SHARED_CALLOUT_WAIT.as_secs_f64());
+        for (id, answer) in poll_shared(vm, SHARED_CALLOUT_WAIT.as_secs_f64()) {
+            deliver(vm, self.context_id, id, answer);
+        }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
 
     /// A JWK Set answer: keep it, wake the requests waiting for it.
     fn jwks_answered(
         &self,
-        shared: &Rc<Shared>,
+        vm: &Rc<VmState>,
         source: usize,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let now = now();
         let result = match answer {
-            Ok((status, body)) => shared
-                .jwks
-                .borrow_mut()
-                .on_response(source, status, &body, now),
-            Err(reason) => shared.jwks.borrow_mut().on_failure(source, reason, now),
+            Ok((status, body)) => vm.jwks.borrow_mut().on_response(source, status, &body, now),
+            Err(reason) => vm.jwks.borrow_mut().on_failure(source, reason, now),
         };
-        let url = shared
-            .jwks_target(source)
-            .map(|(u, _)| u)
-            .unwrap_or_default();
+        let url = vm.jwks_target(source).map(|(u, _)| u).unwrap_or_default();
         log_fetch("JWK Set", &url, &result);
         let metric = match result {
             FetchResult::Loaded { .. } => Metric::JwksFetched,
             FetchResult::Failed { .. } => Metric::JwksFetchFailed,
         };
-        shared.metrics.count(&shared.config, metric);
+        vm.metrics.count(&vm.config, metric);
         match result {
             FetchResult::Loaded { .. } => {
                 wake_all(
-                    shared,
+                    vm,
                     |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                     false,
                 );
-                for filter in shared.idps_using_jwks(source) {
-                    if shared.idp_ready(filter) {
+                for filter in vm.idps_using_jwks(source) {
+                    if vm.idp_ready(filter) {
                         wake_all(
-                            shared,
+                            vm,
                             |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
                             false,
                         );
@@ -186,7 +175,7 @@ impl Root {
                 kept_previous: true,
                 ..
             } => wake_all(
-                shared,
+                vm,
                 |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                 true,
             ),
@@ -198,13 +187,13 @@ impl Root {
                 ..
             } => {
                 wake_all(
-                    shared,
+                    vm,
                     |w| matches!(w, Wait::Keys { source: s, .. } if s == source),
                     true,
                 );
-                for filter in shared.idps_using_jwks(source) {
+                for filter in vm.idps_using_jwks(source) {
                     wake_all(
-                        shared,
+                        vm,
                         |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
                         true,
                     );
@@ -216,16 +205,15 @@ impl Root {
     /// A discovery answer: keep it, register the JWK Set it names, wake waiters.
     fn discovery_answered(
         &self,
-        shared: &Rc<Shared>,
+        vm: &Rc<VmState>,
         slot: usize,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let now = now();
-        let Some(idp) = shared.idps.borrow().get(slot).cloned() else {
+        let Some(idp) = vm.idps.borrow().get(slot).cloned() else {
             return;
         };
-        let Some(FilterKind::OAuth2(oauth2)) =
-            shared.config.filters.get(idp.filter).map(|f| &f.kind)
+        let Some(FilterKind::OAuth2(oauth2)) = vm.config.filters.get(idp.filter).map(|f| &f.kind)
         else {
             return;
         };
@@ -234,7 +222,7 @@ impl Root {
             Ok((status, _)) => Err(format!("HTTP status {status}")),
             Err(reason) => Err(reason),
         };
-        let result = shared
+        let result = vm
             .discovery
             .borrow_mut()
             .on_document(idp.discovery, parsed, now);
@@ -247,7 +235,7 @@ impl Root {
             // The requests parked for this fetch get the 503 page now.
             let filter = idp.filter;
             wake_all(
-                shared,
+                vm,
                 |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
                 true,
             );
@@ -255,7 +243,7 @@ impl Root {
         if !matches!(result, FetchResult::Loaded { .. }) {
             return;
         }
-        let Some(discovery) = shared.discovery.borrow().get(idp.discovery) else {
+        let Some(discovery) = vm.discovery.borrow().get(idp.discovery) else {
             return;
         };
         // A setting this IdP cannot serve: refused here, when the document
@@ -266,12 +254,11 @@ impl Root {
         if oauth2.needs_keys() && discovery.jwks_uri != idp.jwks_url {
             match oauth2.callout_target(&discovery.jwks_uri) {
                 Some(target) => {
-                    let source = shared.jwks.borrow_mut().add_source(DEFAULT_JWKS_REFRESH);
-                    shared
-                        .discovered_jwks
+                    let source = vm.jwks.borrow_mut().add_source(DEFAULT_JWKS_REFRESH);
+                    vm.discovered_jwks
                         .borrow_mut()
                         .push((discovery.jwks_uri.clone(), target));
-                    if let Some(s) = shared.idps.borrow_mut().get_mut(slot) {
+                    if let Some(s) = vm.idps.borrow_mut().get_mut(slot) {
                         s.jwks = Some(source);
                         s.jwks_url = discovery.jwks_uri.clone();
                     }
@@ -283,10 +270,10 @@ impl Root {
                 ),
             }
         }
-        if shared.idp_ready(idp.filter) {
+        if vm.idp_ready(idp.filter) {
             let filter = idp.filter;
             wake_all(
-                shared,
+                vm,
                 |w| matches!(w, Wait::Idp { filter: f, .. } if f == filter),
                 false,
             );
@@ -295,8 +282,8 @@ impl Root {
 }
 
 /// Wakes every parked request whose wait matches.
-fn wake_all(shared: &Rc<Shared>, matches: impl Fn(Wait) -> bool, timed_out: bool) {
-    let waiting: Vec<u32> = shared
+fn wake_all(vm: &Rc<VmState>, matches: impl Fn(Wait) -> bool, timed_out: bool) {
+    let waiting: Vec<u32> = vm
         .pending
         .borrow()
         .iter()
@@ -304,7 +291,7 @@ fn wake_all(shared: &Rc<Shared>, matches: impl Fn(Wait) -> bool, timed_out: bool
         .map(|(id, _)| *id)
         .collect();
     for id in waiting {
-        wake(shared, id, timed_out);
+        wake(vm, id, timed_out);
     }
 }
 
@@ -357,8 +344,8 @@ fn log_fetch(what: &str, url: &str, result: &FetchResult) {
 
 impl Context for Root {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if let Some(shared) = self.shared.clone() {
-            callout_answered(&shared, self.context_id, token_id, || {
+        if let Some(vm) = self.vm.clone() {
+            callout_answered(&vm, self.context_id, token_id, || {
                 read_grpc_answer(status_code, response_size)
             });
         }
@@ -371,23 +358,21 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return;
         };
         match self.fetches.remove(&token_id) {
-            Some(Fetch::Jwks(source)) => self.jwks_answered(
-                &shared,
-                source,
-                read_fetch_answer(body_size, MAX_JWKS_BYTES),
-            ),
+            Some(Fetch::Jwks(source)) => {
+                self.jwks_answered(&vm, source, read_fetch_answer(body_size, MAX_JWKS_BYTES))
+            }
             Some(Fetch::Discovery(slot)) => self.discovery_answered(
-                &shared,
+                &vm,
                 slot,
                 read_fetch_answer(body_size, MAX_DISCOVERY_BYTES),
             ),
             // A check dispatched while a parked request was woken.
             None => {
-                callout_answered(&shared, self.context_id, token_id, || {
+                callout_answered(&vm, self.context_id, token_id, || {
                     read_http_answer(body_size)
                 });
             }
@@ -461,7 +446,11 @@ impl RootContext for Root {
             idps.len()
         );
         let shares = config.cache_shares();
-        self.shared = Some(Rc::new(Shared {
+        let userinfo = idps
+            .iter()
+            .map(|slot| (slot.filter, RefCell::default()))
+            .collect();
+        self.vm = Some(Rc::new(VmState {
             root_context_id: self.context_id,
             metrics: Default::default(),
             session_cache: RefCell::new(SessionCache::with_budget(shares.sessions)),
@@ -470,7 +459,7 @@ impl RootContext for Root {
             discovery: RefCell::new(discovery),
             idps: RefCell::new(idps),
             discovered_jwks: RefCell::new(Vec::new()),
-            userinfo: RefCell::new(BTreeMap::new()),
+            userinfo,
             response_headers: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(BTreeMap::new()),
             callouts: RefCell::new(BTreeMap::new()),
@@ -478,14 +467,12 @@ impl RootContext for Root {
             fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
-            headers_pause: std::cell::Cell::new(super::shared::HeadersPause::Unknown),
+            headers_pause: std::cell::Cell::new(super::vm_state::HeadersPause::Unknown),
         }));
-        // Every counter at zero from now on, not from its first event.
-        if let Some(shared) = &self.shared {
-            shared.metrics.define_all(&shared.config);
-        }
-        if let Some(shared) = &self.shared {
-            init_shared_slots(shared);
+        if let Some(vm) = &self.vm {
+            // Every counter at zero from now on, not from its first event.
+            vm.metrics.define_all(&vm.config);
+            init_shared_slots(vm);
         }
         // The tick fetches background documents, expires waits, and hands the
         // metric counts to Envoy.
@@ -496,28 +483,27 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(vm) = self.vm.clone() else {
             return;
         };
-        shared.metrics.flush(&shared.config);
+        vm.metrics.flush(&vm.config);
         // Answers of callouts sent with header values as bytes (`abi`): their
         // requests go on from here. The callback sped the tick up; the shared
         // waiters' poll below slows it down again when nobody waits.
-        let answers =
-            super::abi::take_answers(|token| shared.callouts.borrow().contains_key(&token));
+        let answers = super::abi::take_answers(|token| vm.callouts.borrow().contains_key(&token));
         if !answers.is_empty() {
-            shared.fast_tick.set(true);
+            vm.fast_tick.set(true);
             for (token, answer) in answers {
-                callout_answered(&shared, self.context_id, token, || answer);
+                callout_answered(&vm, self.context_id, token, || answer);
             }
             let _ = hostcalls::set_effective_context(self.context_id);
         }
-        self.start_fetches(&shared);
-        self.expire_parked(&shared);
+        self.start_fetches(&vm);
+        self.expire_parked(&vm);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.shared.clone())))
+        Some(Box::new(Http::new(context_id, self.vm.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
