@@ -163,8 +163,9 @@ fn json_segment(segment: &str, what: &str) -> Result<Map<String, Value>, TokenEr
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
-    serde_json::from_slice::<Map<String, Value>>(&bytes)
-        .map_err(|_| TokenError::Malformed(format!("{what} is not a JSON object")))
+    // As jwt-go (Go's encoding/json): a lone surrogate escape is U+FFFD.
+    crate::template::go_json_object(&bytes)
+        .ok_or_else(|| TokenError::Malformed(format!("{what} is not a JSON object")))
 }
 
 /// Parses and verifies `token` against `keys` and `policy` at `now_unix` seconds.

@@ -15,8 +15,10 @@
 
 mod exec;
 mod gofmt;
+mod json;
 mod lex;
 mod parse;
+mod strconv;
 mod value;
 pub use value::JSON_FIELDS_KEY;
 
@@ -56,6 +58,13 @@ pub trait HeaderLookup {
     fn has_opaque(&self) -> bool {
         false
     }
+
+    /// Every header as (name, value), in the order they came: what
+    /// `.httpRequestHeader` holds as Go's `http.Header` (canonical names,
+    /// each with its values).
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
 }
 
 /// The data a template sees: `root` is the dot (an object with `token`, `idToken`,
@@ -72,6 +81,8 @@ pub struct RenderData<'a> {
 pub struct Template {
     source: String,
     nodes: Vec<parse::Node>,
+    /// Templates the text defines (`define`, `block`).
+    defines: parse::Defines,
 }
 
 impl Template {
@@ -83,9 +94,10 @@ impl Template {
     /// Parses `source`; syntax errors and unknown functions are errors here.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
         match parse::parse(source) {
-            Ok(nodes) => Ok(Template {
+            Ok((nodes, defines)) => Ok(Template {
                 source: source.to_string(),
                 nodes,
+                defines,
             }),
             Err(e) => Err(exec::error_at(source, e.pos, &e.msg)),
         }
@@ -93,8 +105,11 @@ impl Template {
 
     /// Executes the template against `data`.
     pub fn render(&self, data: &RenderData<'_>) -> Result<Rendered, TemplateError> {
-        let mut state = exec::State::new(&self.source, data.root, data.headers);
-        let dot = value::Val::from_json(data.root);
+        let dot = match data.root {
+            Value::Object(m) => value::Val::Map(m, true),
+            other => value::Val::from_json(other),
+        };
+        let mut state = exec::State::new(&self.source, dot.clone(), data.headers, &self.defines);
         match state.walk(&dot, &self.nodes) {
             Ok(()) => Ok(Rendered::Text(state.out)),
             Err(exec::Flow::DoNotSet) => Ok(Rendered::DoNotSet),
@@ -122,4 +137,66 @@ pub fn go_json_numbers(value: &Value) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// Decodes a JSON object as Go's `encoding/json` does for jwt-go: a lone
+/// UTF-16 surrogate escape (`"\ud800x"`) becomes U+FFFD (`"\u{FFFD}x"`) where
+/// serde_json would refuse the whole text, and bytes that are not UTF-8
+/// become U+FFFD. `None` when the text is not a JSON object.
+pub fn go_json_object(text: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    if let Ok(map) = serde_json::from_slice(text) {
+        return Some(map);
+    }
+    let lossy = String::from_utf8_lossy(text);
+    let fixed = replace_lone_surrogates(&lossy);
+    serde_json::from_str(&fixed).ok()
+}
+
+/// `\uD800`–`\uDFFF` escapes that are not a high surrogate followed by a low
+/// one are rewritten to `\ufffd` (what Go decodes them to).
+fn replace_lone_surrogates(text: &str) -> String {
+    fn escape_at(b: &[u8], i: usize) -> Option<u32> {
+        let hex = b.get(i..i.checked_add(6)?)?;
+        if hex.first() != Some(&b'\\') || hex.get(1) != Some(&b'u') {
+            return None;
+        }
+        let digits = std::str::from_utf8(hex.get(2..)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0usize;
+    let mut start = 0usize;
+    while i < b.len() {
+        if b.get(i) == Some(&b'\\') {
+            match escape_at(b, i) {
+                Some(hi @ 0xD800..=0xDBFF) => {
+                    let next = i.saturating_add(6);
+                    if matches!(escape_at(b, next), Some(0xDC00..=0xDFFF)) {
+                        i = next.saturating_add(6);
+                    } else {
+                        let _ = hi;
+                        out.push_str(text.get(start..i).unwrap_or(""));
+                        out.push_str("\\ufffd");
+                        i = next;
+                        start = i;
+                    }
+                    continue;
+                }
+                Some(0xDC00..=0xDFFF) => {
+                    out.push_str(text.get(start..i).unwrap_or(""));
+                    out.push_str("\\ufffd");
+                    i = i.saturating_add(6);
+                    start = i;
+                    continue;
+                }
+                // Any other escape (`\\` included) is skipped whole.
+                _ => i = i.saturating_add(2),
+            }
+        } else {
+            i = i.saturating_add(1);
+        }
+    }
+    out.push_str(text.get(start..).unwrap_or(""));
+    out
 }

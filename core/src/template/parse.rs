@@ -14,7 +14,12 @@ pub(super) enum Node {
     With(Box<Control>),
     Break,
     Continue,
+    /// `{{template "name" pipeline}}` (and the use half of `block`).
+    Template(Box<(String, Option<Pipe>)>),
 }
+
+/// The templates a text defines (`define`, `block`), by name.
+pub(super) type Defines = Vec<(String, Vec<Node>)>;
 
 #[derive(Debug, Clone)]
 pub(super) struct Control {
@@ -50,8 +55,14 @@ pub(super) enum ArgKind {
     Dot,
     Nil,
     Bool(bool),
+    /// A number constant as Go's `idealConstant` types it: `int`,
     Int(i64),
+    /// `float64`,
     Float(f64),
+    /// `complex128`,
+    Complex(f64, f64),
+    /// or an integer too large for `int` (an error when evaluated).
+    Overflow,
     Str(String),
     /// `.a.b.c`
     Field(Vec<String>),
@@ -85,6 +96,8 @@ pub(super) enum Func {
     Urlquery,
     Html,
     Js,
+    Slice,
+    Call,
 }
 
 impl Func {
@@ -110,6 +123,8 @@ impl Func {
             "urlquery" => Func::Urlquery,
             "html" => Func::Html,
             "js" => Func::Js,
+            "slice" => Func::Slice,
+            "call" => Func::Call,
             _ => return None,
         })
     }
@@ -136,6 +151,8 @@ impl Func {
             Func::Urlquery => "urlquery",
             Func::Html => "html",
             Func::Js => "js",
+            Func::Slice => "slice",
+            Func::Call => "call",
         }
     }
 }
@@ -162,9 +179,14 @@ struct Parser<'s> {
     vars: Vec<String>,
     depth: usize,
     range_depth: usize,
+    /// Whether the list being parsed is the text's top level (where
+    /// `define` may appear).
+    top: bool,
+    defines: Defines,
 }
 
-pub(super) fn parse(src: &str) -> PResult<Vec<Node>> {
+/// Parses a template text: its nodes and the templates it defines.
+pub(super) fn parse(src: &str) -> PResult<(Vec<Node>, Defines)> {
     let toks = lex(src);
     let mut p = Parser {
         src,
@@ -173,13 +195,22 @@ pub(super) fn parse(src: &str) -> PResult<Vec<Node>> {
         vars: vec!["$".to_string()],
         depth: 0,
         range_depth: 0,
+        top: true,
+        defines: Vec::new(),
     };
     let (list, end) = p.item_list()?;
     match end {
-        ListEnd::Eof => Ok(list),
+        ListEnd::Eof => Ok((list, p.defines)),
         ListEnd::End => p.err_at_prev("unexpected {{end}}"),
         ListEnd::Else => p.err_at_prev("unexpected {{else}}"),
     }
+}
+
+/// Go's `IsEmptyTree`: only spaces and comments.
+fn is_empty_tree(nodes: &[Node]) -> bool {
+    nodes
+        .iter()
+        .all(|n| matches!(n, Node::Text(t) if t.chars().all(|c| c.is_ascii_whitespace())))
 }
 
 impl<'s> Parser<'s> {
@@ -261,9 +292,9 @@ impl<'s> Parser<'s> {
                 let text = self.src.get(t.pos..t.end).unwrap_or("");
                 if text.chars().count() > 10 {
                     let short: String = text.chars().take(10).collect();
-                    format!("{}...", super::gofmt::quote(&short))
+                    format!("{}...", super::strconv::quote(&short))
                 } else {
-                    super::gofmt::quote(text)
+                    super::strconv::quote(text)
                 }
             }
         }
@@ -348,14 +379,95 @@ impl<'s> Parser<'s> {
                         Node::Continue
                     }))
                 }
-                Kw::Define | Kw::Template | Kw::Block => {
-                    self.err_at(t.pos, format!("{{{{{}}}}} is not supported", k.name()))
+                Kw::Define => {
+                    if !self.top {
+                        return self.unexpected(&t, "command");
+                    }
+                    let name = self.template_name("define clause")?;
+                    self.expect_right_delim("define clause")?;
+                    let body = self.definition_body(t.pos)?;
+                    self.add_define(name, body, t.pos)?;
+                    Ok(Action::Node(Node::Text(String::new())))
+                }
+                Kw::Template => {
+                    let name = self.template_name("template clause")?;
+                    let p = self.peek_non_space();
+                    let pipe = if p.tok == Tok::RightDelim {
+                        self.next_non_space();
+                        None
+                    } else {
+                        Some(self.pipeline("template clause", true)?)
+                    };
+                    Ok(Action::Node(Node::Template(Box::new((name, pipe)))))
+                }
+                Kw::Block => {
+                    let name = self.template_name("block clause")?;
+                    let pipe = self.pipeline("block clause", true)?;
+                    let body = self.definition_body(t.pos)?;
+                    self.add_define(name.clone(), body, t.pos)?;
+                    Ok(Action::Node(Node::Template(Box::new((name, Some(pipe))))))
                 }
             };
         }
         self.backup();
         let pipe = self.pipeline("command", true)?;
         Ok(Action::Node(Node::Action(pipe)))
+    }
+
+    /// The quoted name after `define`, `template` or `block`.
+    fn template_name(&mut self, context: &str) -> PResult<String> {
+        let t = self.next_non_space();
+        let text = self.src.get(t.pos..t.end).unwrap_or("");
+        match t.tok {
+            Tok::Str => match unquote(text) {
+                Some(s) => Ok(s),
+                None => self.err_at(t.pos, "invalid syntax"),
+            },
+            Tok::RawStr => Ok(text
+                .strip_prefix('`')
+                .and_then(|s| s.strip_suffix('`'))
+                .unwrap_or("")
+                .replace('\r', "")),
+            _ => self.unexpected(&t, context),
+        }
+    }
+
+    /// The body of a `define` or `block` through its `{{end}}`, parsed as a
+    /// template of its own (only `$` is declared).
+    fn definition_body(&mut self, pos: usize) -> PResult<Vec<Node>> {
+        self.enter(pos)?;
+        let vars = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
+        let top = std::mem::replace(&mut self.top, false);
+        let range_depth = std::mem::replace(&mut self.range_depth, 0);
+        let (list, end) = self.item_list()?;
+        self.vars = vars;
+        self.top = top;
+        self.range_depth = range_depth;
+        self.leave();
+        match end {
+            ListEnd::End => Ok(list),
+            ListEnd::Eof => self.err_at(self.src.len(), "unexpected EOF"),
+            ListEnd::Else => self.err_at_prev("unexpected {{else}}"),
+        }
+    }
+
+    /// Go's `Tree.add`: a name defined twice with a body each time is an
+    /// error; an empty body never replaces a full one.
+    fn add_define(&mut self, name: String, body: Vec<Node>, pos: usize) -> PResult<()> {
+        match self.defines.iter_mut().find(|(n, _)| *n == name) {
+            None => self.defines.push((name, body)),
+            Some((_, old)) => {
+                if is_empty_tree(old) {
+                    *old = body;
+                } else if !is_empty_tree(&body) {
+                    return self.err_at(
+                        pos,
+                        format!("template: multiple definition of template {name:?}"),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     fn control(&mut self, kw: Kw, pos: usize) -> PResult<Node> {
@@ -366,6 +478,7 @@ impl<'s> Parser<'s> {
         if kw == Kw::Range {
             self.range_depth = self.range_depth.saturating_add(1);
         }
+        let top = std::mem::replace(&mut self.top, false);
         let (list, end) = self.item_list()?;
         if kw == Kw::Range {
             self.range_depth = self.range_depth.saturating_sub(1);
@@ -397,6 +510,7 @@ impl<'s> Parser<'s> {
                 }
             }
         };
+        self.top = top;
         self.vars.truncate(vars_mark);
         self.leave();
         let c = Box::new(Control {
@@ -465,7 +579,9 @@ impl<'s> Parser<'s> {
                 t.tok == Tok::RParen
             };
             if is_end {
-                if pipe.cmds.is_empty() || expect_cmd {
+                // A trailing `|` is accepted, as Go does.
+                let _ = expect_cmd;
+                if pipe.cmds.is_empty() {
                     return self.err_at(start, format!("missing value for {context}"));
                 }
                 for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
@@ -477,6 +593,8 @@ impl<'s> Parser<'s> {
                                 | ArgKind::Nil
                                 | ArgKind::Int(_)
                                 | ArgKind::Float(_)
+                                | ArgKind::Complex(..)
+                                | ArgKind::Overflow
                                 | ArgKind::Str(_)
                         ) {
                             return self.err_at(
@@ -572,12 +690,14 @@ impl<'s> Parser<'s> {
             | ArgKind::Str(_)
             | ArgKind::Int(_)
             | ArgKind::Float(_)
+            | ArgKind::Complex(..)
+            | ArgKind::Overflow
             | ArgKind::Nil
             | ArgKind::Dot => {
                 let text = self.src.get(term.pos..term.end).unwrap_or("");
                 return self.err_at(
                     term.pos,
-                    format!("unexpected . after term {}", super::gofmt::quote(text)),
+                    format!("unexpected . after term {}", super::strconv::quote(text)),
                 );
             }
             other => ArgKind::Chain(
@@ -644,7 +764,15 @@ impl<'s> Parser<'s> {
         }))
     }
 
+    /// Go's `newNumber` (parse/node.go), then the type `idealConstant`
+    /// (exec.go) gives the constant where nothing else decides it.
     fn number(&self, text: &str, pos: usize) -> PResult<ArgKind> {
+        let illegal = || {
+            self.err_at(
+                pos,
+                format!("illegal number syntax: {}", super::strconv::quote(text)),
+            )
+        };
         if let Some(inner) = text.strip_prefix('\'') {
             let mut chars = inner.chars().peekable();
             return match unquote_char(&mut chars, '\'') {
@@ -661,58 +789,212 @@ impl<'s> Parser<'s> {
                 _ => self.err_at(pos, format!("malformed character constant: {text}")),
             };
         }
+        let complex = |re: f64, im: f64| -> ArgKind {
+            // simplifyComplex: a zero imaginary part is still complex128
+            // to idealConstant (IsComplex is checked first).
+            ArgKind::Complex(re, im)
+        };
         if text.ends_with('i') {
-            return self.err_at(pos, format!("complex numbers are not supported: {text}"));
-        }
-        let clean: String = text.chars().filter(|&c| c != '_').collect();
-        let (neg, body) = match clean.strip_prefix('-') {
-            Some(b) => (true, b),
-            None => (false, clean.strip_prefix('+').unwrap_or(&clean)),
-        };
-        let lower = body.to_ascii_lowercase();
-        let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
-            (16, d)
-        } else if let Some(d) = lower.strip_prefix("0o") {
-            (8, d)
-        } else if let Some(d) = lower.strip_prefix("0b") {
-            (2, d)
-        } else if lower.len() > 1
-            && lower.starts_with('0')
-            && lower.bytes().all(|b| b.is_ascii_digit())
-        {
-            (8, lower.get(1..).unwrap_or(""))
-        } else {
-            (10, lower.as_str())
-        };
-        let is_float_syntax = radix == 10 && (lower.contains('.') || lower.contains('e'));
-        if !is_float_syntax {
-            if let Ok(u) = u64::from_str_radix(digits, radix) {
-                let v = if neg {
-                    0i64.checked_sub_unsigned(u)
-                } else {
-                    i64::try_from(u).ok()
-                };
-                return match v {
-                    Some(v) => Ok(ArgKind::Int(v)),
-                    None => self.err_at(pos, format!("{text} overflows int")),
-                };
+            let body = text.get(..text.len().saturating_sub(1)).unwrap_or("");
+            // `1+2i`: split at the sign that is not an exponent's.
+            let b = body.as_bytes();
+            let mut split = None;
+            for k in 1..b.len() {
+                let c = b.get(k).copied().unwrap_or(0);
+                let prev = b.get(k.saturating_sub(1)).copied().unwrap_or(0);
+                let hex = body.starts_with("0x") || body.starts_with("0X");
+                let exp_sign = matches!(prev, b'e' | b'E') && !hex || matches!(prev, b'p' | b'P');
+                if (c == b'+' || c == b'-') && !exp_sign {
+                    split = Some(k);
+                }
             }
-            if radix == 10 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                return self.err_at(pos, format!("{text} overflows int"));
-            }
-            return self.err_at(
-                pos,
-                format!("illegal number syntax: {}", super::gofmt::quote(text)),
-            );
+            return match split {
+                Some(k) => {
+                    let re = go_parse_float(body.get(..k).unwrap_or(""));
+                    let im = go_parse_float(body.get(k..).unwrap_or(""));
+                    match (re, im) {
+                        (Some(re), Some(im)) => Ok(complex(re, im)),
+                        _ => illegal(),
+                    }
+                }
+                None => match go_parse_float(body) {
+                    Some(im) => Ok(complex(0.0, im)),
+                    None => illegal(),
+                },
+            };
         }
-        match clean.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(ArgKind::Float(f)),
-            _ => self.err_at(
-                pos,
-                format!("illegal number syntax: {}", super::gofmt::quote(text)),
-            ),
+        let as_int = go_parse_int(text);
+        let as_uint = go_parse_uint(text);
+        let float_syntax = text.contains(['.', 'e', 'E', 'p', 'P']);
+        let hex_int =
+            (text.starts_with("0x") || text.starts_with("0X")) && !text.contains(['p', 'P']);
+        if as_int.is_none() && as_uint.is_none() {
+            let Some(f) = go_parse_float(text) else {
+                return illegal();
+            };
+            if !float_syntax {
+                return self.err_at(pos, format!("integer overflow: {:?}", text));
+            }
+            return Ok(ArgKind::Float(f));
+        }
+        // An integer-valued constant: float64 when written as a float.
+        if float_syntax && !hex_int {
+            return match go_parse_float(text) {
+                Some(f) => Ok(ArgKind::Float(f)),
+                None => illegal(),
+            };
+        }
+        match as_int {
+            Some(i) => Ok(ArgKind::Int(i)),
+            None => Ok(ArgKind::Overflow),
         }
     }
+}
+
+/// Whether `_` separators are well placed (Go's `underscoreOK`): only
+/// between digits or after a base prefix.
+fn underscore_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut saw = b'^';
+    let mut i = 0usize;
+    if matches!(b.first(), Some(b'+' | b'-')) {
+        i = 1;
+    }
+    let mut hex = false;
+    if b.len().saturating_sub(i) >= 2
+        && b.get(i) == Some(&b'0')
+        && matches!(
+            b.get(i.saturating_add(1)).map(u8::to_ascii_lowercase),
+            Some(b'b' | b'o' | b'x')
+        )
+    {
+        hex = b.get(i.saturating_add(1)).map(u8::to_ascii_lowercase) == Some(b'x');
+        i = i.saturating_add(2);
+        saw = b'0';
+    }
+    while let Some(&c) = b.get(i) {
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+        i = i.saturating_add(1);
+    }
+    saw != b'_'
+}
+
+/// The digits and radix of an integer literal as `strconv.ParseUint(s, 0, 64)`
+/// reads it (sign removed first).
+fn int_digits(s: &str) -> Option<(String, u32)> {
+    if !underscore_ok(s) {
+        return None;
+    }
+    let clean: String = s.chars().filter(|&c| c != '_').collect();
+    let lower = clean.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower.get(1..).unwrap_or("").to_string())
+    } else {
+        (10, lower)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    Some((digits, radix))
+}
+
+/// `strconv.ParseUint(s, 0, 64)`.
+fn go_parse_uint(s: &str) -> Option<u64> {
+    let (digits, radix) = int_digits(s)?;
+    u64::from_str_radix(&digits, radix).ok()
+}
+
+/// `strconv.ParseInt(s, 0, 64)`.
+fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (digits, radix) = int_digits(body)?;
+    let u = u64::from_str_radix(&digits, radix).ok()?;
+    if neg {
+        0i64.checked_sub_unsigned(u)
+    } else {
+        i64::try_from(u).ok()
+    }
+}
+
+/// `strconv.ParseFloat(s, 64)` for the literals the lexer passes: decimal
+/// and hexadecimal (`0x1.8p3`) forms, `_` separators; out of range is no number.
+fn go_parse_float(s: &str) -> Option<f64> {
+    if !underscore_ok(s) {
+        return None;
+    }
+    let clean: String = s.chars().filter(|&c| c != '_').collect();
+    let (neg, body) = match clean.strip_prefix('-') {
+        Some(b) => (true, b.to_string()),
+        None => (false, clean.strip_prefix('+').unwrap_or(&clean).to_string()),
+    };
+    let lower = body.to_ascii_lowercase();
+    let v = if let Some(hex) = lower.strip_prefix("0x") {
+        let (mant, exp) = hex.split_once('p')?;
+        let exp: i32 = exp.parse().ok()?;
+        let (int_part, frac) = mant.split_once('.').unwrap_or((mant, ""));
+        if int_part.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let mut m: u64 = 0;
+        let mut e = exp;
+        let mut sticky = false;
+        for (k, c) in int_part.chars().chain(frac.chars()).enumerate() {
+            let d = u64::from(c.to_digit(16)?);
+            if m >> 58 == 0 {
+                m = m.wrapping_mul(16) | d;
+                if k >= int_part.len() {
+                    e = e.checked_sub(4)?;
+                }
+            } else {
+                sticky |= d != 0;
+                if k < int_part.len() {
+                    e = e.checked_add(4)?;
+                }
+            }
+        }
+        if sticky {
+            m |= 1;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mf = m as f64;
+        mf * 2f64.powi(e)
+    } else {
+        if lower.starts_with("0b") || lower.starts_with("0o") {
+            return None;
+        }
+        if !lower
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))
+        {
+            return None;
+        }
+        lower.parse::<f64>().ok()?
+    };
+    if !v.is_finite() {
+        return None;
+    }
+    Some(if neg { -v } else { v })
 }
 
 enum Action {
