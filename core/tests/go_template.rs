@@ -939,7 +939,17 @@ fn random_templates_render_as_go_renders_them() {
         "0x1p3",
         "1i",
     ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    // GO_TEMPLATE_RANDOM (count) and GO_TEMPLATE_SEED turn this into a
+    // differential fuzz run (docs/jwt.md).
+    let count: usize = std::env::var("GO_TEMPLATE_RANDOM")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3000);
+    let mut seed: u64 = std::env::var("GO_TEMPLATE_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x9E37_79B9_7F4A_7C15)
+        | 1;
     let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -947,7 +957,7 @@ fn random_templates_render_as_go_renders_them() {
         seed
     };
     let mut cases = Vec::new();
-    for _ in 0..3000 {
+    for _ in 0..count {
         let n = 2 + (next() % 12) as usize;
         let mut t = String::new();
         for _ in 0..n {

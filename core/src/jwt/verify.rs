@@ -570,6 +570,21 @@ mod tests {
         assert_eq!(v.algorithm, Algorithm::HS256);
     }
 
+    /// A claim with a lone UTF-16 surrogate is U+FFFD, as Go's
+    /// encoding/json (jwt-go) decodes it: the token stays readable.
+    #[test]
+    fn lone_surrogate_claim_decodes_as_go() {
+        let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let t = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none"}"#),
+            b64(r#"{"s":"\ud800x","t":"a\udc00\ud83d\ude00"}"#)
+        );
+        let v = decode_unverified(&t).unwrap();
+        assert_eq!(v.claims["s"], json!("\u{FFFD}x"));
+        assert_eq!(v.claims["t"], json!("a\u{FFFD}\u{1F600}"));
+    }
+
     // ---- alg: none and the algorithm allow-list ----
 
     fn none_token(signature: &str) -> String {

@@ -4,10 +4,9 @@ use super::gofmt;
 use super::json;
 use super::parse::{Arg, ArgKind, Cmd, Control, Defines, Func, Node, Pipe};
 use super::value::{
-    canonical_header_key, header_map, map_len, sorted_entries, Entry, HeaderMap, Val, HEADERS_KEY,
-    MAX_OUTPUT,
+    canonical_header_key, header_map, map_len, shows_headers, sorted_entries, Entry, HeaderLookup,
+    HeaderMap, TemplateError, Val, HEADERS_KEY, JSON_FIELDS_KEY, MAX_OUTPUT,
 };
-use super::{HeaderLookup, TemplateError};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -717,10 +716,8 @@ impl<'a> State<'a> {
                 let key = string_param(arg(1))?;
                 match arg(0) {
                     Val::Map(m, root) => Val::Bool(
-                        m.contains_key(key.as_ref())
-                            && key.as_ref() != super::value::JSON_FIELDS_KEY
-                            || (super::value::shows_headers(m, *root)
-                                && key.as_ref() == HEADERS_KEY),
+                        m.contains_key(key.as_ref()) && key.as_ref() != JSON_FIELDS_KEY
+                            || (shows_headers(m, *root) && key.as_ref() == HEADERS_KEY),
                     ),
                     Val::NoValue | Val::Nil => Val::Bool(false),
                     other => {

@@ -1,17 +1,28 @@
-//! AES-compatible Go `text/template` subset: parsed once at configure time,
-//! rendered per request (header values, error bodies).
+//! Go's `text/template` as AES (Ambassador Edge Stack) runs it: parsed once
+//! at configure time, rendered per request (header values, error bodies), byte
+//! for byte as Go renders it (proven against real Go by
+//! `core/tests/go_template.rs`).
 //!
-//! Supported: text and `{{ }}` actions with `{{-`/`-}}` trimming, comments, field
-//! chains, variables (`$`, `$x :=`, `$x =`), string/raw-string/number/char/bool/nil
-//! literals, parenthesised pipelines, pipes, `if`/`else if`/`else`, `range`
-//! (arrays, maps in sorted key order, ints; `break`/`continue`), `with`/`else with`,
-//! the method `.httpRequestHeader.Get "Name"`, and the functions `and or not eq ne
-//! lt le gt ge index len hasKey doNotSet json print printf println urlquery html js`.
-//! Values print as Go's `fmt` would (`1.516239022e+09`, `<no value>`, `map[a:1]`).
+//! The language of Go 1.19's text/template (and `{{else with}}`, `range` over
+//! an int of later Go): text, `{{ }}` actions with `{{-`/`-}}` trimming,
+//! comments, fields, variables (`$`, `$x :=`, `$x =`), every literal Go has
+//! (hex floats, imaginary numbers, characters, raw strings), parenthesised
+//! pipelines, pipes (a trailing `|` too), `if`/`with`/`range` with `else`,
+//! `break`/`continue`, `define`/`block`/`template`. Functions: Go's builtins
+//! (`and or not len index slice print printf println html js urlquery call
+//! eq ne lt le gt ge`), Sprig's `hasKey`, AES's `doNotSet`, and AES's `json`.
+//! Values print as Go's `fmt` prints them; `.httpRequestHeader` is Go's
+//! `http.Header`.
+//!
+//! Files, each importing only those before it: `strconv.rs` (quoting, float
+//! formatting) and `value.rs` (values, data, errors) are leaves; `gofmt.rs`
+//! (Go's fmt) and `json.rs` (encoding/json); `lex.rs`, `parse.rs`; `exec.rs`;
+//! `mod.rs`, the API.
 //!
 //! Bounds (hostile data must not hurt the VM): parse nesting is limited to
-//! [`parse::MAX_PARSE_DEPTH`], rendered output to 64 KiB, evaluation to a fixed
-//! step budget, printed/encoded data nesting to 200 levels. No panics.
+//! [`parse::MAX_PARSE_DEPTH`], `{{template}}` nesting to 100, rendered output to
+//! 64 KiB, evaluation to a fixed step budget, printed/encoded data nesting to
+//! 200 levels. No panics.
 
 mod exec;
 mod gofmt;
@@ -20,52 +31,12 @@ mod lex;
 mod parse;
 mod strconv;
 mod value;
-pub use value::JSON_FIELDS_KEY;
+pub use value::{HeaderLookup, Rendered, TemplateError, JSON_FIELDS_KEY};
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
-
-/// A parse error, with Go-like position text (`template: 1:7: unexpected "}"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
-    pub message: String,
-}
-
-impl std::fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-/// What rendering produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rendered {
-    Text(String),
-    /// The template called `doNotSet`: the header is not set.
-    DoNotSet,
-}
-
-/// Case-insensitive request-header lookup behind `.httpRequestHeader.Get "Name"`.
-pub trait HeaderLookup {
-    /// First value of the header, if present.
-    fn get_header(&self, name: &str) -> Option<&str>;
-
-    /// Whether some value is escaped text standing for bytes that are not
-    /// UTF-8 (`request::escape_opaque`): a rendered header value is then
-    /// turned back into those bytes.
-    fn has_opaque(&self) -> bool {
-        false
-    }
-
-    /// Every header as (name, value), in the order they came: what
-    /// `.httpRequestHeader` holds as Go's `http.Header` (canonical names,
-    /// each with its values).
-    fn header_pairs(&self) -> Vec<(&str, &str)> {
-        Vec::new()
-    }
-}
 
 /// The data a template sees: `root` is the dot (an object with `token`, `idToken`,
 /// `tls`, `status_code`, `message`, ...); `headers` answers `.httpRequestHeader`.

@@ -6,6 +6,46 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::rc::Rc;
 
+/// A parse error, with Go-like position text (`template: 1:7: unexpected "}"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub message: String,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What rendering produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    Text(String),
+    /// The template called `doNotSet`: the header is not set.
+    DoNotSet,
+}
+
+/// Case-insensitive request-header lookup behind `.httpRequestHeader.Get "Name"`.
+pub trait HeaderLookup {
+    /// First value of the header, if present.
+    fn get_header(&self, name: &str) -> Option<&str>;
+
+    /// Whether some value is escaped text standing for bytes that are not
+    /// UTF-8 (`request::escape_opaque`): a rendered header value is then
+    /// turned back into those bytes.
+    fn has_opaque(&self) -> bool {
+        false
+    }
+
+    /// Every header as (name, value), in the order they came: what
+    /// `.httpRequestHeader` holds as Go's `http.Header` (canonical names,
+    /// each with its values).
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+}
+
 /// Rendered output (and any single string a function builds) is capped here.
 pub(super) const MAX_OUTPUT: usize = 64 * 1024;
 
