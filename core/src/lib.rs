@@ -7,6 +7,7 @@
 
 pub mod apikey;
 pub mod bytes;
+pub mod callout;
 pub mod compile;
 pub mod condition;
 pub mod config;

@@ -5,8 +5,9 @@
 //! answer with a response, buffer the body, send a callout, or pause until a
 //! remote JWK Set has loaded.
 
+use crate::callout::{Callout, CalloutAnswer};
 use crate::config::{Config, FilterKind};
-use crate::external::{Callout, CalloutAnswer, ExternalOutcome, RequestBody};
+use crate::external::{ExternalOutcome, RequestBody};
 use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::jwt::KeySet;
 use crate::oauth2::{OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
