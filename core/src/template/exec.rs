@@ -1,5 +1,7 @@
 //! Template execution (after Go's `text/template/exec.go` and `funcs.go`).
 
+use super::escape;
+use super::funcs::{go_eq, go_index, go_lt, go_slice, FuncError};
 use super::gofmt;
 use super::json;
 use super::parse::{Arg, ArgKind, Cmd, Control, Defines, Func, Node, Pipe};
@@ -8,7 +10,6 @@ use super::value::{
     HeaderMap, TemplateError, Val, HEADERS_KEY, JSON_FIELDS_KEY, MAX_OUTPUT,
 };
 use std::borrow::Cow;
-use std::cmp::Ordering;
 
 /// `{{template}}` calls nested deeper than this are an error.
 pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
@@ -748,9 +749,9 @@ impl<'a> State<'a> {
                 let hdr = self.headers_for(rest);
                 owned(gofmt::sprintf(&format, rest, hdr.as_ref()).map_err(Call::Err)?)
             }
-            Func::Urlquery => owned(gofmt::url_query_escape(&self.eval_args(vals)?)),
-            Func::Html => owned(gofmt::html_escape(&self.eval_args(vals)?)),
-            Func::Js => owned(gofmt::js_escape(&self.eval_args(vals)?)),
+            Func::Urlquery => owned(escape::url_query_escape(&self.eval_args(vals)?)),
+            Func::Html => owned(escape::html_escape(&self.eval_args(vals)?)),
+            Func::Js => owned(escape::js_escape(&self.eval_args(vals)?)),
         })
     }
 
@@ -790,6 +791,12 @@ impl From<String> for Call {
     }
 }
 
+impl From<FuncError> for Call {
+    fn from(e: FuncError) -> Self {
+        Call::Err(e.0)
+    }
+}
+
 fn string_param<'v>(v: &'v Val<'_>) -> Result<Cow<'v, str>, Call> {
     match v {
         Val::Str(s) => Ok(Cow::Borrowed(s.as_ref())),
@@ -799,222 +806,4 @@ fn string_param<'v>(v: &'v Val<'_>) -> Result<Cow<'v, str>, Call> {
             other.type_name()
         ))),
     }
-}
-
-/// Numeric comparison across Go's int, uint and float64 kinds (Go refuses
-/// to compare an int with a float64; Portcullis compares their values).
-fn num_cmp(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
-    fn as_i128(v: &Val<'_>) -> Option<i128> {
-        match v {
-            Val::Int(i) => Some(i128::from(*i)),
-            Val::Byte(b) => Some(i128::from(*b)),
-            Val::Uint(u) => Some(i128::from(*u)),
-            _ => None,
-        }
-    }
-    fn as_f64(v: &Val<'_>) -> Option<f64> {
-        match v {
-            Val::Float(f) => Some(*f),
-            #[allow(clippy::cast_precision_loss)]
-            Val::Int(i) => Some(*i as f64),
-            Val::Byte(b) => Some(f64::from(*b)),
-            #[allow(clippy::cast_precision_loss)]
-            Val::Uint(u) => Some(*u as f64),
-            _ => None,
-        }
-    }
-    if let (Some(x), Some(y)) = (as_i128(a), as_i128(b)) {
-        return Some(x.cmp(&y));
-    }
-    as_f64(a)?.partial_cmp(&as_f64(b)?)
-}
-
-fn is_number(v: &Val<'_>) -> bool {
-    matches!(v, Val::Int(_) | Val::Byte(_) | Val::Uint(_) | Val::Float(_))
-}
-
-/// Go's `eq` for one pair (numbers compare by value across int and float).
-fn go_eq(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Call> {
-    match (a, b) {
-        (x, y) if x.is_nil() || y.is_nil() => Ok(x.is_nil() && y.is_nil()),
-        (Val::Bool(x), Val::Bool(y)) => Ok(x == y),
-        (Val::Str(x), Val::Str(y)) => Ok(x == y),
-        (Val::Complex(a, b), Val::Complex(c, d)) => Ok(a == c && b == d),
-        (x, y) if is_number(x) && is_number(y) => Ok(num_cmp(x, y) == Some(Ordering::Equal)),
-        (Val::Arr(_), Val::Arr(_))
-        | (Val::Map(..), Val::Map(..))
-        | (Val::HeaderMap(_), Val::HeaderMap(_))
-        | (Val::Strings(_), Val::Strings(_)) => {
-            Err(Call::Err(format!("non-comparable type {}", a.type_name())))
-        }
-        _ => Err(Call::Err("incompatible types for comparison".into())),
-    }
-}
-
-/// Go's `lt`.
-fn go_lt(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Call> {
-    let basic = |v: &Val<'_>| matches!(v, Val::Str(_)) || is_number(v);
-    if !basic(a) || !basic(b) {
-        return Err(Call::Err("invalid type for comparison".into()));
-    }
-    match (a, b) {
-        (Val::Str(x), Val::Str(y)) => Ok(x.as_bytes() < y.as_bytes()),
-        (x, y) if is_number(x) && is_number(y) => Ok(num_cmp(x, y) == Some(Ordering::Less)),
-        _ => Err(Call::Err("incompatible types for comparison".into())),
-    }
-}
-
-/// Go's `indexArg`: an integer index below `cap`.
-fn index_arg(ix: &Val<'_>, cap: usize) -> Result<usize, Call> {
-    let x: i128 = match ix {
-        Val::Int(i) => i128::from(*i),
-        Val::Byte(b) => i128::from(*b),
-        Val::Uint(u) => i128::from(*u),
-        Val::Nil | Val::NoValue => {
-            return Err(Call::Err("cannot index slice/array with nil".into()))
-        }
-        other => {
-            return Err(Call::Err(format!(
-                "cannot index slice/array with type {}",
-                other.type_name()
-            )))
-        }
-    };
-    match usize::try_from(x).ok().filter(|i| *i <= cap) {
-        Some(i) => Ok(i),
-        None => Err(Call::Err(format!("index out of range: {x}"))),
-    }
-}
-
-/// Go's `index`.
-fn go_index<'a>(item: Val<'a>, indexes: &[Val<'a>]) -> Result<Val<'a>, Call> {
-    if item.is_nil() {
-        return Err(Call::Err("index of untyped nil".into()));
-    }
-    let mut item = item;
-    for ix in indexes {
-        item = match item {
-            Val::Nil | Val::NoValue => return Err(Call::Err("index of nil pointer".into())),
-            Val::Arr(_) | Val::Str(_) | Val::Strings(_) => {
-                let len = match &item {
-                    Val::Arr(a) => a.len(),
-                    Val::Str(s) => s.len(),
-                    Val::Strings(s) => s.as_ref().map_or(0, Vec::len),
-                    _ => 0,
-                };
-                let i = index_arg(ix, len)?;
-                if i == len {
-                    return Err(Call::Err(format!("index out of range: {i}")));
-                }
-                match item {
-                    Val::Arr(a) => a.get(i).map_or(Val::NoValue, Val::from_json),
-                    Val::Str(s) => Val::Byte(s.as_bytes().get(i).copied().unwrap_or(0)),
-                    Val::Strings(s) => s
-                        .as_ref()
-                        .and_then(|s| s.get(i))
-                        .map_or(Val::NoValue, |v| Val::Str(Cow::Borrowed(v))),
-                    _ => Val::NoValue,
-                }
-            }
-            Val::Map(m, _) => match ix {
-                Val::Str(k) => m.get(k.as_ref()).map_or(Val::Nil, Val::from_json),
-                Val::Nil | Val::NoValue => {
-                    return Err(Call::Err("value is nil; should be of type string".into()))
-                }
-                other => {
-                    return Err(Call::Err(format!(
-                        "value has type {}; should be string",
-                        other.type_name()
-                    )))
-                }
-            },
-            Val::HeaderMap(h) => match ix {
-                Val::Str(k) => Val::Strings(
-                    h.iter()
-                        .find(|(name, _)| name == k.as_ref())
-                        .map(|(_, v)| v.clone()),
-                ),
-                Val::Nil | Val::NoValue => {
-                    return Err(Call::Err("value is nil; should be of type string".into()))
-                }
-                other => {
-                    return Err(Call::Err(format!(
-                        "value has type {}; should be string",
-                        other.type_name()
-                    )))
-                }
-            },
-            other => {
-                return Err(Call::Err(format!(
-                    "can't index item of type {}",
-                    other.type_name()
-                )))
-            }
-        };
-    }
-    Ok(item)
-}
-
-/// Go's `slice` (indexes past the length are refused: Go may read its
-/// slice's spare capacity there).
-fn go_slice<'a>(item: Val<'a>, indexes: &[Val<'a>]) -> Result<Val<'a>, Call> {
-    if item.is_nil() {
-        return Err(Call::Err("slice of untyped nil".into()));
-    }
-    if indexes.len() > 3 {
-        return Err(Call::Err(format!(
-            "too many slice indexes: {}",
-            indexes.len()
-        )));
-    }
-    let len = match &item {
-        Val::Str(s) => {
-            if indexes.len() == 3 {
-                return Err(Call::Err("cannot 3-index slice a string".into()));
-            }
-            s.len()
-        }
-        Val::Arr(a) => a.len(),
-        Val::Strings(s) => s.as_ref().map_or(0, Vec::len),
-        other => {
-            return Err(Call::Err(format!(
-                "can't slice item of type {}",
-                other.type_name()
-            )))
-        }
-    };
-    let mut idx = [0usize, len, len];
-    for (k, ix) in indexes.iter().enumerate() {
-        let x = index_arg(ix, len)?;
-        if let Some(slot) = idx.get_mut(k) {
-            *slot = x;
-        }
-    }
-    let [i, j, k3] = idx;
-    if i > j {
-        return Err(Call::Err(format!("invalid slice index: {i} > {j}")));
-    }
-    if indexes.len() == 3 && j > k3 {
-        return Err(Call::Err(format!("invalid slice index: {j} > {k3}")));
-    }
-    Ok(match item {
-        Val::Str(s) => match s {
-            Cow::Borrowed(b) => match b.get(i..j) {
-                Some(sub) => Val::Str(Cow::Borrowed(sub)),
-                None => return Err(Call::Err("slice splits a UTF-8 character".into())),
-            },
-            Cow::Owned(o) => match o.get(i..j) {
-                Some(sub) => Val::Str(Cow::Owned(sub.to_string())),
-                None => return Err(Call::Err("slice splits a UTF-8 character".into())),
-            },
-        },
-        Val::Arr(a) => Val::Arr(a.get(i..j).unwrap_or(&[])),
-        Val::Strings(s) => Val::Strings(Some(
-            s.as_ref()
-                .and_then(|v| v.get(i..j))
-                .map(<[&str]>::to_vec)
-                .unwrap_or_default(),
-        )),
-        _ => Val::NoValue,
-    })
 }

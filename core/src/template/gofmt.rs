@@ -7,7 +7,6 @@
 
 use super::strconv::{can_backquote, format_float, quote_rune, quote_with, rune, MAX_PRECISION};
 use super::value::{sorted_entries, Entry, HeaderMap, Val, MAX_OUTPUT};
-use std::fmt::Write as _;
 
 /// Nesting beyond this in data being printed is an error.
 pub(super) const MAX_VALUE_DEPTH: usize = 200;
@@ -737,75 +736,72 @@ fn int_from_arg(a: Option<&Val<'_>>) -> Option<i64> {
     (-1_000_000..=1_000_000).contains(&n).then_some(n)
 }
 
-/// `fmt.Sprintf(format, args...)`.
-pub(super) fn sprintf<'h>(
-    format: &str,
-    args: &[Val<'_>],
-    hdr: Option<&HeaderMap<'h>>,
-) -> Result<String, String> {
-    let b = format.as_bytes();
-    let end = b.len();
-    let mut p = Printer::new(hdr);
-    let mut arg_num = 0usize;
-    let mut reordered = false;
-    let mut i = 0usize;
-    while i < end {
-        if !p.check() {
-            break;
+/// Where `Sprintf` is in its format: the byte, the operand, and Go's
+/// `reordered` / `goodArgNum` state.
+struct Scan<'b> {
+    b: &'b [u8],
+    end: usize,
+    i: usize,
+    arg_num: usize,
+    nargs: usize,
+    reordered: bool,
+    good_arg_num: bool,
+}
+
+impl Scan<'_> {
+    /// Go's `argNumber`: an explicit `[n]` at `i`; whether one was found.
+    fn arg_number(&mut self) -> bool {
+        if self.b.get(self.i) != Some(&b'[') {
+            return false;
         }
-        let mut good_arg_num = true;
-        let last = i;
-        while i < end && b.get(i) != Some(&b'%') {
-            i = i.saturating_add(1);
+        self.reordered = true;
+        let (index, wid, ok) = parse_arg_number(self.b, self.i);
+        self.i = self.i.saturating_add(wid);
+        match index {
+            Some(ix) if ok && ix < self.nargs => {
+                self.arg_num = ix;
+                true
+            }
+            _ => {
+                self.good_arg_num = false;
+                ok
+            }
         }
-        if i > last {
-            p.buf.push_str(format.get(last..i).unwrap_or(""));
+    }
+
+    /// A `*` operand (Go's `intFromArg`), past the `*`.
+    fn star(&mut self, args: &[Val<'_>]) -> Option<i64> {
+        self.i = self.i.saturating_add(1);
+        let v = int_from_arg(args.get(self.arg_num));
+        if self.arg_num < self.nargs {
+            self.arg_num = self.arg_num.saturating_add(1);
         }
-        if i >= end {
-            break;
-        }
-        i = i.saturating_add(1);
-        p.f = Flags::default();
-        // Flags.
-        while let Some(&c) = b.get(i) {
+        v
+    }
+
+    /// Flags: `# 0 + - space`.
+    fn flags(&mut self, f: &mut Flags) {
+        while let Some(&c) = self.b.get(self.i) {
             match c {
-                b'#' => p.f.sharp = true,
-                b'0' => p.f.zero = !p.f.minus,
-                b'+' => p.f.plus = true,
+                b'#' => f.sharp = true,
+                b'0' => f.zero = !f.minus,
+                b'+' => f.plus = true,
                 b'-' => {
-                    p.f.minus = true;
-                    p.f.zero = false;
+                    f.minus = true;
+                    f.zero = false;
                 }
-                b' ' => p.f.space = true,
+                b' ' => f.space = true,
                 _ => break,
             }
-            i = i.saturating_add(1);
+            self.i = self.i.saturating_add(1);
         }
-        // Argument index, width.
-        let arg_number = |arg_num: usize, i: usize, good: &mut bool, reordered: &mut bool| {
-            if b.get(i) != Some(&b'[') {
-                return (arg_num, i, false);
-            }
-            *reordered = true;
-            let (index, wid, ok) = parse_arg_number(b, i);
-            match index {
-                Some(ix) if ok && ix < args.len() => (ix, i.saturating_add(wid), true),
-                _ => {
-                    *good = false;
-                    (arg_num, i.saturating_add(wid), ok)
-                }
-            }
-        };
-        let after_index;
-        (arg_num, i, after_index) = arg_number(arg_num, i, &mut good_arg_num, &mut reordered);
-        let mut after_index = after_index;
-        if b.get(i) == Some(&b'*') {
-            i = i.saturating_add(1);
-            let w = int_from_arg(args.get(arg_num));
-            if arg_num < args.len() {
-                arg_num = arg_num.saturating_add(1);
-            }
-            match w {
+    }
+
+    /// Argument index, width and precision of one directive.
+    fn width_and_precision(&mut self, p: &mut Printer<'_>, args: &[Val<'_>]) {
+        let mut after_index = self.arg_number();
+        if self.b.get(self.i) == Some(&b'*') {
+            match self.star(args) {
                 Some(w) => {
                     if w < 0 {
                         p.f.minus = true;
@@ -817,66 +813,96 @@ pub(super) fn sprintf<'h>(
             }
             after_index = false;
         } else {
-            let (w, ni) = parse_num(b, i, end);
+            let (w, ni) = parse_num(self.b, self.i, self.end);
             p.f.wid = w;
-            i = ni;
+            self.i = ni;
             if after_index && w.is_some() {
-                good_arg_num = false;
+                self.good_arg_num = false;
             }
         }
-        // Precision.
-        if i.saturating_add(1) < end && b.get(i) == Some(&b'.') {
-            i = i.saturating_add(1);
+        if self.i.saturating_add(1) < self.end && self.b.get(self.i) == Some(&b'.') {
+            self.i = self.i.saturating_add(1);
             if after_index {
-                good_arg_num = false;
+                self.good_arg_num = false;
             }
-            (arg_num, i, after_index) = arg_number(arg_num, i, &mut good_arg_num, &mut reordered);
-            if b.get(i) == Some(&b'*') {
-                i = i.saturating_add(1);
-                let pr = int_from_arg(args.get(arg_num));
-                if arg_num < args.len() {
-                    arg_num = arg_num.saturating_add(1);
-                }
-                match pr {
+            after_index = self.arg_number();
+            if self.b.get(self.i) == Some(&b'*') {
+                match self.star(args) {
                     Some(pr) if pr >= 0 => p.f.prec = usize::try_from(pr).ok(),
-                    Some(_) => {
+                    // Negative or no int: no precision.
+                    _ => {
                         p.f.prec = None;
+                        p.buf.push_str("%!(BADPREC)");
                     }
-                    None => p.buf.push_str("%!(BADPREC)"),
-                }
-                if matches!(pr, Some(x) if x < 0) {
-                    p.buf.push_str("%!(BADPREC)");
                 }
                 after_index = false;
             } else {
-                let (pr, ni) = parse_num(b, i, end);
-                i = ni;
+                let (pr, ni) = parse_num(self.b, self.i, self.end);
+                self.i = ni;
                 p.f.prec = Some(pr.unwrap_or(0));
             }
         }
         if !after_index {
-            (arg_num, i, _) = arg_number(arg_num, i, &mut good_arg_num, &mut reordered);
+            self.arg_number();
         }
-        if i >= end {
+    }
+}
+
+/// `fmt.Sprintf(format, args...)`.
+pub(super) fn sprintf<'h>(
+    format: &str,
+    args: &[Val<'_>],
+    hdr: Option<&HeaderMap<'h>>,
+) -> Result<String, String> {
+    let mut p = Printer::new(hdr);
+    let mut s = Scan {
+        b: format.as_bytes(),
+        end: format.len(),
+        i: 0,
+        arg_num: 0,
+        nargs: args.len(),
+        reordered: false,
+        good_arg_num: true,
+    };
+    while s.i < s.end {
+        if !p.check() {
+            break;
+        }
+        s.good_arg_num = true;
+        let last = s.i;
+        while s.i < s.end && s.b.get(s.i) != Some(&b'%') {
+            s.i = s.i.saturating_add(1);
+        }
+        if s.i > last {
+            p.buf.push_str(format.get(last..s.i).unwrap_or(""));
+        }
+        if s.i >= s.end {
+            break;
+        }
+        s.i = s.i.saturating_add(1);
+        p.f = Flags::default();
+        s.flags(&mut p.f);
+        s.width_and_precision(&mut p, args);
+        if s.i >= s.end {
             p.buf.push_str("%!(NOVERB)");
             break;
         }
         let verb = format
-            .get(i..)
-            .and_then(|s| s.chars().next())
+            .get(s.i..)
+            .and_then(|t| t.chars().next())
             .unwrap_or('?');
-        i = i.saturating_add(verb.len_utf8());
+        s.i = s.i.saturating_add(verb.len_utf8());
         if verb == '%' {
             p.buf.push('%');
             continue;
         }
-        if !good_arg_num {
+        if !s.good_arg_num {
             p.buf.push_str("%!");
             p.buf.push(verb);
             p.buf.push_str("(BADINDEX)");
             continue;
         }
-        let Some(arg) = args.get(arg_num) else {
+        let Some(arg) = args.get(s.arg_num) else {
             p.buf.push_str("%!");
             p.buf.push(verb);
             p.buf.push_str("(MISSING)");
@@ -889,12 +915,12 @@ pub(super) fn sprintf<'h>(
             p.f.plus = false;
         }
         p.print_arg(arg, verb);
-        arg_num = arg_num.saturating_add(1);
+        s.arg_num = s.arg_num.saturating_add(1);
     }
-    if !reordered && arg_num < args.len() {
+    if !s.reordered && s.arg_num < args.len() {
         p.f = Flags::default();
         p.buf.push_str("%!(EXTRA ");
-        for (k, a) in args.iter().skip(arg_num).enumerate() {
+        for (k, a) in args.iter().skip(s.arg_num).enumerate() {
             if k > 0 {
                 p.buf.push_str(", ");
             }
@@ -909,65 +935,4 @@ pub(super) fn sprintf<'h>(
         p.buf.push(')');
     }
     p.finish()
-}
-
-// ---------------------------------------------------------------------------
-// Escapers (text/template's html, js, urlquery).
-
-/// `template.HTMLEscapeString`.
-pub(super) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\0' => out.push('\u{FFFD}'),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `template.JSEscapeString`.
-pub(super) fn js_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '"' => out.push_str("\\\""),
-            '<' => out.push_str("\\u003C"),
-            '>' => out.push_str("\\u003E"),
-            '&' => out.push_str("\\u0026"),
-            '=' => out.push_str("\\u003D"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u00{:02X}", u32::from(c));
-            }
-            c if c.is_ascii() || super::strconv::is_print(c) => out.push(c),
-            c => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-        }
-    }
-    out
-}
-
-/// `url.QueryEscape`.
-pub(super) fn url_query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
 }

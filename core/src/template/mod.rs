@@ -15,19 +15,24 @@
 //! `http.Header`.
 //!
 //! Files, each importing only those before it: `strconv.rs` (quoting, float
-//! formatting) and `value.rs` (values, data, errors) are leaves; `gofmt.rs`
-//! (Go's fmt) and `json.rs` (encoding/json); `lex.rs`, `parse.rs`; `exec.rs`;
-//! `mod.rs`, the API.
+//! formatting), `value.rs` (values, data, errors) and `literal.rs` (Go's
+//! literal syntax) are leaves; `gofmt.rs` (Go's fmt), `json.rs`
+//! (encoding/json), `escape.rs` (`html`, `js`, `urlquery`) and `funcs.rs`
+//! (comparisons, `index`, `slice`); `lex.rs`, `parse.rs`; `exec.rs`; `mod.rs`,
+//! the API.
 //!
 //! Bounds (hostile data must not hurt the VM): parse nesting is limited to
 //! [`parse::MAX_PARSE_DEPTH`], `{{template}}` nesting to 100, rendered output to
 //! 64 KiB, evaluation to a fixed step budget, printed/encoded data nesting to
 //! 200 levels. No panics.
 
+mod escape;
 mod exec;
+mod funcs;
 mod gofmt;
 mod json;
 mod lex;
+mod literal;
 mod parse;
 mod strconv;
 mod value;
