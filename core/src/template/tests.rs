@@ -1025,3 +1025,54 @@ fn render_does_not_need_reparse_and_is_repeatable() {
         assert_eq!(out, Rendered::Text("hello-16".into()));
     }
 }
+
+/// The issue's examples, with what Go 1.19 renders for them (from
+/// core/tests/go_oracle; the differential test checks thousands more).
+#[test]
+fn issue_examples_render_as_go() {
+    let headers = Headers(vec![("accept", "text/html"), ("x-a", "1"), ("x-a", "2")]);
+    let claims = go_json_object(br#"{"s":"\ud800x"}"#).unwrap();
+    let root = json!({"token": {"Claims": go_json_numbers(&Value::Object(claims))}});
+    let go = |src: &str, root: &Value| match Template::parse(src)
+        .unwrap()
+        .render(&RenderData {
+            root,
+            headers: &headers,
+        })
+        .unwrap()
+    {
+        Rendered::Text(s) => s,
+        Rendered::DoNotSet => panic!("doNotSet"),
+    };
+    assert_eq!(
+        go(
+            r#"{{ printf "%+v|%#v|%[2]s %[1]s|%.3v|%T %T|%#q|%+q|% x|%#x|%#U|%#g|%b" 5 "a" 3.14159 (index "ab" 0) "x" "é" "hi" 255 0x1F600 1.0 1.0 }}"#,
+            &root
+        ),
+        "5|\"a\"|a %!s(int=5)|a|float64 uint8|`x`|\"\\u00e9\"|68 69|0xff|U+1F600 '😀'|1.00000|4503599627370496p-52"
+    );
+    assert_eq!(
+        go(
+            r#"{{ .httpRequestHeader }}|{{ .httpRequestHeader.Accept }}|{{ .httpRequestHeader.accept }}|{{ index .httpRequestHeader "Accept" 0 }}|{{ len .httpRequestHeader }}|{{ .httpRequestHeader.Values "Accept" }}|{{ range $k, $v := .httpRequestHeader }}{{ $k }}={{ $v }}{{ end }}"#,
+            &root
+        ),
+        "map[Accept:[text/html] X-A:[1 2]]|[text/html]|<no value>|text/html|2|[text/html]|Accept=[text/html]X-A=[1 2]"
+    );
+    assert_eq!(
+        go(
+            r#"{{ define "T" }}[{{ . }}]{{ end }}{{ template "T" 0x1p-2 }}{{ .token.Claims.s | }}{{ 1i }}"#,
+            &root
+        ),
+        "[0.25]\u{FFFD}x(0+1i)"
+    );
+    let body = crate::jwt::filter::error_data(401, "m", "r", None);
+    assert_eq!(
+        go(r#"{{ . | json "" }}"#, &body),
+        "{\n\t\"message\": \"m\",\n\t\"status_code\": 401\n}"
+    );
+    let body = crate::jwt::filter::error_data(503, "m", "r", Some(16));
+    assert_eq!(
+        go(r#"{{ json ">" .error }}"#, &body),
+        "{\n>\t\"ValidationError\": {\n>\t\t\"Errors\": 16\n>\t}\n>}"
+    );
+}
