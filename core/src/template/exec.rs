@@ -192,6 +192,9 @@ impl<'a> State<'a> {
         match v {
             Val::NoValue | Val::Nil => self.write("<no value>"),
             Val::Str(s) => self.write(s),
+            // Go's %v of a float64 is strconv's shortest 'g' (no flags).
+            Val::Float(f) => self.write(&super::strconv::format_float(*f, 'g', -1)),
+            Val::Bool(b) => self.write(if *b { "true" } else { "false" }),
             other => {
                 let mut s = String::new();
                 let hdr = self.headers_for(std::slice::from_ref(other));

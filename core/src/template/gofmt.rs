@@ -273,6 +273,17 @@ impl<'h> Printer<'h> {
             return;
         }
         let formatted = format_float(v, verb, prec);
+        // No flags and no width: the number as strconv writes it.
+        // (Go keeps the sign of "+Inf".)
+        if !self.f.plus
+            && !self.f.space
+            && !self.f.sharp
+            && self.f.wid.is_none()
+            && formatted != "+Inf"
+        {
+            self.buf.push_str(&formatted);
+            return;
+        }
         // num[0] is the sign.
         let mut num = String::with_capacity(formatted.len().saturating_add(8));
         if formatted.starts_with('-') || formatted.starts_with('+') {
