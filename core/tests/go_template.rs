@@ -618,6 +618,11 @@ fn generate() -> Vec<Case> {
         "Bearer {{ .token.Raw }}",
         "{{ .token.Claims.email }}",
         "{{ .token.Claims.scope }}",
+        // testdata/aes-corpus (published AES manifests).
+        "Authenticated {{ .token.Header.typ }}; sub={{ .token.Claims.sub }}; name={{ printf \"%q\" .token.Claims.name }}",
+        "Authenticated {{.token.Header.typ}}; sub={{.token.Claims.sub}}; name={{printf \"%q\" .token.Claims.name}}",
+        "{{.token.Claims.iat}}|{{printf \"%.0f\" .token.Claims.iat}}|{{.token.Raw}}|{{.token.Signature}}",
+        "{{ .httpRequestHeader.Get \"X-Correlation-ID\" }}",
     ] {
         let mut c = header_case("aes-docs", t);
         c.claims_json = r#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#.to_string();
@@ -629,6 +634,9 @@ fn generate() -> Vec<Case> {
         "{\n  \"errorMessage\": {{ .message | json \"  \" }},\n  \"altErrorMessage\": {{ if eq .error.ValidationError.Errors 2 }}\"error 2\"{{ else }}\"not error 2\"{{ end }},\n  \"errorCode\": {{ .status_code | json \"  \"}},\n  \"httpStatus\": \"{{ .httpStatus }}\",\n  \"requestId\": {{ .requestId | json \"  \"}}\n}",
         "{{ .message | json \"indent>\" }}",
         "{{ .status_code }}: {{ .message }}",
+        // testdata/aes-corpus (published AES manifests).
+        "{\n    \"errorMessage\": {{ .message | json \"    \" }},\n    {{- if .error.ValidationError }}\n    \"altErrorMessage\": {{ if eq .error.ValidationError.Errors 16 }}\"expired\"{{ else }}\"invalid\"{{ end }},\n    \"errorCode\": {{ .error.ValidationError.Errors | json \"    \"}},\n    {{- end }}\n    \"httpStatus\": \"{{ .status_code }}\",\n    \"requestId\": {{ .request_id | json \"    \" }}\n}",
+        "{\n    \"errorMessage\": {{ .message | json \"    \" }},\n    \"altErrorMessage\": {{ if eq .error.ValidationError.Errors 16 }}\"expired\"{{ else }}\"invalid\"{{ end }},\n    \"errorCode\": {{ .error.ValidationError.Errors | json \"    \"}},\n    \"httpStatus\": \"{{ .status_code }}\",\n    \"requestId\": {{ .request_id | json \"    \" }}\n}",
     ] {
         for (status, errors) in [(400, None), (401, Some(2)), (401, Some(16)), (403, None), (503, None)] {
             cases.push(body_case("aes-docs", t, status, errors));
