@@ -41,6 +41,7 @@ VARIANTS = [
     ("pc_jwt", "pc_jwt", "token"),
     ("native_jwt_distinct", "native_jwt", "tokens"),
     ("pc_jwt_distinct", "pc_jwt", "tokens"),
+    ("pc_jwt_templates", "pc_jwt_templates", "token"),
     ("native_ext_authz", "native_ext_authz", None),
     ("pc_external", "pc_external", None),
     ("native_oauth2", "native_oauth2", "cookie_oauth2"),
@@ -63,6 +64,7 @@ NATIVE = {
 FLOOR = {
     "pc_jwt": "floor_token",
     "pc_jwt_distinct": "floor_token",
+    "pc_jwt_templates": "floor_token",
     "pc_external": "floor",
     "pc_oidc": "floor_cookie",
 }

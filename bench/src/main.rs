@@ -57,6 +57,7 @@ pub const LISTENERS: &[(&str, u16)] = &[
     ("floor_property", 13),
     ("floor_route_name", 14),
     ("floor_time", 15),
+    ("pc_jwt_templates", 16),
 ];
 /// The floor modules (`bench/floor`): the do-nothing module, then one variant per
 /// host call or callback it adds (listener names; `<name>.wasm` in `--floor-dir`).
@@ -334,6 +335,29 @@ fn envoy_config(base: u16, wasm_path: &Path, floor_dir: &Path, extra: &Value) ->
         }),
         extra,
     );
+    // pc_jwt plus injectRequestHeaders: the AES documentation's examples.
+    let pc_jwt_templates = plugin(
+        json!({
+            "filters": [{ "name": "f", "JWT": {
+                "jwks": rsa_jwks(), "validAlgorithms": ["RS256"], "issuer": ISSUER,
+                "injectRequestHeaders": [
+                    { "name": "X-Fixed-String", "value": "Fixed String" },
+                    { "name": "X-Token-String", "value": "{{ .token.Raw }}" },
+                    { "name": "X-Token-H-Alg", "value": "{{ .token.Header.alg }}" },
+                    { "name": "X-Token-H-Typ", "value": "{{ .token.Header.typ }}" },
+                    { "name": "X-Token-C-Sub", "value": "{{ .token.Claims.sub }}" },
+                    { "name": "X-Token-C-Optional-Empty", "value": "{{ .token.Claims.optional }}" },
+                    { "name": "X-Token-C-Optional-Unset", "value": "{{ if hasKey .token.Claims \"optional\" | not }}{{ doNotSet }}{{ end }}{{ .token.Claims.optional }}" },
+                    { "name": "X-Token-C-Iat", "value": "{{ .token.Claims.iat }}" },
+                    { "name": "X-Token-C-Iat-Int", "value": "{{ printf \"%.0f\" .token.Claims.exp }}" },
+                    { "name": "X-Token-S", "value": "{{ .token.Signature }}" },
+                    { "name": "X-UA", "value": "{{ .httpRequestHeader.Get \"User-Agent\" }}" }
+                ]
+            }}],
+            "rules": all_rule
+        }),
+        extra,
+    );
     let pc_ext = plugin(
         json!({
             "clusters": { format!("authsvc.bench:{}", port("authsvc")): "bench_auth" },
@@ -394,6 +418,12 @@ fn envoy_config(base: u16, wasm_path: &Path, floor_dir: &Path, extra: &Value) ->
             port("pc_jwt"),
             ok(),
             vec![wasm("pc_jwt", wasm_path, &pc_jwt)],
+        ),
+        listener(
+            "pc_jwt_templates",
+            port("pc_jwt_templates"),
+            ok(),
+            vec![wasm("pc_jwt_templates", wasm_path, &pc_jwt_templates)],
         ),
         listener(
             "native_ext_authz",

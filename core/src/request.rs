@@ -207,6 +207,10 @@ impl HeaderLookup for Headers {
     fn has_opaque(&self) -> bool {
         self.opaque
     }
+
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.iter().collect()
+    }
 }
 
 /// The verified client certificate, as Envoy reports it.

@@ -454,27 +454,7 @@ impl JwtFilter {
             ErrorCase::KeysUnavailable => (KEYS_UNAVAILABLE_STATUS, None, None),
         };
         let mut response = Response::json_error(status, message);
-        let error = match bits {
-            Some(b) => json!({ "ValidationError": { "Errors": b } }),
-            None => json!({}),
-        };
-        // AES's error struct: `{{ . | json "" }}` shows `message`,
-        // `status_code` and, on a 5xx, `request_id`; the aliases and `error`
-        // are for templates only.
-        let json_fields: &[&str] = if status >= 500 {
-            &["message", "status_code", "request_id"]
-        } else {
-            &["message", "status_code"]
-        };
-        let root = json!({
-            "status_code": status,
-            "httpStatus": status,
-            "message": message,
-            "request_id": request.request_id,
-            "requestId": request.request_id,
-            "error": error,
-            (crate::template::JSON_FIELDS_KEY): json_fields,
-        });
+        let root = error_data(status, message, &request.request_id, bits);
         let data = RenderData {
             root: &root,
             headers: request.headers_as_sent(),
@@ -568,6 +548,33 @@ fn extract_bearers(request: &Request) -> Extracted<'_> {
     } else {
         Extracted::Tokens(tokens)
     }
+}
+
+/// AES's error data, the dot of `errorResponse` templates: `.status_code`
+/// (alias `.httpStatus`), `.message`, `.request_id` (alias `.requestId`),
+/// `.error.ValidationError.Errors` (jwt-go's bits; `.error` is empty when no
+/// token was parsed). Its JSON form (`{{ . | json "" }}`) shows `message`,
+/// `status_code` and, on a 5xx, `request_id`, in that order; the aliases and
+/// `error` are for templates only.
+pub fn error_data(status: u16, message: &str, request_id: &str, bits: Option<u32>) -> Value {
+    let error = match bits {
+        Some(b) => json!({ "ValidationError": { "Errors": b } }),
+        None => json!({}),
+    };
+    let json_fields: &[&str] = if status >= 500 {
+        &["message", "status_code", "request_id"]
+    } else {
+        &["message", "status_code"]
+    };
+    json!({
+        "status_code": status,
+        "httpStatus": status,
+        "message": message,
+        "request_id": request_id,
+        "requestId": request_id,
+        "error": error,
+        (crate::template::JSON_FIELDS_KEY): json_fields,
+    })
 }
 
 /// The template dot for a verified token: `.token.{Raw,Header,Claims,Signature}`.

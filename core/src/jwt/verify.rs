@@ -163,8 +163,9 @@ fn json_segment(segment: &str, what: &str) -> Result<Map<String, Value>, TokenEr
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
-    serde_json::from_slice::<Map<String, Value>>(&bytes)
-        .map_err(|_| TokenError::Malformed(format!("{what} is not a JSON object")))
+    // As jwt-go (Go's encoding/json): a lone surrogate escape is U+FFFD.
+    crate::template::go_json_object(&bytes)
+        .ok_or_else(|| TokenError::Malformed(format!("{what} is not a JSON object")))
 }
 
 /// Parses and verifies `token` against `keys` and `policy` at `now_unix` seconds.
@@ -567,6 +568,21 @@ mod tests {
         assert_eq!(v.claims["iat"], json!(1516239022));
         assert_eq!(v.claims["nested"], json!({"a": true}));
         assert_eq!(v.algorithm, Algorithm::HS256);
+    }
+
+    /// A claim with a lone UTF-16 surrogate is U+FFFD, as Go's
+    /// encoding/json (jwt-go) decodes it: the token stays readable.
+    #[test]
+    fn lone_surrogate_claim_decodes_as_go() {
+        let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let t = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none"}"#),
+            b64(r#"{"s":"\ud800x","t":"a\udc00\ud83d\ude00"}"#)
+        );
+        let v = decode_unverified(&t).unwrap();
+        assert_eq!(v.claims["s"], json!("\u{FFFD}x"));
+        assert_eq!(v.claims["t"], json!("a\u{FFFD}\u{1F600}"));
     }
 
     // ---- alg: none and the algorithm allow-list ----

@@ -1,15 +1,18 @@
 //! Template execution (after Go's `text/template/exec.go` and `funcs.go`).
 
+use super::escape;
+use super::funcs::{go_eq, go_index, go_lt, go_slice, FuncError};
 use super::gofmt;
-use super::parse::{Arg, ArgKind, Cmd, Control, Func, Node, Pipe};
-use super::value::{sorted_entries, Val};
-use super::{HeaderLookup, TemplateError};
-use serde_json::Value;
+use super::json;
+use super::parse::{Arg, ArgKind, Cmd, Control, Defines, Func, Node, Pipe};
+use super::value::{
+    canonical_header_key, header_map, map_len, shows_headers, sorted_entries, Entry, HeaderLookup,
+    HeaderMap, TemplateError, Val, HEADERS_KEY, JSON_FIELDS_KEY, MAX_OUTPUT,
+};
 use std::borrow::Cow;
-use std::cmp::Ordering;
 
-/// Rendered output (and any single string a function builds) is capped here.
-pub(super) const MAX_OUTPUT: usize = 64 * 1024;
+/// `{{template}}` calls nested deeper than this are an error.
+pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
 /// Evaluation steps (nodes walked, commands run, range iterations) per render.
 pub(super) const MAX_STEPS: u32 = 1_000_000;
 
@@ -24,11 +27,14 @@ type R<T> = Result<T, Flow>;
 
 pub(super) struct State<'a> {
     src: &'a str,
-    root: &'a Value,
     headers: &'a dyn HeaderLookup,
+    defines: &'a Defines,
+    /// `.httpRequestHeader` as Go's `http.Header`, built when first needed.
+    header_map: Option<HeaderMap<'a>>,
     pub(super) out: String,
     vars: Vec<(&'a str, Val<'a>)>,
     steps: u32,
+    template_depth: usize,
 }
 
 fn line_col(src: &str, pos: usize) -> (usize, usize) {
@@ -50,14 +56,52 @@ pub(super) fn error_at(src: &str, pos: usize, msg: &str) -> TemplateError {
 }
 
 impl<'a> State<'a> {
-    pub(super) fn new(src: &'a str, root: &'a Value, headers: &'a dyn HeaderLookup) -> Self {
+    pub(super) fn new(
+        src: &'a str,
+        root: Val<'a>,
+        headers: &'a dyn HeaderLookup,
+        defines: &'a Defines,
+    ) -> Self {
         State {
             src,
-            root,
             headers,
+            defines,
+            header_map: None,
             out: String::new(),
-            vars: vec![("$", Val::from_json(root))],
+            vars: vec![("$", root)],
             steps: 0,
+            template_depth: 0,
+        }
+    }
+
+    /// `.httpRequestHeader` as `http.Header`.
+    fn headers_map(&mut self) -> HeaderMap<'a> {
+        if let Some(h) = &self.header_map {
+            return h.clone();
+        }
+        let h = header_map(self.headers.header_pairs());
+        self.header_map = Some(h.clone());
+        h
+    }
+
+    /// The header map when one of `vals` shows it (the root map, or the
+    /// headers themselves), for printing and encoding.
+    fn headers_for(&mut self, vals: &[Val<'a>]) -> Option<HeaderMap<'a>> {
+        if vals
+            .iter()
+            .any(|v| matches!(v, Val::Map(_, true) | Val::Headers))
+        {
+            Some(self.headers_map())
+        } else {
+            None
+        }
+    }
+
+    /// A value as functions see it: `.httpRequestHeader` read into a map.
+    fn settle(&mut self, v: Val<'a>) -> Val<'a> {
+        match v {
+            Val::Headers => Val::HeaderMap(self.headers_map()),
+            other => other,
         }
     }
 
@@ -107,18 +151,54 @@ impl<'a> State<'a> {
                 Node::Range(c) => self.walk_range(dot, c)?,
                 Node::Break => return Err(Flow::Break),
                 Node::Continue => return Err(Flow::Continue),
+                Node::Template(t) => self.walk_template(dot, &t.0, t.1.as_ref())?,
             }
         }
         Ok(())
+    }
+
+    /// `{{template "name" pipeline}}`: the defined template with the
+    /// pipeline's value as its dot and `$`.
+    fn walk_template(&mut self, dot: &Val<'a>, name: &str, pipe: Option<&'a Pipe>) -> R<()> {
+        let Some((_, body)) = self.defines.iter().find(|(n, _)| n == name) else {
+            let msg = format!("template: no such template {name:?}");
+            return Err(Flow::Err(TemplateError { message: msg }));
+        };
+        let new_dot = match pipe {
+            Some(p) => {
+                let mark = self.vars.len();
+                let v = self.eval_pipeline(dot, p)?;
+                self.vars.truncate(mark);
+                v
+            }
+            None => Val::NoValue,
+        };
+        if self.template_depth >= MAX_TEMPLATE_DEPTH {
+            return Err(Flow::Err(TemplateError {
+                message: format!(
+                    "template: {name:?}: templates nested deeper than {MAX_TEMPLATE_DEPTH}"
+                ),
+            }));
+        }
+        self.template_depth = self.template_depth.saturating_add(1);
+        let saved = std::mem::replace(&mut self.vars, vec![("$", new_dot.clone())]);
+        let r = self.walk(&new_dot, body);
+        self.vars = saved;
+        self.template_depth = self.template_depth.saturating_sub(1);
+        r
     }
 
     fn print_value(&mut self, v: &Val<'a>, pipe: &Pipe) -> R<()> {
         match v {
             Val::NoValue | Val::Nil => self.write("<no value>"),
             Val::Str(s) => self.write(s),
+            // Go's %v of a float64 is strconv's shortest 'g' (no flags).
+            Val::Float(f) => self.write(&super::strconv::format_float(*f, 'g', -1)),
+            Val::Bool(b) => self.write(if *b { "true" } else { "false" }),
             other => {
                 let mut s = String::new();
-                if let Err(e) = gofmt::sprint_value(&mut s, other) {
+                let hdr = self.headers_for(std::slice::from_ref(other));
+                if let Err(e) = gofmt::sprint_value(&mut s, other, hdr.as_ref()) {
                     return match pipe.cmds.last() {
                         Some(c) => self.fail(c, e),
                         None => Err(Flow::Err(TemplateError { message: e })),
@@ -191,11 +271,34 @@ impl<'a> State<'a> {
                     }
                 }
             }
-            Val::Map(m) => {
-                for (k, e) in sorted_entries(m) {
+            Val::Map(m, root) => {
+                for (k, e) in sorted_entries(m, root) {
                     ran = true;
-                    let key = Val::Str(Cow::Borrowed(k.as_str()));
-                    if !self.range_iteration(c, mark, key, Val::from_json(e))? {
+                    let key = Val::Str(Cow::Borrowed(k));
+                    let elem = match e {
+                        Entry::Json(j) => Val::from_json(j),
+                        Entry::Headers => Val::HeaderMap(self.headers_map()),
+                    };
+                    if !self.range_iteration(c, mark, key, elem)? {
+                        break;
+                    }
+                }
+            }
+            Val::HeaderMap(h) => {
+                for (k, values) in h.iter() {
+                    ran = true;
+                    let key = Val::Str(Cow::Owned(k.clone()));
+                    let elem = Val::Strings(Some(values.clone()));
+                    if !self.range_iteration(c, mark, key, elem)? {
+                        break;
+                    }
+                }
+            }
+            Val::Strings(s) => {
+                for (i, e) in s.iter().flatten().enumerate() {
+                    ran = true;
+                    let idx = Val::Int(i64::try_from(i).unwrap_or(i64::MAX));
+                    if !self.range_iteration(c, mark, idx, Val::Str(Cow::Borrowed(e)))? {
                         break;
                     }
                 }
@@ -213,7 +316,7 @@ impl<'a> State<'a> {
             Val::NoValue | Val::Nil => {}
             other => {
                 let mut s = String::new();
-                let _ = gofmt::sprint_value(&mut s, &other);
+                let _ = gofmt::sprint_value(&mut s, &other, None);
                 return match c.pipe.cmds.first() {
                     Some(cmd) => self.fail(cmd, format!("range can't iterate over {s}")),
                     None => Err(Flow::Err(TemplateError {
@@ -331,7 +434,93 @@ impl<'a> State<'a> {
         for name in init {
             recv = self.eval_field(dot, name, recv, cmd, &[], None)?;
         }
-        self.eval_field(dot, last, recv, cmd, args, final_)
+        let v = self.eval_field(dot, last, recv, cmd, args, final_)?;
+        Ok(self.settle(v))
+    }
+
+    /// The one string argument of a header method.
+    fn string_arg(
+        &mut self,
+        dot: &Val<'a>,
+        method: &str,
+        cmd: &'a Cmd,
+        args: &'a [Arg],
+        final_: Option<Val<'a>>,
+    ) -> R<Cow<'a, str>> {
+        let n = args.len().saturating_add(usize::from(final_.is_some()));
+        if n != 1 {
+            return self.fail(
+                cmd,
+                format!("wrong number of args for {method}: want 1 got {n}"),
+            );
+        }
+        let key = match (args.first(), final_) {
+            (Some(a), _) => self.eval_arg(dot, a, cmd)?,
+            (None, Some(f)) => f,
+            (None, None) => Val::NoValue,
+        };
+        match key {
+            Val::Str(k) => Ok(k),
+            Val::NoValue | Val::Nil => self.fail(cmd, "invalid value; expected string"),
+            other => self.fail(
+                cmd,
+                format!(
+                    "wrong type for value; expected string; got {}",
+                    other.type_name()
+                ),
+            ),
+        }
+    }
+
+    /// A field or method of Go's `http.Header`.
+    fn header_field(
+        &mut self,
+        dot: &Val<'a>,
+        name: &str,
+        cmd: &'a Cmd,
+        args: &'a [Arg],
+        final_: Option<Val<'a>>,
+    ) -> R<Val<'a>> {
+        let has_args = !args.is_empty() || final_.is_some();
+        match name {
+            "Get" => {
+                let key = self.string_arg(dot, name, cmd, args, final_)?;
+                // The canonical key's first value: for a token name, the
+                // first value of the name in any case.
+                let headers = self.headers;
+                Ok(Val::Str(Cow::Borrowed(
+                    headers.get_header(&key).unwrap_or(""),
+                )))
+            }
+            "Values" => {
+                let key = self.string_arg(dot, name, cmd, args, final_)?;
+                let canonical = canonical_header_key(&key).into_owned();
+                let h = self.headers_map();
+                Ok(Val::Strings(
+                    h.iter()
+                        .find(|(k, _)| *k == canonical)
+                        .map(|(_, v)| v.clone()),
+                ))
+            }
+            "Clone" => {
+                if has_args {
+                    return self.fail(cmd, "wrong number of args for Clone: want 0 got 1");
+                }
+                Ok(Val::HeaderMap(self.headers_map()))
+            }
+            "Add" | "Del" | "Set" | "Write" | "WriteSubset" => {
+                self.fail(cmd, format!("can't call method {name} of http.Header"))
+            }
+            _ => {
+                if has_args {
+                    return self.fail(cmd, format!("{name} is not a method but has arguments"));
+                }
+                let h = self.headers_map();
+                Ok(h.iter()
+                    .find(|(k, _)| k == name)
+                    .map_or(Val::NoValue, |(_, v)| Val::Strings(Some(v.clone()))))
+            }
+        }
     }
 
     fn eval_field(
@@ -347,44 +536,9 @@ impl<'a> State<'a> {
         match recv {
             Val::NoValue => Ok(Val::NoValue),
             Val::Nil => self.fail(cmd, format!("nil pointer evaluating interface {{}}.{name}")),
-            Val::Headers => {
-                if name == "Get" {
-                    let n = args.len().saturating_add(usize::from(final_.is_some()));
-                    if n != 1 {
-                        return self
-                            .fail(cmd, format!("wrong number of args for Get: want 1 got {n}"));
-                    }
-                    let key = match (args.first(), final_) {
-                        (Some(a), _) => self.eval_arg(dot, a, cmd)?,
-                        (None, Some(f)) => f,
-                        (None, None) => Val::NoValue,
-                    };
-                    let Val::Str(key) = key else {
-                        return self.fail(
-                            cmd,
-                            format!(
-                                "wrong type for value; expected string; got {}",
-                                key.type_name()
-                            ),
-                        );
-                    };
-                    let headers = self.headers;
-                    return Ok(Val::Str(Cow::Owned(
-                        headers.get_header(&key).unwrap_or("").to_string(),
-                    )));
-                }
-                if has_args {
-                    return self.fail(cmd, format!("{name} is not a method but has arguments"));
-                }
-                let headers = self.headers;
-                Ok(match headers.get_header(name) {
-                    Some(v) => Val::Str(Cow::Owned(v.to_string())),
-                    None => Val::NoValue,
-                })
-            }
-            Val::Map(m) => {
-                let is_root = matches!(self.root, Value::Object(r) if std::ptr::eq(r, m));
-                if is_root && name == "httpRequestHeader" && !m.contains_key(name) {
+            Val::Headers | Val::HeaderMap(_) => self.header_field(dot, name, cmd, args, final_),
+            Val::Map(m, root) => {
+                if root && name == HEADERS_KEY && !m.contains_key(name) {
                     if has_args {
                         return self.fail(cmd, format!("{name} is not a method but has arguments"));
                     }
@@ -404,12 +558,17 @@ impl<'a> State<'a> {
 
     /// Go's `evalArg` for an `interface{}` / `reflect.Value` parameter.
     fn eval_arg(&mut self, dot: &Val<'a>, arg: &'a Arg, cmd: &'a Cmd) -> R<Val<'a>> {
-        Ok(match &arg.kind {
+        let v = match &arg.kind {
             ArgKind::Dot => dot.clone(),
             ArgKind::Nil => Val::Nil,
             ArgKind::Bool(b) => Val::Bool(*b),
             ArgKind::Int(i) => Val::Int(*i),
             ArgKind::Float(f) => Val::Float(*f),
+            ArgKind::Complex(re, im) => Val::Complex(*re, *im),
+            ArgKind::Overflow => {
+                let text = self.src.get(arg.pos..arg.end).unwrap_or("");
+                return self.fail(cmd, format!("{text} overflows int"));
+            }
             ArgKind::Str(s) => Val::Str(Cow::Borrowed(s.as_str())),
             ArgKind::Field(idents) => {
                 self.eval_field_chain(dot, dot.clone(), idents, cmd, &[], None)?
@@ -427,7 +586,8 @@ impl<'a> State<'a> {
             }
             ArgKind::Func(f) => self.call(*f, dot, cmd, &[], None)?,
             ArgKind::Pipe(p) => self.eval_pipeline(dot, p)?,
-        })
+        };
+        Ok(self.settle(v))
     }
 
     fn call(
@@ -442,7 +602,13 @@ impl<'a> State<'a> {
         let n = args.len().saturating_add(usize::from(final_.is_some()));
         // (fixed, variadic)
         let (fixed, variadic) = match f {
-            Func::And | Func::Or | Func::Eq | Func::Index | Func::Printf => (1, true),
+            Func::And
+            | Func::Or
+            | Func::Eq
+            | Func::Index
+            | Func::Printf
+            | Func::Slice
+            | Func::Call => (1, true),
             Func::Not | Func::Len => (1, false),
             Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge | Func::HasKey | Func::Json => {
                 (2, false)
@@ -500,16 +666,16 @@ impl<'a> State<'a> {
         }
     }
 
-    fn builtin(&self, f: Func, vals: &[Val<'a>]) -> Result<Val<'a>, Call> {
+    fn builtin(&mut self, f: Func, vals: &[Val<'a>]) -> Result<Val<'a>, Call> {
         let nov = Val::NoValue;
         let arg = |i: usize| vals.get(i).unwrap_or(&nov);
         let owned = |s: String| Val::Str(Cow::Owned(s));
+        let rest = vals.get(1..).unwrap_or(&[]);
         Ok(match f {
             Func::And | Func::Or => arg(0).clone(),
             Func::Not => Val::Bool(!arg(0).truth()),
             Func::Eq => {
                 let a = arg(0);
-                let rest = vals.get(1..).unwrap_or(&[]);
                 if rest.is_empty() {
                     return Err(Call::Err("missing argument for comparison".into()));
                 }
@@ -533,20 +699,31 @@ impl<'a> State<'a> {
                 Val::Bool(!(go_lt(a, b)? || go_eq(a, b)?))
             }
             Func::Ge => Val::Bool(!go_lt(arg(0), arg(1))?),
-            Func::Index => go_index(arg(0).clone(), vals.get(1..).unwrap_or(&[]))?,
-            Func::Len => Val::Int(match arg(0).clone() {
+            Func::Index => go_index(arg(0).clone(), rest)?,
+            Func::Slice => go_slice(arg(0).clone(), rest)?,
+            Func::Call => {
+                return Err(Call::Err(match arg(0) {
+                    v if v.is_nil() => "call of nil".to_string(),
+                    v => format!("non-function of type {}", v.type_name()),
+                }))
+            }
+            Func::Len => Val::Int(match arg(0) {
                 Val::Str(s) => len_i64(s.len()),
                 Val::Arr(a) => len_i64(a.len()),
-                Val::Map(m) => len_i64(m.len()),
+                Val::Map(m, root) => len_i64(map_len(m, *root)),
+                Val::HeaderMap(h) => len_i64(h.len()),
+                Val::Strings(s) => len_i64(s.as_ref().map_or(0, Vec::len)),
                 Val::NoValue | Val::Nil => return Err(Call::Err("len of nil pointer".into())),
                 other => return Err(Call::Err(format!("len of type {}", other.type_name()))),
             }),
             Func::HasKey => {
                 let key = string_param(arg(1))?;
-                match arg(0).clone() {
-                    Val::Map(m) => Val::Bool(m.contains_key(key.as_ref())),
+                match arg(0) {
+                    Val::Map(m, root) => Val::Bool(
+                        m.contains_key(key.as_ref()) && key.as_ref() != JSON_FIELDS_KEY
+                            || (shows_headers(m, *root) && key.as_ref() == HEADERS_KEY),
+                    ),
                     Val::NoValue | Val::Nil => Val::Bool(false),
-                    Val::Headers => Val::Bool(self.headers.get_header(&key).is_some()),
                     other => {
                         return Err(Call::Err(format!(
                             "wrong type for value; expected map[string]interface {{}}; got {}",
@@ -557,19 +734,48 @@ impl<'a> State<'a> {
             }
             Func::DoNotSet => return Err(Call::DoNotSet),
             Func::Json => {
-                let indent = string_param(arg(0))?;
-                owned(gofmt::json_marshal(arg(1), &indent).map_err(Call::Err)?)
+                let prefix = string_param(arg(0))?;
+                let v = arg(1);
+                let hdr = self.headers_for(std::slice::from_ref(v));
+                owned(json::marshal_indent(v, &prefix, hdr.as_ref()).map_err(Call::Err)?)
             }
-            Func::Print => owned(gofmt::sprint(vals).map_err(Call::Err)?),
-            Func::Println => owned(gofmt::sprintln(vals).map_err(Call::Err)?),
+            Func::Print => {
+                let hdr = self.headers_for(vals);
+                owned(gofmt::sprint(vals, hdr.as_ref()).map_err(Call::Err)?)
+            }
+            Func::Println => {
+                let hdr = self.headers_for(vals);
+                owned(gofmt::sprintln(vals, hdr.as_ref()).map_err(Call::Err)?)
+            }
             Func::Printf => {
                 let format = string_param(arg(0))?;
-                owned(gofmt::sprintf(&format, vals.get(1..).unwrap_or(&[])).map_err(Call::Err)?)
+                let hdr = self.headers_for(rest);
+                owned(gofmt::sprintf(&format, rest, hdr.as_ref()).map_err(Call::Err)?)
             }
-            Func::Urlquery => owned(gofmt::url_query_escape(&eval_args(vals)?)),
-            Func::Html => owned(gofmt::html_escape(&eval_args(vals)?)),
-            Func::Js => owned(gofmt::js_escape(&eval_args(vals)?)),
+            Func::Urlquery => owned(escape::url_query_escape(&self.eval_args(vals)?)),
+            Func::Html => owned(escape::html_escape(&self.eval_args(vals)?)),
+            Func::Js => owned(escape::js_escape(&self.eval_args(vals)?)),
         })
+    }
+
+    /// text/template's `evalArgs`: a lone string as-is, else `fmt.Sprint` with
+    /// missing values printed as `<no value>`.
+    fn eval_args(&mut self, vals: &[Val<'a>]) -> Result<String, Call> {
+        if let [Val::Str(s)] = vals {
+            return Ok(s.to_string());
+        }
+        let fixed: Vec<Val<'a>> = vals
+            .iter()
+            .map(|v| {
+                if v.is_nil() {
+                    Val::Str(Cow::Borrowed("<no value>"))
+                } else {
+                    v.clone()
+                }
+            })
+            .collect();
+        let hdr = self.headers_for(&fixed);
+        Ok(gofmt::sprint(&fixed, hdr.as_ref())?)
     }
 }
 
@@ -588,6 +794,12 @@ impl From<String> for Call {
     }
 }
 
+impl From<FuncError> for Call {
+    fn from(e: FuncError) -> Self {
+        Call::Err(e.0)
+    }
+}
+
 fn string_param<'v>(v: &'v Val<'_>) -> Result<Cow<'v, str>, Call> {
     match v {
         Val::Str(s) => Ok(Cow::Borrowed(s.as_ref())),
@@ -597,139 +809,4 @@ fn string_param<'v>(v: &'v Val<'_>) -> Result<Cow<'v, str>, Call> {
             other.type_name()
         ))),
     }
-}
-
-/// text/template's `evalArgs`: a lone string as-is, else `fmt.Sprint` with
-/// missing values printed as `<no value>`.
-fn eval_args(vals: &[Val<'_>]) -> Result<String, Call> {
-    if let [Val::Str(s)] = vals {
-        return Ok(s.to_string());
-    }
-    let fixed: Vec<Val<'_>> = vals
-        .iter()
-        .map(|v| {
-            if v.is_nil() {
-                Val::Str(Cow::Borrowed("<no value>"))
-            } else {
-                v.clone()
-            }
-        })
-        .collect();
-    Ok(gofmt::sprint(&fixed)?)
-}
-
-/// Numeric comparison across Go's int, uint and float64 kinds.
-fn num_cmp(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
-    fn as_i128(v: &Val<'_>) -> Option<i128> {
-        match v {
-            Val::Int(i) => Some(i128::from(*i)),
-            Val::Uint(u) => Some(i128::from(*u)),
-            _ => None,
-        }
-    }
-    fn as_f64(v: &Val<'_>) -> Option<f64> {
-        match v {
-            Val::Float(f) => Some(*f),
-            #[allow(clippy::cast_precision_loss)]
-            Val::Int(i) => Some(*i as f64),
-            #[allow(clippy::cast_precision_loss)]
-            Val::Uint(u) => Some(*u as f64),
-            _ => None,
-        }
-    }
-    if let (Some(x), Some(y)) = (as_i128(a), as_i128(b)) {
-        return Some(x.cmp(&y));
-    }
-    as_f64(a)?.partial_cmp(&as_f64(b)?)
-}
-
-fn is_number(v: &Val<'_>) -> bool {
-    matches!(v, Val::Int(_) | Val::Uint(_) | Val::Float(_))
-}
-
-/// Go's `eq` for one pair (numbers compare by value across int and float).
-fn go_eq(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Call> {
-    match (a, b) {
-        (x, y) if x.is_nil() || y.is_nil() => Ok(x.is_nil() && y.is_nil()),
-        (Val::Bool(x), Val::Bool(y)) => Ok(x == y),
-        (Val::Str(x), Val::Str(y)) => Ok(x == y),
-        (x, y) if is_number(x) && is_number(y) => Ok(num_cmp(x, y) == Some(Ordering::Equal)),
-        (Val::Arr(_), Val::Arr(_)) | (Val::Map(_), Val::Map(_)) | (Val::Headers, Val::Headers) => {
-            Err(Call::Err(format!("non-comparable type {}", a.type_name())))
-        }
-        _ => Err(Call::Err("incompatible types for comparison".into())),
-    }
-}
-
-/// Go's `lt`.
-fn go_lt(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Call> {
-    let basic = |v: &Val<'_>| matches!(v, Val::Str(_)) || is_number(v);
-    if !basic(a) || !basic(b) {
-        return Err(Call::Err("invalid type for comparison".into()));
-    }
-    match (a, b) {
-        (Val::Str(x), Val::Str(y)) => Ok(x.as_bytes() < y.as_bytes()),
-        (x, y) if is_number(x) && is_number(y) => Ok(num_cmp(x, y) == Some(Ordering::Less)),
-        _ => Err(Call::Err("incompatible types for comparison".into())),
-    }
-}
-
-/// Go's `index`.
-fn go_index<'a>(item: Val<'a>, indexes: &[Val<'a>]) -> Result<Val<'a>, Call> {
-    if item.is_nil() {
-        return Err(Call::Err("index of untyped nil".into()));
-    }
-    let mut item = item;
-    for ix in indexes {
-        item = match item {
-            Val::Nil | Val::NoValue => return Err(Call::Err("index of nil pointer".into())),
-            Val::Arr(_) | Val::Str(_) => {
-                let len = match &item {
-                    Val::Arr(a) => a.len(),
-                    Val::Str(s) => s.len(),
-                    _ => 0,
-                };
-                let x: i128 = match ix {
-                    Val::Int(i) => i128::from(*i),
-                    Val::Uint(u) => i128::from(*u),
-                    Val::Nil | Val::NoValue => {
-                        return Err(Call::Err("cannot index slice/array with nil".into()))
-                    }
-                    other => {
-                        return Err(Call::Err(format!(
-                            "cannot index slice/array with type {}",
-                            other.type_name()
-                        )))
-                    }
-                };
-                let Some(i) = usize::try_from(x).ok().filter(|i| *i < len) else {
-                    return Err(Call::Err(format!("index out of range: {x}")));
-                };
-                match item {
-                    Val::Arr(a) => a.get(i).map_or(Val::NoValue, Val::from_json),
-                    Val::Str(s) => Val::Int(s.as_bytes().get(i).map_or(0, |b| i64::from(*b))),
-                    _ => Val::NoValue,
-                }
-            }
-            Val::Map(m) => match ix {
-                Val::Str(k) => m.get(k.as_ref()).map_or(Val::Nil, Val::from_json),
-                Val::Nil | Val::NoValue => {
-                    return Err(Call::Err("value is nil; should be of type string".into()))
-                }
-                other => {
-                    return Err(Call::Err(format!(
-                        "value has type {}; should be string",
-                        other.type_name()
-                    )))
-                }
-            },
-            other => {
-                return Err(Call::Err(format!(
-                    "can't index item of type {}",
-                    other.type_name()
-                )))
-            }
-        };
-    }
-    Ok(item)
 }

@@ -1,376 +1,18 @@
-//! Go's `fmt`, `strconv` and `encoding/json` output rules, as far as templates
-//! can observe them: `%v` printing, `printf`, `print`/`println`, `json`, and the
-//! `html`/`js`/`urlquery` escapers.
+//! Go's `fmt` as templates observe it: `%v` printing, `print`/`println`
+//! (`Sprint`, `Sprintln`) and `printf` (`Sprintf`) with every verb, flag,
+//! width, precision, `*` and `[n]` argument index, and Go's error forms
+//! (`%!d(string=x)`, `%!s(MISSING)`, `%!(EXTRA ...)`, `%!(BADINDEX)`).
+//! After Go's `fmt/print.go` and `fmt/format.go`; below `exec`, above
+//! `value` and `strconv`.
 
-use super::value::{sorted_entries, Val};
-use std::fmt::Write as _;
+use super::strconv::{can_backquote, format_float, quote_rune, quote_with, rune, MAX_PRECISION};
+use super::value::{sorted_entries, Entry, HeaderMap, Val, MAX_OUTPUT};
 
-/// Nesting beyond this in data being printed or encoded is an error.
+/// Nesting beyond this in data being printed is an error.
 pub(super) const MAX_VALUE_DEPTH: usize = 200;
 
-pub(super) type FmtResult = Result<(), String>;
-
-fn too_deep(depth: usize) -> FmtResult {
-    if depth > MAX_VALUE_DEPTH {
-        return Err(format!("value nested deeper than {MAX_VALUE_DEPTH} levels"));
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Quoting (strconv.Quote / QuoteRune) and unicode.IsPrint.
-
-/// Approximates Go's `unicode.IsPrint` (letters, marks, numbers, punctuation,
-/// symbols and the ASCII space) without Unicode tables: controls, non-ASCII spaces,
-/// common format characters, surrogates and private-use characters are unprintable.
-pub(super) fn is_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    let u = u32::from(c);
-    !matches!(u,
-        0x00AD
-        | 0x0600..=0x0605
-        | 0x061C
-        | 0x06DD
-        | 0x070F
-        | 0x08E2
-        | 0x180E
-        | 0x200B..=0x200F
-        | 0x202A..=0x202E
-        | 0x2060..=0x2064
-        | 0x2066..=0x206F
-        | 0xE000..=0xF8FF
-        | 0xFEFF
-        | 0xFFF9..=0xFFFB
-        | 0xFFFE..=0xFFFF
-        | 0x110BD
-        | 0x1D173..=0x1D17A
-        | 0xE0001
-        | 0xE0020..=0xE007F
-        | 0xF0000..=0x10FFFF)
-}
-
-fn quote_char_into(out: &mut String, c: char, quote: char) {
-    if c == quote || c == '\\' {
-        out.push('\\');
-        out.push(c);
-        return;
-    }
-    if is_print(c) {
-        out.push(c);
-        return;
-    }
-    match c {
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-            let _ = write!(out, "\\x{:02x}", u32::from(c));
-        }
-        c if u32::from(c) < 0x10000 => {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        }
-        c => {
-            let _ = write!(out, "\\U{:08x}", u32::from(c));
-        }
-    }
-}
-
-/// Go's `strconv.Quote`.
-pub(super) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().saturating_add(2));
-    out.push('"');
-    for c in s.chars() {
-        quote_char_into(&mut out, c, '"');
-    }
-    out.push('"');
-    out
-}
-
-fn quote_rune(c: char) -> String {
-    let mut out = String::with_capacity(4);
-    out.push('\'');
-    quote_char_into(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
-
-// ---------------------------------------------------------------------------
-// Floats (strconv.FormatFloat).
-
-/// Decimal digits and decimal-point position, as Go's `decimalSlice`
-/// (zero is no digits).
-struct Digits {
-    d: Vec<u8>,
-    dp: i64,
-}
-
-fn parse_sci(s: &str) -> Digits {
-    let (mant, exp) = s.split_once('e').unwrap_or((s, "0"));
-    let exp: i64 = exp.parse().unwrap_or(0);
-    let mut d: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
-    while d.last() == Some(&b'0') {
-        d.pop();
-    }
-    if d.is_empty() {
-        return Digits { d, dp: 0 };
-    }
-    Digits {
-        d,
-        dp: exp.saturating_add(1),
-    }
-}
-
-/// Shortest digits that round-trip (`prec == -1`).
-fn shortest_digits(f: f64) -> Digits {
-    parse_sci(&format!("{:e}", f.abs()))
-}
-
-/// Digits rounded to `sig` significant digits (trailing zeros trimmed).
-fn rounded_digits(f: f64, sig: usize) -> Digits {
-    parse_sci(&format!("{:.*e}", sig.saturating_sub(1), f.abs()))
-}
-
-fn digit_at(d: &Digits, i: i64) -> u8 {
-    usize::try_from(i)
-        .ok()
-        .and_then(|i| d.d.get(i))
-        .copied()
-        .unwrap_or(b'0')
-}
-
-fn nd(d: &Digits) -> i64 {
-    i64::try_from(d.d.len()).unwrap_or(i64::MAX)
-}
-
-/// `%e`: -d.ddddde±dd
-fn fmt_e(out: &mut String, neg: bool, d: &Digits, prec: i64, upper: bool) {
-    if neg {
-        out.push('-');
-    }
-    out.push(char::from(d.d.first().copied().unwrap_or(b'0')));
-    if prec > 0 {
-        out.push('.');
-        let mut i = 1i64;
-        while i <= prec {
-            out.push(char::from(digit_at(d, i)));
-            i = i.saturating_add(1);
-        }
-    }
-    out.push(if upper { 'E' } else { 'e' });
-    let mut exp = d.dp.saturating_sub(1);
-    if d.d.is_empty() {
-        exp = 0;
-    }
-    if exp < 0 {
-        out.push('-');
-        exp = exp.saturating_neg();
-    } else {
-        out.push('+');
-    }
-    if exp < 10 {
-        out.push('0');
-    }
-    let _ = write!(out, "{exp}");
-}
-
-/// `%f`: -ddddd.ddddd
-fn fmt_f(out: &mut String, neg: bool, d: &Digits, prec: i64) {
-    if neg {
-        out.push('-');
-    }
-    if d.dp > 0 {
-        let mut i = 0i64;
-        while i < d.dp {
-            out.push(char::from(digit_at(d, i)));
-            i = i.saturating_add(1);
-        }
-    } else {
-        out.push('0');
-    }
-    if prec > 0 {
-        out.push('.');
-        let mut i = 1i64;
-        while i <= prec {
-            let j = d.dp.saturating_add(i).saturating_sub(1);
-            let ch = if j >= 0 && j < nd(d) {
-                digit_at(d, j)
-            } else {
-                b'0'
-            };
-            out.push(char::from(ch));
-            i = i.saturating_add(1);
-        }
-    }
-}
-
-/// `%g` after Go's `formatDigits`.
-fn fmt_g(out: &mut String, neg: bool, d: &Digits, mut prec: i64, shortest: bool, upper: bool) {
-    let n = nd(d);
-    let mut eprec = prec;
-    if eprec > n && n >= d.dp {
-        eprec = n;
-    }
-    if shortest {
-        eprec = 6;
-    }
-    let exp = d.dp.saturating_sub(1);
-    if exp < -4 || exp >= eprec {
-        if prec > n {
-            prec = n;
-        }
-        fmt_e(out, neg, d, prec.saturating_sub(1), upper);
-        return;
-    }
-    if prec > d.dp {
-        prec = n;
-    }
-    fmt_f(out, neg, d, prec.saturating_sub(d.dp).max(0));
-}
-
-/// `%x` on a float64, shortest form (`0x1.8p+01`).
-fn fmt_x(out: &mut String, f: f64, upper: bool) {
-    let bits = f.to_bits();
-    let neg = bits >> 63 != 0;
-    let raw_exp = i64::try_from((bits >> 52) & 0x7ff).unwrap_or(0);
-    let mut mant = bits & ((1u64 << 52).wrapping_sub(1));
-    let mut exp = if raw_exp == 0 { 1 } else { raw_exp };
-    if raw_exp != 0 {
-        mant |= 1u64 << 52;
-    }
-    exp = exp.saturating_sub(1023);
-    if mant == 0 {
-        exp = 0;
-    }
-    mant = mant.wrapping_shl(8);
-    while mant != 0 && mant & (1u64 << 60) == 0 {
-        mant = mant.wrapping_shl(1);
-        exp = exp.saturating_sub(1);
-    }
-    let hex: &[u8; 16] = if upper {
-        b"0123456789ABCDEF"
-    } else {
-        b"0123456789abcdef"
-    };
-    if neg {
-        out.push('-');
-    }
-    out.push('0');
-    out.push(if upper { 'X' } else { 'x' });
-    out.push(if (mant >> 60) & 1 == 1 { '1' } else { '0' });
-    mant = mant.wrapping_shl(4);
-    if mant != 0 {
-        out.push('.');
-        while mant != 0 {
-            let idx = usize::try_from((mant >> 60) & 15).unwrap_or(0);
-            out.push(char::from(hex.get(idx).copied().unwrap_or(b'0')));
-            mant = mant.wrapping_shl(4);
-        }
-    }
-    out.push(if upper { 'P' } else { 'p' });
-    if exp < 0 {
-        out.push('-');
-        exp = exp.saturating_neg();
-    } else {
-        out.push('+');
-    }
-    if exp < 10 {
-        out.push('0');
-    }
-    let _ = write!(out, "{exp}");
-}
-
-/// Go's `strconv.FormatFloat(f, verb, prec, 64)`; `prec` `None` is `-1`.
-pub(super) fn format_float(f: f64, verb: char, prec: Option<usize>) -> String {
-    let mut out = String::new();
-    if f.is_nan() {
-        return "NaN".to_string();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf" } else { "-Inf" }.to_string();
-    }
-    let neg = f.is_sign_negative();
-    let p = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
-    match verb {
-        'e' | 'E' => {
-            let upper = verb == 'E';
-            match prec {
-                None => {
-                    let d = shortest_digits(f);
-                    let pr = nd(&d).saturating_sub(1).max(0);
-                    fmt_e(&mut out, neg, &d, pr, upper);
-                }
-                Some(pr) => {
-                    let d = rounded_digits(f, pr.saturating_add(1));
-                    fmt_e(&mut out, neg, &d, p(pr), upper);
-                }
-            }
-        }
-        'f' | 'F' => match prec {
-            None => {
-                let d = shortest_digits(f);
-                let pr = nd(&d).saturating_sub(d.dp).max(0);
-                fmt_f(&mut out, neg, &d, pr);
-            }
-            Some(pr) => {
-                if neg {
-                    out.push('-');
-                }
-                let _ = write!(out, "{:.*}", pr, f.abs());
-            }
-        },
-        'x' | 'X' => fmt_x(&mut out, f, verb == 'X'),
-        _ => {
-            let upper = verb == 'G';
-            match prec {
-                None => {
-                    let d = shortest_digits(f);
-                    let n = nd(&d);
-                    fmt_g(&mut out, neg, &d, n, true, upper);
-                }
-                Some(pr) => {
-                    let pr = pr.max(1);
-                    let d = rounded_digits(f, pr);
-                    fmt_g(&mut out, neg, &d, p(pr), false, upper);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Go's `%v` for a float64.
-pub(super) fn float_v(f: f64) -> String {
-    format_float(f, 'g', None)
-}
-
-/// `encoding/json`'s float64 encoding.
-pub(super) fn json_float(f: f64) -> Result<String, String> {
-    if !f.is_finite() {
-        return Err(format!("json: unsupported value: {}", float_v(f)));
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format_float(f, 'e', None);
-        // Clean up e-09 to e-9.
-        if let Some((m, e)) = s.split_once("e-0") {
-            return Ok(format!("{m}e-{e}"));
-        }
-        return Ok(s);
-    }
-    Ok(format_float(f, 'f', None))
-}
-
-// ---------------------------------------------------------------------------
-// fmt: Sprint, Sprintln, Sprintf.
+/// A value printed through `%p` (no real address exists to show).
+const FAKE_POINTER: u64 = 0x00c0_0001_0000;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Flags {
@@ -379,606 +21,929 @@ struct Flags {
     sharp: bool,
     space: bool,
     zero: bool,
+    plus_v: bool,
+    sharp_v: bool,
     wid: Option<usize>,
     prec: Option<usize>,
 }
 
-/// Largest width or precision honoured (Go rejects above 1e6; output is capped
-/// long before that anyway).
-const MAX_WIDTH: usize = 1_000_000;
-
-fn pad(out: &mut String, s: &str, fl: &Flags) {
-    let Some(w) = fl.wid else {
-        out.push_str(s);
-        return;
-    };
-    let n = s.chars().count();
-    if n >= w {
-        out.push_str(s);
-        return;
-    }
-    let fill = w.saturating_sub(n);
-    if fl.minus {
-        out.push_str(s);
-        out.extend(std::iter::repeat_n(' ', fill));
-    } else {
-        let c = if fl.zero { '0' } else { ' ' };
-        out.extend(std::iter::repeat_n(c, fill));
-        out.push_str(s);
-    }
+struct Printer<'h> {
+    buf: String,
+    f: Flags,
+    /// What the root's `httpRequestHeader` holds.
+    hdr: Option<HeaderMap<'h>>,
+    /// Output past the cap, or data nested too deep.
+    fault: Option<String>,
 }
 
-/// Pads a number: sign/prefix first, then zeros when zero-padding.
-fn pad_number(out: &mut String, sign: &str, body: &str, fl: &Flags) {
-    if fl.zero && !fl.minus {
-        if let Some(w) = fl.wid {
-            let n = sign.chars().count().saturating_add(body.chars().count());
-            out.push_str(sign);
-            out.extend(std::iter::repeat_n('0', w.saturating_sub(n)));
-            out.push_str(body);
+fn too_long() -> String {
+    format!("output exceeds {MAX_OUTPUT} bytes")
+}
+
+impl<'h> Printer<'h> {
+    fn new(hdr: Option<&HeaderMap<'h>>) -> Printer<'h> {
+        Printer {
+            buf: String::new(),
+            f: Flags::default(),
+            hdr: hdr.cloned(),
+            fault: None,
+        }
+    }
+
+    fn check(&mut self) -> bool {
+        if self.fault.is_none() && self.buf.len() > MAX_OUTPUT {
+            self.fault = Some(too_long());
+        }
+        self.fault.is_none()
+    }
+
+    fn write_padding(&mut self, n: usize) {
+        if n == 0 {
             return;
         }
+        if self.buf.len().saturating_add(n) > MAX_OUTPUT {
+            self.fault = Some(too_long());
+            return;
+        }
+        let c = if self.f.zero { '0' } else { ' ' };
+        self.buf.extend(std::iter::repeat_n(c, n));
     }
-    let mut s = String::with_capacity(sign.len().saturating_add(body.len()));
-    s.push_str(sign);
-    s.push_str(body);
-    let no_zero = Flags { zero: false, ..*fl };
-    pad(out, &s, &no_zero);
-}
 
-fn fmt_integer(out: &mut String, neg: bool, mag: u128, verb: char, fl: &Flags) {
-    let mut body = match verb {
-        'b' => format!("{mag:b}"),
-        'o' | 'O' => format!("{mag:o}"),
-        'x' => format!("{mag:x}"),
-        'X' => format!("{mag:X}"),
-        _ => format!("{mag}"),
-    };
-    let mut zero_flag = fl.zero;
-    if let Some(p) = fl.prec {
-        zero_flag = false;
-        if p == 0 && mag == 0 {
-            body.clear();
-        } else if body.len() < p {
-            let mut z = "0".repeat(p.saturating_sub(body.len()));
-            z.push_str(&body);
-            body = z;
+    /// Go's `fmt.pad`: width counted in runes.
+    fn pad(&mut self, s: &str) {
+        let Some(w) = self.f.wid.filter(|w| *w > 0) else {
+            self.buf.push_str(s);
+            return;
+        };
+        let fill = w.saturating_sub(s.chars().count());
+        if self.f.minus {
+            self.buf.push_str(s);
+            self.write_padding(fill);
+        } else {
+            self.write_padding(fill);
+            self.buf.push_str(s);
         }
     }
-    let mut sign = String::new();
-    if neg {
-        sign.push('-');
-    } else if fl.plus {
-        sign.push('+');
-    } else if fl.space {
-        sign.push(' ');
+
+    fn pad_no_zero(&mut self, s: &str) {
+        let old = self.f.zero;
+        self.f.zero = false;
+        self.pad(s);
+        self.f.zero = old;
     }
-    if fl.sharp {
-        match verb {
-            'b' => sign.push_str("0b"),
-            'o' if !body.starts_with('0') => sign.push('0'),
-            'x' => sign.push_str("0x"),
-            'X' => sign.push_str("0X"),
-            _ => {}
+
+    /// `fmtS`: precision truncates (in runes).
+    fn fmt_s(&mut self, s: &str) {
+        let s = truncate(s, self.f.prec);
+        self.pad(s);
+    }
+
+    /// `fmtSbx` for a string: hex of its bytes.
+    fn fmt_sx(&mut self, s: &str, upper: bool) {
+        let digits: &[u8; 16] = if upper {
+            b"0123456789ABCDEF"
+        } else {
+            b"0123456789abcdef"
+        };
+        let x = if upper { 'X' } else { 'x' };
+        let bytes = s.as_bytes();
+        let mut length = bytes.len();
+        if let Some(p) = self.f.prec {
+            length = length.min(p);
         }
-    }
-    if verb == 'O' {
-        sign.push_str("0o");
-    }
-    pad_number(
-        out,
-        &sign,
-        &body,
-        &Flags {
-            zero: zero_flag,
-            ..*fl
-        },
-    );
-}
-
-fn fmt_float(out: &mut String, f: f64, verb: char, fl: &Flags) {
-    let (v, prec) = match verb {
-        'v' => ('g', None),
-        'e' | 'E' | 'f' | 'F' => (verb, Some(fl.prec.unwrap_or(6))),
-        _ => (verb, fl.prec),
-    };
-    let s = format_float(f, v, prec);
-    let (sign, body) = match s.strip_prefix('-') {
-        Some(b) => ("-", b),
-        None => match s.strip_prefix('+') {
-            Some(b) => (if fl.plus { "+" } else { "" }, b),
-            None if fl.plus => ("+", s.as_str()),
-            None if fl.space => (" ", s.as_str()),
-            None => ("", s.as_str()),
-        },
-    };
-    if f.is_finite() {
-        pad_number(out, sign, body, fl);
-    } else {
-        let mut t = sign.to_string();
-        t.push_str(body);
-        pad(out, &t, &Flags { zero: false, ..*fl });
-    }
-}
-
-fn fmt_string(out: &mut String, s: &str, verb: char, fl: &Flags) {
-    match verb {
-        'q' => pad(out, &quote(s), fl),
-        'x' | 'X' => {
-            let mut h = String::with_capacity(s.len().saturating_mul(2));
-            for b in s.bytes() {
-                if verb == 'x' {
-                    let _ = write!(h, "{b:02x}");
-                } else {
-                    let _ = write!(h, "{b:02X}");
+        let mut width = length.saturating_mul(2);
+        if width > 0 {
+            if self.f.space {
+                if self.f.sharp {
+                    width = width.saturating_mul(2);
+                }
+                width = width.saturating_add(length.saturating_sub(1));
+            } else if self.f.sharp {
+                width = width.saturating_add(2);
+            }
+        } else {
+            if let Some(w) = self.f.wid {
+                self.write_padding(w);
+            }
+            return;
+        }
+        let wid = self.f.wid.unwrap_or(0);
+        if wid > width && !self.f.minus {
+            self.write_padding(wid.saturating_sub(width));
+        }
+        if self.f.sharp {
+            self.buf.push('0');
+            self.buf.push(x);
+        }
+        for (i, b) in bytes.iter().take(length).enumerate() {
+            if self.f.space && i > 0 {
+                self.buf.push(' ');
+                if self.f.sharp {
+                    self.buf.push('0');
+                    self.buf.push(x);
                 }
             }
-            pad(out, &h, fl);
-        }
-        _ => match fl.prec {
-            Some(p) => {
-                let t: String = s.chars().take(p).collect();
-                pad(out, &t, fl);
+            for nibble in [b >> 4, b & 0xF] {
+                let d = digits.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                self.buf.push(char::from(d));
             }
-            None => pad(out, s, fl),
-        },
-    }
-}
-
-fn bad_verb(out: &mut String, v: &Val<'_>, verb: char, depth: usize) -> FmtResult {
-    out.push_str("%!");
-    out.push(verb);
-    out.push('(');
-    if v.is_nil() {
-        out.push_str("<nil>");
-    } else {
-        out.push_str(v.type_name());
-        out.push('=');
-        fmt_value(out, v, 'v', &Flags::default(), depth)?;
-    }
-    out.push(')');
-    Ok(())
-}
-
-/// fmt's `printArg`/`printValue` for one value and verb.
-fn fmt_value(out: &mut String, v: &Val<'_>, verb: char, fl: &Flags, depth: usize) -> FmtResult {
-    too_deep(depth)?;
-    if out.len() > super::exec::MAX_OUTPUT {
-        return Err(format!("output exceeds {} bytes", super::exec::MAX_OUTPUT));
-    }
-    match v {
-        Val::NoValue | Val::Nil => {
-            if depth == 0 && verb != 'v' {
-                return bad_verb(out, v, verb, depth);
-            }
-            pad(out, "<nil>", fl);
         }
-        Val::Bool(b) => match verb {
-            't' | 'v' => pad(out, if *b { "true" } else { "false" }, fl),
-            _ => return bad_verb(out, v, verb, depth),
-        },
-        Val::Int(_) | Val::Uint(_) => {
-            let (neg, mag) = match v {
-                Val::Int(i) => (*i < 0, u128::from(i.unsigned_abs())),
-                Val::Uint(u) => (false, u128::from(*u)),
-                _ => (false, 0),
-            };
-            match verb {
-                'v' | 'd' => fmt_integer(out, neg, mag, 'd', fl),
-                'b' | 'o' | 'O' | 'x' | 'X' => fmt_integer(out, neg, mag, verb, fl),
-                'c' | 'q' | 'U' => {
-                    let c = if neg {
-                        '\u{FFFD}'
-                    } else {
-                        u32::try_from(mag)
-                            .ok()
-                            .and_then(char::from_u32)
-                            .unwrap_or('\u{FFFD}')
-                    };
-                    match verb {
-                        'c' => pad(out, c.encode_utf8(&mut [0u8; 4]), fl),
-                        'q' => pad(out, &quote_rune(c), fl),
-                        _ => {
-                            let s = if neg {
-                                format!("U+-{mag:04X}")
-                            } else {
-                                format!("U+{mag:04X}")
-                            };
-                            pad(out, &s, fl);
+        if wid > width && self.f.minus {
+            self.write_padding(wid.saturating_sub(width));
+        }
+    }
+
+    fn fmt_q(&mut self, s: &str) {
+        let s = truncate(s, self.f.prec);
+        if self.f.sharp && can_backquote(s) {
+            let mut q = String::with_capacity(s.len().saturating_add(2));
+            q.push('`');
+            q.push_str(s);
+            q.push('`');
+            self.pad(&q);
+            return;
+        }
+        let q = quote_with(s, self.f.plus);
+        self.pad(&q);
+    }
+
+    fn fmt_c(&mut self, c: u64) {
+        let mut b = [0u8; 4];
+        let s = rune(c).encode_utf8(&mut b);
+        self.pad(s);
+    }
+
+    fn fmt_qc(&mut self, c: u64) {
+        let q = quote_rune(c, self.f.plus);
+        self.pad(&q);
+    }
+
+    fn fmt_unicode(&mut self, u: u64) {
+        let prec = match self.f.prec {
+            Some(p) if p > 4 => p.min(MAX_PRECISION),
+            _ => 4,
+        };
+        let mut s = String::from("U+");
+        let hex = format!("{u:X}");
+        s.extend(std::iter::repeat_n('0', prec.saturating_sub(hex.len())));
+        s.push_str(&hex);
+        if self.f.sharp {
+            if let Some(c) = u32::try_from(u).ok().and_then(char::from_u32) {
+                if super::strconv::is_print(c) {
+                    s.push_str(" '");
+                    s.push(c);
+                    s.push('\'');
+                }
+            }
+        }
+        self.pad_no_zero(&s);
+    }
+
+    /// `fmt.fmtInteger`.
+    fn fmt_integer(&mut self, u: u64, base: u32, signed: bool, verb: char, upper: bool) {
+        let negative = signed && (u as i64) < 0;
+        let mag = if negative {
+            (u as i64).unsigned_abs()
+        } else {
+            u
+        };
+        let mut prec = 0usize;
+        if let Some(p) = self.f.prec {
+            prec = p.min(MAX_PRECISION);
+            if prec == 0 && mag == 0 {
+                let old = self.f.zero;
+                self.f.zero = false;
+                let w = self.f.wid.unwrap_or(0);
+                self.write_padding(w);
+                self.f.zero = old;
+                return;
+            }
+        } else if self.f.zero {
+            if let Some(w) = self.f.wid {
+                prec = w;
+                if negative || self.f.plus || self.f.space {
+                    prec = prec.saturating_sub(1);
+                }
+            }
+        }
+        let digits = match (base, upper) {
+            (2, _) => format!("{mag:b}"),
+            (8, _) => format!("{mag:o}"),
+            (16, false) => format!("{mag:x}"),
+            (16, true) => format!("{mag:X}"),
+            _ => format!("{mag}"),
+        };
+        let mut s = String::with_capacity(prec.max(digits.len()).saturating_add(4));
+        if negative {
+            s.push('-');
+        } else if self.f.plus {
+            s.push('+');
+        } else if self.f.space {
+            s.push(' ');
+        }
+        if verb == 'O' {
+            s.push_str("0o");
+        }
+        let zeros = prec.saturating_sub(digits.len());
+        if self.f.sharp {
+            match base {
+                2 => s.push_str("0b"),
+                8 if zeros == 0 && !digits.starts_with('0') => s.push('0'),
+                16 => s.push_str(if upper { "0X" } else { "0x" }),
+                _ => {}
+            }
+        }
+        if s.len().saturating_add(zeros) > MAX_OUTPUT {
+            self.fault = Some(too_long());
+            return;
+        }
+        s.extend(std::iter::repeat_n('0', zeros));
+        s.push_str(&digits);
+        self.pad_no_zero(&s);
+    }
+
+    /// `fmt.fmtFloat` (format.go): `verb` is strconv's, `prec` -1 for shortest.
+    fn fmt_float_raw(&mut self, v: f64, verb: char, prec: i64) {
+        let prec = match self.f.prec {
+            Some(p) => i64::try_from(p).unwrap_or(i64::MAX),
+            None => prec,
+        };
+        if prec > i64::try_from(MAX_PRECISION).unwrap_or(i64::MAX) {
+            self.fault = Some(too_long());
+            return;
+        }
+        let formatted = format_float(v, verb, prec);
+        // No flags and no width: the number as strconv writes it.
+        // (Go keeps the sign of "+Inf".)
+        if !self.f.plus
+            && !self.f.space
+            && !self.f.sharp
+            && self.f.wid.is_none()
+            && formatted != "+Inf"
+        {
+            self.buf.push_str(&formatted);
+            return;
+        }
+        // num[0] is the sign.
+        let mut num = String::with_capacity(formatted.len().saturating_add(8));
+        if formatted.starts_with('-') || formatted.starts_with('+') {
+            num.push_str(&formatted);
+        } else {
+            num.push('+');
+            num.push_str(&formatted);
+        }
+        if self.f.space && num.starts_with('+') && !self.f.plus {
+            num.replace_range(0..1, " ");
+        }
+        let second = num.as_bytes().get(1).copied();
+        if second == Some(b'I') || second == Some(b'N') {
+            let mut s: &str = &num;
+            if second == Some(b'N') && !self.f.space && !self.f.plus {
+                s = num.get(1..).unwrap_or("");
+            }
+            let s = s.to_string();
+            self.pad_no_zero(&s);
+            return;
+        }
+        if self.f.sharp && verb != 'b' {
+            let mut digits: i64 = 0;
+            if matches!(verb, 'v' | 'g' | 'G' | 'x') {
+                digits = if prec == -1 { 6 } else { prec };
+            }
+            let mut tail = String::new();
+            let mut has_point = false;
+            let mut saw_nonzero = false;
+            let bytes: Vec<u8> = num.bytes().collect();
+            let mut cut = bytes.len();
+            let mut i = 1usize;
+            while i < bytes.len() {
+                let c = bytes.get(i).copied().unwrap_or(b'0');
+                match c {
+                    b'.' => has_point = true,
+                    b'p' | b'P' => {
+                        cut = i;
+                        break;
+                    }
+                    b'e' | b'E' if verb != 'x' && verb != 'X' => {
+                        cut = i;
+                        break;
+                    }
+                    _ => {
+                        if c != b'0' {
+                            saw_nonzero = true;
+                        }
+                        if saw_nonzero {
+                            digits = digits.saturating_sub(1);
                         }
                     }
                 }
-                _ => return bad_verb(out, v, verb, depth),
+                i = i.saturating_add(1);
             }
-        }
-        Val::Float(f) => match verb {
-            'v' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 'x' | 'X' => fmt_float(out, *f, verb, fl),
-            _ => return bad_verb(out, v, verb, depth),
-        },
-        Val::Str(s) => match verb {
-            'v' | 's' | 'q' | 'x' | 'X' => fmt_string(out, s, verb, fl),
-            _ => return bad_verb(out, v, verb, depth),
-        },
-        Val::Arr(a) => {
-            out.push('[');
-            for (i, e) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
+            tail.push_str(num.get(cut..).unwrap_or(""));
+            num.truncate(cut);
+            if !has_point {
+                if num.len() == 2 && num.as_bytes().get(1) == Some(&b'0') {
+                    digits = digits.saturating_sub(1);
                 }
-                fmt_value(out, &Val::from_json(e), verb, fl, depth.saturating_add(1))?;
+                num.push('.');
             }
-            out.push(']');
+            while digits > 0 {
+                num.push('0');
+                digits = digits.saturating_sub(1);
+            }
+            num.push_str(&tail);
         }
-        Val::Map(m) => {
-            out.push_str("map[");
-            for (i, (k, e)) in sorted_entries(m).into_iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
+        if self.f.plus || !num.starts_with('+') {
+            if let Some(w) = self.f.wid {
+                let n = num.chars().count();
+                if self.f.zero && w > n {
+                    let sign = num.get(..1).unwrap_or("").to_string();
+                    self.buf.push_str(&sign);
+                    self.write_padding(w.saturating_sub(n));
+                    self.buf.push_str(num.get(1..).unwrap_or(""));
+                    return;
                 }
-                fmt_value(
-                    out,
-                    &Val::Str(k.as_str().into()),
-                    verb,
-                    fl,
-                    depth.saturating_add(1),
-                )?;
-                out.push(':');
-                fmt_value(out, &Val::from_json(e), verb, fl, depth.saturating_add(1))?;
             }
-            out.push(']');
+            self.pad(&num);
+            return;
         }
-        Val::Headers => out.push_str("map[]"),
+        let rest = num.get(1..).unwrap_or("").to_string();
+        self.pad(&rest);
     }
+
+    /// print.go's `fmtFloat`.
+    fn fmt_float(&mut self, v: f64, verb: char, arg: &Val<'_>, depth: usize) {
+        match verb {
+            'v' => self.fmt_float_raw(v, 'g', -1),
+            'b' | 'g' | 'G' | 'x' | 'X' => self.fmt_float_raw(v, verb, -1),
+            'f' | 'e' | 'E' => self.fmt_float_raw(v, verb, 6),
+            'F' => self.fmt_float_raw(v, 'f', 6),
+            _ => self.bad_verb(verb, arg, depth),
+        }
+    }
+
+    fn fmt_complex(&mut self, re: f64, im: f64, verb: char, arg: &Val<'_>, depth: usize) {
+        match verb {
+            'v' | 'b' | 'g' | 'G' | 'x' | 'X' | 'f' | 'F' | 'e' | 'E' => {
+                let old_plus = self.f.plus;
+                self.buf.push('(');
+                self.fmt_float(re, verb, arg, depth);
+                self.f.plus = true;
+                self.fmt_float(im, verb, arg, depth);
+                self.buf.push_str("i)");
+                self.f.plus = old_plus;
+            }
+            _ => self.bad_verb(verb, arg, depth),
+        }
+    }
+
+    /// print.go's `fmtInteger`.
+    fn fmt_int(&mut self, v: u64, signed: bool, verb: char, arg: &Val<'_>, depth: usize) {
+        match verb {
+            'v' => {
+                if self.f.sharp_v && !signed {
+                    let old = self.f.sharp;
+                    self.f.sharp = true;
+                    self.fmt_integer(v, 16, false, 'v', false);
+                    self.f.sharp = old;
+                } else {
+                    self.fmt_integer(v, 10, signed, verb, false);
+                }
+            }
+            'd' => self.fmt_integer(v, 10, signed, verb, false),
+            'b' => self.fmt_integer(v, 2, signed, verb, false),
+            'o' | 'O' => self.fmt_integer(v, 8, signed, verb, false),
+            'x' => self.fmt_integer(v, 16, signed, verb, false),
+            'X' => self.fmt_integer(v, 16, signed, verb, true),
+            'c' => self.fmt_c(v),
+            'q' => self.fmt_qc(v),
+            'U' => self.fmt_unicode(v),
+            _ => self.bad_verb(verb, arg, depth),
+        }
+    }
+
+    fn fmt_string(&mut self, s: &str, verb: char, arg: &Val<'_>, depth: usize) {
+        match verb {
+            'v' => {
+                if self.f.sharp_v {
+                    self.fmt_q(s);
+                } else {
+                    self.fmt_s(s);
+                }
+            }
+            's' => self.fmt_s(s),
+            'x' => self.fmt_sx(s, false),
+            'X' => self.fmt_sx(s, true),
+            'q' => self.fmt_q(s),
+            _ => self.bad_verb(verb, arg, depth),
+        }
+    }
+
+    /// `%!verb(type=value)`, or `%!verb(<nil>)`.
+    fn bad_verb(&mut self, verb: char, arg: &Val<'_>, depth: usize) {
+        self.buf.push_str("%!");
+        self.buf.push(verb);
+        self.buf.push('(');
+        if arg.is_nil() {
+            self.buf.push_str("<nil>");
+        } else {
+            self.buf.push_str(arg.type_name());
+            self.buf.push('=');
+            self.print_value(arg, 'v', depth);
+        }
+        self.buf.push(')');
+    }
+
+    /// `printArg`: one operand at the top.
+    fn print_arg(&mut self, arg: &Val<'_>, verb: char) {
+        if arg.is_nil() {
+            match verb {
+                'T' | 'v' => self.pad("<nil>"),
+                _ => self.bad_verb(verb, arg, 0),
+            }
+            return;
+        }
+        match verb {
+            'T' => {
+                self.fmt_s(arg.type_name());
+                return;
+            }
+            'p' => {
+                self.fmt_pointer(arg, verb);
+                return;
+            }
+            _ => {}
+        }
+        self.print_value(arg, verb, 0);
+    }
+
+    fn fmt_pointer(&mut self, arg: &Val<'_>, verb: char) {
+        let addr = match arg {
+            Val::Arr(_) | Val::Map(..) | Val::Headers | Val::HeaderMap(_) => FAKE_POINTER,
+            Val::Strings(s) => {
+                if s.is_some() {
+                    FAKE_POINTER
+                } else {
+                    0
+                }
+            }
+            _ => {
+                self.bad_verb(verb, arg, 0);
+                return;
+            }
+        };
+        let old = self.f.sharp;
+        self.f.sharp = !old;
+        self.fmt_integer(addr, 16, false, 'v', false);
+        self.f.sharp = old;
+    }
+
+    /// `printValue`.
+    fn print_value(&mut self, v: &Val<'_>, verb: char, depth: usize) {
+        if !self.check() {
+            return;
+        }
+        if depth > MAX_VALUE_DEPTH {
+            self.fault = Some(format!("value nested deeper than {MAX_VALUE_DEPTH} levels"));
+            return;
+        }
+        match v {
+            Val::NoValue | Val::Nil => {
+                // A nil interface{} inside a map or slice.
+                if self.f.sharp_v {
+                    self.buf.push_str("interface {}(nil)");
+                } else {
+                    self.buf.push_str("<nil>");
+                }
+            }
+            Val::Bool(b) => match verb {
+                't' | 'v' => self.pad(if *b { "true" } else { "false" }),
+                _ => self.bad_verb(verb, v, depth),
+            },
+            Val::Int(i) => self.fmt_int(*i as u64, true, verb, v, depth),
+            Val::Byte(b) => self.fmt_int(u64::from(*b), false, verb, v, depth),
+            Val::Uint(u) => self.fmt_int(*u, false, verb, v, depth),
+            Val::Float(f) => self.fmt_float(*f, verb, v, depth),
+            Val::Complex(re, im) => self.fmt_complex(*re, *im, verb, v, depth),
+            Val::Str(s) => self.fmt_string(s, verb, v, depth),
+            Val::Arr(a) => {
+                let items: Vec<Val<'_>> = a.iter().map(Val::from_json).collect();
+                self.print_list("[]interface {}", &items, verb, depth, false);
+            }
+            Val::Strings(s) => {
+                let items: Vec<Val<'_>> =
+                    s.iter().flatten().map(|x| Val::Str((*x).into())).collect();
+                self.print_list("[]string", &items, verb, depth, s.is_none());
+            }
+            Val::Map(m, root) => {
+                let entries = sorted_entries(m, *root);
+                self.open_map("map[string]interface {}");
+                for (i, (k, e)) in entries.iter().enumerate() {
+                    self.map_sep(i);
+                    self.print_value(&Val::Str((*k).into()), verb, depth.saturating_add(1));
+                    self.buf.push(':');
+                    match e {
+                        Entry::Json(j) => {
+                            self.print_value(&Val::from_json(j), verb, depth.saturating_add(1))
+                        }
+                        // The root's headers are filled in by exec before
+                        // printing; here they only show their type.
+                        Entry::Headers => {
+                            self.print_value(&Val::Headers, verb, depth.saturating_add(1))
+                        }
+                    }
+                }
+                self.close_map();
+            }
+            Val::Headers => {
+                let h = self.hdr.clone().unwrap_or_default();
+                self.print_value(&Val::HeaderMap(h), verb, depth);
+            }
+            Val::HeaderMap(h) => {
+                self.open_map("http.Header");
+                for (i, (k, values)) in h.iter().enumerate() {
+                    self.map_sep(i);
+                    self.print_value(&Val::Str(k.as_str().into()), verb, depth.saturating_add(1));
+                    self.buf.push(':');
+                    self.print_value(
+                        &Val::Strings(Some(values.clone())),
+                        verb,
+                        depth.saturating_add(1),
+                    );
+                }
+                self.close_map();
+            }
+        }
+    }
+
+    fn open_map(&mut self, type_name: &str) {
+        if self.f.sharp_v {
+            self.buf.push_str(type_name);
+            self.buf.push('{');
+        } else {
+            self.buf.push_str("map[");
+        }
+    }
+
+    fn map_sep(&mut self, i: usize) {
+        if i > 0 {
+            if self.f.sharp_v {
+                self.buf.push_str(", ");
+            } else {
+                self.buf.push(' ');
+            }
+        }
+    }
+
+    fn close_map(&mut self) {
+        self.buf.push(if self.f.sharp_v { '}' } else { ']' });
+    }
+
+    fn print_list(
+        &mut self,
+        type_name: &str,
+        items: &[Val<'_>],
+        verb: char,
+        depth: usize,
+        nil: bool,
+    ) {
+        if self.f.sharp_v {
+            self.buf.push_str(type_name);
+            if nil {
+                self.buf.push_str("(nil)");
+                return;
+            }
+            self.buf.push('{');
+            for (i, e) in items.iter().enumerate() {
+                if i > 0 {
+                    self.buf.push_str(", ");
+                }
+                self.print_value(e, verb, depth.saturating_add(1));
+            }
+            self.buf.push('}');
+        } else {
+            self.buf.push('[');
+            for (i, e) in items.iter().enumerate() {
+                if i > 0 {
+                    self.buf.push(' ');
+                }
+                self.print_value(e, verb, depth.saturating_add(1));
+            }
+            self.buf.push(']');
+        }
+    }
+
+    fn finish(self) -> Result<String, String> {
+        match self.fault {
+            Some(e) => Err(e),
+            None if self.buf.len() > MAX_OUTPUT => Err(too_long()),
+            None => Ok(self.buf),
+        }
+    }
+}
+
+/// `truncateString`: the first `prec` runes.
+fn truncate(s: &str, prec: Option<usize>) -> &str {
+    match prec {
+        Some(p) => match s.char_indices().nth(p) {
+            Some((i, _)) => s.get(..i).unwrap_or(s),
+            None => s,
+        },
+        None => s,
+    }
+}
+
+/// `fmt.Sprint(v)` for one value, appended to `out`.
+pub(super) fn sprint_value<'h>(
+    out: &mut String,
+    v: &Val<'_>,
+    hdr: Option<&HeaderMap<'h>>,
+) -> Result<(), String> {
+    let mut p = Printer::new(hdr);
+    p.print_arg(v, 'v');
+    out.push_str(&p.finish()?);
     Ok(())
 }
 
-/// `fmt.Sprint(v)` for one value.
-pub(super) fn sprint_value(out: &mut String, v: &Val<'_>) -> FmtResult {
-    fmt_value(out, v, 'v', &Flags::default(), 0)
-}
-
 /// `fmt.Sprint(args...)`: spaces between operands when neither is a string.
-pub(super) fn sprint(args: &[Val<'_>]) -> Result<String, String> {
-    let mut out = String::new();
+pub(super) fn sprint<'h>(args: &[Val<'_>], hdr: Option<&HeaderMap<'h>>) -> Result<String, String> {
+    let mut p = Printer::new(hdr);
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
         let is_string = matches!(a, Val::Str(_));
         if i > 0 && !is_string && !prev_string {
-            out.push(' ');
+            p.buf.push(' ');
         }
-        sprint_value(&mut out, a)?;
+        p.print_arg(a, 'v');
         prev_string = is_string;
     }
-    Ok(out)
+    p.finish()
 }
 
 /// `fmt.Sprintln(args...)`: always spaces, then a newline.
-pub(super) fn sprintln(args: &[Val<'_>]) -> Result<String, String> {
-    let mut out = String::new();
+pub(super) fn sprintln<'h>(
+    args: &[Val<'_>],
+    hdr: Option<&HeaderMap<'h>>,
+) -> Result<String, String> {
+    let mut p = Printer::new(hdr);
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            p.buf.push(' ');
         }
-        sprint_value(&mut out, a)?;
+        p.print_arg(a, 'v');
     }
-    out.push('\n');
-    Ok(out)
+    p.buf.push('\n');
+    p.finish()
 }
 
-fn parse_num(chars: &[char], i: &mut usize) -> Option<usize> {
-    let mut n: Option<usize> = None;
-    while let Some(c) = chars.get(*i) {
-        let Some(d) = c.to_digit(10) else { break };
-        let cur = n.unwrap_or(0);
-        n = Some(
-            cur.saturating_mul(10)
-                .saturating_add(usize::try_from(d).unwrap_or(0))
-                .min(MAX_WIDTH),
-        );
-        *i = i.saturating_add(1);
+/// Go's `parsenum`: digits from `i`; a number past 10⁶ is no number and
+/// consumes the rest of the format (as Go).
+fn parse_num(b: &[u8], i: usize, end: usize) -> (Option<usize>, usize) {
+    let mut num: usize = 0;
+    let mut isnum = false;
+    let mut j = i;
+    while j < end {
+        let Some(&c) = b.get(j) else { break };
+        if !c.is_ascii_digit() {
+            break;
+        }
+        if num > 1_000_000 {
+            return (None, end);
+        }
+        num = num.saturating_mul(10).saturating_add(usize::from(c - b'0'));
+        isnum = true;
+        j = j.saturating_add(1);
     }
-    n
+    (isnum.then_some(num), j)
+}
+
+/// Go's `parseArgNumber` on `b[i..]` (starting at `[`): the zero-based
+/// index, the bytes used and whether it parsed.
+fn parse_arg_number(b: &[u8], i: usize) -> (Option<usize>, usize, bool) {
+    let rest = b.get(i..).unwrap_or(&[]);
+    if rest.len() < 3 {
+        return (None, 1, false);
+    }
+    for k in 1..rest.len() {
+        if rest.get(k) == Some(&b']') {
+            let (n, newi) = parse_num(rest, 1, k);
+            return match n {
+                Some(n) if newi == k => (n.checked_sub(1), k.saturating_add(1), true),
+                _ => (None, k.saturating_add(1), false),
+            };
+        }
+    }
+    (None, 1, false)
+}
+
+/// An int operand for `*` (Go's `intFromArg`).
+fn int_from_arg(a: Option<&Val<'_>>) -> Option<i64> {
+    let n = match a? {
+        Val::Int(i) => *i,
+        Val::Byte(b) => i64::from(*b),
+        Val::Uint(u) => i64::try_from(*u).ok()?,
+        _ => return None,
+    };
+    (-1_000_000..=1_000_000).contains(&n).then_some(n)
+}
+
+/// Where `Sprintf` is in its format: the byte, the operand, and Go's
+/// `reordered` / `goodArgNum` state.
+struct Scan<'b> {
+    b: &'b [u8],
+    end: usize,
+    i: usize,
+    arg_num: usize,
+    nargs: usize,
+    reordered: bool,
+    good_arg_num: bool,
+}
+
+impl Scan<'_> {
+    /// Go's `argNumber`: an explicit `[n]` at `i`; whether one was found.
+    fn arg_number(&mut self) -> bool {
+        if self.b.get(self.i) != Some(&b'[') {
+            return false;
+        }
+        self.reordered = true;
+        let (index, wid, ok) = parse_arg_number(self.b, self.i);
+        self.i = self.i.saturating_add(wid);
+        match index {
+            Some(ix) if ok && ix < self.nargs => {
+                self.arg_num = ix;
+                true
+            }
+            _ => {
+                self.good_arg_num = false;
+                ok
+            }
+        }
+    }
+
+    /// A `*` operand (Go's `intFromArg`), past the `*`.
+    fn star(&mut self, args: &[Val<'_>]) -> Option<i64> {
+        self.i = self.i.saturating_add(1);
+        let v = int_from_arg(args.get(self.arg_num));
+        if self.arg_num < self.nargs {
+            self.arg_num = self.arg_num.saturating_add(1);
+        }
+        v
+    }
+
+    /// Flags: `# 0 + - space`.
+    fn flags(&mut self, f: &mut Flags) {
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b'#' => f.sharp = true,
+                b'0' => f.zero = !f.minus,
+                b'+' => f.plus = true,
+                b'-' => {
+                    f.minus = true;
+                    f.zero = false;
+                }
+                b' ' => f.space = true,
+                _ => break,
+            }
+            self.i = self.i.saturating_add(1);
+        }
+    }
+
+    /// Argument index, width and precision of one directive.
+    fn width_and_precision(&mut self, p: &mut Printer<'_>, args: &[Val<'_>]) {
+        let mut after_index = self.arg_number();
+        if self.b.get(self.i) == Some(&b'*') {
+            match self.star(args) {
+                Some(w) => {
+                    if w < 0 {
+                        p.f.minus = true;
+                        p.f.zero = false;
+                    }
+                    p.f.wid = Some(usize::try_from(w.unsigned_abs()).unwrap_or(0));
+                }
+                None => p.buf.push_str("%!(BADWIDTH)"),
+            }
+            after_index = false;
+        } else {
+            let (w, ni) = parse_num(self.b, self.i, self.end);
+            p.f.wid = w;
+            self.i = ni;
+            if after_index && w.is_some() {
+                self.good_arg_num = false;
+            }
+        }
+        if self.i.saturating_add(1) < self.end && self.b.get(self.i) == Some(&b'.') {
+            self.i = self.i.saturating_add(1);
+            if after_index {
+                self.good_arg_num = false;
+            }
+            after_index = self.arg_number();
+            if self.b.get(self.i) == Some(&b'*') {
+                match self.star(args) {
+                    Some(pr) if pr >= 0 => p.f.prec = usize::try_from(pr).ok(),
+                    // Negative or no int: no precision.
+                    _ => {
+                        p.f.prec = None;
+                        p.buf.push_str("%!(BADPREC)");
+                    }
+                }
+                after_index = false;
+            } else {
+                let (pr, ni) = parse_num(self.b, self.i, self.end);
+                self.i = ni;
+                p.f.prec = Some(pr.unwrap_or(0));
+            }
+        }
+        if !after_index {
+            self.arg_number();
+        }
+    }
 }
 
 /// `fmt.Sprintf(format, args...)`.
-pub(super) fn sprintf(format: &str, args: &[Val<'_>]) -> Result<String, String> {
-    let chars: Vec<char> = format.chars().collect();
-    let mut out = String::with_capacity(format.len());
-    let mut argn = 0usize;
-    let mut i = 0usize;
-    while let Some(&c) = chars.get(i) {
-        i = i.saturating_add(1);
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut fl = Flags::default();
-        while let Some(&f) = chars.get(i) {
-            match f {
-                '#' => fl.sharp = true,
-                '0' => fl.zero = !fl.minus,
-                '+' => fl.plus = true,
-                '-' => {
-                    fl.minus = true;
-                    fl.zero = false;
-                }
-                ' ' => fl.space = true,
-                _ => break,
-            }
-            i = i.saturating_add(1);
-        }
-        if chars.get(i) == Some(&'*') {
-            i = i.saturating_add(1);
-            match args.get(argn) {
-                Some(Val::Int(wi)) => {
-                    let w = usize::try_from(wi.unsigned_abs())
-                        .unwrap_or(MAX_WIDTH)
-                        .min(MAX_WIDTH);
-                    if *wi < 0 {
-                        fl.minus = true;
-                        fl.zero = false;
-                    }
-                    fl.wid = Some(w);
-                }
-                _ => out.push_str("%!(BADWIDTH)"),
-            }
-            argn = argn.saturating_add(1);
-        } else {
-            fl.wid = parse_num(&chars, &mut i);
-        }
-        if chars.get(i) == Some(&'.') {
-            i = i.saturating_add(1);
-            if chars.get(i) == Some(&'*') {
-                i = i.saturating_add(1);
-                match args.get(argn) {
-                    Some(Val::Int(p)) if *p >= 0 => {
-                        fl.prec = Some(usize::try_from(*p).unwrap_or(MAX_WIDTH).min(MAX_WIDTH));
-                    }
-                    _ => out.push_str("%!(BADPREC)"),
-                }
-                argn = argn.saturating_add(1);
-            } else {
-                fl.prec = Some(parse_num(&chars, &mut i).unwrap_or(0));
-            }
-        }
-        let Some(&verb) = chars.get(i) else {
-            out.push_str("%!(NOVERB)");
+pub(super) fn sprintf<'h>(
+    format: &str,
+    args: &[Val<'_>],
+    hdr: Option<&HeaderMap<'h>>,
+) -> Result<String, String> {
+    let mut p = Printer::new(hdr);
+    let mut s = Scan {
+        b: format.as_bytes(),
+        end: format.len(),
+        i: 0,
+        arg_num: 0,
+        nargs: args.len(),
+        reordered: false,
+        good_arg_num: true,
+    };
+    while s.i < s.end {
+        if !p.check() {
             break;
-        };
-        i = i.saturating_add(1);
+        }
+        s.good_arg_num = true;
+        let last = s.i;
+        while s.i < s.end && s.b.get(s.i) != Some(&b'%') {
+            s.i = s.i.saturating_add(1);
+        }
+        if s.i > last {
+            p.buf.push_str(format.get(last..s.i).unwrap_or(""));
+        }
+        if s.i >= s.end {
+            break;
+        }
+        s.i = s.i.saturating_add(1);
+        p.f = Flags::default();
+        s.flags(&mut p.f);
+        s.width_and_precision(&mut p, args);
+        if s.i >= s.end {
+            p.buf.push_str("%!(NOVERB)");
+            break;
+        }
+        let verb = format
+            .get(s.i..)
+            .and_then(|t| t.chars().next())
+            .unwrap_or('?');
+        s.i = s.i.saturating_add(verb.len_utf8());
         if verb == '%' {
-            out.push('%');
+            p.buf.push('%');
             continue;
         }
-        let Some(arg) = args.get(argn) else {
-            out.push_str("%!");
-            out.push(verb);
-            out.push_str("(MISSING)");
+        if !s.good_arg_num {
+            p.buf.push_str("%!");
+            p.buf.push(verb);
+            p.buf.push_str("(BADINDEX)");
+            continue;
+        }
+        let Some(arg) = args.get(s.arg_num) else {
+            p.buf.push_str("%!");
+            p.buf.push(verb);
+            p.buf.push_str("(MISSING)");
             continue;
         };
-        argn = argn.saturating_add(1);
-        if verb == 'T' {
-            pad(&mut out, arg.type_name(), &fl);
-            continue;
+        if verb == 'v' {
+            p.f.sharp_v = p.f.sharp;
+            p.f.sharp = false;
+            p.f.plus_v = p.f.plus;
+            p.f.plus = false;
         }
-        fmt_value(&mut out, arg, verb, &fl, 0)?;
-        if out.len() > super::exec::MAX_OUTPUT {
-            return Err(format!("output exceeds {} bytes", super::exec::MAX_OUTPUT));
-        }
+        p.print_arg(arg, verb);
+        s.arg_num = s.arg_num.saturating_add(1);
     }
-    if let Some(extra) = args.get(argn..).filter(|e| !e.is_empty()) {
-        out.push_str("%!(EXTRA ");
-        for (k, a) in extra.iter().enumerate() {
+    if !s.reordered && s.arg_num < args.len() {
+        p.f = Flags::default();
+        p.buf.push_str("%!(EXTRA ");
+        for (k, a) in args.iter().skip(s.arg_num).enumerate() {
             if k > 0 {
-                out.push_str(", ");
+                p.buf.push_str(", ");
             }
             if a.is_nil() {
-                out.push_str("<nil>");
+                p.buf.push_str("<nil>");
             } else {
-                out.push_str(a.type_name());
-                out.push('=');
-                sprint_value(&mut out, a)?;
+                p.buf.push_str(a.type_name());
+                p.buf.push('=');
+                p.print_arg(a, 'v');
             }
         }
-        out.push(')');
+        p.buf.push(')');
     }
-    Ok(out)
-}
-
-// ---------------------------------------------------------------------------
-// encoding/json (Marshal / MarshalIndent with prefix "").
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' => {
-                let _ = write!(out, "\\u00{:02x}", u32::from(c));
-            }
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u00{:02x}", u32::from(c));
-            }
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_newline(out: &mut String, indent: &str, level: usize) {
-    out.push('\n');
-    for _ in 0..level {
-        out.push_str(indent);
-    }
-}
-
-fn json_value(
-    out: &mut String,
-    v: &Val<'_>,
-    indent: Option<&str>,
-    level: usize,
-    depth: usize,
-) -> FmtResult {
-    too_deep(depth)?;
-    if out.len() > super::exec::MAX_OUTPUT {
-        return Err(format!("output exceeds {} bytes", super::exec::MAX_OUTPUT));
-    }
-    let next = level.saturating_add(1);
-    match v {
-        Val::NoValue | Val::Nil => out.push_str("null"),
-        Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Val::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Val::Uint(u) => {
-            let _ = write!(out, "{u}");
-        }
-        Val::Float(f) => out.push_str(&json_float(*f)?),
-        Val::Str(s) => json_string(out, s),
-        Val::Arr(a) => {
-            out.push('[');
-            for (i, e) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if let Some(ind) = indent {
-                    json_newline(out, ind, next);
-                }
-                json_value(
-                    out,
-                    &Val::from_json(e),
-                    indent,
-                    next,
-                    depth.saturating_add(1),
-                )?;
-            }
-            if let (Some(ind), false) = (indent, a.is_empty()) {
-                json_newline(out, ind, level);
-            }
-            out.push(']');
-        }
-        Val::Map(m) => {
-            out.push('{');
-            let entries = match m
-                .get(super::value::JSON_FIELDS_KEY)
-                .and_then(|f| f.as_array())
-            {
-                // A Go struct: its JSON fields in declaration order.
-                Some(fields) => fields
-                    .iter()
-                    .filter_map(|f| f.as_str())
-                    .filter_map(|f| m.get_key_value(f))
-                    .collect(),
-                None => sorted_entries(m),
-            };
-            for (i, (k, e)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if let Some(ind) = indent {
-                    json_newline(out, ind, next);
-                }
-                json_string(out, k);
-                out.push(':');
-                if indent.is_some() {
-                    out.push(' ');
-                }
-                json_value(
-                    out,
-                    &Val::from_json(e),
-                    indent,
-                    next,
-                    depth.saturating_add(1),
-                )?;
-            }
-            if let (Some(ind), false) = (indent, m.is_empty()) {
-                json_newline(out, ind, level);
-            }
-            out.push('}');
-        }
-        Val::Headers => out.push_str("{}"),
-    }
-    Ok(())
-}
-
-/// AES's `json INDENT VALUE`: `json.Marshal` for an empty indent, else
-/// `json.MarshalIndent(value, "", indent)`.
-pub(super) fn json_marshal(v: &Val<'_>, indent: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let ind = if indent.is_empty() {
-        None
-    } else {
-        Some(indent)
-    };
-    json_value(&mut out, v, ind, 0, 0)?;
-    Ok(out)
-}
-
-// ---------------------------------------------------------------------------
-// Escapers (text/template's html, js, urlquery).
-
-/// `template.HTMLEscapeString`.
-pub(super) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\0' => out.push('\u{FFFD}'),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `template.JSEscapeString`.
-pub(super) fn js_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '"' => out.push_str("\\\""),
-            '<' => out.push_str("\\u003C"),
-            '>' => out.push_str("\\u003E"),
-            '&' => out.push_str("\\u0026"),
-            '=' => out.push_str("\\u003D"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u00{:02X}", u32::from(c));
-            }
-            c if c.is_ascii() || is_print(c) => out.push(c),
-            c => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-        }
-    }
-    out
-}
-
-/// `url.QueryEscape`.
-pub(super) fn url_query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
+    p.finish()
 }

@@ -377,14 +377,17 @@ impl<'s> Lexer<'s> {
         while self.accept(valid) {}
     }
 
-    fn number(&mut self, start: usize) -> Result<(), LexError> {
+    /// Go's `scanNumber`: false when an alphanumeric follows.
+    fn scan_number(&mut self) -> bool {
         self.accept("+-");
         let mut digits = "0123456789_";
         let mut decimal = true;
+        let mut hex = false;
         if self.accept("0") {
             if self.accept("xX") {
                 digits = "0123456789abcdefABCDEF_";
                 decimal = false;
+                hex = true;
             } else if self.accept("oO") {
                 digits = "01234567_";
                 decimal = false;
@@ -401,14 +404,34 @@ impl<'s> Lexer<'s> {
             self.accept("+-");
             self.accept_run("0123456789_");
         }
+        if hex && self.accept("pP") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
         self.accept("i");
         if self.peek().is_some_and(is_alnum) {
             self.bump();
-            let text = self.src.get(start..self.pos).unwrap_or("");
-            return self.err(
+            return false;
+        }
+        true
+    }
+
+    /// Go's `lexNumber`: a number, or a complex constant `1+2i`.
+    fn number(&mut self, start: usize) -> Result<(), LexError> {
+        let bad = |l: &Self| {
+            let text = l.src.get(start..l.pos).unwrap_or("");
+            l.err(
                 start,
-                format!("bad number syntax: {}", super::gofmt::quote(text)),
-            );
+                format!("bad number syntax: {}", super::strconv::quote(text)),
+            )
+        };
+        if !self.scan_number() {
+            return bad(self);
+        }
+        if matches!(self.peek(), Some('+' | '-'))
+            && (!self.scan_number() || !self.src.get(..self.pos).unwrap_or("").ends_with('i'))
+        {
+            return bad(self);
         }
         self.emit(Tok::Number, start);
         Ok(())

@@ -1,6 +1,9 @@
 //! Parser for the Go `text/template` subset (after Go's `text/template/parse/parse.go`).
 
 use super::lex::{lex, Kw, Tok, Token};
+use super::literal::{
+    go_parse_float, go_parse_int, go_parse_uint, unquote, unquote_char, UnquotedChar,
+};
 
 /// Maximum nesting of control structures and parentheses.
 pub(super) const MAX_PARSE_DEPTH: usize = 100;
@@ -14,7 +17,12 @@ pub(super) enum Node {
     With(Box<Control>),
     Break,
     Continue,
+    /// `{{template "name" pipeline}}` (and the use half of `block`).
+    Template(Box<(String, Option<Pipe>)>),
 }
+
+/// The templates a text defines (`define`, `block`), by name.
+pub(super) type Defines = Vec<(String, Vec<Node>)>;
 
 #[derive(Debug, Clone)]
 pub(super) struct Control {
@@ -50,8 +58,14 @@ pub(super) enum ArgKind {
     Dot,
     Nil,
     Bool(bool),
+    /// A number constant as Go's `idealConstant` types it: `int`,
     Int(i64),
+    /// `float64`,
     Float(f64),
+    /// `complex128`,
+    Complex(f64, f64),
+    /// or an integer too large for `int` (an error when evaluated).
+    Overflow,
     Str(String),
     /// `.a.b.c`
     Field(Vec<String>),
@@ -85,6 +99,8 @@ pub(super) enum Func {
     Urlquery,
     Html,
     Js,
+    Slice,
+    Call,
 }
 
 impl Func {
@@ -110,6 +126,8 @@ impl Func {
             "urlquery" => Func::Urlquery,
             "html" => Func::Html,
             "js" => Func::Js,
+            "slice" => Func::Slice,
+            "call" => Func::Call,
             _ => return None,
         })
     }
@@ -136,6 +154,8 @@ impl Func {
             Func::Urlquery => "urlquery",
             Func::Html => "html",
             Func::Js => "js",
+            Func::Slice => "slice",
+            Func::Call => "call",
         }
     }
 }
@@ -162,9 +182,14 @@ struct Parser<'s> {
     vars: Vec<String>,
     depth: usize,
     range_depth: usize,
+    /// Whether the list being parsed is the text's top level (where
+    /// `define` may appear).
+    top: bool,
+    defines: Defines,
 }
 
-pub(super) fn parse(src: &str) -> PResult<Vec<Node>> {
+/// Parses a template text: its nodes and the templates it defines.
+pub(super) fn parse(src: &str) -> PResult<(Vec<Node>, Defines)> {
     let toks = lex(src);
     let mut p = Parser {
         src,
@@ -173,13 +198,22 @@ pub(super) fn parse(src: &str) -> PResult<Vec<Node>> {
         vars: vec!["$".to_string()],
         depth: 0,
         range_depth: 0,
+        top: true,
+        defines: Vec::new(),
     };
     let (list, end) = p.item_list()?;
     match end {
-        ListEnd::Eof => Ok(list),
+        ListEnd::Eof => Ok((list, p.defines)),
         ListEnd::End => p.err_at_prev("unexpected {{end}}"),
         ListEnd::Else => p.err_at_prev("unexpected {{else}}"),
     }
+}
+
+/// Go's `IsEmptyTree`: only spaces and comments.
+fn is_empty_tree(nodes: &[Node]) -> bool {
+    nodes
+        .iter()
+        .all(|n| matches!(n, Node::Text(t) if t.chars().all(|c| c.is_ascii_whitespace())))
 }
 
 impl<'s> Parser<'s> {
@@ -261,9 +295,9 @@ impl<'s> Parser<'s> {
                 let text = self.src.get(t.pos..t.end).unwrap_or("");
                 if text.chars().count() > 10 {
                     let short: String = text.chars().take(10).collect();
-                    format!("{}...", super::gofmt::quote(&short))
+                    format!("{}...", super::strconv::quote(&short))
                 } else {
-                    super::gofmt::quote(text)
+                    super::strconv::quote(text)
                 }
             }
         }
@@ -348,14 +382,95 @@ impl<'s> Parser<'s> {
                         Node::Continue
                     }))
                 }
-                Kw::Define | Kw::Template | Kw::Block => {
-                    self.err_at(t.pos, format!("{{{{{}}}}} is not supported", k.name()))
+                Kw::Define => {
+                    if !self.top {
+                        return self.unexpected(&t, "command");
+                    }
+                    let name = self.template_name("define clause")?;
+                    self.expect_right_delim("define clause")?;
+                    let body = self.definition_body(t.pos)?;
+                    self.add_define(name, body, t.pos)?;
+                    Ok(Action::Node(Node::Text(String::new())))
+                }
+                Kw::Template => {
+                    let name = self.template_name("template clause")?;
+                    let p = self.peek_non_space();
+                    let pipe = if p.tok == Tok::RightDelim {
+                        self.next_non_space();
+                        None
+                    } else {
+                        Some(self.pipeline("template clause", true)?)
+                    };
+                    Ok(Action::Node(Node::Template(Box::new((name, pipe)))))
+                }
+                Kw::Block => {
+                    let name = self.template_name("block clause")?;
+                    let pipe = self.pipeline("block clause", true)?;
+                    let body = self.definition_body(t.pos)?;
+                    self.add_define(name.clone(), body, t.pos)?;
+                    Ok(Action::Node(Node::Template(Box::new((name, Some(pipe))))))
                 }
             };
         }
         self.backup();
         let pipe = self.pipeline("command", true)?;
         Ok(Action::Node(Node::Action(pipe)))
+    }
+
+    /// The quoted name after `define`, `template` or `block`.
+    fn template_name(&mut self, context: &str) -> PResult<String> {
+        let t = self.next_non_space();
+        let text = self.src.get(t.pos..t.end).unwrap_or("");
+        match t.tok {
+            Tok::Str => match unquote(text) {
+                Some(s) => Ok(s),
+                None => self.err_at(t.pos, "invalid syntax"),
+            },
+            Tok::RawStr => Ok(text
+                .strip_prefix('`')
+                .and_then(|s| s.strip_suffix('`'))
+                .unwrap_or("")
+                .replace('\r', "")),
+            _ => self.unexpected(&t, context),
+        }
+    }
+
+    /// The body of a `define` or `block` through its `{{end}}`, parsed as a
+    /// template of its own (only `$` is declared).
+    fn definition_body(&mut self, pos: usize) -> PResult<Vec<Node>> {
+        self.enter(pos)?;
+        let vars = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
+        let top = std::mem::replace(&mut self.top, false);
+        let range_depth = std::mem::replace(&mut self.range_depth, 0);
+        let (list, end) = self.item_list()?;
+        self.vars = vars;
+        self.top = top;
+        self.range_depth = range_depth;
+        self.leave();
+        match end {
+            ListEnd::End => Ok(list),
+            ListEnd::Eof => self.err_at(self.src.len(), "unexpected EOF"),
+            ListEnd::Else => self.err_at_prev("unexpected {{else}}"),
+        }
+    }
+
+    /// Go's `Tree.add`: a name defined twice with a body each time is an
+    /// error; an empty body never replaces a full one.
+    fn add_define(&mut self, name: String, body: Vec<Node>, pos: usize) -> PResult<()> {
+        match self.defines.iter_mut().find(|(n, _)| *n == name) {
+            None => self.defines.push((name, body)),
+            Some((_, old)) => {
+                if is_empty_tree(old) {
+                    *old = body;
+                } else if !is_empty_tree(&body) {
+                    return self.err_at(
+                        pos,
+                        format!("template: multiple definition of template {name:?}"),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     fn control(&mut self, kw: Kw, pos: usize) -> PResult<Node> {
@@ -366,6 +481,7 @@ impl<'s> Parser<'s> {
         if kw == Kw::Range {
             self.range_depth = self.range_depth.saturating_add(1);
         }
+        let top = std::mem::replace(&mut self.top, false);
         let (list, end) = self.item_list()?;
         if kw == Kw::Range {
             self.range_depth = self.range_depth.saturating_sub(1);
@@ -397,6 +513,7 @@ impl<'s> Parser<'s> {
                 }
             }
         };
+        self.top = top;
         self.vars.truncate(vars_mark);
         self.leave();
         let c = Box::new(Control {
@@ -465,7 +582,9 @@ impl<'s> Parser<'s> {
                 t.tok == Tok::RParen
             };
             if is_end {
-                if pipe.cmds.is_empty() || expect_cmd {
+                // A trailing `|` is accepted, as Go does.
+                let _ = expect_cmd;
+                if pipe.cmds.is_empty() {
                     return self.err_at(start, format!("missing value for {context}"));
                 }
                 for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
@@ -477,6 +596,8 @@ impl<'s> Parser<'s> {
                                 | ArgKind::Nil
                                 | ArgKind::Int(_)
                                 | ArgKind::Float(_)
+                                | ArgKind::Complex(..)
+                                | ArgKind::Overflow
                                 | ArgKind::Str(_)
                         ) {
                             return self.err_at(
@@ -572,12 +693,14 @@ impl<'s> Parser<'s> {
             | ArgKind::Str(_)
             | ArgKind::Int(_)
             | ArgKind::Float(_)
+            | ArgKind::Complex(..)
+            | ArgKind::Overflow
             | ArgKind::Nil
             | ArgKind::Dot => {
                 let text = self.src.get(term.pos..term.end).unwrap_or("");
                 return self.err_at(
                     term.pos,
-                    format!("unexpected . after term {}", super::gofmt::quote(text)),
+                    format!("unexpected . after term {}", super::strconv::quote(text)),
                 );
             }
             other => ArgKind::Chain(
@@ -644,7 +767,15 @@ impl<'s> Parser<'s> {
         }))
     }
 
+    /// Go's `newNumber` (parse/node.go), then the type `idealConstant`
+    /// (exec.go) gives the constant where nothing else decides it.
     fn number(&self, text: &str, pos: usize) -> PResult<ArgKind> {
+        let illegal = || {
+            self.err_at(
+                pos,
+                format!("illegal number syntax: {}", super::strconv::quote(text)),
+            )
+        };
         if let Some(inner) = text.strip_prefix('\'') {
             let mut chars = inner.chars().peekable();
             return match unquote_char(&mut chars, '\'') {
@@ -661,56 +792,64 @@ impl<'s> Parser<'s> {
                 _ => self.err_at(pos, format!("malformed character constant: {text}")),
             };
         }
+        let complex = |re: f64, im: f64| -> ArgKind {
+            // simplifyComplex: a zero imaginary part is still complex128
+            // to idealConstant (IsComplex is checked first).
+            ArgKind::Complex(re, im)
+        };
         if text.ends_with('i') {
-            return self.err_at(pos, format!("complex numbers are not supported: {text}"));
-        }
-        let clean: String = text.chars().filter(|&c| c != '_').collect();
-        let (neg, body) = match clean.strip_prefix('-') {
-            Some(b) => (true, b),
-            None => (false, clean.strip_prefix('+').unwrap_or(&clean)),
-        };
-        let lower = body.to_ascii_lowercase();
-        let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
-            (16, d)
-        } else if let Some(d) = lower.strip_prefix("0o") {
-            (8, d)
-        } else if let Some(d) = lower.strip_prefix("0b") {
-            (2, d)
-        } else if lower.len() > 1
-            && lower.starts_with('0')
-            && lower.bytes().all(|b| b.is_ascii_digit())
-        {
-            (8, lower.get(1..).unwrap_or(""))
-        } else {
-            (10, lower.as_str())
-        };
-        let is_float_syntax = radix == 10 && (lower.contains('.') || lower.contains('e'));
-        if !is_float_syntax {
-            if let Ok(u) = u64::from_str_radix(digits, radix) {
-                let v = if neg {
-                    0i64.checked_sub_unsigned(u)
-                } else {
-                    i64::try_from(u).ok()
-                };
-                return match v {
-                    Some(v) => Ok(ArgKind::Int(v)),
-                    None => self.err_at(pos, format!("{text} overflows int")),
-                };
+            let body = text.get(..text.len().saturating_sub(1)).unwrap_or("");
+            // `1+2i`: split at the sign that is not an exponent's.
+            let b = body.as_bytes();
+            let mut split = None;
+            for k in 1..b.len() {
+                let c = b.get(k).copied().unwrap_or(0);
+                let prev = b.get(k.saturating_sub(1)).copied().unwrap_or(0);
+                let hex = body.starts_with("0x") || body.starts_with("0X");
+                let exp_sign = matches!(prev, b'e' | b'E') && !hex || matches!(prev, b'p' | b'P');
+                if (c == b'+' || c == b'-') && !exp_sign {
+                    split = Some(k);
+                }
             }
-            if radix == 10 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                return self.err_at(pos, format!("{text} overflows int"));
-            }
-            return self.err_at(
-                pos,
-                format!("illegal number syntax: {}", super::gofmt::quote(text)),
-            );
+            return match split {
+                Some(k) => {
+                    let re = go_parse_float(body.get(..k).unwrap_or(""));
+                    let im = go_parse_float(body.get(k..).unwrap_or(""));
+                    match (re, im) {
+                        (Some(re), Some(im)) => Ok(complex(re, im)),
+                        _ => illegal(),
+                    }
+                }
+                None => match go_parse_float(body) {
+                    Some(im) => Ok(complex(0.0, im)),
+                    None => illegal(),
+                },
+            };
         }
-        match clean.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(ArgKind::Float(f)),
-            _ => self.err_at(
-                pos,
-                format!("illegal number syntax: {}", super::gofmt::quote(text)),
-            ),
+        let as_int = go_parse_int(text);
+        let as_uint = go_parse_uint(text);
+        let float_syntax = text.contains(['.', 'e', 'E', 'p', 'P']);
+        let hex_int =
+            (text.starts_with("0x") || text.starts_with("0X")) && !text.contains(['p', 'P']);
+        if as_int.is_none() && as_uint.is_none() {
+            let Some(f) = go_parse_float(text) else {
+                return illegal();
+            };
+            if !float_syntax {
+                return self.err_at(pos, format!("integer overflow: {:?}", text));
+            }
+            return Ok(ArgKind::Float(f));
+        }
+        // An integer-valued constant: float64 when written as a float.
+        if float_syntax && !hex_int {
+            return match go_parse_float(text) {
+                Some(f) => Ok(ArgKind::Float(f)),
+                None => illegal(),
+            };
+        }
+        match as_int {
+            Some(i) => Ok(ArgKind::Int(i)),
+            None => Ok(ArgKind::Overflow),
         }
     }
 }
@@ -719,90 +858,4 @@ enum Action {
     Node(Node),
     End,
     Else,
-}
-
-pub(super) enum UnquotedChar {
-    Char(char),
-    Byte(u8),
-}
-
-fn hex_val(c: char) -> Option<u32> {
-    c.to_digit(16)
-}
-
-/// Go's `strconv.UnquoteChar` for one character of a quoted literal.
-pub(super) fn unquote_char(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-    quote: char,
-) -> Option<UnquotedChar> {
-    let c = chars.next()?;
-    if c == quote && (quote == '\'' || quote == '"') {
-        return None;
-    }
-    if c != '\\' {
-        return Some(UnquotedChar::Char(c));
-    }
-    let e = chars.next()?;
-    let simple = match e {
-        'a' => Some('\u{7}'),
-        'b' => Some('\u{8}'),
-        'f' => Some('\u{c}'),
-        'n' => Some('\n'),
-        'r' => Some('\r'),
-        't' => Some('\t'),
-        'v' => Some('\u{b}'),
-        '\\' => Some('\\'),
-        '\'' | '"' if e == quote => Some(e),
-        _ => None,
-    };
-    if let Some(s) = simple {
-        return Some(UnquotedChar::Char(s));
-    }
-    match e {
-        'x' | 'u' | 'U' => {
-            let n = match e {
-                'x' => 2,
-                'u' => 4,
-                _ => 8,
-            };
-            let mut v: u32 = 0;
-            for _ in 0..n {
-                let d = hex_val(chars.next()?)?;
-                v = v.checked_mul(16)?.checked_add(d)?;
-            }
-            if e == 'x' {
-                return Some(UnquotedChar::Byte(u8::try_from(v).ok()?));
-            }
-            char::from_u32(v).map(UnquotedChar::Char)
-        }
-        '0'..='7' => {
-            let mut v = e.to_digit(8)?;
-            for _ in 0..2 {
-                let d = chars.next()?.to_digit(8)?;
-                v = v.checked_mul(8)?.checked_add(d)?;
-            }
-            Some(UnquotedChar::Byte(u8::try_from(v).ok()?))
-        }
-        _ => None,
-    }
-}
-
-/// Go's `strconv.Unquote` for a double-quoted literal (with the quotes).
-fn unquote(text: &str) -> Option<String> {
-    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
-    let mut chars = inner.chars().peekable();
-    while chars.peek().is_some() {
-        match unquote_char(&mut chars, '"')? {
-            UnquotedChar::Char(c) => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            UnquotedChar::Byte(b) => out.push(b),
-        }
-    }
-    Some(match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
 }

@@ -18,6 +18,10 @@ impl HeaderLookup for Headers {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
     }
+
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.0.clone()
+    }
 }
 
 fn curl() -> Headers {
@@ -255,10 +259,12 @@ fn map_prints_sorted_go_style() {
 
 #[test]
 fn dot_alone_prints_root_map() {
+    // The root also holds the request's headers, as AES's data does.
     assert_eq!(
         render("{{ . }}", &json!({"b": 1, "a": "z"})),
-        "map[a:z b:1]"
+        "map[a:z b:1 httpRequestHeader:map[User-Agent:[curl/7.66.0] X-Two:[first]]]"
     );
+    assert_eq!(render("{{ len . }}", &json!({"b": 1, "a": "z"})), "3");
 }
 
 #[test]
@@ -661,16 +667,21 @@ fn do_not_set_aborts_render() {
 }
 
 #[test]
-fn json_compact_with_empty_indent() {
-    assert_eq!(r(r#"{{ json "" .m }}"#), r#"{"a":"x","b":2,"c":[1]}"#);
+fn json_is_marshal_indent_with_tabs() {
+    // AES: json.MarshalIndent(VALUE, PREFIX, "\t").
+    assert_eq!(
+        r(r#"{{ json "" .m }}"#),
+        "{\n\t\"a\": \"x\",\n\t\"b\": 2,\n\t\"c\": [\n\t\t1\n\t]\n}"
+    );
 }
 
 #[test]
-fn json_indented() {
+fn json_prefix_starts_each_line_but_the_first() {
     assert_eq!(
         r(r#"{{ json " " .m }}"#),
-        "{\n \"a\": \"x\",\n \"b\": 2,\n \"c\": [\n  1\n ]\n}"
+        "{\n \t\"a\": \"x\",\n \t\"b\": 2,\n \t\"c\": [\n \t\t1\n \t]\n }"
     );
+    assert_eq!(r(r#"{{ json "indent>" .s }}"#), "\"hello\"");
 }
 
 #[test]
@@ -693,10 +704,10 @@ fn json_escapes_html_and_controls() {
 
 #[test]
 fn json_floats_like_encoding_json() {
-    let root = json!({"a": 1e6, "b": 1516239022.0, "c": 1e21, "d": 1e-7, "e": 0.5, "f": -0.0});
+    let root = json!({"x": [1e6, 1516239022.0, 1e21, 1e-7, 0.5, -0.0]});
     assert_eq!(
-        render(r#"{{ json "" . }}"#, &root),
-        r#"{"a":1000000,"b":1516239022,"c":1e+21,"d":1e-7,"e":0.5,"f":-0}"#
+        render(r#"{{ json "" .x }}"#, &root),
+        "[\n\t1000000,\n\t1516239022,\n\t1e+21,\n\t1e-7,\n\t0.5,\n\t-0\n]"
     );
 }
 
@@ -826,8 +837,27 @@ fn parse_error_unclosed_paren() {
 }
 
 #[test]
-fn parse_error_template_action_unsupported() {
-    assert!(parse_err(r#"{{ template "x" }}"#).contains("not supported"));
+fn defined_templates_run_with_their_dot() {
+    assert_eq!(
+        r(r#"{{ define "T" }}<{{ . }}>{{ end }}{{ template "T" .s }}{{ template "T" }}"#),
+        "<hello><<no value>>"
+    );
+    assert_eq!(r(r#"{{ block "B" .n }}[{{ . }}]{{ end }}"#), "[16]");
+    assert!(render_err(r#"{{ template "x" }}"#, &data()).contains("no such template"));
+    assert!(
+        parse_err(r#"{{ define "a" }}x{{ end }}{{ define "a" }}y{{ end }}"#)
+            .contains("multiple definition")
+    );
+    assert!(parse_err(r#"{{ if 1 }}{{ define "a" }}x{{ end }}{{ end }}"#).contains("unexpected"));
+}
+
+#[test]
+fn recursive_templates_are_bounded() {
+    let e = render_err(
+        r#"{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" 1 }}"#,
+        &data(),
+    );
+    assert!(e.contains("nested deeper"), "{e}");
 }
 
 #[test]
@@ -994,4 +1024,55 @@ fn render_does_not_need_reparse_and_is_repeatable() {
             .unwrap();
         assert_eq!(out, Rendered::Text("hello-16".into()));
     }
+}
+
+/// The issue's examples, with what Go 1.19 renders for them (from
+/// core/tests/go_oracle; the differential test checks thousands more).
+#[test]
+fn issue_examples_render_as_go() {
+    let headers = Headers(vec![("accept", "text/html"), ("x-a", "1"), ("x-a", "2")]);
+    let claims = go_json_object(br#"{"s":"\ud800x"}"#).unwrap();
+    let root = json!({"token": {"Claims": go_json_numbers(&Value::Object(claims))}});
+    let go = |src: &str, root: &Value| match Template::parse(src)
+        .unwrap()
+        .render(&RenderData {
+            root,
+            headers: &headers,
+        })
+        .unwrap()
+    {
+        Rendered::Text(s) => s,
+        Rendered::DoNotSet => panic!("doNotSet"),
+    };
+    assert_eq!(
+        go(
+            r#"{{ printf "%+v|%#v|%[2]s %[1]s|%.3v|%T %T|%#q|%+q|% x|%#x|%#U|%#g|%b" 5 "a" 3.14159 (index "ab" 0) "x" "é" "hi" 255 0x1F600 1.0 1.0 }}"#,
+            &root
+        ),
+        "5|\"a\"|a %!s(int=5)|a|float64 uint8|`x`|\"\\u00e9\"|68 69|0xff|U+1F600 '😀'|1.00000|4503599627370496p-52"
+    );
+    assert_eq!(
+        go(
+            r#"{{ .httpRequestHeader }}|{{ .httpRequestHeader.Accept }}|{{ .httpRequestHeader.accept }}|{{ index .httpRequestHeader "Accept" 0 }}|{{ len .httpRequestHeader }}|{{ .httpRequestHeader.Values "Accept" }}|{{ range $k, $v := .httpRequestHeader }}{{ $k }}={{ $v }}{{ end }}"#,
+            &root
+        ),
+        "map[Accept:[text/html] X-A:[1 2]]|[text/html]|<no value>|text/html|2|[text/html]|Accept=[text/html]X-A=[1 2]"
+    );
+    assert_eq!(
+        go(
+            r#"{{ define "T" }}[{{ . }}]{{ end }}{{ template "T" 0x1p-2 }}{{ .token.Claims.s | }}{{ 1i }}"#,
+            &root
+        ),
+        "[0.25]\u{FFFD}x(0+1i)"
+    );
+    let body = crate::jwt::filter::error_data(401, "m", "r", None);
+    assert_eq!(
+        go(r#"{{ . | json "" }}"#, &body),
+        "{\n\t\"message\": \"m\",\n\t\"status_code\": 401\n}"
+    );
+    let body = crate::jwt::filter::error_data(503, "m", "r", Some(16));
+    assert_eq!(
+        go(r#"{{ json ">" .error }}"#, &body),
+        "{\n>\t\"ValidationError\": {\n>\t\t\"Errors\": 16\n>\t}\n>}"
+    );
 }

@@ -1,0 +1,3 @@
+module portcullis/go_oracle
+
+go 1.19
