@@ -302,7 +302,7 @@ fn render(args: &[OsString]) -> Result<(), String> {
             );
         }
         match jwt.check(&request, &[], None, now) {
-            JwtOutcome::Allow(changes) => {
+            JwtOutcome::Allow(changes, _) => {
                 for c in changes {
                     print_header(&c.name, c.value.as_deref().unwrap_or_default());
                 }

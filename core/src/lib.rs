@@ -6,13 +6,16 @@
 //! inside Envoy; the tests here run natively.
 
 pub mod apikey;
+pub mod authorization;
 pub mod bytes;
 pub mod compile;
 pub mod condition;
 pub mod config;
+pub mod decision;
 pub mod external;
 pub mod fetch;
 pub mod glob;
+pub mod identity;
 pub mod inject;
 pub mod jwt;
 pub mod mtls;
