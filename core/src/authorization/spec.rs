@@ -68,13 +68,40 @@ pub struct ClaimConditionSpec {
     pub exists: Option<bool>,
 }
 
-/// A claim path: one name, or a list of names.
-#[derive(Debug, Deserialize)]
+/// A claim path: one name, or a list of names. (Deserialized by hand: serde's
+/// `untagged` buffers the input and costs the module tens of kilobytes.)
+#[derive(Debug)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(feature = "schema", serde(untagged))]
 pub enum ClaimPathSpec {
     Name(String),
     Nested(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for ClaimPathSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PathVisitor;
+        impl<'de> serde::de::Visitor<'de> for PathVisitor {
+            type Value = ClaimPathSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a claim name or a list of claim names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClaimPathSpec, E> {
+                Ok(ClaimPathSpec::Name(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ClaimPathSpec, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(ClaimPathSpec::Nested(names))
+            }
+        }
+        deserializer.deserialize_any(PathVisitor)
+    }
 }
 
 impl Default for ClaimPathSpec {

@@ -182,8 +182,11 @@ impl HttpContext for Http {
         if shared.config.reads_tls {
             request.tls = client_certificate();
         }
-        if journey.needs_connection_facts(&shared.config) {
+        let connection_facts = journey.needs_connection_facts(&shared.config);
+        if connection_facts || journey.needs_client_address(&shared.config) {
             request.source_address = property_text(&["source", "address"]);
+        }
+        if connection_facts {
             request.destination_address = property_text(&["destination", "address"]);
             request.protocol = property_text(&["request", "protocol"]);
         }
@@ -199,6 +202,7 @@ impl HttpContext for Http {
         let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
+            super::decision::publish(&journey.decision(&shared.config, None));
             shared
                 .metrics
                 .outcomes(&shared.config, &journey.take_outcomes());

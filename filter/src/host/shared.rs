@@ -515,6 +515,7 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
         }
         match step {
             Step::Continue(changes) => {
+                super::decision::publish(&pending.journey.decision(&shared.config, None));
                 shared
                     .metrics
                     .outcomes(&shared.config, &pending.journey.take_outcomes());
@@ -531,6 +532,11 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                 return Action::Continue;
             }
             Step::Respond(response) => {
+                super::decision::publish(
+                    &pending
+                        .journey
+                        .decision(&shared.config, Some(response.status)),
+                );
                 let outcomes = pending.journey.take_outcomes();
                 if log::log_enabled!(log::Level::Debug) {
                     // Never the query, a header value or a token.
@@ -584,8 +590,10 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
             Step::NeedFullRequest => {
                 // A lean request the journey could not just pass: again, whole.
                 let tls = pending.request.tls.take();
+                let source = std::mem::take(&mut pending.request.source_address);
                 pending.request = read_request();
                 pending.request.tls = tls;
+                pending.request.source_address = source;
                 pending.journey = Journey::new(&shared.config, &pending.request);
                 step = pending
                     .journey
