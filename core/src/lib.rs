@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod authorization;
 pub mod bytes;
+pub mod callout;
 pub mod compile;
 pub mod condition;
 pub mod config;

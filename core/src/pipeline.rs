@@ -5,9 +5,10 @@
 //! answer with a response, buffer the body, send a callout, or pause until a
 //! remote JWK Set has loaded.
 
+use crate::callout::{Callout, CalloutAnswer};
 use crate::config::{Config, FilterKind};
 use crate::decision::{DecisionRecord, Verdict};
-use crate::external::{Callout, CalloutAnswer, ExternalOutcome, RequestBody};
+use crate::external::{ExternalOutcome, RequestBody};
 use crate::identity::Identity;
 use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::jwt::KeySet;

@@ -25,11 +25,11 @@
 //! status and body of an HTTP answer (headers are not kept), or the reason of a
 //! failure. A slot that does not decode (another version) counts as empty.
 
-use crate::external::{CalloutAnswer, MAX_ANSWER_BYTES};
+pub use crate::callout::ShareKey;
+use crate::callout::{CalloutAnswer, MAX_ANSWER_BYTES};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// How long an answer is kept for late requests with the same key (seconds).
 pub const ANSWER_GRACE: f64 = 60.0;
@@ -46,32 +46,6 @@ pub const SLOT_BYTES: usize = MAX_ANSWER_BYTES.div_ceil(3) * 4 * 2 + 1024;
 pub const MAX_SLOTS: usize = 4096;
 /// The shared-data key of slot `n` is this prefix and `n`.
 pub const SLOT_PREFIX: &str = "portcullis.shared_callout.v1.";
-
-/// What identifies callouts that share one answer: a SHA-256 (truncated to 128
-/// bits) of what makes them the same, e.g. the filter and the refresh token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ShareKey([u8; 16]);
-
-impl ShareKey {
-    /// The key of `parts`, each length-prefixed (so `["ab","c"]` ≠ `["a","bc"]`).
-    pub fn of(parts: &[&[u8]]) -> ShareKey {
-        let mut h = Sha256::new();
-        for part in parts {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        for (k, d) in key.iter_mut().zip(digest.iter()) {
-            *k = *d;
-        }
-        ShareKey(key)
-    }
-
-    fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
 
 /// What a VM does with a shared callout, from its slot's current bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +213,7 @@ impl SharedCallouts {
 
     /// The shared-data key of `key`'s slot.
     pub fn slot_name(&self, key: &ShareKey) -> String {
-        let n = u16::from_be_bytes([key.0[0], key.0[1]]) as usize % self.slots.max(1);
+        let n = key.slot_bits() as usize % self.slots.max(1);
         self.slot_name_of(n)
     }
 

@@ -14,6 +14,9 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
+pub use crate::callout::{
+    Callout, CalloutAnswer, CalloutKind, MAX_ANSWER_BYTES, MAX_ANSWER_HEADERS,
+};
 use crate::compile::url::{CalloutTarget, CalloutUrl};
 use crate::compile::{Compiler, ConfigError};
 use crate::request::{Headers, Request};
@@ -21,12 +24,6 @@ use crate::response::{is_header_name, is_header_value, HeaderChange, Response};
 use spec::ExternalSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The largest answer body (HTTP) or message (gRPC) read from an auth service;
-/// a larger one is an error. The host should read at most this many bytes.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// The most headers an answer may carry; more is an error.
-pub const MAX_ANSWER_HEADERS: usize = 128;
 
 /// Default `timeout_ms`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
@@ -87,72 +84,6 @@ pub struct RequestBody<'a> {
     pub bytes: &'a [u8],
     /// True when `bytes` is the whole body.
     pub complete: bool,
-}
-
-/// What the host sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CalloutKind {
-    Http {
-        /// Includes `:method`, `:path`, `:authority`, `:scheme`. Values are
-        /// bytes: a client's header passes to the auth service as it was sent.
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    },
-    Grpc {
-        /// `envoy.service.auth.v3.Authorization`
-        service: String,
-        /// `Check`
-        method: String,
-        /// The encoded `CheckRequest`.
-        message: Vec<u8>,
-        initial_metadata: Vec<(String, Vec<u8>)>,
-    },
-}
-
-impl CalloutKind {
-    /// An HTTP callout whose header values are all text (the IdP's token and
-    /// userinfo requests).
-    pub fn http_text(headers: Vec<(String, String)>, body: Vec<u8>) -> CalloutKind {
-        CalloutKind::Http {
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| (n, v.into_bytes()))
-                .collect(),
-            body,
-        }
-    }
-}
-
-/// One call to the auth service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Callout {
-    pub cluster: String,
-    pub kind: CalloutKind,
-    pub timeout: Duration,
-    /// Callouts with the same key share one answer across the VMs of one Envoy
-    /// (an OAuth2 refresh: the requests of one session refresh it once, as an
-    /// IdP that rotates refresh tokens requires); see [`crate::shared_callout`].
-    pub share: Option<crate::shared_callout::ShareKey>,
-}
-
-/// What came back from the auth service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CalloutAnswer {
-    Http {
-        status: u16,
-        /// Names lower-case; values as the service sent their bytes (a value
-        /// with obs-text is copied upstream or to the client unchanged).
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    },
-    Grpc {
-        /// gRPC status, 0 = OK.
-        status_code: u32,
-        message: Vec<u8>,
-    },
-    /// No answer: timeout, connection refused/reset, Envoy refused the dispatch
-    /// (unknown cluster), ...
-    Failed { reason: String },
 }
 
 /// The filter's decision.

@@ -3,9 +3,10 @@
 //! token endpoint for an access token, and the request goes upstream with it.
 //! The credential headers never reach the upstream.
 
-use super::flow::{read_token_answer, token_callout, upstream_changes, TokenFailure};
+use super::token_endpoint::{read_token_answer, token_callout, TokenFailure};
+use super::upstream::upstream_changes;
 use super::{GrantType, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
-use crate::external::CalloutAnswer;
+use crate::callout::CalloutAnswer;
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 
@@ -79,7 +80,7 @@ pub(super) fn check(
     OAuth2Step::Callout {
         callout,
         pending: OAuth2Pending {
-            kind: Box::new(super::flow::Pending::Grant),
+            kind: Box::new(super::awaiting::Awaiting::Grant),
         },
     }
 }

@@ -16,10 +16,8 @@
 //!   window. The value is not sealed: a client that edits it only stops or
 //!   allows its own logins.
 
-use super::flow::{clear_session, unauthenticated};
-use super::session::{CookieAttrs, CookieJar, SameSite, Session};
-use super::{error_page, IdpState, OAuth2Args, OAuth2Filter, OAuth2Step, Origin};
-use crate::request::Request;
+use super::session::{CookieAttrs, CookieJar, SameSite};
+use super::{error_page, OAuth2Filter, Origin};
 use crate::response::Response;
 
 /// A session younger than this (seconds) that is refused is a login that has
@@ -31,41 +29,6 @@ pub const LOGIN_WINDOW: u64 = 60;
 /// loop page. A browser gives up a redirect chain at 20 hops (Chromium), and
 /// a login takes three or four: the page comes first.
 pub const MAX_LOGINS_IN_WINDOW: u32 = 4;
-
-/// A session's access token was refused (`what`): a login that has just
-/// completed gets the explained page; an older session logs in again.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn refused(
-    f: &OAuth2Filter,
-    request: &Request,
-    args: &OAuth2Args,
-    origin: &Origin,
-    jar: &CookieJar,
-    session: &Session,
-    what: &str,
-    idp: &IdpState<'_>,
-    now: f64,
-    random: &mut dyn FnMut(&mut [u8]),
-) -> OAuth2Step {
-    let age = (now.max(0.0) as u64).saturating_sub(session.created);
-    // The login's own access token: one refreshed since is another matter (a
-    // grant the IdP revoked meanwhile), for a new login.
-    let logins_token = session.access_obtained <= session.created;
-    if age >= JUST_SIGNED_IN || !logins_token {
-        log::info!("OAuth2 filter {}: {what}; new login", f.name);
-        return unauthenticated(f, request, args, origin, jar, idp, now, random);
-    }
-    let detail = format!(
-        "The identity provider signed you in {age} s ago, but {what}. Signing in again would end the same way, so it is not tried. The setting to look at: accessTokenValidation of OAuth2 filter {:?} (\"auto\" accepts what the identity provider issues to this client; see the OAuth2 documentation for your identity provider).",
-        f.name
-    );
-    log::warn!("OAuth2 filter {}: {detail}", f.name);
-    let mut page = error_page(401, "Signed in, but the session was refused", &detail);
-    for c in clear_session(f, origin, jar) {
-        page.push_header("set-cookie", c);
-    }
-    OAuth2Step::Respond(page)
-}
 
 /// Counts a login redirect of this browser: the `Set-Cookie` carrying the new
 /// count, or the loop page when the count is past its bound.

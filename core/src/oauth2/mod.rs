@@ -69,25 +69,37 @@
 //!   is one token call, as the IdP must see credentials it can revoke.
 //! - **Failures** of the IdP (no answer, 5xx) are 503 pages, never redirects.
 
+mod access;
+mod awaiting;
+mod callback;
+mod compile;
 pub mod discovery;
 pub mod encoding;
-mod flow;
 mod grants;
 mod id_token;
+mod login;
+mod logout;
 mod loops;
+mod origin;
+mod refresh;
 pub mod session;
+mod session_store;
 pub mod spec;
+mod steps;
 #[cfg(test)]
 mod tests;
+mod token_endpoint;
+mod upstream;
 mod userinfo;
+mod xsrf;
 
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
+pub(crate) use origin::Origin;
 pub use session::{SameSite, Session, SessionKeys};
 
+use crate::callout::{Callout, CalloutAnswer};
 use crate::compile::url::{CalloutTarget, CalloutUrl};
-use crate::compile::Compiler;
 use crate::condition::HeaderCondition;
-use crate::external::{Callout, CalloutAnswer};
 use crate::inject::HeaderTemplate;
 use crate::jwt::KeySet;
 use crate::request::{Headers, Request};
@@ -95,7 +107,6 @@ use crate::response::{HeaderChange, Response};
 use encoding::html_escape;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use spec::{OAuth2ArgumentsSpec, OAuth2Spec};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -290,14 +301,14 @@ pub enum OAuth2Step {
 /// State carried across a callout (opaque to the host).
 #[derive(Debug)]
 pub struct OAuth2Pending {
-    kind: Box<flow::Pending>,
+    kind: Box<awaiting::Awaiting>,
 }
 
 impl OAuth2Pending {
     /// For a userinfo check, the key its answer is remembered under.
     pub fn userinfo_key(&self) -> Option<[u8; 32]> {
         match self.kind.as_ref() {
-            flow::Pending::Userinfo { session, .. } => Some(token_key(&session.access_token)),
+            awaiting::Awaiting::Userinfo { session, .. } => Some(token_key(&session.access_token)),
             _ => None,
         }
     }
@@ -331,9 +342,9 @@ impl UserinfoCache {
         // A validation call, or the UserInfo call of a login or refresh: either
         // 200 says the access token is good now.
         let session = match pending.kind.as_ref() {
-            flow::Pending::Userinfo { session, .. }
-            | flow::Pending::LoginUserinfo { session, .. }
-            | flow::Pending::RefreshUserinfo { session } => session,
+            awaiting::Awaiting::Userinfo { session, .. }
+            | awaiting::Awaiting::LoginUserinfo { session, .. }
+            | awaiting::Awaiting::RefreshUserinfo { session } => session,
             _ => return,
         };
         if !matches!(answer, CalloutAnswer::Http { status: 200, .. }) {
@@ -379,316 +390,7 @@ fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Reserved authorization parameters `extraAuthorizationParameters` may not set.
-const RESERVED_PARAMETERS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-];
-
 impl OAuth2Filter {
-    /// Compiles `spec` found at `path` (`filters[2].OAuth2`); `name` is the
-    /// filter's name (cookie names).
-    pub fn compile(
-        c: &mut Compiler<'_>,
-        path: &str,
-        name: &str,
-        spec: &OAuth2Spec,
-    ) -> Option<OAuth2Filter> {
-        let errors_before = c.errors.len();
-        for (field, present) in [
-            ("secretName", spec.secret_name.is_some()),
-            ("secretNamespace", spec.secret_namespace.is_some()),
-        ] {
-            if present {
-                c.error(
-                    format!("{path}.{field}"),
-                    "Kubernetes Secrets are not read by the plugin: give `secret` as {\"fromEnv\": \"NAME\"} and set the variable in Envoy's vm_config.environment_variables (which can come from the Secret's `oauth2-client-secret`); `portcullis import` does this from the manifests",
-                );
-            }
-        }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            c.error(
-                path.to_string(),
-                format!("an OAuth2 filter's name is part of its cookie names: use letters, digits, '-', '_' or '.' (not {name:?})"),
-            );
-        }
-        let authorization_url = spec.authorization_url.trim().to_string();
-        let discovery = match CalloutUrl::parse(&authorization_url, None) {
-            Ok(url) if url.path.contains(['?', '#']) => {
-                c.error(
-                    format!("{path}.authorizationURL"),
-                    "the issuer URL has no query or fragment",
-                );
-                None
-            }
-            Ok(_) => c.callout(
-                &format!("{path}.authorizationURL"),
-                &format!(
-                    "{}{WELL_KNOWN_PATH}",
-                    authorization_url.trim_end_matches('/')
-                ),
-                None,
-            ),
-            Err(e) => {
-                c.error(format!("{path}.authorizationURL"), e);
-                None
-            }
-        };
-        let secret = spec
-            .secret
-            .as_ref()
-            .and_then(|s| c.secret(&format!("{path}.secret"), s))
-            .filter(|s| !s.is_empty());
-        let grant = match spec.grant_type.as_deref() {
-            None | Some("AuthorizationCode") => GrantType::AuthorizationCode,
-            Some("ClientCredentials") => GrantType::ClientCredentials,
-            Some("Password") | Some("ResourceOwner") => GrantType::Password,
-            Some(other) => {
-                c.error(
-                    format!("{path}.grantType"),
-                    format!("must be \"AuthorizationCode\", \"ClientCredentials\" or \"Password\", not {other:?}"),
-                );
-                GrantType::AuthorizationCode
-            }
-        };
-        let client_id = spec.client_id.clone().unwrap_or_default();
-        if client_id.is_empty() && grant != GrantType::ClientCredentials {
-            c.error(
-                format!("{path}.clientID"),
-                "required (not empty) with grantType AuthorizationCode or Password",
-            );
-        }
-        let validation = match spec.access_token_validation.as_deref() {
-            None | Some("") | Some("auto") => TokenValidation::Auto,
-            Some("jwt") => TokenValidation::Jwt,
-            Some("userinfo") => TokenValidation::Userinfo,
-            Some(other) => {
-                c.error(
-                    format!("{path}.accessTokenValidation"),
-                    format!("must be \"auto\", \"jwt\" or \"userinfo\", not {other:?}"),
-                );
-                TokenValidation::Auto
-            }
-        };
-        if spec
-            .client_authentication
-            .as_ref()
-            .is_some_and(|a| a.jwt_assertion.is_some())
-        {
-            c.error(
-                format!("{path}.clientAuthentication.jwtAssertion"),
-                "JWT client assertions (RFC 7523) are not supported: register the client at the IdP with a client secret and use method \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
-            );
-        }
-        if spec.access_token_jwt_filter.is_some() {
-            c.error(
-                format!("{path}.accessTokenJWTFilter"),
-                "not supported: set accessTokenValidation \"jwt\" (the access token is verified with the IdP's JWK Set and issuer), and put a JWT filter after this OAuth2 filter in the rule for audience or scope checks beyond that",
-            );
-        }
-        if let Some(allow) = spec.allow_malformed_access_token {
-            c.notices.push(format!(
-                "{path}.allowMalformedAccessToken: ignored ({allow}): Portcullis accepts any access token that fits in an Authorization header, RFC 6750 b64token or not"
-            ));
-        }
-        let client_auth = match spec
-            .client_authentication
-            .as_ref()
-            .and_then(|a| a.method.as_deref())
-        {
-            None | Some("HeaderPassword") => ClientAuth::Basic,
-            Some("BodyPassword") => ClientAuth::Post,
-            Some("JWTAssertion") => {
-                c.error(
-                    format!("{path}.clientAuthentication.method"),
-                    "\"JWTAssertion\" is not supported: use \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
-                );
-                ClientAuth::Basic
-            }
-            Some(other) => {
-                c.error(
-                    format!("{path}.clientAuthentication.method"),
-                    format!("must be \"HeaderPassword\" or \"BodyPassword\", not {other:?}"),
-                );
-                ClientAuth::Basic
-            }
-        };
-        let mut origins = Vec::new();
-        for (i, o) in spec.protected_origins.iter().enumerate() {
-            let at = format!("{path}.protectedOrigins[{i}]");
-            let internal: Vec<&str> = o
-                .internal_origin
-                .iter()
-                .map(String::as_str)
-                .chain(o.allowed_internal_origins.iter().map(String::as_str))
-                .collect();
-            if let Some(origin) = compile_origin(c, &at, &o.origin, o.include_subdomains, &internal)
-            {
-                origins.push(origin);
-            }
-        }
-        if let Some(url) = &spec.client_url {
-            c.notices.push(format!(
-                "{path}.clientURL: deprecated in AES: read as protectedOrigins [{{origin: {url:?}, internalOrigin: \"*://*\"}}]"
-            ));
-            if !spec.protected_origins.is_empty() {
-                c.error(
-                    format!("{path}.clientURL"),
-                    "give clientURL or protectedOrigins, not both",
-                );
-            } else if let Some(origin) =
-                compile_origin(c, &format!("{path}.clientURL"), url, false, &["*://*"])
-            {
-                origins.push(origin);
-            }
-        }
-        if grant == GrantType::AuthorizationCode && origins.is_empty() && spec.client_url.is_none()
-        {
-            c.error(
-                format!("{path}.protectedOrigins"),
-                "at least one origin is required with grantType AuthorizationCode",
-            );
-        }
-        let mut extra_parameters = Vec::new();
-        for (k, v) in &spec.extra_authorization_parameters {
-            if RESERVED_PARAMETERS.contains(&k.as_str()) {
-                c.error(
-                    format!("{path}.extraAuthorizationParameters.{k}"),
-                    format!("{k:?} is set by the OAuth2 flow itself and cannot be overridden"),
-                );
-            } else {
-                extra_parameters.push((k.clone(), v.clone()));
-            }
-        }
-        let inject = HeaderTemplate::compile_list(
-            c,
-            &format!("{path}.injectRequestHeaders"),
-            &spec.inject_request_headers,
-        );
-        for (i, t) in inject.iter().enumerate() {
-            if t.name == "authorization" || t.name == "cookie" {
-                c.error(
-                    format!("{path}.injectRequestHeaders[{i}].name"),
-                    format!("{:?} is set by the OAuth2 filter itself", t.name),
-                );
-            }
-        }
-        let session_cookies = spec
-            .use_session_cookies
-            .as_ref()
-            .map(|u| SessionCookiePolicy {
-                value: u.value.unwrap_or(true),
-                condition: u.if_request_header.as_ref().and_then(|h| {
-                    HeaderCondition::compile(
-                        c,
-                        &format!("{path}.useSessionCookies.ifRequestHeader"),
-                        h,
-                    )
-                }),
-            });
-        let post_logout_redirect = match spec.post_logout_redirect_uri.as_deref() {
-            None | Some("") => None,
-            Some(uri) => match CalloutUrl::parse(uri, None) {
-                Ok(_) if !uri.contains(['\r', '\n', ' ']) => Some(uri.to_string()),
-                Ok(_) => {
-                    c.error(format!("{path}.postLogoutRedirectURI"), "not a URL");
-                    None
-                }
-                Err(e) => {
-                    c.error(format!("{path}.postLogoutRedirectURI"), e);
-                    None
-                }
-            },
-        };
-        let mut raw_keys = Vec::new();
-        for (i, k) in spec.session_keys.iter().enumerate() {
-            let at = format!("{path}.sessionKeys[{i}]");
-            if let Some(text) = c.secret(&at, k) {
-                match SessionKeys::decode_key(&text) {
-                    Ok(key) => raw_keys.push(key),
-                    Err(e) => c.error(at, e),
-                }
-            }
-        }
-        if grant == GrantType::AuthorizationCode && spec.session_keys.is_empty() {
-            match &secret {
-                Some(secret) => {
-                    raw_keys.push(SessionKeys::derive_from_secret(secret, name));
-                    c.notices.push(format!(
-                        "{path}.sessionKeys: none given: the session key is derived from `secret` (HKDF-SHA256, bound to the filter name {name:?}); explicit sessionKeys allow rotating it without logging everyone out"
-                    ));
-                }
-                None => c.error(
-                    format!("{path}.sessionKeys"),
-                    "a filter without `secret` needs at least one 32-byte base64 key with grantType AuthorizationCode (sessions are sealed into cookies; e.g. `openssl rand -base64 32`)",
-                ),
-            }
-        }
-        let callback_path = match spec.callback_path.as_deref() {
-            None => CALLBACK_PATH.to_string(),
-            Some(p) => {
-                if !p.starts_with('/')
-                    || p.starts_with("//")
-                    || p.bytes()
-                        .any(|b| b.is_ascii_control() || matches!(b, b'?' | b'#' | b' ' | b'%'))
-                {
-                    c.error(
-                        format!("{path}.callbackPath"),
-                        format!("must be a path starting with '/', without query, fragment or escapes (not {p:?})"),
-                    );
-                } else if is_logout_path(p) {
-                    c.error(format!("{path}.callbackPath"), "is the logout path");
-                }
-                p.to_string()
-            }
-        };
-        let xsrf_on_requests = match spec.xsrf_protection.as_deref() {
-            None | Some("logout") => false,
-            Some("unsafeMethods") => true,
-            Some(other) => {
-                c.error(
-                    format!("{path}.xsrfProtection"),
-                    format!("must be \"logout\" or \"unsafeMethods\", not {other:?}"),
-                );
-                false
-            }
-        };
-        let dur = |d: Option<crate::compile::spec::GoDuration>| d.map(|d| d.0.as_secs());
-        if c.errors.len() != errors_before {
-            return None;
-        }
-        Some(OAuth2Filter {
-            name: name.to_string(),
-            authorization_url,
-            discovery: discovery?,
-            client_id,
-            secret,
-            grant,
-            validation,
-            client_auth,
-            origins,
-            extra_parameters,
-            inject,
-            margin: dur(spec.expiration_safety_margin).unwrap_or(0),
-            max_idle: dur(spec.client_session_max_idle).filter(|s| *s > 0),
-            session_cookies,
-            post_logout_redirect,
-            keys: SessionKeys::new(&raw_keys),
-            clusters: c.clusters.clone(),
-            callback_path,
-            xsrf_on_requests,
-        })
-    }
-
     /// Where the discovery document is fetched (`<authorizationURL>/.well-known/openid-configuration`).
     pub fn discovery_target(&self) -> &CalloutTarget {
         &self.discovery
@@ -765,7 +467,7 @@ impl OAuth2Filter {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("state="))
                 .unwrap_or("");
-            let id = state.get(..12).unwrap_or(state);
+            let id = state.get(..login::STATE_ID_LEN).unwrap_or(state);
             let wanted = format!("{}.{id}", self.cookie_base("state"));
             names.into_iter().any(|n| n == wanted)
         } else {
@@ -786,7 +488,9 @@ impl OAuth2Filter {
         random: &mut dyn FnMut(&mut [u8]),
     ) -> OAuth2Step {
         match self.grant {
-            GrantType::AuthorizationCode => flow::check(self, request, args, idp, now_unix, random),
+            GrantType::AuthorizationCode => {
+                steps::check(self, request, args, idp, now_unix, random)
+            }
             GrantType::ClientCredentials | GrantType::Password => {
                 grants::check(self, request, args, idp)
             }
@@ -805,16 +509,14 @@ impl OAuth2Filter {
         now_unix: f64,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> OAuth2Step {
-        flow::on_answer(
-            self,
+        let cx = FlowContext {
+            f: self,
             request,
             args,
-            *pending.kind,
-            answer,
             idp,
-            now_unix,
-            random,
-        )
+            now: now_unix,
+        };
+        steps::on_answer(&cx, *pending.kind, answer, random)
     }
 
     /// Goes on after [`OAuth2Step::UnknownKey`] once the IdP's JWK Set was
@@ -828,15 +530,14 @@ impl OAuth2Filter {
         now_unix: f64,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> OAuth2Step {
-        flow::resume(
-            self,
+        let cx = FlowContext {
+            f: self,
             request,
             args,
-            Some(*pending.kind),
             idp,
-            now_unix,
-            random,
-        )
+            now: now_unix,
+        };
+        steps::resume(&cx, Some(*pending.kind), random)
     }
 
     /// The 403 for a logout form whose body (its `_xsrf`) never reached the
@@ -905,7 +606,7 @@ impl OAuth2Filter {
     fn is_state_suffix(&self, rest: &str) -> bool {
         rest.strip_prefix('.').is_some_and(|id| {
             !id.is_empty()
-                && id.len() <= flow::STATE_ID_LEN
+                && id.len() <= login::STATE_ID_LEN
                 && id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -927,272 +628,6 @@ pub fn cookie_names_collide(a: &str, b: &str) -> bool {
     a != b && (suffix(a, b) || suffix(b, a))
 }
 
-impl OAuth2Args {
-    /// Compiles a rule's `arguments` found at `path`.
-    pub fn compile(
-        c: &mut Compiler<'_>,
-        path: &str,
-        arguments: Option<&Value>,
-    ) -> Option<OAuth2Args> {
-        let spec = match arguments {
-            None | Some(Value::Null) => OAuth2ArgumentsSpec::default(),
-            Some(v) => c.deserialize_at::<OAuth2ArgumentsSpec>(path, v.clone())?,
-        };
-        let errors_before = c.errors.len();
-        let mut scopes: Vec<String> = Vec::new();
-        for (i, s) in spec.scope.iter().enumerate() {
-            if s.is_empty() || s.contains(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\\')
-            {
-                c.error(format!("{path}.scope[{i}]"), format!("invalid scope {s:?}"));
-            } else if !scopes.contains(s) {
-                scopes.push(s.clone());
-            }
-        }
-        if spec
-            .instead_of_redirect
-            .as_ref()
-            .is_some_and(|i| i.filters.is_some())
-        {
-            c.error(
-                format!("{path}.insteadOfRedirect.filters"),
-                "not supported (deprecated in AES): give the rule this OAuth2 filter with onDeny \"continue\" followed by the other filters, or set insteadOfRedirect.httpStatusCode",
-            );
-        }
-        let instead_of_redirect = spec.instead_of_redirect.as_ref().map(|i| {
-            let status = i.http_status_code.unwrap_or(403);
-            if !(300..=599).contains(&status) {
-                c.error(
-                    format!("{path}.insteadOfRedirect.httpStatusCode"),
-                    format!("must be an HTTP status between 300 and 599, not {status}"),
-                );
-            }
-            InsteadOfRedirect {
-                condition: i.if_request_header.as_ref().and_then(|h| {
-                    HeaderCondition::compile(
-                        c,
-                        &format!("{path}.insteadOfRedirect.ifRequestHeader"),
-                        h,
-                    )
-                }),
-                status,
-            }
-        });
-        let same_site = match spec
-            .same_site
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("lax") => SameSite::Lax,
-            Some("strict") => SameSite::Strict,
-            Some("none") => SameSite::None,
-            Some(_) => {
-                c.error(
-                    format!("{path}.sameSite"),
-                    format!(
-                        "must be \"Lax\", \"Strict\" or \"None\", not {:?}",
-                        spec.same_site.as_deref().unwrap_or("")
-                    ),
-                );
-                SameSite::Lax
-            }
-        };
-        if c.errors.len() != errors_before {
-            return None;
-        }
-        Some(OAuth2Args {
-            scopes,
-            instead_of_redirect,
-            same_site,
-        })
-    }
-}
-
-/// `scheme://host[:port]` (any path ignored, as AES) → lower-case parts, default
-/// port removed.
-fn parse_origin(text: &str) -> Option<(String, String, Option<u16>)> {
-    let url = CalloutUrl::parse(text.trim(), None).ok()?;
-    let (host, port) = split_authority(&url.authority)?;
-    Some((url.scheme.clone(), host, normalize_port(&url.scheme, port)))
-}
-
-/// `host[:port]` → lower-case host and port.
-fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
-    let authority = authority.to_ascii_lowercase();
-    if authority.is_empty() || authority.contains(['/', '@', ' ', '?', '#']) {
-        return None;
-    }
-    if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let host = authority.get(..=end)?.to_string();
-        let rest = authority.get(end + 1..)?;
-        return match rest.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.parse().ok()?))),
-            None if rest.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), Some(p.parse().ok()?))),
-        None => Some((authority, None)),
-    }
-}
-
-fn normalize_port(scheme: &str, port: Option<u16>) -> Option<u16> {
-    match (scheme, port) {
-        ("https", Some(443)) | ("http", Some(80)) => None,
-        (_, p) => p,
-    }
-}
-
-/// A request's origin, normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    pub(crate) fn of(request: &Request) -> Option<Origin> {
-        let scheme = request.scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return None;
-        }
-        let (host, port) = split_authority(&request.authority)?;
-        let port = normalize_port(&scheme, port);
-        Some(Origin { scheme, host, port })
-    }
-
-    pub(crate) fn is_https(&self) -> bool {
-        self.scheme == "https"
-    }
-
-    /// `scheme://host[:port]`.
-    pub(crate) fn url(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}://{}:{p}", self.scheme, self.host),
-            None => format!("{}://{}", self.scheme, self.host),
-        }
-    }
-
-    fn matches_internal(&self, i: &InternalOrigin) -> bool {
-        i.scheme.as_ref().is_none_or(|s| *s == self.scheme)
-            && i.host.as_ref().is_none_or(|(h, p)| {
-                *h == self.host && normalize_port(&self.scheme, *p) == self.port
-            })
-    }
-
-    fn covered_by(&self, o: &ProtectedOrigin) -> bool {
-        if self.scheme != o.scheme || self.port != o.port {
-            return false;
-        }
-        self.host == o.host
-            || (o.include_subdomains
-                && self
-                    .host
-                    .strip_suffix(&o.host)
-                    .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1))
-    }
-}
-
-impl OAuth2Filter {
-    pub(crate) fn protects(&self, origin: &Origin) -> bool {
-        self.origins.iter().any(|o| origin.covered_by(o))
-    }
-
-    /// The protected origin a request belongs to: its own when listed, else
-    /// the `origin` of the first entry whose `internalOrigin` /
-    /// `allowedInternalOrigins` it matches (a proxy in front rewrote it: the
-    /// redirect URI and cookies use the origin the browser sees).
-    pub(crate) fn origin_of(&self, request: &Request) -> Option<Origin> {
-        let origin = Origin::of(request)?;
-        if self.protects(&origin) {
-            return Some(origin);
-        }
-        self.origins
-            .iter()
-            .find(|o| o.internal.iter().any(|i| origin.matches_internal(i)))
-            .map(|o| Origin {
-                scheme: o.scheme.clone(),
-                host: o.host.clone(),
-                port: o.port,
-            })
-    }
-}
-
-/// Compiles one protected origin and its internal origins found at `at`.
-fn compile_origin(
-    c: &mut Compiler<'_>,
-    at: &str,
-    text: &str,
-    include_subdomains: bool,
-    internal: &[&str],
-) -> Option<ProtectedOrigin> {
-    let Some((scheme, host, port)) = parse_origin(text) else {
-        c.error(
-            format!("{at}.origin"),
-            format!("invalid origin {text:?}: give scheme://host[:port]"),
-        );
-        return None;
-    };
-    let mut patterns = Vec::new();
-    for i in internal {
-        let Some((s, a)) = i.trim().split_once("://") else {
-            c.error(
-                format!("{at}.allowedInternalOrigins"),
-                format!(
-                    "invalid internal origin {i:?}: give scheme://host[:port], `*` for any part"
-                ),
-            );
-            continue;
-        };
-        let scheme_pat = match s.to_ascii_lowercase().as_str() {
-            "*" => None,
-            s @ ("http" | "https") => Some(s.to_string()),
-            _ => {
-                c.error(
-                    format!("{at}.allowedInternalOrigins"),
-                    format!("invalid scheme in internal origin {i:?}"),
-                );
-                continue;
-            }
-        };
-        let a = a.trim_end_matches('/');
-        let host_pat = if a == "*" {
-            if include_subdomains {
-                c.error(
-                    format!("{at}.allowedInternalOrigins"),
-                    "`*` as the authority is invalid with includeSubdomains (as AES)",
-                );
-            }
-            None
-        } else {
-            match split_authority(a) {
-                Some((h, p)) => Some((h, normalize_port(scheme_pat.as_deref().unwrap_or(""), p))),
-                None => {
-                    c.error(
-                        format!("{at}.allowedInternalOrigins"),
-                        format!("invalid authority in internal origin {i:?}"),
-                    );
-                    continue;
-                }
-            }
-        };
-        patterns.push(InternalOrigin {
-            scheme: scheme_pat,
-            host: host_pat,
-        });
-    }
-    Some(ProtectedOrigin {
-        scheme,
-        host,
-        port,
-        include_subdomains,
-        internal: patterns,
-    })
-}
-
 /// An HTML page (error pages, the Strict-cookie continue page).
 pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
     let body = format!(
@@ -1212,4 +647,41 @@ pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
         ],
         body: body.into_bytes(),
     }
+}
+
+/// What every step of the authorization code flow reads about one request: the
+/// filter, the request and its rule's `arguments`, what the host holds of the
+/// IdP, and the time (Unix seconds). A step takes it with what is its own
+/// (the origin, the cookies, the session, randomness for new secrets).
+#[derive(Clone, Copy)]
+struct FlowContext<'a> {
+    f: &'a OAuth2Filter,
+    request: &'a Request,
+    args: &'a OAuth2Args,
+    idp: &'a IdpState<'a>,
+    now: f64,
+}
+
+impl<'a> FlowContext<'a> {
+    /// Its fields, to bind at the top of a step: `(f, request, args, idp, now)`.
+    fn parts(
+        &self,
+    ) -> (
+        &'a OAuth2Filter,
+        &'a Request,
+        &'a OAuth2Args,
+        &'a IdpState<'a>,
+        f64,
+    ) {
+        (self.f, self.request, self.args, self.idp, self.now)
+    }
+}
+
+/// The names the tests know the flow's items by (from before the flow was a file
+/// per step).
+#[cfg(test)]
+mod flow {
+    pub(super) use super::awaiting::Awaiting as Pending;
+    pub(super) use super::login::MAX_RETURN_PATH;
+    pub(super) use super::logout::MAX_LOGOUT_URL;
 }

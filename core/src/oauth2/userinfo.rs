@@ -25,13 +25,13 @@
 //!   of the IdP's, `iss` (when present) the issuer and `aud` (when present)
 //!   the client.
 
-use super::flow::describe;
 use super::session::Session;
+use super::token_endpoint::describe;
 use super::{OAuth2Filter, CALLOUT_TIMEOUT};
-use crate::external::{Callout, CalloutAnswer, CalloutKind};
+use crate::callout::ShareKey;
+use crate::callout::{Callout, CalloutAnswer, CalloutKind};
 use crate::jwt::verify::{decode_unverified, verify_token};
 use crate::jwt::{Algorithm, ClaimPolicy, KeySet};
-use crate::shared_callout::ShareKey;
 use serde_json::{Map, Value};
 
 /// The most bytes of UserInfo claims (serialized JSON) a session keeps.
@@ -43,7 +43,7 @@ pub const MAX_USERINFO_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What a UserInfo answer gave.
 #[derive(Debug, PartialEq)]
-pub(super) enum Outcome {
+pub(super) enum UserinfoOutcome {
     /// The claims, bounded.
     Claims(Map<String, Value>),
     /// 401/403: the endpoint refuses this access token.
@@ -95,7 +95,7 @@ pub(super) fn read(
     issuer: &str,
     keys: Option<&KeySet>,
     now: f64,
-) -> Outcome {
+) -> UserinfoOutcome {
     let (headers, body) = match answer {
         CalloutAnswer::Http {
             status: 200,
@@ -105,11 +105,11 @@ pub(super) fn read(
         CalloutAnswer::Http {
             status: status @ (401 | 403),
             ..
-        } => return Outcome::Refused(*status),
-        other => return Outcome::Failed(describe(other)),
+        } => return UserinfoOutcome::Refused(*status),
+        other => return UserinfoOutcome::Failed(describe(other)),
     };
     if body.len() > MAX_USERINFO_ANSWER_BYTES {
-        return Outcome::Failed(format!(
+        return UserinfoOutcome::Failed(format!(
             "answer larger than {MAX_USERINFO_ANSWER_BYTES} bytes"
         ));
     }
@@ -125,19 +125,19 @@ pub(super) fn read(
     let claims = if signed {
         match signed_claims(f, body, issuer, keys, now) {
             Ok(c) => c,
-            Err(why) => return Outcome::Failed(why),
+            Err(why) => return UserinfoOutcome::Failed(why),
         }
     } else {
         match serde_json::from_slice::<Map<String, Value>>(body) {
             Ok(c) => c,
-            Err(_) => return Outcome::Failed("not a JSON object".to_string()),
+            Err(_) => return UserinfoOutcome::Failed("not a JSON object".to_string()),
         }
     };
     match (claims.get("sub").and_then(Value::as_str), sub) {
         (Some(a), Some(b)) if a == b => {}
-        _ => return Outcome::OtherSubject,
+        _ => return UserinfoOutcome::OtherSubject,
     }
-    Outcome::Claims(bounded(&f.name, claims))
+    UserinfoOutcome::Claims(bounded(&f.name, claims))
 }
 
 /// A signed UserInfo answer (a JWT) → its claims.
@@ -205,27 +205,27 @@ pub(super) fn id_token_sub(session: &Session) -> Option<String> {
 /// Applies a UserInfo outcome to a session: new claims replace the old; a
 /// refusal is remembered; another subject's claims drop the old ones; a
 /// failure keeps what the session had.
-pub(super) fn apply(f: &OAuth2Filter, session: &mut Session, outcome: Outcome) {
+pub(super) fn apply(f: &OAuth2Filter, session: &mut Session, outcome: UserinfoOutcome) {
     match outcome {
-        Outcome::Claims(claims) => {
+        UserinfoOutcome::Claims(claims) => {
             session.userinfo = Some(claims);
             session.userinfo_refused = false;
         }
-        Outcome::Refused(status) => {
+        UserinfoOutcome::Refused(status) => {
             log::info!(
                 "OAuth2 filter {}: the UserInfo endpoint refused the access token (HTTP {status}): no UserInfo claims",
                 f.name
             );
             session.userinfo_refused = true;
         }
-        Outcome::OtherSubject => {
+        UserinfoOutcome::OtherSubject => {
             log::warn!(
                 "OAuth2 filter {}: the UserInfo answer's sub is not the ID token's: its claims are not used (OpenID Connect Core 5.3.2)",
                 f.name
             );
             session.userinfo = None;
         }
-        Outcome::Failed(why) => {
+        UserinfoOutcome::Failed(why) => {
             log::warn!("OAuth2 filter {}: UserInfo failed: {why}", f.name);
         }
     }
