@@ -728,8 +728,15 @@ impl Journey {
         keys: &dyn KeyProvider,
     ) -> Result<Decision, Step> {
         match step {
-            OAuth2Step::Allow { request, response } => {
+            OAuth2Step::Allow {
+                request,
+                response,
+                identity,
+            } => {
                 self.response_headers.extend(response);
+                if identity.is_some() {
+                    self.identity = identity;
+                }
                 Ok(Decision::Allow(request))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),

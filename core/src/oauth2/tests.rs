@@ -189,7 +189,9 @@ fn callout(step: OAuth2Step) -> (Callout, OAuth2Pending) {
 
 fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
     match step {
-        OAuth2Step::Allow { request, response } => (request, response),
+        OAuth2Step::Allow {
+            request, response, ..
+        } => (request, response),
         other => panic!("expected allow, got {other:?}"),
     }
 }
