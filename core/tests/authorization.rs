@@ -467,3 +467,43 @@ fn authorization_takes_no_arguments() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_lean_request_fetches_what_extract_from_and_methods_need() {
+    let text = json!({
+        "filters": [
+            {"name": "jwt", "JWT": {"validAlgorithms": ["none"], "extractFrom": {
+                "headers": [{"name": "X-Token", "valuePrefix": "Tok "}], "cookies": ["jwt"], "params": ["t"]}}},
+            {"name": "authz", "Authorization": {"rules": [{"name": "r", "action": "Allow", "methods": ["GET"]}]}}
+        ],
+        "rules": [{"host": "*", "path": "*", "filters": [{"name": "jwt"}, {"name": "authz"}]}]
+    });
+    let c = Config::from_json_with_env(text.to_string().as_bytes(), &|_| None).unwrap();
+    assert_eq!(
+        c.lean_headers.as_deref(),
+        Some(
+            &[
+                "x-token".to_string(),
+                "cookie".to_string(),
+                ":path".to_string(),
+                ":method".to_string()
+            ][..]
+        )
+    );
+    // A lean request from those alone passes on a token in the parameter.
+    let t = token(json!({"sub": "p"}));
+    let mut req = Request::lean(vec![
+        (":path".to_string(), format!("/a?t={t}")),
+        (":method".to_string(), "GET".to_string()),
+    ]);
+    let mut journey = Journey::new(&c, &req);
+    let step = journey.run(&c, &mut req, &NoRemoteKeys, 1_700_000_000.0);
+    assert!(matches!(step, Step::Continue(_)), "{step:?}");
+    assert_eq!(journey.decision(&c, None).subject, Some("p"));
+    // A header condition in the Authorization filter: every header is read.
+    let text = text
+        .to_string()
+        .replace(r#""methods":["GET"]"#, r#""headers":[{"name":"x-a"}]"#);
+    let c = Config::from_json_with_env(text.as_bytes(), &|_| None).unwrap();
+    assert_eq!(c.lean_headers, None);
+}
