@@ -185,51 +185,7 @@ fn import_command(args: &[String]) -> Result<(), String> {
     if files.is_empty() {
         return Err(USAGE.to_string());
     }
-    let imported = import::import(&files)?;
-    for line in &imported.report {
-        eprintln!("import: {line}");
-    }
-    for var in &imported.env_missing {
-        eprintln!("import: environment variable {var}: no value in the given Secrets: set it in the Envoy VM's environment");
-    }
-    // The result must load as the plugin would load it.
-    let bytes = serde_json::to_vec(&imported.config).map_err(|e| e.to_string())?;
-    let env = |name: &str| {
-        imported.env.get(name).cloned().or_else(|| {
-            imported
-                .env_missing
-                .iter()
-                .any(|m| m == name)
-                .then(|| "placeholder".to_string())
-        })
-    };
-    match Config::from_json_with_env(&bytes, &env) {
-        Ok(config) => {
-            // What the plugin will say of it: the fields it accepts and ignores.
-            for notice in &config.notices {
-                eprintln!("import: note: {notice}");
-            }
-        }
-        Err(errors) => {
-            let lines: Vec<String> = errors
-                .iter()
-                .map(|e| format!("import: the result does not load: {e}"))
-                .collect();
-            return Err(lines.join("\n"));
-        }
-    }
-    match out {
-        Some(dir) => {
-            for path in import::write_out(&imported, std::path::Path::new(&dir))? {
-                eprintln!("import: wrote {path}");
-            }
-        }
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&imported.config).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(())
+    import::run(&files, out.as_deref())
 }
 
 fn render(args: &[OsString]) -> Result<(), String> {

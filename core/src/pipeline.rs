@@ -165,7 +165,7 @@ pub struct Journey {
     /// holds its response until the journey decides.
     response_held: bool,
     /// Headers to add to the upstream's response (a refreshed session cookie).
-    response_headers: Vec<(String, String)>,
+    response_headers: Vec<HeaderChange>,
     /// An OAuth2 filter's state while its callout is out.
     oauth2_pending: Option<OAuth2Pending>,
     /// OAuth2 filters whose IdP this journey already waited for.
@@ -357,7 +357,8 @@ impl Journey {
     }
 
     /// Takes the headers to add to the upstream's response.
-    pub fn take_response_headers(&mut self) -> Vec<(String, String)> {
+    /// (`append`: added beside the upstream's; otherwise set, replacing it).
+    pub fn take_response_headers(&mut self) -> Vec<HeaderChange> {
         std::mem::take(&mut self.response_headers)
     }
 
@@ -655,6 +656,10 @@ impl Journey {
         let decision = match config.filters.get(fref.filter).map(|f| &f.kind) {
             Some(FilterKind::External(ext)) => match ext.read_answer_for(request, answer) {
                 ExternalOutcome::Allow(changes) => Decision::Allow(changes),
+                ExternalOutcome::AllowWithResponseHeaders { request, response } => {
+                    self.response_headers.extend(response);
+                    Decision::Allow(request)
+                }
                 ExternalOutcome::Deny(response) => Decision::Deny(response),
             },
             Some(FilterKind::OAuth2(oauth2)) => {
@@ -733,7 +738,11 @@ impl Journey {
                 response,
                 identity,
             } => {
-                self.response_headers.extend(response);
+                self.response_headers.extend(
+                    response
+                        .into_iter()
+                        .map(|(name, value)| HeaderChange::append(&name, value)),
+                );
                 if identity.is_some() {
                     self.identity = identity;
                 }

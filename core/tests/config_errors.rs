@@ -204,11 +204,15 @@ fn jwt_arguments_are_checked() {
         e.starts_with("rules[0].filters[0].arguments.scope: invalid type"),
         "{e}"
     );
-    let e = first_error(&format!(
+    // AES 1.x documents the argument as `scopes`: it loads as `scope`.
+    accepted(&format!(
         r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scopes":["read"]}}}}]}}]}}"#
     ));
+    let e = first_error(&format!(
+        r#"{{"filters":[{{"name":"j","JWT":{{"jwks":{JWKS}}}}}],"rules":[{{"filters":[{{"name":"j","arguments":{{"scopez":["read"]}}}}]}}]}}"#
+    ));
     assert!(
-        e.starts_with("rules[0].filters[0].arguments.scopes: unknown field `scopes`"),
+        e.starts_with("rules[0].filters[0].arguments.scopez: unknown field `scopez`"),
         "{e}"
     );
 }
@@ -224,6 +228,21 @@ fn oauth2_filter_loads_with_its_rule_arguments() {
               "insteadOfRedirect":{{"ifRequestHeader":{{"name":"Accept","value":"application/json"}},"httpStatusCode":401}}}}}}]}}]}}"#
     ));
     assert_eq!(c.filters[0].kind.type_name(), "OAuth2");
+}
+
+#[test]
+fn oauth2_audience_is_an_authorization_parameter_given_once() {
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},"audience":"my-app"}}}}]}}"#
+    ));
+    let twice = first_error(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},"audience":"my-app",
+            "extraAuthorizationParameters":{{"audience":"other"}}}}}}]}}"#
+    ));
+    assert!(
+        twice.starts_with("filters[0].OAuth2.audience: also given in extraAuthorizationParameters"),
+        "{twice}"
+    );
 }
 
 #[test]
@@ -313,6 +332,16 @@ fn a_pasted_aes_oauth2_filter_loads() {
 }
 
 #[test]
+fn oauth2_jwt_assertion_with_the_client_secret_loads() {
+    accepted(
+        r#"{"filters":[{"name":"o","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"app","secret":"s",
+            "protectedOrigins":[{"origin":"https://app.example.com"}],
+            "clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"signingMethod":"HS256","setClientID":true,
+              "lifetime":"30s","setIAT":true,"otherClaims":{"tenant":"t1"}}}}}]}"#,
+    );
+}
+
+#[test]
 fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
     let base = r#""authorizationURL":"https://idp.example.com","clientID":"app","secret":"s","protectedOrigins":[{"origin":"https://app.example.com"}]"#;
     for (extra, path, advice) in [
@@ -322,9 +351,19 @@ fn aes_oauth2_options_without_an_equivalent_are_refused_with_advice() {
             "accessTokenValidation",
         ),
         (
-            r#""clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"setClientID":true}}"#,
+            r#""clientAuthentication":{"method":"JWTAssertion","jwtAssertion":{"signingMethod":"PS256"}}"#,
+            "filters[0].OAuth2.clientAuthentication.jwtAssertion.signingMethod",
+            "use RS256",
+        ),
+        (
+            r#""clientAuthentication":{"method":"JWTAssertion"}"#,
+            "filters[0].OAuth2.secret",
+            "not an RSA private key for RS256",
+        ),
+        (
+            r#""clientAuthentication":{"method":"BodyPassword","jwtAssertion":{"setClientID":true}}"#,
             "filters[0].OAuth2.clientAuthentication.jwtAssertion",
-            "HeaderPassword",
+            "only with method \"JWTAssertion\"",
         ),
         (
             r#""xsrfProtection":"always""#,

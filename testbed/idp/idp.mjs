@@ -8,7 +8,9 @@
 //   "clients": [ { "client_id": "portcullis", "client_secret": "s3cret",
 //                  "redirect_uris": ["http://127.0.0.1:PORT/.portcullis/oauth2/redirection-endpoint"],
 //                  "post_logout_redirect_uris": ["http://127.0.0.1:PORT/"],
-//                  "token_endpoint_auth_method": "client_secret_basic" | "client_secret_post",
+//                  "token_endpoint_auth_method": "client_secret_basic" | "client_secret_post"
+//                    | "private_key_jwt" (with "jwks": the client's public JWK Set) | "client_secret_jwt",
+//                  "token_endpoint_auth_signing_alg": "RS256" (optional),
 //                  "grant_types": ["authorization_code", "refresh_token"] | ["client_credentials"],
 //                  "access_ttl": 5, "id_token_ttl": 60, "large_tokens": true } ],
 //   "access_ttl": 3600, "id_token_ttl": 3600, "refresh_ttl": 86400,
@@ -57,6 +59,9 @@ const clients = (cfg.clients ?? []).map((c) => {
   };
   out.response_types = out.grant_types.includes('authorization_code') ? ['code'] : [];
   if (c.scope) out.scope = c.scope;
+  // private_key_jwt (RFC 7523, OIDC Core §9): the client's public keys.
+  if (c.jwks) out.jwks = c.jwks;
+  if (c.token_endpoint_auth_signing_alg) out.token_endpoint_auth_signing_alg = c.token_endpoint_auth_signing_alg;
   clientsById.set(c.client_id, c);
   return out;
 });

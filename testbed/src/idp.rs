@@ -38,6 +38,11 @@ pub const LOGOUT_ENDPOINT: &str = "/.portcullis/oauth2/logout";
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 / OIDC Core §9 `private_key_jwt`: a JWT signed with the
+    /// client's private key, whose public JWK Set is [`IdpClient::jwks`].
+    PrivateKeyJwt,
+    /// OIDC Core §9 `client_secret_jwt`: a JWT signed with HMAC and the secret.
+    ClientSecretJwt,
 }
 
 /// A client registered at the IdP.
@@ -55,6 +60,8 @@ pub struct IdpClient {
     pub id_token_ttl: Option<Duration>,
     /// A `groups` claim of ~6 KB in this client's ID tokens (and userinfo).
     pub large_tokens: bool,
+    /// The client's public JWK Set (`private_key_jwt`).
+    pub jwks: Option<Value>,
 }
 
 impl IdpClient {
@@ -74,6 +81,7 @@ impl IdpClient {
                 .flat_map(|o| [format!("{o}/"), format!("{o}/logged-out")])
                 .collect(),
             auth_method: AuthMethod::ClientSecretBasic,
+            jwks: None,
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             access_ttl: None,
             id_token_ttl: None,
@@ -99,6 +107,13 @@ impl IdpClient {
 
     pub fn post_logout_redirect_uris(mut self, uris: &[&str]) -> Self {
         self.post_logout_redirect_uris = uris.iter().map(|u| u.to_string()).collect();
+        self
+    }
+
+    /// Requires `private_key_jwt` with a key of `jwks` (a public JWK Set).
+    pub fn private_key_jwt(mut self, jwks: Value) -> Self {
+        self.auth_method = AuthMethod::PrivateKeyJwt;
+        self.jwks = Some(jwks);
         self
     }
 
@@ -131,10 +146,15 @@ impl IdpClient {
             "token_endpoint_auth_method": match self.auth_method {
                 AuthMethod::ClientSecretBasic => "client_secret_basic",
                 AuthMethod::ClientSecretPost => "client_secret_post",
+                AuthMethod::PrivateKeyJwt => "private_key_jwt",
+                AuthMethod::ClientSecretJwt => "client_secret_jwt",
             },
             "grant_types": self.grant_types,
             "large_tokens": self.large_tokens,
         });
+        if let Some(jwks) = &self.jwks {
+            v["jwks"] = jwks.clone();
+        }
         if let Some(t) = self.access_ttl {
             v["access_ttl"] = json!(t.as_secs().max(1));
         }

@@ -172,11 +172,6 @@ pub const IGNORED_TYPE_FIELDS: &[(&str, &str, &str)] = &[(
 /// instead: `(type, field, advice)`.
 pub const REFUSED_TYPE_FIELDS: &[(&str, &str, &str)] = &[
     (
-        "OAuth2",
-        "audience",
-        "an Ambassador Pro field that AES's OAuth2 reference no longer lists (its UAA guide still shows it): for an IdP that wants `audience` in the authorization request, write `extraAuthorizationParameters: {audience: ...}`; to require an `aud` in the access token, chain a JWT filter with `audience`",
-    ),
-    (
         "rules",
         "type",
         "this is the gateway.getambassador.io/v1alpha1 FilterPolicy shape: write the getambassador.io/v3alpha1 one: a filter reference is `name` (+ `namespace`), `ifRequestHeader`, `onDeny`, `onAllow`, `arguments`, with no `type`",

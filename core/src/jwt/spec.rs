@@ -57,6 +57,8 @@ pub struct ErrorResponseSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtArgumentsSpec {
-    #[serde(default)]
+    /// AES 1.x documents this argument as `scopes`, later releases as `scope`:
+    /// both load.
+    #[serde(default, alias = "scopes")]
     pub scope: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! turned into an [`OAuth2Filter`], every fault reported with its JSON path;
 //! and a rule's `arguments` into [`OAuth2Args`].
 
+use super::client_assertion::{ClientAssertion, JwtAssertionSpec};
 use super::origin::{normalize_port, parse_origin, split_authority};
 use super::spec::{OAuth2ArgumentsSpec, OAuth2Spec};
 use super::*;
@@ -79,19 +80,10 @@ impl OAuth2Filter {
                 "required (not empty) with grantType AuthorizationCode or Password",
             );
         }
-        let (validation, client_auth) = compile_token_use(c, path, spec);
+        let (validation, client_auth, client_assertion) =
+            compile_token_use(c, path, spec, grant, secret.as_deref());
         let origins = compile_origins(c, path, spec, grant);
-        let mut extra_parameters = Vec::new();
-        for (k, v) in &spec.extra_authorization_parameters {
-            if RESERVED_PARAMETERS.contains(&k.as_str()) {
-                c.error(
-                    format!("{path}.extraAuthorizationParameters.{k}"),
-                    format!("{k:?} is set by the OAuth2 flow itself and cannot be overridden"),
-                );
-            } else {
-                extra_parameters.push((k.clone(), v.clone()));
-            }
-        }
+        let extra_parameters = compile_extra_parameters(c, path, spec);
         let inject = HeaderTemplate::compile_list(
             c,
             &format!("{path}.injectRequestHeaders"),
@@ -147,6 +139,7 @@ impl OAuth2Filter {
             grant,
             validation,
             client_auth,
+            client_assertion,
             origins,
             extra_parameters,
             inject,
@@ -344,7 +337,9 @@ fn compile_token_use(
     c: &mut Compiler<'_>,
     path: &str,
     spec: &OAuth2Spec,
-) -> (TokenValidation, ClientAuth) {
+    grant: GrantType,
+    secret: Option<&str>,
+) -> (TokenValidation, ClientAuth, Option<ClientAssertion>) {
     let validation = match spec.access_token_validation.as_deref() {
         None | Some("") | Some("auto") => TokenValidation::Auto,
         Some("jwt") => TokenValidation::Jwt,
@@ -357,16 +352,6 @@ fn compile_token_use(
             TokenValidation::Auto
         }
     };
-    if spec
-        .client_authentication
-        .as_ref()
-        .is_some_and(|a| a.jwt_assertion.is_some())
-    {
-        c.error(
-            format!("{path}.clientAuthentication.jwtAssertion"),
-            "JWT client assertions (RFC 7523) are not supported: register the client at the IdP with a client secret and use method \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
-        );
-    }
     if spec.access_token_jwt_filter.is_some() {
         c.error(
             format!("{path}.accessTokenJWTFilter"),
@@ -378,29 +363,62 @@ fn compile_token_use(
             "{path}.allowMalformedAccessToken: ignored ({allow}): Portcullis accepts any access token that fits in an Authorization header, RFC 6750 b64token or not"
         ));
     }
-    let client_auth = match spec
-        .client_authentication
-        .as_ref()
-        .and_then(|a| a.method.as_deref())
-    {
-        None | Some("HeaderPassword") => ClientAuth::Basic,
-        Some("BodyPassword") => ClientAuth::Post,
-        Some("JWTAssertion") => {
+    let (client_auth, assertion) = compile_client_auth(c, path, spec, grant, secret);
+    (validation, client_auth, assertion)
+}
+
+/// `clientAuthentication`: the method, and for `JWTAssertion` what signs
+/// the assertions (its key is `secret`).
+fn compile_client_auth(
+    c: &mut Compiler<'_>,
+    path: &str,
+    spec: &OAuth2Spec,
+    grant: GrantType,
+    secret: Option<&str>,
+) -> (ClientAuth, Option<ClientAssertion>) {
+    let auth = spec.client_authentication.as_ref();
+    let at = format!("{path}.clientAuthentication");
+    match auth.and_then(|a| a.method.as_deref()) {
+        None | Some("") | Some("HeaderPassword") | Some("BodyPassword")
+            if auth.is_some_and(|a| a.jwt_assertion.is_some()) =>
+        {
             c.error(
-                format!("{path}.clientAuthentication.method"),
-                "\"JWTAssertion\" is not supported: use \"HeaderPassword\" (client_secret_basic) or \"BodyPassword\" (client_secret_post)",
+                format!("{at}.jwtAssertion"),
+                "only with method \"JWTAssertion\"",
             );
-            ClientAuth::Basic
+            (ClientAuth::Basic, None)
+        }
+        None | Some("") | Some("HeaderPassword") => (ClientAuth::Basic, None),
+        Some("BodyPassword") => (ClientAuth::Post, None),
+        Some("JWTAssertion") if grant == GrantType::ClientCredentials => {
+            c.error(
+                format!("{at}.method"),
+                "\"JWTAssertion\" with grantType ClientCredentials (the client's own assertion in X-Ambassador-Client-Assertion) is not supported: use grantType Password or AuthorizationCode, or HeaderPassword/BodyPassword",
+            );
+            (ClientAuth::Basic, None)
+        }
+        Some("JWTAssertion") => {
+            let default = JwtAssertionSpec::default();
+            let settings = auth
+                .and_then(|a| a.jwt_assertion.as_ref())
+                .unwrap_or(&default);
+            let assertion = ClientAssertion::compile(
+                c,
+                &format!("{at}.jwtAssertion"),
+                settings,
+                &format!("{path}.secret"),
+                secret,
+            );
+            (ClientAuth::Assertion, assertion)
         }
         Some(other) => {
             c.error(
-                format!("{path}.clientAuthentication.method"),
-                format!("must be \"HeaderPassword\" or \"BodyPassword\", not {other:?}"),
+                format!("{at}.method"),
+                format!("must be \"HeaderPassword\", \"BodyPassword\" or \"JWTAssertion\", not {other:?}"),
             );
-            ClientAuth::Basic
+            (ClientAuth::Basic, None)
         }
-    };
-    (validation, client_auth)
+    }
 }
 
 /// `protectedOrigins` (or the deprecated `clientURL`).
@@ -515,4 +533,35 @@ fn compile_paths(c: &mut Compiler<'_>, path: &str, spec: &OAuth2Spec) -> (String
         }
     };
     (callback_path, xsrf_on_requests)
+}
+
+/// The authorization request's extra parameters: `extraAuthorizationParameters`
+/// (none the flow sets itself) and Ambassador Pro's `audience`.
+fn compile_extra_parameters(
+    c: &mut Compiler,
+    path: &str,
+    spec: &OAuth2Spec,
+) -> Vec<(String, String)> {
+    let mut extra_parameters = Vec::new();
+    for (k, v) in &spec.extra_authorization_parameters {
+        if RESERVED_PARAMETERS.contains(&k.as_str()) {
+            c.error(
+                format!("{path}.extraAuthorizationParameters.{k}"),
+                format!("{k:?} is set by the OAuth2 flow itself and cannot be overridden"),
+            );
+        } else {
+            extra_parameters.push((k.clone(), v.clone()));
+        }
+    }
+    if let Some(audience) = spec.audience.as_deref().filter(|a| !a.is_empty()) {
+        if spec.extra_authorization_parameters.contains_key("audience") {
+            c.error(
+                format!("{path}.audience"),
+                "also given in extraAuthorizationParameters: give it once",
+            );
+        } else {
+            extra_parameters.push(("audience".to_string(), audience.to_string()));
+        }
+    }
+    extra_parameters
 }

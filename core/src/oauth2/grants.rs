@@ -36,6 +36,8 @@ pub(super) fn check(
     request: &Request,
     args: &OAuth2Args,
     idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let Some(discovery) = idp.discovery else {
         return OAuth2Step::NeedIdp;
@@ -56,7 +58,7 @@ pub(super) fn check(
             if !scope.is_empty() {
                 form.push(("scope", scope.as_str()));
             }
-            token_callout(f, &target, &mut form, Some((id, secret)))
+            token_callout(f, &target, &mut form, Some((id, secret)), now, random)
         }
         GrantType::Password => {
             let (Some(user), Some(password)) = (
@@ -73,7 +75,7 @@ pub(super) fn check(
             if !scope.is_empty() {
                 form.push(("scope", scope.as_str()));
             }
-            token_callout(f, &target, &mut form, None)
+            token_callout(f, &target, &mut form, None, now, random)
         }
         GrantType::AuthorizationCode => return OAuth2Step::Respond(f.idp_unavailable()),
     };

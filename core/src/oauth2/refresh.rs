@@ -30,6 +30,8 @@ pub(super) fn refresh(
     f: &OAuth2Filter,
     session: &Session,
     idp: &IdpState<'_>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
 ) -> Option<OAuth2Step> {
     let rt = session.refresh_token.as_deref()?;
     let d = idp.discovery?;
@@ -37,7 +39,7 @@ pub(super) fn refresh(
         return Some(OAuth2Step::Respond(f.idp_unavailable()));
     };
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
-    let mut callout = token_callout(f, &target, &mut form, None);
+    let mut callout = token_callout(f, &target, &mut form, None, now, random);
     // The refresh of this access token with this refresh token: an IdP that
     // does not rotate refresh tokens gets the same one again, and its next
     // refresh (of the next access token) is another callout.
@@ -115,7 +117,7 @@ pub(super) fn refresh_answer(
     // already (a short-lived token and a late request): refresh again, with
     // the refresh token it gave.
     if tokens.age > 0 && access_due(f, &session, now) {
-        if let Some(step) = refresh(f, &session, idp) {
+        if let Some(step) = refresh(f, &session, idp, now, random) {
             return step;
         }
     }

@@ -39,9 +39,9 @@ pub struct UseSessionCookiesSpec {
 pub struct ClientAuthenticationSpec {
     #[serde(default)]
     pub method: Option<String>,
-    /// AES `JWTAssertion` settings: refused with advice.
+    /// AES `JWTAssertion` settings (RFC 7523 client assertions).
     #[serde(rename = "jwtAssertion")]
-    pub jwt_assertion: Option<Value>,
+    pub jwt_assertion: Option<super::client_assertion::JwtAssertionSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +71,9 @@ pub struct OAuth2Spec {
     #[serde(rename = "postLogoutRedirectURI")]
     pub post_logout_redirect_uri: Option<String>,
     pub client_authentication: Option<ClientAuthenticationSpec>,
+    /// Ambassador Pro (and the Edge Stack article): sent to the IdP as the
+    /// `audience` parameter of the authorization request.
+    pub audience: Option<String>,
     #[serde(default)]
     pub session_keys: Vec<SecretSpec>,
     /// Deprecated AES form of one protected origin with `internalOrigin: "*://*"`.

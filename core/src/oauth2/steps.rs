@@ -39,8 +39,15 @@ pub(super) fn check(
     };
     let jar = CookieJar::from_headers(&request.headers);
     let path = request.path_only();
+    if f.foreign_endpoint_request(request, &jar) {
+        return OAuth2Step::Allow {
+            request: Vec::new(),
+            response: Vec::new(),
+            identity: None,
+        };
+    }
     if f.is_callback_path(path) {
-        return callback(f, request, &origin, &jar, idp, now);
+        return callback(f, request, &origin, &jar, idp, now, random);
     }
     if super::is_logout_path(path) {
         return logout(f, request, &origin, &jar, idp, now);
@@ -173,7 +180,7 @@ pub(super) fn on_answer(
                     let stale = (now.max(0.0) as u64).saturating_sub(session.access_obtained)
                         >= REFRESH_ON_REFUSAL_AFTER;
                     if stale {
-                        if let Some(step) = refresh(f, &session, idp) {
+                        if let Some(step) = refresh(f, &session, idp, now, random) {
                             log::info!(
                                 "OAuth2 filter {}: userinfo refused the access token; refreshing it",
                                 f.name

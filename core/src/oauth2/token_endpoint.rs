@@ -1,5 +1,6 @@
 //! The token endpoint client (RFC 6749 §4.1.3, §6): the token request as a callout, and its answer read into a `TokenAnswer` or a `TokenFailure`.
 
+use super::client_assertion::ASSERTION_TYPE;
 use super::encoding::{form_encode, percent_encode};
 use super::id_token::{signing_algorithms, ID_TOKEN_LEEWAY};
 use super::ASSUMED_ACCESS_LIFETIME;
@@ -21,12 +22,16 @@ pub(super) fn cut(text: &str, max: usize) -> String {
 }
 
 /// A POST to the token endpoint with the client's authentication. `client`
-/// overrides the configured client id and secret (ClientCredentials).
+/// overrides the configured client id and secret (ClientCredentials). A
+/// `JWTAssertion` client signs a fresh assertion (RFC 7523) at `now` (seconds
+/// since the epoch), its `jti` from `random`.
 pub(super) fn token_callout<'a>(
     f: &'a OAuth2Filter,
     target: &CalloutTarget,
     form: &mut Vec<(&'a str, &'a str)>,
     client: Option<(&'a str, &'a str)>,
+    now: f64,
+    random: &mut dyn FnMut(&mut [u8]),
 ) -> Callout {
     let (id, secret) = match client {
         Some((id, secret)) => (id, Some(secret)),
@@ -56,9 +61,27 @@ pub(super) fn token_callout<'a>(
             form.push(("client_id", id));
             form.push(("client_secret", secret));
         }
+        (_, super::ClientAuth::Assertion) => {
+            if f.client_assertion.as_ref().is_some_and(|a| a.set_client_id) {
+                form.push(("client_id", id));
+            }
+        }
         (None, _) => form.push(("client_id", id)),
     }
-    let body = form_encode(form.iter().copied()).into_bytes();
+    let mut body = form_encode(form.iter().copied());
+    if let (super::ClientAuth::Assertion, Some(assertion)) = (f.client_auth, &f.client_assertion) {
+        let endpoint = format!("{}://{}{}", target.scheme, target.authority, target.path);
+        let jwt = assertion.sign(id, &endpoint, now, random);
+        let fields = [
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", jwt.as_str()),
+        ];
+        if !body.is_empty() {
+            body.push('&');
+        }
+        body.push_str(&form_encode(fields));
+    }
+    let body = body.into_bytes();
     headers.push(("content-length".to_string(), body.len().to_string()));
     Callout {
         cluster: target.cluster.clone(),

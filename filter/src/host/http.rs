@@ -226,6 +226,7 @@ impl HttpContext for Http {
         let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::shared::headers_pause_honoured(&shared, &mut pending);
         if self.body_cap > 0
             && pending.body.bytes.is_none()
             && (end_of_stream || body_size >= self.body_cap)
@@ -265,6 +266,7 @@ impl HttpContext for Http {
         let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::shared::headers_pause_honoured(&shared, &mut pending);
         if self.body_cap > 0 && pending.body.bytes.is_none() {
             let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_cap)
                 .ok()
