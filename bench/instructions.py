@@ -42,6 +42,7 @@ VARIANTS = [
     ("native_jwt_distinct", "native_jwt", "tokens"),
     ("pc_jwt_distinct", "pc_jwt", "tokens"),
     ("pc_jwt_templates", "pc_jwt_templates", "token"),
+    ("pc_jwt_authz", "pc_jwt_authz", "token"),
     ("native_ext_authz", "native_ext_authz", None),
     ("pc_external", "pc_external", None),
     ("native_oauth2", "native_oauth2", "cookie_oauth2"),
@@ -65,6 +66,7 @@ FLOOR = {
     "pc_jwt": "floor_token",
     "pc_jwt_distinct": "floor_token",
     "pc_jwt_templates": "floor_token",
+    "pc_jwt_authz": "floor_token",
     "pc_external": "floor",
     "pc_oidc": "floor_cookie",
 }
@@ -72,6 +74,7 @@ RATIOS = [
     ("JWT one token vs the floor (goal 0.9)", "pc_jwt", "floor_token"),
     ("JWT one token vs jwt_authn with cache", "pc_jwt", "native_jwt_cache"),
     ("JWT distinct tokens vs jwt_authn without cache (goal 0.95)", "pc_jwt_distinct", "native_jwt_distinct"),
+    ("JWT + Authorization (5 rules) vs JWT alone", "pc_jwt_authz", "pc_jwt"),
     ("External vs ext_authz (goal 0.9)", "pc_external", "native_ext_authz"),
     ("OIDC session vs the floor (goal 0.85)", "pc_oidc", "floor_cookie"),
     ("OIDC session vs Envoy's oauth2", "pc_oidc", "native_oauth2"),

@@ -58,6 +58,7 @@ pub const LISTENERS: &[(&str, u16)] = &[
     ("floor_route_name", 14),
     ("floor_time", 15),
     ("pc_jwt_templates", 16),
+    ("pc_jwt_authz", 17),
 ];
 /// The floor modules (`bench/floor`): the do-nothing module, then one variant per
 /// host call or callback it adds (listener names; `<name>.wasm` in `--floor-dir`).
@@ -358,6 +359,30 @@ fn envoy_config(base: u16, wasm_path: &Path, floor_dir: &Path, extra: &Value) ->
         }),
         extra,
     );
+    // JWT and an Authorization filter of five rules, the last deciding: a
+    // network, a method with a nested claim, a namespaced claim, a regex,
+    // then `sub` present.
+    let pc_jwt_authz = plugin(
+        json!({
+            "filters": [
+                { "name": "f", "JWT": {
+                    "jwks": rsa_jwks(), "validAlgorithms": ["RS256"], "issuer": ISSUER
+                }},
+                { "name": "authz", "Authorization": { "rules": [
+                    { "name": "partners", "action": "Deny", "clientCIDRs": ["198.51.100.0/24"] },
+                    { "name": "admins-write", "action": "Allow", "methods": ["POST"],
+                      "claims": [{ "path": ["realm_access", "roles"], "anyOf": ["admin"] }] },
+                    { "name": "editors", "action": "Allow",
+                      "claims": [{ "path": "https://example.com/roles", "anyOf": ["editor"] }] },
+                    { "name": "staff", "action": "Allow",
+                      "claims": [{ "path": "email", "matches": "[^@]+@example\\.com" }] },
+                    { "name": "users", "action": "Allow", "claims": [{ "path": "sub", "exists": true }] }
+                ] } }
+            ],
+            "rules": [{ "host": "*", "path": "*", "filters": [{ "name": "f" }, { "name": "authz" }] }]
+        }),
+        extra,
+    );
     let pc_ext = plugin(
         json!({
             "clusters": { format!("authsvc.bench:{}", port("authsvc")): "bench_auth" },
@@ -424,6 +449,12 @@ fn envoy_config(base: u16, wasm_path: &Path, floor_dir: &Path, extra: &Value) ->
             port("pc_jwt_templates"),
             ok(),
             vec![wasm("pc_jwt_templates", wasm_path, &pc_jwt_templates)],
+        ),
+        listener(
+            "pc_jwt_authz",
+            port("pc_jwt_authz"),
+            ok(),
+            vec![wasm("pc_jwt_authz", wasm_path, &pc_jwt_authz)],
         ),
         listener(
             "native_ext_authz",

@@ -139,7 +139,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             ));
         }
         return match jwt.check(&request, &[], None, now) {
-            JwtOutcome::Allow(changes) => {
+            JwtOutcome::Allow(changes, _) => {
                 for c in changes {
                     print_header(&c.name, c.value.as_deref().unwrap_or_default());
                 }

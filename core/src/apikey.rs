@@ -8,7 +8,8 @@ use crate::response::{is_header_name, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use std::sync::Arc;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -19,6 +20,9 @@ pub struct ApiKeyEntrySpec {
     /// AES: every value of a Kubernetes Secret (refused with advice).
     #[serde(rename = "secretName")]
     pub secret_name: Option<Value>,
+    /// Portcullis: who holds the key; what `portcullis.subject` reports for
+    /// a request that presents it.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +43,12 @@ pub const DENIED_MESSAGE: &str = "API key not found";
 pub struct ApiKeyFilter {
     pub header: String,
     digests: Vec<[u8; 32]>,
+    /// Each key's `name`, by the index of its digest.
+    names: Vec<Option<Arc<str>>>,
 }
+
+/// The most keys one APIKey filter holds.
+pub const MAX_KEYS: usize = 4096;
 
 impl ApiKeyFilter {
     pub fn compile(c: &mut Compiler<'_>, path: &str, spec: &ApiKeySpec) -> Option<ApiKeyFilter> {
@@ -57,8 +66,12 @@ impl ApiKeyFilter {
         if spec.keys.is_empty() {
             c.error(format!("{path}.keys"), "at least one key is required");
         }
+        if spec.keys.len() > MAX_KEYS {
+            c.error(format!("{path}.keys"), format!("at most {MAX_KEYS} keys"));
+        }
         let mut digests = Vec::new();
-        for (i, key) in spec.keys.iter().enumerate() {
+        let mut names = Vec::new();
+        for (i, key) in spec.keys.iter().enumerate().take(MAX_KEYS) {
             let at = format!("{path}.keys[{i}]");
             if key.secret_name.is_some() {
                 c.error(
@@ -67,6 +80,10 @@ impl ApiKeyFilter {
                 );
                 continue;
             }
+            if key.name.as_ref().is_some_and(String::is_empty) {
+                c.error(format!("{at}.name"), "must not be empty");
+            }
+            names.push(key.name.as_deref().map(Arc::from));
             match (&key.value, &key.sha256) {
                 (Some(value), None) => {
                     if let Some(v) = c.secret(&format!("{at}.value"), value) {
@@ -92,21 +109,28 @@ impl ApiKeyFilter {
         Some(ApiKeyFilter {
             header: header.to_ascii_lowercase(),
             digests,
+            names,
         })
     }
 
-    /// `Ok` when the request carries a configured key; the 403 otherwise.
-    pub fn check(&self, request: &Request) -> Result<(), Response> {
+    /// `Ok` with the key's `name` (if it has one) when the request carries a
+    /// configured key; the 403 otherwise.
+    pub fn check(&self, request: &Request) -> Result<Option<Arc<str>>, Response> {
         let presented = request.headers.get(&self.header).unwrap_or("");
         if !presented.is_empty() {
             let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-            // Compare against every key, without stopping early.
+            // Compare against every key, without stopping early; which key
+            // matched is chosen without a branch too.
             let mut found = subtle::Choice::from(0u8);
-            for d in &self.digests {
-                found |= d.ct_eq(&digest);
+            let mut which = 0u32;
+            for (i, d) in self.digests.iter().enumerate() {
+                let hit = d.ct_eq(&digest);
+                found |= hit;
+                which.conditional_assign(&u32::try_from(i).unwrap_or(u32::MAX), hit);
             }
             if bool::from(found) {
-                return Ok(());
+                let index = usize::try_from(which).unwrap_or(usize::MAX);
+                return Ok(self.names.get(index).cloned().flatten());
             }
         }
         Err(Response::json_error(403, DENIED_MESSAGE))

@@ -6,16 +6,19 @@
 //! inside Envoy; the tests here run natively.
 
 pub mod apikey;
+pub mod authorization;
 pub mod bytes;
 pub mod callout;
 pub mod compile;
 pub mod condition;
 pub mod config;
+pub mod decision;
 pub mod decision_log;
 pub mod external;
 pub mod fetch;
 pub mod glob;
 pub mod host;
+pub mod identity;
 pub mod inject;
 pub mod jwt;
 pub mod mtls;

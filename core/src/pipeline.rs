@@ -7,7 +7,9 @@
 
 use crate::callout::{Callout, CalloutAnswer};
 use crate::config::{Config, FilterKind};
+use crate::decision::{DecisionRecord, Verdict};
 use crate::external::{ExternalOutcome, RequestBody};
+use crate::identity::Identity;
 use crate::jwt::filter::{JwtOutcome, KeySource};
 use crate::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
@@ -105,6 +107,14 @@ pub struct Journey {
     /// The path as sent and decoded fall under two rules that both check it
     /// (`Selection::Ambiguous`): answered 400.
     ambiguous_path: bool,
+    /// The identity the last identity filter to allow established (what an
+    /// Authorization filter reads and `portcullis.subject` reports).
+    identity: Option<Identity>,
+    /// The last filter that ran (for the decision record).
+    last_filter: Option<usize>,
+    /// The last Authorization filter that decided and its rule (`None`:
+    /// `defaultAction`).
+    authz_rule: Option<(usize, Option<usize>)>,
 }
 
 /// An OAuth2 filter's part of a journey.
@@ -191,6 +201,9 @@ impl Journey {
             oauth2: OAuth2Journey::default(),
             only_one: false,
             ambiguous_path: false,
+            identity: None,
+            last_filter: None,
+            authz_rule: None,
         }
     }
 
@@ -220,6 +233,46 @@ impl Journey {
                     )
                 })
             })
+    }
+
+    /// Whether an Authorization filter of the selected rule tests
+    /// `clientCIDRs`: the host reads Envoy's `source.address` only then.
+    pub fn needs_client_address(&self, config: &Config) -> bool {
+        self.rule
+            .and_then(|i| config.rules.get(i))
+            .is_some_and(|rule| {
+                rule.filters.iter().any(|f| {
+                    matches!(
+                        config.filters.get(f.filter).map(|f| &f.kind),
+                        Some(FilterKind::Authorization(a)) if a.reads_client_address()
+                    )
+                })
+            })
+    }
+
+    /// The decision record once the journey has decided: `answered` is the
+    /// status of the response Portcullis sends (`Step::Respond`), `None` when
+    /// the request goes upstream (`Step::Continue`).
+    pub fn decision<'a>(&'a self, config: &'a Config, answered: Option<u16>) -> DecisionRecord<'a> {
+        let filter = self.last_filter.and_then(|i| config.filters.get(i));
+        let rule =
+            self.authz_rule
+                .and_then(|(f, rule)| match config.filters.get(f).map(|f| &f.kind) {
+                    Some(FilterKind::Authorization(a)) => Some(a.rule_name(rule)),
+                    _ => None,
+                });
+        DecisionRecord {
+            verdict: if answered.is_some() {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            },
+            filter: filter.map(|f| f.name.as_str()),
+            filter_type: filter.map(|f| f.kind.type_name()),
+            rule,
+            subject: self.identity.as_ref().and_then(Identity::subject),
+            status: answered,
+        }
     }
 
     /// The most body bytes the host should capture for this journey, plus one
@@ -387,7 +440,10 @@ impl Journey {
             if config.bypass_cors_preflight
                 && matches!(
                     filter.kind,
-                    FilterKind::Jwt(_) | FilterKind::OAuth2(_) | FilterKind::ApiKey(_)
+                    FilterKind::Jwt(_)
+                        | FilterKind::OAuth2(_)
+                        | FilterKind::ApiKey(_)
+                        | FilterKind::Authorization(_)
                 )
                 && request.is_cors_preflight()
             {
@@ -425,13 +481,31 @@ impl Journey {
                     }
                 }
                 FilterKind::Mtls(mtls) => match mtls.check(request) {
-                    Ok(changes) => Decision::Allow(changes),
+                    Ok(changes) => {
+                        if let Some(tls) = &request.tls {
+                            self.identity = Some(Identity::Certificate {
+                                subject: tls.subject.clone(),
+                            });
+                        }
+                        Decision::Allow(changes)
+                    }
                     Err(response) => Decision::Deny(response),
                 },
                 FilterKind::ApiKey(apikey) => match apikey.check(request) {
-                    Ok(()) => Decision::Allow(Vec::new()),
+                    Ok(name) => {
+                        self.identity = Some(Identity::ApiKey { name });
+                        Decision::Allow(Vec::new())
+                    }
                     Err(response) => Decision::Deny(response),
                 },
+                FilterKind::Authorization(authz) => {
+                    let outcome = authz.check(request, self.identity.as_ref());
+                    self.authz_rule = Some((fref.filter, outcome.rule));
+                    match outcome.result {
+                        Ok(()) => Decision::Allow(Vec::new()),
+                        Err(response) => Decision::Deny(response),
+                    }
+                }
                 FilterKind::External(ext) => {
                     let body = match (ext.body_policy(), &self.body) {
                         (None, _) => None,
@@ -575,7 +649,10 @@ impl Journey {
             host.signature_verifier(),
             fref.filter as u64,
         ) {
-            JwtOutcome::Allow(changes) => Decision::Allow(changes),
+            JwtOutcome::Allow(changes, token) => {
+                self.identity = Some(Identity::Token(token));
+                Decision::Allow(changes)
+            }
             // Before any wait or refresh: a lean request is redone.
             JwtOutcome::NeedFullRequest => return Err(Step::NeedFullRequest),
             _ if request.lean => return Err(Step::NeedFullRequest),
@@ -610,12 +687,19 @@ impl Journey {
         host: &dyn Host,
     ) -> Result<Decision, Step> {
         match step {
-            OAuth2Step::Allow { request, response } => {
+            OAuth2Step::Allow {
+                request,
+                response,
+                identity,
+            } => {
                 self.response_headers.extend(
                     response
                         .into_iter()
                         .map(|(name, value)| HeaderChange::append(&name, value)),
                 );
+                if identity.is_some() {
+                    self.identity = identity;
+                }
                 Ok(Decision::Allow(request))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),
@@ -660,6 +744,7 @@ impl Journey {
         request: &mut Request,
     ) -> Option<Step> {
         self.position += 1;
+        self.last_filter = Some(fref.filter);
         if self.only_one {
             // An OAuth2 endpoint: nothing else of the rule runs.
             self.position = usize::MAX;

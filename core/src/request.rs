@@ -308,8 +308,14 @@ impl Request {
         )
     }
 
-    /// [`Request::lean`] from value bytes.
+    /// [`Request::lean`] from value bytes. Pseudo-headers among them
+    /// (`:method`, `:path`) fill their fields, as in `from_header_bytes`.
     pub fn lean_bytes(pairs: Vec<(String, Vec<u8>)>) -> Request {
+        if pairs.iter().any(|(n, _)| n.starts_with(':')) {
+            let mut request = Request::from_header_bytes(pairs);
+            request.lean = true;
+            return request;
+        }
         Request {
             headers: Headers::from_bytes(pairs),
             lean: true,

@@ -54,6 +54,10 @@ pub struct EnvoyConfig {
     listeners: Vec<(String, Vec<Value>)>,
     /// The port of listener `main` (0: any free port).
     main_port: u16,
+    /// HTTP filters after the Portcullis instances in the `main` chain.
+    after_plugin: Vec<Value>,
+    /// An access log format for listener `main` (written to Envoy's stdout).
+    access_log: Option<String>,
 }
 
 /// A YAML double-quoted scalar (a JSON string literal is one).
@@ -77,6 +81,8 @@ impl EnvoyConfig {
             instances: Vec::new(),
             routes: Vec::new(),
             listeners: Vec::new(),
+            after_plugin: Vec::new(),
+            access_log: None,
             main_port: 0,
         }
     }
@@ -138,6 +144,20 @@ impl EnvoyConfig {
     /// then the router. No Portcullis instance runs there.
     pub fn listener(mut self, name: &str, http_filters: Vec<Value>) -> Self {
         self.listeners.push((name.to_string(), http_filters));
+        self
+    }
+
+    /// Adds an HTTP filter (a JSON `http_filters` entry) after Portcullis in
+    /// the `main` chain: Envoy's `rbac` reading Portcullis's filter state.
+    pub fn after_plugin(mut self, filter: Value) -> Self {
+        self.after_plugin.push(filter);
+        self
+    }
+
+    /// Logs every request of listener `main` to Envoy's stdout (`Envoy::log`
+    /// reads it) in this format (`%FILTER_STATE(...)%` and the like).
+    pub fn access_log(mut self, format: &str) -> Self {
+        self.access_log = Some(format.to_string());
         self
     }
 
@@ -302,6 +322,17 @@ impl EnvoyConfig {
             name = yaml_str(name)
         );
         s.push_str(&self.routes_yaml());
+        if let (Some(format), "main") = (&self.access_log, name) {
+            s.push_str(&format!(
+                "          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format: {{ text_format_source: {{ inline_string: {} }} }}
+",
+                yaml_str(&format!("{format}\n"))
+            ));
+        }
         s.push_str("          http_filters:\n");
         s.push_str(filters);
         s.push_str(
@@ -325,6 +356,10 @@ impl EnvoyConfig {
         }
         for i in &self.instances {
             filters.push_str(&self.wasm_filter(&i.name, &i.vm_id, i.root_id.as_deref(), &i.config));
+        }
+        for f in &self.after_plugin {
+            // A YAML flow mapping: JSON is valid YAML.
+            filters.push_str(&format!("          - {f}\n"));
         }
         let mut s = String::from("static_resources:\n  listeners:\n");
         s.push_str(&self.listener_yaml("main", self.main_port, &filters));

@@ -180,6 +180,9 @@ impl Envoy {
             .arg("--disable-hot-restart")
             .args(["--concurrency", &workers.to_string()])
             .args(["--log-level", "info"])
+            // Access log lines reach their file (or stdout) within 50 ms, not
+            // Envoy's default 10 s, so tests that read them wait little.
+            .args(["--file-flush-interval-msec", "50"])
             .arg("--admin-address-path")
             .arg(&admin_file);
         let extra = std::env::var("PORTCULLIS_ENVOY_ARGS").unwrap_or_default();

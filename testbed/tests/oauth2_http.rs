@@ -83,6 +83,7 @@ fn start() -> Fixture {
         };
         let rule = |path: &str, name: &str, args: Value| json!({ "host": "*", "path": path, "filters": [ { "name": name, "arguments": args } ] });
         let profile = json!({ "scope": ["profile", "email"] });
+        let profile_email = profile.clone();
         let mut svc = filter(
             "svc",
             idp.issuer(),
@@ -108,6 +109,22 @@ fn start() -> Fixture {
                 filter("fragile", fragile.issuer(), "fragile", Value::Null),
                 filter("nowhere", &format!("http://127.0.0.1:{dead}"), "nobody", Value::Null),
                 svc,
+                // On the login's identity: the ID token's `sub`, UserInfo's
+                // `email` and `email_verified` (oidc-provider, strict mode,
+                // puts them there, not in the ID token).
+                json!({ "name": "verified-staff", "Authorization": {
+                    "rules": [
+                        { "name": "no-bob", "action": "Deny", "claims": [ { "path": "sub", "equals": "bob" } ] },
+                        { "name": "verified-example", "action": "Allow", "claims": [
+                            { "path": "email", "matches": "[^@]+@example\\.test" },
+                            { "path": "email_verified", "equals": true } ] }
+                    ] } }),
+                json!({ "name": "only-carol", "Authorization": {
+                    "rules": [
+                        { "name": "carol", "action": "Allow", "claims": [ { "path": "email", "anyOf": ["carol@example.test"] } ] }
+                    ],
+                    "errorResponse": { "headers": [
+                        { "name": "X-Denied", "value": "{{ .rule }} {{ .userinfo.email }} {{ .idToken.Claims.sub }}" } ] } } }),
             ],
             "rules": [
                 rule("/app/*", "login", profile.clone()),
@@ -125,6 +142,10 @@ fn start() -> Fixture {
                 rule("/fragile/*", "fragile", profile.clone()),
                 rule("/nowhere/*", "nowhere", profile),
                 rule("/svc/*", "svc", json!({ "scope": ["api:read"] })),
+                json!({ "host": "*", "path": "/staff/*", "filters": [
+                    { "name": "login", "arguments": profile_email.clone() }, { "name": "verified-staff" } ] }),
+                json!({ "host": "*", "path": "/carol/*", "filters": [
+                    { "name": "login", "arguments": profile_email }, { "name": "only-carol" } ] }),
             ]
         });
         Setup {
@@ -841,6 +862,23 @@ fn a_stale_session_cookie_of_the_same_name_sent_first_does_not_hide_the_session(
         );
         assert_eq!(echoed(&r).header("x-user"), Some(USER), "{stale}");
     }
+}
+
+#[test]
+fn authorization_after_login_decides_on_id_token_and_userinfo_claims() {
+    // alice@example.test, verified (UserInfo), sub alice (ID token).
+    let (_agent, r) = logged_in("/staff/report");
+    assert_eq!(r.status, 200, "{:?}", r.body_str());
+    let (_agent, r) = logged_in("/carol/report");
+    assert_eq!(r.status, 403, "{:?}", r.body_str());
+    assert_eq!(
+        r.body_str(),
+        r#"{"message":"access denied","status_code":403}"#
+    );
+    assert_eq!(
+        r.header("x-denied"),
+        Some("default alice@example.test alice")
+    );
 }
 
 /// An IdP error answer at the callback, with the genuine state (a link anyone

@@ -9,6 +9,7 @@
 pub mod schema;
 
 use crate::apikey::ApiKeyFilter;
+use crate::authorization::AuthorizationFilter;
 use crate::compile::{Compiler, ConfigError, JwksSource};
 use crate::condition::HeaderCondition;
 use crate::external::ExternalFilter;
@@ -33,6 +34,7 @@ pub enum FilterKind {
     External(Box<ExternalFilter>),
     Mtls(MtlsFilter),
     OAuth2(Box<OAuth2Filter>),
+    Authorization(Box<AuthorizationFilter>),
 }
 
 impl FilterKind {
@@ -43,6 +45,7 @@ impl FilterKind {
             FilterKind::External(_) => "External",
             FilterKind::Mtls(_) => "MTLS",
             FilterKind::OAuth2(_) => "OAuth2",
+            FilterKind::Authorization(_) => "Authorization",
         }
     }
 
@@ -52,7 +55,9 @@ impl FilterKind {
             FilterKind::Jwt(jwt) => jwt.injected_names().collect(),
             FilterKind::Mtls(mtls) => mtls.injected_names().collect(),
             FilterKind::OAuth2(oauth2) => oauth2.injected_names().collect(),
-            FilterKind::ApiKey(_) | FilterKind::External(_) => Vec::new(),
+            FilterKind::ApiKey(_) | FilterKind::External(_) | FilterKind::Authorization(_) => {
+                Vec::new()
+            }
         }
     }
 
@@ -72,6 +77,7 @@ impl FilterKind {
                 .inject
                 .iter()
                 .any(|t| t.template.source().contains(".tls")),
+            FilterKind::Authorization(authz) => authz.templates_read_tls(),
             FilterKind::ApiKey(_) | FilterKind::External(_) => false,
         }
     }
@@ -199,7 +205,14 @@ pub const IGNORED_ENTRY_FIELDS: &[(&str, &str)] = &[(
     "Portcullis has no Ambassador ID; one plugin config serves its filter chain",
 )];
 
-const FILTER_TYPES: &[&str] = &["JWT", "External", "OAuth2", "APIKey", "MTLS"];
+const FILTER_TYPES: &[&str] = &[
+    "JWT",
+    "External",
+    "OAuth2",
+    "APIKey",
+    "MTLS",
+    "Authorization",
+];
 
 impl Config {
     /// Adapts the configuration to a host that cannot check signatures, in a
@@ -376,12 +389,25 @@ pub fn lean_headers(
             return None;
         }
         match filters.get(fref.filter).map(|f| &f.kind) {
-            Some(FilterKind::Jwt(_)) => {
-                if !names.iter().any(|n| n == "authorization") {
-                    names.push("authorization".to_string());
+            Some(FilterKind::Jwt(jwt)) => {
+                let wanted: Vec<&str> = match &jwt.extract_from {
+                    Some(places) => places.header_names().collect(),
+                    None => vec!["authorization"],
+                };
+                for name in wanted {
+                    if !names.iter().any(|n| n == name) {
+                        names.push(name.to_string());
+                    }
                 }
             }
             Some(FilterKind::Mtls(_)) => {}
+            // Decided from the claims, the method and the client address
+            // (read apart): a denial redoes the request whole.
+            Some(FilterKind::Authorization(authz)) if !authz.reads_headers() => {
+                if authz.reads_method() && !names.iter().any(|n| n == ":method") {
+                    names.push(":method".to_string());
+                }
+            }
             _ => return None,
         }
     }
@@ -558,6 +584,7 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
             ("OAuth2", spec.oauth2.is_some()),
             ("APIKey", spec.apikey.is_some()),
             ("MTLS", spec.mtls.is_some()),
+            ("Authorization", spec.authorization.is_some()),
         ]
         .iter()
         .filter(|(_, p)| *p)
@@ -567,7 +594,7 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
             c.error(
                 path.clone(),
                 format!(
-                    "a filter has exactly one of JWT, External, OAuth2, APIKey, MTLS (found {})",
+                    "a filter has exactly one of JWT, External, OAuth2, APIKey, MTLS, Authorization (found {})",
                     if present.is_empty() {
                         "none".to_string()
                     } else {
@@ -587,6 +614,9 @@ fn compile_filters(c: &mut Compiler<'_>, specs: &[FilterSpec]) -> Vec<Filter> {
         } else if let Some(external) = &spec.external {
             ExternalFilter::compile(c, &format!("{path}.External"), external)
                 .map(|f| FilterKind::External(Box::new(f)))
+        } else if let Some(authz) = &spec.authorization {
+            AuthorizationFilter::compile(c, &format!("{path}.Authorization"), authz)
+                .map(|f| FilterKind::Authorization(Box::new(f)))
         } else if let Some(oauth2) = &spec.oauth2 {
             OAuth2Filter::compile(c, &format!("{path}.OAuth2"), &spec.name, oauth2)
                 .map(|f| FilterKind::OAuth2(Box::new(f)))
@@ -717,7 +747,7 @@ fn compile_filter_args(
             .map(|context_extensions| FilterArgs::External { context_extensions }),
         FilterKind::OAuth2(_) => crate::oauth2::OAuth2Args::compile(c, path, Some(&arguments))
             .map(|a| FilterArgs::OAuth2(Box::new(a))),
-        FilterKind::ApiKey(_) | FilterKind::Mtls(_) => {
+        FilterKind::ApiKey(_) | FilterKind::Mtls(_) | FilterKind::Authorization(_) => {
             if arguments.as_object().is_some_and(|m| m.is_empty()) {
                 Some(FilterArgs::None)
             } else {
@@ -734,7 +764,9 @@ fn compile_filter_args(
 fn default_filter_args(kind: &FilterKind) -> FilterArgs {
     match kind {
         FilterKind::Jwt(_) => FilterArgs::Jwt { scopes: Vec::new() },
-        FilterKind::ApiKey(_) | FilterKind::Mtls(_) => FilterArgs::None,
+        FilterKind::ApiKey(_) | FilterKind::Mtls(_) | FilterKind::Authorization(_) => {
+            FilterArgs::None
+        }
         FilterKind::OAuth2(_) => FilterArgs::OAuth2(Box::default()),
         FilterKind::External(_) => FilterArgs::External {
             context_extensions: std::collections::BTreeMap::new(),

@@ -5,6 +5,7 @@
 //! `Config::from_json` turns these into the validated runtime configuration.
 
 use crate::apikey::ApiKeySpec;
+use crate::authorization::spec::AuthorizationSpec;
 use crate::external::spec::ExternalSpec;
 use crate::jwt::spec::JwtSpec;
 use crate::mtls::MtlsSpec;
@@ -50,6 +51,8 @@ pub struct FilterSpec {
     pub apikey: Option<ApiKeySpec>,
     #[serde(rename = "MTLS")]
     pub mtls: Option<MtlsSpec>,
+    #[serde(rename = "Authorization")]
+    pub authorization: Option<AuthorizationSpec>,
     /// AES Go plugins: refused with advice.
     #[serde(rename = "Plugin")]
     pub plugin: Option<Value>,

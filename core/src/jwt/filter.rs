@@ -3,6 +3,7 @@
 //! the injected headers or build the RFC 6750 error response.
 
 use super::cache::{lookup_cached, remember_failure, verify_and_keep, TokenCache};
+use super::extract::ExtractFrom;
 use super::host_crypto::SignatureVerifier;
 use super::keys::{Algorithm, KeySet};
 use super::spec::JwtSpec;
@@ -39,13 +40,17 @@ pub struct JwtFilter {
     pub require_certificate_binding: bool,
     /// Whether `validAlgorithms` was given (else the default list applies).
     pub algorithms_listed: bool,
+    /// `extractFrom`: the places the token is read from instead of
+    /// `Authorization: Bearer`.
+    pub extract_from: Option<ExtractFrom>,
 }
 
 /// What the JWT filter decided.
 #[derive(Debug)]
 pub enum JwtOutcome {
-    /// Valid: the header changes to make.
-    Allow(Vec<HeaderChange>),
+    /// Valid: the header changes to make, and the request's token (the
+    /// identity an Authorization filter reads).
+    Allow(Vec<HeaderChange>, Arc<VerifiedToken>),
     Deny(Response),
     /// The remote JWK Set has never loaded: wait for it (or answer 503).
     KeysUnavailable(usize),
@@ -235,10 +240,15 @@ impl JwtFilter {
                 }
             }
         }
+        let extract_from = spec
+            .extract_from
+            .as_ref()
+            .and_then(|e| ExtractFrom::compile(c, &format!("{path}.extractFrom"), e));
         if c.errors.len() != errors_before {
             return None;
         }
         Some(JwtFilter {
+            extract_from,
             realm,
             policy,
             keys: keys?,
@@ -262,6 +272,10 @@ impl JwtFilter {
     /// The 400 for a bearer token with whitespace in it (`extract_bearer` leaves
     /// this check to the caller, to run only where the cache does not answer).
     fn malformed(&self, request: &Request, token: &str) -> Option<JwtOutcome> {
+        if self.extract_from.is_some() {
+            // Not an Authorization header: a token with spaces fails to parse (401).
+            return None;
+        }
         token
             .contains(char::is_whitespace)
             .then(|| self.invalid_request(request, TOKEN_WITH_SPACES))
@@ -293,6 +307,20 @@ impl JwtFilter {
         host: Option<&dyn SignatureVerifier>,
         scope: u64,
     ) -> JwtOutcome {
+        if let Some(places) = &self.extract_from {
+            let Some((token, _place)) = places.find(request) else {
+                return JwtOutcome::Deny(self.error_response(
+                    request,
+                    ErrorCase::NoToken,
+                    "Token validation error: no token in the places extractFrom names",
+                ));
+            };
+            return match self.verify_one(request, &token, remote_keys, now_unix, cache, host, scope)
+            {
+                Ok(verified) => self.allow(request, scopes, verified),
+                Err(outcome) => outcome,
+            };
+        }
         let tokens = match extract_bearers(request) {
             Extracted::Missing => {
                 return JwtOutcome::Deny(self.error_response(
@@ -319,6 +347,17 @@ impl JwtFilter {
         let Some(verified) = verified else {
             return self.invalid_request(request, "Authorization header has no bearer token");
         };
+        self.allow(request, scopes, verified)
+    }
+
+    /// A verified token: the certificate binding, the rule's scopes, then
+    /// the injected headers.
+    fn allow(
+        &self,
+        request: &Request,
+        scopes: &[String],
+        verified: Arc<VerifiedToken>,
+    ) -> JwtOutcome {
         if self.require_certificate_binding {
             if let Err(why) =
                 super::binding::check_certificate_binding(&verified.claims, request.tls.as_ref())
@@ -341,14 +380,15 @@ impl JwtFilter {
             ));
         }
         if self.inject.is_empty() {
-            return JwtOutcome::Allow(Vec::new());
+            return JwtOutcome::Allow(Vec::new(), verified);
         }
         let root = token_data(&verified, request);
         let data = RenderData {
             root: &root,
             headers: request.headers_as_sent(),
         };
-        JwtOutcome::Allow(render_injected(&self.inject, &data))
+        let changes = render_injected(&self.inject, &data);
+        JwtOutcome::Allow(changes, verified)
     }
 
     /// Verifies one bearer token (through the cache); the denial or wait

@@ -6,6 +6,7 @@
 
 pub mod binding;
 pub mod cache;
+pub mod extract;
 pub mod filter;
 pub mod host_crypto;
 pub mod jwks_cache;

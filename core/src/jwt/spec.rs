@@ -36,6 +36,9 @@ pub struct JwtSpec {
     pub require_certificate_binding: bool,
     /// Portcullis addition: how often a remote JWK Set is fetched again (default 5m).
     pub jwks_refresh_interval: Option<GoDuration>,
+    /// Portcullis addition: where the token is read instead of
+    /// `Authorization: Bearer` (Envoy Gateway's JWT `extractFrom`).
+    pub extract_from: Option<super::extract::ExtractFromSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -110,6 +110,13 @@ pub(super) fn on_answer(f: &OAuth2Filter, request: &Request, answer: CalloutAnsw
             OAuth2Step::Allow {
                 request: changes,
                 response: Vec::new(),
+                identity: Some(crate::identity::Identity::Login(std::sync::Arc::new(
+                    crate::identity::Login::new(
+                        tokens.access_token.clone(),
+                        tokens.id_token.clone(),
+                        None,
+                    ),
+                ))),
             }
         }
         Err(TokenFailure::Refused(why)) => {

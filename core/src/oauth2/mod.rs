@@ -280,6 +280,9 @@ pub enum OAuth2Step {
     Allow {
         request: Vec<HeaderChange>,
         response: Vec<(String, String)>,
+        /// The user, for an Authorization filter after this one and
+        /// `portcullis.subject` (`None`: no user's tokens to read).
+        identity: Option<crate::identity::Identity>,
     },
     /// Answer the client (redirects, denials, error pages, logout).
     Respond(Response),

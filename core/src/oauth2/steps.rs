@@ -43,6 +43,7 @@ pub(super) fn check(
         return OAuth2Step::Allow {
             request: Vec::new(),
             response: Vec::new(),
+            identity: None,
         };
     }
     if f.is_callback_path(path) {

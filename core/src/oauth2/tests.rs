@@ -190,7 +190,9 @@ fn callout(step: OAuth2Step) -> (Callout, OAuth2Pending) {
 
 fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
     match step {
-        OAuth2Step::Allow { request, response } => (request, response),
+        OAuth2Step::Allow {
+            request, response, ..
+        } => (request, response),
         other => panic!("expected allow, got {other:?}"),
     }
 }
@@ -2831,7 +2833,9 @@ fn another_filters_callback_or_logout_is_passed_on_untouched() {
     };
     let foreign = callback("portcullis_state.route.abcdefghijkl=v1.9999999999.x");
     match check(&f, &args, &foreign, NOW) {
-        OAuth2Step::Allow { request, response } => {
+        OAuth2Step::Allow {
+            request, response, ..
+        } => {
             assert!(request.is_empty() && response.is_empty());
         }
         other => panic!("expected the callback passed on, got {other:?}"),

@@ -2,47 +2,13 @@
 
 use super::session::{CookieJar, Session};
 use super::{OAuth2Filter, OAuth2Step};
+use crate::identity::{Identity, Login};
 use crate::inject::render_injected;
-use crate::jwt::verify::decode_unverified;
 use crate::request::Request;
 use crate::response::HeaderChange;
-use crate::template::{go_json_numbers, RenderData};
-use serde_json::{json, Map, Value};
-
-/// The template dot: `.token` (the access token, when a JWT), `.idToken`,
-/// `.userinfo` (a map, empty without UserInfo claims), `.tls`.
-pub(super) fn template_root(
-    request: &Request,
-    access_token: &str,
-    id_token: Option<&str>,
-    userinfo: Option<&Map<String, Value>>,
-) -> Value {
-    let mut root = Map::new();
-    let decoded = |raw: &str| {
-        decode_unverified(raw).ok().map(|t| {
-            json!({
-                "Raw": t.raw,
-                "Header": go_json_numbers(&Value::Object(t.header)),
-                "Claims": go_json_numbers(&Value::Object(t.claims)),
-                "Signature": t.signature,
-            })
-        })
-    };
-    if let Some(t) = decoded(access_token) {
-        root.insert("token".to_string(), t);
-    }
-    if let Some(t) = id_token.and_then(decoded) {
-        root.insert("idToken".to_string(), t);
-    }
-    let claims = userinfo.map_or(Value::Object(Map::new()), |u| {
-        go_json_numbers(&Value::Object(u.clone()))
-    });
-    root.insert("userinfo".to_string(), claims);
-    if let Some(tls) = &request.tls {
-        root.insert("tls".to_string(), crate::mtls::tls_value(tls));
-    }
-    Value::Object(root)
-}
+use crate::template::RenderData;
+use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The header changes for an upstream request carrying `access_token`.
 pub(super) fn upstream_changes(
@@ -61,7 +27,7 @@ pub(super) fn upstream_changes(
         // base64 and JSON parses per request showed up first in profiles).
         return changes;
     }
-    let root = template_root(request, access_token, id_token, userinfo);
+    let root = crate::identity::login_template_root(request, access_token, id_token, userinfo);
     let data = RenderData {
         root: &root,
         headers: request.headers_as_sent(),
@@ -106,5 +72,10 @@ pub(super) fn allow(
             .into_iter()
             .map(|c| ("set-cookie".to_string(), c))
             .collect(),
+        identity: Some(Identity::Login(Arc::new(Login::new(
+            session.access_token.clone(),
+            session.id_token.clone(),
+            session.userinfo.clone(),
+        )))),
     }
 }

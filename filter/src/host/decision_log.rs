@@ -3,9 +3,7 @@
 //! component. The request id is Envoy's `x-request-id`, read from the host
 //! when the journey did not fetch it (a lean request). The same decision goes
 //! to Envoy's filter state for its access log (CONFIG.md, "Decisions visible
-//! to Envoy"): `portcullis.decision` and `portcullis.filter` here;
-//! `portcullis.rule` and `portcullis.subject` belong to the Authorization
-//! filter's decision record.
+//! to Envoy") through `decision.rs`.
 
 use portcullis_core::config::Config;
 use portcullis_core::decision_log::{denial_reason, without_credentials, DecisionLine};
@@ -25,7 +23,6 @@ pub fn log_decision(
     outcomes: &[(usize, Outcome)],
     response: Option<&Response>,
 ) {
-    record_filter_state(config, outcomes, response.is_some());
     let level = if response.is_some() {
         log::Level::Info
     } else {
@@ -63,23 +60,4 @@ pub fn log_decision(
         )
     });
     log::log!(level, "{}", line.format(reason.as_deref()));
-}
-
-/// Sets `portcullis.decision` (`allow` | `deny`) and `portcullis.filter` (the
-/// filter that answered a denial, or the last that ran) as Envoy filter state,
-/// which an access log prints as `%FILTER_STATE(wasm.portcullis.decision:PLAIN)%`.
-/// Nothing is set for a request no filter decided.
-fn record_filter_state(config: &Config, outcomes: &[(usize, Outcome)], denied: bool) {
-    let Some(filter) = outcomes.last().and_then(|(f, _)| config.filters.get(*f)) else {
-        return;
-    };
-    let decision: &[u8] = if denied { b"deny" } else { b"allow" };
-    for (name, value) in [
-        ("portcullis.decision", decision),
-        ("portcullis.filter", filter.name.as_bytes()),
-    ] {
-        if let Err(status) = hostcalls::set_property(vec![name], Some(value)) {
-            log::debug!("could not set filter state {name}: {status:?}");
-        }
-    }
 }

@@ -182,8 +182,11 @@ impl HttpContext for Http {
         if vm.config.reads_tls {
             request.tls = client_certificate();
         }
-        if journey.needs_connection_facts(&vm.config) {
+        let connection_facts = journey.needs_connection_facts(&vm.config);
+        if connection_facts || journey.needs_client_address(&vm.config) {
             request.source_address = property_text(&["source", "address"]);
+        }
+        if connection_facts {
             request.destination_address = property_text(&["destination", "address"]);
             request.protocol = property_text(&["request", "protocol"]);
         }
@@ -199,6 +202,7 @@ impl HttpContext for Http {
         let step = journey.run(&vm.config, &mut request, vm.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
+            super::decision::publish(&journey.decision(&vm.config, None));
             let outcomes = journey.take_outcomes();
             super::decision_log::log_decision(
                 &vm.config,

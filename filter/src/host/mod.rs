@@ -8,6 +8,7 @@
 mod abi;
 mod callout_answer;
 mod cross_vm;
+mod decision;
 mod decision_log;
 mod host_view;
 pub mod http;

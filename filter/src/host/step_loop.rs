@@ -74,8 +74,10 @@ pub fn advance(vm: &VmState, site: Site, pending: Pending, mut step: Step) -> Ac
             Step::NeedFullRequest => {
                 // A lean request the journey could not just pass: again, whole.
                 let tls = pending.request.tls.take();
+                let source = std::mem::take(&mut pending.request.source_address);
                 pending.request = read_request();
                 pending.request.tls = tls;
+                pending.request.source_address = source;
                 pending.journey = Journey::new(&vm.config, &pending.request);
                 let next = pending
                     .journey
@@ -107,6 +109,7 @@ pub fn advance(vm: &VmState, site: Site, pending: Pending, mut step: Step) -> Ac
 /// `Step::Continue`: the request goes upstream with the journey's changes
 /// (or the held response goes on first).
 fn forward(vm: &VmState, site: Site, pending: &mut Pending, changes: &[HeaderChange]) -> Action {
+    super::decision::publish(&pending.journey.decision(&vm.config, None));
     let outcomes = pending.journey.take_outcomes();
     super::decision_log::log_decision(
         &vm.config,
@@ -129,6 +132,7 @@ fn forward(vm: &VmState, site: Site, pending: &mut Pending, changes: &[HeaderCha
 
 /// `Step::Respond`: the client gets `response`.
 fn answer(vm: &VmState, pending: &mut Pending, response: &Response) -> Action {
+    super::decision::publish(&pending.journey.decision(&vm.config, Some(response.status)));
     let outcomes = pending.journey.take_outcomes();
     super::decision_log::log_decision(
         &vm.config,
@@ -546,7 +550,6 @@ fn wait_metric(wait: Wait) -> Option<(Metric, f64)> {
         _ => None,
     }
 }
-
 
 /// Why Envoy refused to send a callout, for the log: `BadArgument` is its
 /// answer for a cluster it does not know; a known cluster that cannot take the

@@ -101,5 +101,12 @@ fn a_delivered_answer_records_its_callouts_latency_or_its_shared_wait() {
         }),
         None
     );
-    assert_eq!(wait_metric(Wait::Body { max_bytes: 10 }), None);
+    assert_eq!(
+        wait_metric(Wait::Body {
+            max_bytes: 10,
+            headers_held: false,
+            probe_until: None,
+        }),
+        None
+    );
 }
