@@ -74,6 +74,9 @@ pub fn read_objects(paths: &[String], report: &mut Vec<String>) -> Result<Vec<Ob
 /// Helm and Ambassador Cloud write) ends a document; the next one may start
 /// without `---`, as `kubectl` reads it.
 pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
+    // A UTF-8 byte order mark (as Windows editors and PowerShell write) is
+    // not content, as `kubectl` reads it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut normalized = String::with_capacity(text.len());
     for line in text.lines() {
         let bare = line.split(" #").next().unwrap_or(line).trim_end();
@@ -89,8 +92,12 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
         if i >= MAX_DOCUMENTS {
             return Err(format!("more than {MAX_DOCUMENTS} documents"));
         }
-        let value = Value::deserialize(doc)
-            .map_err(|e| format!("document {}: not valid YAML: {e}", i + 1))?;
+        let invalid = |e: serde_yaml_ng::Error| format!("document {}: not valid YAML: {e}", i + 1);
+        // Merge keys (`<<: *base`, as Helm charts and hand-written manifests
+        // share settings) are applied, as `kubectl` applies them.
+        let mut yaml = serde_yaml_ng::Value::deserialize(doc).map_err(invalid)?;
+        yaml.apply_merge().map_err(invalid)?;
+        let value = Value::deserialize(yaml).map_err(invalid)?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -355,6 +362,16 @@ mod tests {
     fn a_document_end_marker_ends_a_document() {
         let docs = yaml_documents("a: 1\n...\nb: 2\n...\n---\nc: 3\n").unwrap();
         assert_eq!(docs.len(), 3);
+    }
+
+    #[test]
+    fn merge_keys_are_applied_and_a_byte_order_mark_is_not_content() {
+        let docs = yaml_documents("\u{feff}a: &base\r\n  x: 1\r\nb:\r\n  <<: *base\r\n  y: 2\r\n")
+            .unwrap();
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"a": {"x": 1}, "b": {"x": 1, "y": 2}})]
+        );
     }
 
     #[test]

@@ -158,6 +158,20 @@ pub fn run(files: &[String], out: Option<&str>) -> Result<(), String> {
 pub fn import(paths: &[String]) -> Result<Imported, String> {
     let mut report = Vec::new();
     let objects = documents::read_objects(paths, &mut report)?;
+    // No AES resource at all is a wrong file (a Helm values file, an empty
+    // `kubectl get` of another namespace), never "no authentication": an
+    // empty configuration would let every request through.
+    if !objects
+        .iter()
+        .any(|o| documents::is_auth_kind(&o.kind) || o.kind == "Mapping")
+    {
+        let mut lines: Vec<String> = report.iter().map(|l| format!("import: {l}")).collect();
+        lines.push(format!(
+            "import: nothing written: {} hold(s) no Filter, FilterPolicy, AuthService or Mapping (of any getambassador.io or ambassador version): an empty configuration would check no request; give the manifests that configure authentication (`kubectl get filters,filterpolicies,authservices,mappings -A -o yaml`)",
+            paths.join(", ")
+        ));
+        return Err(lines.join("\n"));
+    }
     let mut importer = Importer {
         secrets: objects
             .iter()
