@@ -36,6 +36,10 @@ pub fn prune(spec: &mut Value, place: &str, report: &mut Vec<String>) {
 /// false` and empty value are Go's zero values, as `kubectl get` prints them).
 const ABSENT_WITHOUT: &[(&str, &str)] = &[("ifRequestHeader", "name")];
 
+/// Filter types: `Internal: {}` (Ambassador Pro) is that type with its
+/// defaults, never unset.
+const FILTER_TYPES: &[&str] = &["JWT", "OAuth2", "External", "APIKey", "Plugin", "Internal"];
+
 /// Numeric fields whose zero AES reads as unset.
 const ZERO_IS_UNSET: &[&str] = &["httpStatusCode"];
 
@@ -93,7 +97,7 @@ fn prune_value(value: &mut Value, path: &str, empty: &mut Vec<String>, written: 
                     map.remove(&key);
                     continue;
                 }
-                if is_unset(inner) || emptied {
+                if (is_unset(inner) && !FILTER_TYPES.contains(&key.as_str())) || emptied {
                     map.remove(&key);
                     if !emptied {
                         empty.push(here);
