@@ -24,12 +24,14 @@ const USAGE: &str = "usage:
   portcullis check CONFIG
   portcullis schema
   portcullis render CONFIG --filter NAME --token JWT [--header 'Name: value']... [--no-verify] [--now UNIX_SECONDS]
-  portcullis import MANIFEST.yaml... [--out DIR]
+  portcullis import MANIFEST.yaml... [--out DIR] [--ambassador-id ID]
 
 import: AES/Emissary Kubernetes YAML (Filter, FilterPolicy, AuthService, Mapping,
 Secret) to the configuration on standard output (secrets as fromEnv), or with
 --out the configuration, secrets.env and Envoy, Istio and Envoy Gateway pieces in
-DIR. Each changed or refused field is reported on standard error.
+DIR. Each changed or refused field is reported on standard error. Resources of
+another Ambassador (spec.ambassador_id not naming ID, default `default`) are
+left out.
 
 CONFIG: the plugin configuration, JSON or YAML. `fromEnv` secrets are read from
 this process's environment.";
@@ -172,10 +174,17 @@ fn check(args: &[String]) -> Result<(), String> {
 fn import_command(args: &[String]) -> Result<(), String> {
     let mut files = Vec::new();
     let mut out = None;
+    let mut ambassador_id = "default".to_string();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--out" => out = Some(it.next().ok_or("--out needs a directory")?.clone()),
+            "--ambassador-id" => {
+                ambassador_id = it
+                    .next()
+                    .ok_or("--ambassador-id needs the AMBASSADOR_ID of the Ambassador to import")?
+                    .clone()
+            }
             other if other.starts_with("--") => {
                 return Err(format!("unknown argument {other:?}\n{USAGE}"))
             }
@@ -185,7 +194,7 @@ fn import_command(args: &[String]) -> Result<(), String> {
     if files.is_empty() {
         return Err(USAGE.to_string());
     }
-    import::run(&files, out.as_deref())
+    import::run(&files, out.as_deref(), &ambassador_id)
 }
 
 fn render(args: &[OsString]) -> Result<(), String> {

@@ -50,6 +50,10 @@ struct Expect {
     /// Lines (parts) the report must hold.
     #[serde(default)]
     report: Vec<String>,
+    /// The `AMBASSADOR_ID` the manifest's resources name (`--ambassador-id`):
+    /// without it they are another Ambassador's, and the import refuses.
+    #[serde(default)]
+    ambassador_id: Option<String>,
 }
 
 fn corpus() -> Vec<PathBuf> {
@@ -183,8 +187,25 @@ fn check_one(path: &Path, counts: &mut BTreeMap<String, usize>) -> Vec<String> {
     let out =
         std::env::temp_dir().join(format!("portcullis-corpus-{}-{}", std::process::id(), name));
     let file = path.to_str().unwrap();
-    let (ok, stdout, stderr) = portcullis(&["import", file], &[]);
-    let (ok_out, _, _) = portcullis(&["import", file, "--out", out.to_str().unwrap()], &[]);
+    let mut id_args: Vec<&str> = Vec::new();
+    if let Some(id) = &expect.ambassador_id {
+        let (ok, stdout, stderr) = portcullis(&["import", file], &[]);
+        if ok || !stdout.is_empty() || !stderr.contains("left out: spec.ambassador_id is") {
+            fail(format!(
+                "without --ambassador-id {id}, its resources were not left out:\n{stderr}"
+            ));
+        }
+        id_args = vec!["--ambassador-id", id];
+    }
+    let (ok, stdout, stderr) = portcullis(&[&["import", file][..], &id_args].concat(), &[]);
+    let (ok_out, _, _) = portcullis(
+        &[
+            &["import", file, "--out", out.to_str().unwrap()][..],
+            &id_args,
+        ]
+        .concat(),
+        &[],
+    );
     *counts.entry(expect.exit.clone()).or_default() += 1;
     for line in &expect.report {
         if !stderr.contains(line.as_str()) {

@@ -39,6 +39,20 @@ impl Object {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
     }
 
+    /// Whether the Ambassador whose `AMBASSADOR_ID` is `id` reads this
+    /// resource: its `ambassador_id` (a string or a list; none: `default`)
+    /// names `id`. AES marks what it stores as v3alpha1 for one Ambassador
+    /// `--apiVersion-v3alpha1-only--ID`.
+    pub fn serves(&self, id: &str) -> bool {
+        let named = |v: &str| v.trim_start_matches("--apiVersion-v3alpha1-only--") == id;
+        match self.spec.get("ambassador_id") {
+            None | Some(Value::Null) => id == "default",
+            Some(Value::String(s)) => named(s),
+            Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str().is_some_and(named)),
+            Some(_) => false,
+        }
+    }
+
     /// The Portcullis filter name AES's `name` + `namespace` become.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.name, self.namespace)
