@@ -146,7 +146,9 @@ fn read_document(
         return Ok(());
     };
     let kind = str_field(&doc, "kind");
-    if kind == "List" {
+    // `List` as kubectl prints it; `FilterList`, `MappingList`, ... as the
+    // API server answers a list request (client libraries, curl, Lens).
+    if kind == "List" || (kind.ends_with("List") && doc.get("items").is_some_and(Value::is_array)) {
         let items = match doc.remove("items") {
             Some(Value::Array(items)) => items,
             _ => Vec::new(),
@@ -386,6 +388,22 @@ mod tests {
             docs,
             vec![serde_json::json!({"a": {"x": 1}, "b": {"x": 1, "y": 2}})]
         );
+    }
+
+    #[test]
+    fn a_typed_list_reads_item_by_item() {
+        let mut objects = Vec::new();
+        let origin = Origin {
+            path: "x.yaml",
+            within: "document 1".into(),
+        };
+        let doc = serde_json::json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "FilterList",
+            "metadata": {"resourceVersion": ""}, "items": [{"apiVersion": "getambassador.io/v3alpha1",
+            "kind": "Filter", "metadata": {"name": "jwt", "namespace": "web"},
+            "spec": {"JWT": {"jwksURI": "https://idp/jwks"}}}]});
+        read_document(doc, "default", &origin, &mut objects, &mut Vec::new()).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].place(), "Filter web/jwt");
     }
 
     #[test]
