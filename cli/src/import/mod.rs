@@ -15,6 +15,8 @@
 //!   where host and path globs select exactly its requests (`mapping.rs`).
 //! - The `AuthService`s become one External filter that a last catch-all rule
 //!   runs; AES's own internal one is left out (`auth_service.rs`).
+//! - One Ambassador at a time: resources whose `ambassador_id` does not name
+//!   it (`default`, or `--ambassador-id`) are another install's, left out.
 //!
 //! Never a silent fail-open: authentication a manifest declares that cannot
 //! be imported is refused (the command fails), and so is a result that runs
