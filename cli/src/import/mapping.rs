@@ -124,7 +124,13 @@ fn mapping_globs(m: &Object, mappings: &[&Object]) -> Result<(String, String), V
         .get(host_field)
         .and_then(Value::as_str)
         .unwrap_or("*");
-    if host.contains(['?', '[', ']', '{', '}']) {
+    if host_field == "host" && m.spec.get("host").is_some() && host.contains('*') {
+        // Emissary matches `host` exactly (`hostname` is the glob): a `*` in
+        // it matches no request, the Mapping takes none.
+        refused.push(format!(
+            "spec.host: {host:?} is an exact match (Emissary 2.x and 3.x refuse a `*` in it: the Mapping takes no request; `hostname` is the glob), not the glob a rule would make of it"
+        ));
+    } else if host.contains(['?', '[', ']', '{', '}']) {
         refused.push(format!(
             "spec.{host_field}: {host:?} would be read as a glob"
         ));
