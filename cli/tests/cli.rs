@@ -581,7 +581,7 @@ fn a_non_utf8_argument_elsewhere_is_refused_without_a_panic() {
     ] {
         let (ok, _, err) = run_bytes(&args);
         assert!(!ok);
-        assert!(err.contains("is not valid UTF-8"), "{err}");
+        assert!(err.contains("invalid UTF-8"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -687,6 +687,356 @@ fn import_testdata(file: &str) -> (serde_json::Value, String) {
     let (ok, out, err) = run(&["import", &path]);
     assert!(ok, "{err}");
     (serde_json::from_str(&out).unwrap(), err)
+}
+
+/// Runs the command with `input` on its standard input: exit code, stdout, stderr.
+fn run_stdin(args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn code(args: &[&str]) -> (i32, String, String) {
+    run_stdin(args, "")
+}
+
+#[test]
+fn every_subcommand_answers_help_and_the_exit_codes() {
+    for sub in ["check", "render", "schema", "import"] {
+        let (status, out, err) = code(&[sub, "--help"]);
+        assert_eq!(status, 0, "{sub} --help: {err}");
+        assert!(
+            out.contains(&format!("Usage: portcullis {sub}")),
+            "{sub}: {out}"
+        );
+        assert!(out.contains("Exit codes:"), "{sub}: {out}");
+        // `schema --help` is help, not the schema.
+        assert!(!out.contains("$schema"), "{sub}: {out}");
+    }
+    let (status, out, _) = code(&["--help"]);
+    assert_eq!(status, 0);
+    for sub in ["check", "render", "schema", "import"] {
+        assert!(out.contains(sub), "{out}");
+    }
+    let (status, out, _) = code(&["help", "check"]);
+    assert_eq!(status, 0);
+    assert!(out.contains("Usage: portcullis check"), "{out}");
+}
+
+#[test]
+fn version_prints_the_version_and_succeeds() {
+    for args in [&["--version"][..], &["-V"], &["check", "--version"]] {
+        let (status, out, err) = code(args);
+        assert_eq!(status, 0, "{args:?}: {err}");
+        assert!(out.starts_with("portcullis"), "{out}");
+        assert!(
+            out.trim()
+                .ends_with(&format!(" {}", env!("CARGO_PKG_VERSION"))),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_command_line_exits_2_and_a_refused_configuration_1() {
+    assert_eq!(code(&["nope"]).0, 2);
+    assert_eq!(code(&["check"]).0, 2);
+    assert_eq!(code(&["render", "c.json"]).0, 2);
+    assert_eq!(code(&["import", "--bogus", "x.yaml"]).0, 2);
+    let (status, _, err) = code(&["check", "/nonexistent/portcullis.json"]);
+    assert_eq!(status, 2, "{err}");
+    let (status, _, err) = run_stdin(&["check", "-"], r#"{"filters":[{"name":"j","Jwt":{}}]}"#);
+    assert_eq!(status, 1, "{err}");
+}
+
+#[test]
+fn check_reads_standard_input_as_json_or_yaml() {
+    let (status, out, err) = run_stdin(
+        &["check", "-"],
+        r#"{"filters":[{"name":"k","APIKey":{"keys":[{"sha256":"00"}]}}]}"#,
+    );
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        err.contains("(stdin): filters[0].APIKey.keys[0].sha256"),
+        "{err}"
+    );
+
+    let (status, out, err) = run_stdin(
+        &["check", "-"],
+        "filters:\n- name: j\n  JWT: {validAlgorithms: [none]}\nrules:\n- {host: '*', path: '/api/*', filters: [{name: j}]}\n",
+    );
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("(stdin): ok: 1 filters, 1 rules"), "{out}");
+}
+
+#[test]
+fn check_warns_that_an_empty_configuration_enforces_nothing() {
+    let (status, out, err) = run_stdin(&["check", "-"], "{}");
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("ok: 0 filters, 0 rules"), "{out}");
+    assert!(
+        err.contains("warning: nothing is enforced: no filters and no rules: every request passes"),
+        "{err}"
+    );
+    let (_, _, err) = run_stdin(
+        &["check", "-"],
+        r#"{"filters":[{"name":"j","JWT":{"validAlgorithms":["none"]}}]}"#,
+    );
+    assert!(
+        err.contains("warning: nothing is enforced: no rules, so no filter runs"),
+        "{err}"
+    );
+}
+
+const CONFIG_JSON: &str = r#"{"clusters":{"idp.example.com":"idp"},
+  "filters":[{"name":"jwt","JWT":{"jwksURI":"https://idp.example.com/jwks.json"}},
+             {"name":"ext","External":{"auth_service":"auth:3000"}},
+             {"name":"login","OAuth2":{"authorizationURL":"https://sso.example.com/realms/a/","clientID":"c","secret":{"fromEnv":"SSO_SECRET"},
+                "protectedOrigins":[{"origin":"https://app.example.com"}]}}],
+  "rules":[{"host":"*","path":"/api/*","filters":[{"name":"jwt"},{"name":"ext"}]},
+           {"host":"*","path":"/app/*","filters":[{"name":"login"}]}]}"#;
+
+#[test]
+fn check_lists_each_callout_with_its_cluster_and_flags_those_without_an_entry() {
+    let (status, out, err) = run_stdin(&["check", "-"], CONFIG_JSON);
+    // SSO_SECRET is not set and nothing declares it: refused, as the plugin would.
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(err.contains("SSO_SECRET"), "{err}");
+
+    let config = CONFIG_JSON.replace(r#"{"fromEnv":"SSO_SECRET"}"#, r#""s3cret""#);
+    let (status, out, err) = run_stdin(&["check", "-"], &config);
+    assert_eq!(status, 0, "{err}");
+    for line in [
+        r#"callout filters[0].JWT.jwksURI: https://idp.example.com/jwks.json → cluster "idp" (clusters["idp.example.com"])"#,
+        r#"callout filters[1].External.auth_service: http://auth:3000 → cluster "auth" (no clusters entry: the URL's host)"#,
+        r#"callout filters[2].OAuth2.authorizationURL: https://sso.example.com/realms/a/.well-known/openid-configuration → cluster "sso.example.com" (no clusters entry: the URL's host) (and the token, userinfo and JWKS endpoints"#,
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    for line in [
+        r#"warning: filters[1].External.auth_service: Envoy needs a cluster named "auth" for http://auth:3000, or a `clusters` entry for "auth:3000""#,
+        r#"warning: filters[2].OAuth2.authorizationURL: Envoy needs a cluster named "sso.example.com""#,
+    ] {
+        assert!(err.contains(line), "{line}\n{err}");
+    }
+    assert!(!err.contains("filters[0]"), "{err}");
+}
+
+/// `config` as an Envoy bootstrap's wasm filter configuration, with `clusters`
+/// defined statically.
+fn bootstrap(config: &str, clusters: &[&str], yaml: bool) -> String {
+    let value: serde_json::Value = serde_json::from_str(config).unwrap();
+    let bootstrap = serde_json::json!({
+      "static_resources": {
+        "listeners": [{ "name": "main", "filter_chains": [{ "filters": [{
+          "name": "envoy.filters.network.http_connection_manager",
+          "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "main",
+            "http_filters": [
+              { "name": "portcullis", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": { "root_id": "portcullis",
+                  "vm_config": { "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": "portcullis.wasm" } },
+                    "environment_variables": { "host_env_keys": ["SSO_SECRET"] } },
+                  "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": value.to_string() } } } },
+              { "name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } } ] } }] }] }],
+        "clusters": clusters.iter().map(|c| serde_json::json!({"name": c})).collect::<Vec<_>>()
+      }
+    });
+    if yaml {
+        serde_yaml_ng::to_string(&bootstrap).unwrap()
+    } else {
+        bootstrap.to_string()
+    }
+}
+
+#[test]
+fn check_reads_the_configuration_inside_an_envoy_bootstrap_against_its_clusters() {
+    for yaml in [false, true] {
+        let text = bootstrap(CONFIG_JSON, &["idp", "auth", "sso.example.com"], yaml);
+        let (status, out, err) = run_stdin(&["check", "-"], &text);
+        assert_eq!(status, 0, "yaml={yaml}: {out}{err}");
+        assert!(
+            out.contains(r#"(stdin): Envoy bootstrap: http filter "portcullis" configuration: ok: 3 filters, 2 rules"#),
+            "{out}"
+        );
+        // Declared for the VM (host_env_keys), not set here: noted, not refused.
+        assert!(
+            out.contains("environment variable SSO_SECRET: declared for the VM"),
+            "{out}"
+        );
+        assert!(!err.contains("warning"), "{err}");
+
+        let text = bootstrap(CONFIG_JSON, &["idp", "sso.example.com"], yaml);
+        let (status, _, err) = run_stdin(&["check", "-"], &text);
+        assert_eq!(status, 1);
+        assert!(
+            err.contains(r#"filters[1].External.auth_service: cluster "auth" is not defined in this bootstrap's static_resources.clusters"#),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn check_reads_an_istio_wasm_plugin_and_an_envoy_gateway_policy() {
+    let plugin = "apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: auth, namespace: istio-system}
+spec:
+  url: oci://registry.example.com/portcullis:0.1.0
+  vmConfig:
+    env:
+    - {name: KEY, value: inline-key}
+  pluginConfig:
+    filters:
+    - name: keys
+      APIKey: {keys: [{value: {fromEnv: KEY}}]}
+    rules:
+    - {host: '*', path: '/*', filters: [{name: keys}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other}
+";
+    let (status, out, err) = run_stdin(&["check", "-"], plugin);
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        out.contains(
+            "(stdin): WasmPlugin istio-system/auth spec.pluginConfig: ok: 1 filters, 1 rules"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("(stdin): skipped Service other"), "{out}");
+
+    let bad = plugin.replace("APIKey", "ApiKey");
+    let (status, _, err) = run_stdin(&["check", "-"], &bad);
+    assert_eq!(status, 1);
+    assert!(
+        err.contains("(stdin): WasmPlugin istio-system/auth spec.pluginConfig: filters[0]"),
+        "{err}"
+    );
+
+    let policy = "apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyExtensionPolicy
+metadata: {name: auth, namespace: default}
+spec:
+  wasm:
+  - name: first
+    code: {type: Image, image: {url: registry.example.com/portcullis:0.1.0}}
+    env: {hostKeys: [KEY]}
+    config:
+      filters:
+      - name: keys
+        APIKey: {keys: [{value: {fromEnv: KEY}}]}
+      rules:
+      - {host: '*', path: '/*', filters: [{name: keys}]}
+  - name: second
+    code: {type: Image, image: {url: registry.example.com/portcullis:0.1.0}}
+    config: {filters: [{name: j, JWT: {}}]}
+";
+    let (status, out, err) = run_stdin(&["check", "-"], policy);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains(
+            "EnvoyExtensionPolicy default/auth spec.wasm[0] (first) config: ok: 1 filters, 1 rules"
+        ),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "EnvoyExtensionPolicy default/auth spec.wasm[1] (second) config: filters[0].JWT"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_points_an_aes_manifest_to_import() {
+    let path = format!(
+        "{}/../testdata/aes-import/filters.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let path = if std::path::Path::new(&path).exists() {
+        path
+    } else {
+        write(
+            "aes.yaml",
+            "apiVersion: getambassador.io/v3alpha1\nkind: Filter\nmetadata: {name: f}\nspec:\n  JWT: {jwksURI: https://idp/jwks}\n",
+        )
+        .to_str()
+        .unwrap()
+        .to_string()
+    };
+    let (status, _, err) = code(&["check", &path]);
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("an AES/Emissary manifest, not a Portcullis configuration: run `portcullis import FILE`"), "{err}");
+    assert!(!err.contains("unknown field"), "{err}");
+}
+
+/// What `check` refuses, the JSON Schema refuses too, where JSON Schema can say it.
+#[test]
+fn the_schema_refuses_what_check_refuses() {
+    let (_, schema, _) = code(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let accepted = [
+        r#"{}"#,
+        r#"{"filters":[{"name":"j","JWT":{"jwksURI":"https://idp/jwks","insecureTLS":true},"ambassador_id":["a"]}],
+            "rules":[{"host":"*","path":"/*","filters":[{"name":"j","arguments":{"scope":["read"]}}]}]}"#,
+    ];
+    for text in accepted {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{text}: {errors:?}");
+        assert_eq!(run_stdin(&["check", "-"], text).0, 0, "{text}");
+    }
+    let refused = [
+        // The v1alpha1 lower-case shape.
+        r#"{"filters":[{"name":"j","jwt":{"jwksURI":"https://idp/jwks"}}]}"#,
+        r#"{"filters":[{"name":"j","type":"jwt"}]}"#,
+        // An unknown filter type, two types, none.
+        r#"{"filters":[{"name":"j","Jwt":{}}]}"#,
+        r#"{"filters":[{"name":"j","JWT":{},"MTLS":{}}]}"#,
+        r#"{"filters":[{"name":"j"}]}"#,
+        // Unknown fields at every level.
+        r#"{"filter":[]}"#,
+        r#"{"filters":[{"name":"j","JWT":{"jwksUri":"https://idp/jwks"}}]}"#,
+        r#"{"rules":[{"host":"*","path":"/*","filters":[{"name":"j","onDenied":"break"}]}]}"#,
+    ];
+    for text in refused {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert!(!validator.is_valid(&value), "the schema accepts {text}");
+        assert_eq!(
+            run_stdin(&["check", "-"], text).0,
+            1,
+            "check accepts {text}"
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod callout;
 pub mod compile;
 pub mod condition;
 pub mod config;
+pub mod decision_log;
 pub mod external;
 pub mod fetch;
 pub mod glob;

@@ -163,7 +163,7 @@ pub struct Journey {
     /// holds its response until the journey decides.
     response_held: bool,
     /// Headers to add to the upstream's response (a refreshed session cookie).
-    response_headers: Vec<(String, String)>,
+    response_headers: Vec<HeaderChange>,
     /// An OAuth2 filter's state while its callout is out.
     oauth2_pending: Option<OAuth2Pending>,
     /// OAuth2 filters whose IdP this journey already waited for.
@@ -304,8 +304,15 @@ impl Journey {
     }
 
     /// Takes the headers to add to the upstream's response.
-    pub fn take_response_headers(&mut self) -> Vec<(String, String)> {
+    /// (`append`: added beside the upstream's; otherwise set, replacing it).
+    pub fn take_response_headers(&mut self) -> Vec<HeaderChange> {
         std::mem::take(&mut self.response_headers)
+    }
+
+    /// The index of the rule this request matched, once selected (for the
+    /// decision log).
+    pub fn rule_index(&self) -> Option<usize> {
+        self.rule
     }
 
     /// Takes the filters' outcomes recorded so far (for metrics).
@@ -578,6 +585,10 @@ impl Journey {
         let decision = match config.filters.get(fref.filter).map(|f| &f.kind) {
             Some(FilterKind::External(ext)) => match ext.read_answer_for(request, answer) {
                 ExternalOutcome::Allow(changes) => Decision::Allow(changes),
+                ExternalOutcome::AllowWithResponseHeaders { request, response } => {
+                    self.response_headers.extend(response);
+                    Decision::Allow(request)
+                }
                 ExternalOutcome::Deny(response) => Decision::Deny(response),
             },
             Some(FilterKind::OAuth2(oauth2)) => {
@@ -652,7 +663,11 @@ impl Journey {
     ) -> Result<Decision, Step> {
         match step {
             OAuth2Step::Allow { request, response } => {
-                self.response_headers.extend(response);
+                self.response_headers.extend(
+                    response
+                        .into_iter()
+                        .map(|(name, value)| HeaderChange::append(&name, value)),
+                );
                 Ok(Decision::Allow(request))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),

@@ -7,7 +7,8 @@
 //!   and recording every `CheckRequest` it decoded.
 //! - [`native_ext_authz_http`]: Envoy's own `envoy.filters.http.ext_authz` filter
 //!   configured the way Emissary configures it for an `AuthService`, for
-//!   side-by-side tests on a further listener.
+//!   side-by-side tests on a further listener; [`native_ext_authz_grpc`] the
+//!   same for a gRPC `AuthService`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -174,6 +175,64 @@ pub fn native_ext_authz_http(spec: &NativeHttpAuth) -> Value {
         );
     }
     json!({ "name": "envoy.filters.http.ext_authz", "typed_config": typed })
+}
+
+/// The `http_filters` entry Emissary generates for a gRPC `AuthService`
+/// (`proto: grpc`, `protocol_version: v3`): `envoy.filters.http.ext_authz` with
+/// `grpc_service.envoy_grpc` on `cluster`, `timeout_ms`, `clear_route_cache`
+/// and `status_on_error` 403; with `include_body`, `with_request_body`.
+pub fn native_ext_authz_grpc(
+    cluster: &str,
+    timeout_ms: u64,
+    include_body: Option<(u64, bool)>,
+) -> Value {
+    let mut typed = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "grpc_service": {
+            "envoy_grpc": { "cluster_name": cluster },
+            "timeout": format!("{:.3}s", timeout_ms as f64 / 1000.0)
+        },
+        "clear_route_cache": true,
+        "failure_mode_allow": false,
+        "status_on_error": { "code": 403 }
+    });
+    if let (Some((max_bytes, allow_partial)), Some(t)) = (include_body, typed.as_object_mut()) {
+        t.insert(
+            "with_request_body".to_string(),
+            json!({ "max_request_bytes": max_bytes, "allow_partial_message": allow_partial }),
+        );
+    }
+    json!({ "name": "envoy.filters.http.ext_authz", "typed_config": typed })
+}
+
+/// A header for a `HeaderValueOption` with `append_action` (base.proto's
+/// `HeaderAppendAction`, [`proto::append_action`]) and no `append`.
+pub fn header_action(name: &str, value: &str, action: i32) -> HeaderValueOption {
+    HeaderValueOption {
+        append_action: action,
+        ..header_option(name, value, None)
+    }
+}
+
+/// `CheckResponse` OK with these upstream header changes and removals, and
+/// `response_headers_to_add` for the client's response.
+pub fn ok_response_with_response_headers(
+    headers: Vec<HeaderValueOption>,
+    headers_to_remove: &[&str],
+    response_headers_to_add: Vec<HeaderValueOption>,
+) -> GrpcReply {
+    GrpcReply::Answer(CheckResponse {
+        status: Some(Status {
+            code: code::OK,
+            message: String::new(),
+        }),
+        http_response: Some(proto::HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove: headers_to_remove.iter().map(|s| s.to_string()).collect(),
+            response_headers_to_add,
+        })),
+    })
 }
 
 // ---- a gRPC ext_authz server ------------------------------------------------

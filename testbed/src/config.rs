@@ -47,6 +47,8 @@ pub struct EnvoyConfig {
     root_id: Option<String>,
     fail_open: bool,
     failure_policy: Option<String>,
+    /// The plugin's `allow_on_headers_stop_iteration` (Envoy 1.35+).
+    headers_stop_iteration: bool,
     instances: Vec<PluginInstance>,
     routes: Vec<ExtraRoute>,
     listeners: Vec<(String, Vec<Value>)>,
@@ -71,6 +73,7 @@ impl EnvoyConfig {
             root_id: None,
             fail_open: false,
             failure_policy: None,
+            headers_stop_iteration: false,
             instances: Vec::new(),
             routes: Vec::new(),
             listeners: Vec::new(),
@@ -176,6 +179,14 @@ impl EnvoyConfig {
         self
     }
 
+    /// Sets the plugin's `allow_on_headers_stop_iteration: true` (Envoy 1.35+):
+    /// a pause of the request headers holds only them, and the body callbacks
+    /// still come (docs/external.md, `include_body`).
+    pub fn headers_stop_iteration(mut self, yes: bool) -> Self {
+        self.headers_stop_iteration = yes;
+        self
+    }
+
     /// The plugin's `failure_policy` (`FAIL_CLOSED`, `FAIL_OPEN`, `FAIL_RELOAD`)
     /// instead of `fail_open`: what Envoy does after the VM crashed.
     pub fn failure_policy(mut self, policy: &str) -> Self {
@@ -211,6 +222,9 @@ impl EnvoyConfig {
         match &self.failure_policy {
             Some(policy) => s.push_str(&format!("                failure_policy: {policy}\n")),
             None => s.push_str(&format!("                fail_open: {}\n", self.fail_open)),
+        }
+        if self.headers_stop_iteration {
+            s.push_str("                allow_on_headers_stop_iteration: true\n");
         }
         s.push_str("                configuration:\n");
         s.push_str(

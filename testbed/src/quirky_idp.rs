@@ -115,6 +115,36 @@ impl QuirkyIdp {
         }
     }
 
+    /// From now on its discovery document names no `userinfo_endpoint` (as
+    /// Azure AD B2C's; OpenID Connect Discovery makes it only RECOMMENDED), and
+    /// `/userinfo` answers 404.
+    pub fn without_userinfo(self) -> QuirkyIdp {
+        let issuer = self.issuer();
+        let mut discovery = json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        if self.profile != Profile::Google {
+            if let Some(d) = discovery.as_object_mut() {
+                d.insert(
+                    "end_session_endpoint".into(),
+                    json!(format!("{issuer}/logout")),
+                );
+            }
+        }
+        self.server.set(
+            "/.well-known/openid-configuration",
+            Reply::json(200, &discovery),
+        );
+        self.server
+            .set("/userinfo", Reply::text(404, "no such endpoint"));
+        self
+    }
+
     /// `http://127.0.0.1:PORT` (also the issuer).
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.server.port())

@@ -90,7 +90,8 @@ fn fx() -> &'static Fixture {
                 401,
                 vec![
                     raw_option("www-authenticate", OBS_CHALLENGE, None),
-                    raw_option("set-cookie", OBS_COOKIE, Some(true)),
+                    // Not `append: true`: Envoy drops such a header of a denial.
+                    raw_option("set-cookie", OBS_COOKIE, None),
                 ],
                 "",
             ),

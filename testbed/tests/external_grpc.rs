@@ -233,7 +233,9 @@ fn ok_headers_are_set_appended_and_removed_upstream() {
     );
     let seen = passed(&r, "OK with header changes");
     assert_eq!(seen.headers_all("x-set"), vec!["from-auth"]);
-    assert_eq!(seen.headers_all("x-app"), vec!["a", "b"]);
+    // `append: true` joins to the present value with `,`, as Envoy's
+    // ext_authz does (external_grpc_vs_native.rs).
+    assert_eq!(seen.headers_all("x-app"), vec!["a,b"]);
     assert_eq!(seen.headers_all("x-new"), vec!["n"]);
     assert!(seen.header("x-remove-me").is_none(), "{:?}", seen.headers);
     assert_eq!(seen.headers_all("x-keep"), vec!["k"]);

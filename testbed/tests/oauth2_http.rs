@@ -842,3 +842,121 @@ fn a_stale_session_cookie_of_the_same_name_sent_first_does_not_hide_the_session(
         assert_eq!(echoed(&r).header("x-user"), Some(USER), "{stale}");
     }
 }
+
+/// An IdP error answer at the callback, with the genuine state (a link anyone
+/// can craft on the site's own domain, RFC 6749 §10.13): the page says what
+/// the `error` code means in fixed words, never the `error_description`
+/// (which goes to the log only) nor an unknown code, and links back to the
+/// site.
+#[test]
+fn a_crafted_error_description_never_reaches_the_page() {
+    let f = fx();
+    let description = "Your account is locked, call +1-555-0100";
+    for (error, fixed) in [
+        ("access_denied", "The sign-in was refused"),
+        (
+            "call_us_at_555_0100",
+            "The identity provider could not sign you in",
+        ),
+    ] {
+        let mut agent = Agent::new();
+        let r = agent.get(&url(&format!("/app/idp-error-{error}")));
+        let loc = assert_login_redirect(&r, &f.idp);
+        let state = loc.query_param("state").expect("state");
+        let r = agent.get(&format!(
+            "{}?error={error}&error_description={}&state={}",
+            redirect_uri(&o()),
+            percent_encode(description),
+            percent_encode(&state)
+        ));
+        let body = r.body_str();
+        assert_eq!(r.status, 401, "{error}: {:?} {body}", r.headers);
+        assert!(body.contains(fixed), "{error}: fixed text: {body}");
+        assert!(
+            !body.contains("555") && !body.contains("locked"),
+            "{error}: the IdP's (or a forger's) words never reach the page: {body}"
+        );
+        assert!(
+            body.contains("href=\"/\""),
+            "{error}: a link back to the site: {body}"
+        );
+        assert!(cookies_set(&r, "portcullis_session").is_empty());
+    }
+    assert!(
+        f.envoy.log().contains(description),
+        "the description is logged for the operator"
+    );
+}
+
+/// The single-page app of the report: its session gone, it polls
+/// `GET /app/api/data` with `fetch()` (`Accept: application/json`,
+/// `Sec-Fetch-Mode: cors`, `Sec-Fetch-Dest: empty`). Each poll gets a 401
+/// naming the login, never a redirect or a state cookie; then the user
+/// reloads the page (a navigation) and is sent to sign in, not to the loop
+/// page, and signs in.
+#[test]
+fn a_polling_app_gets_401_and_its_user_signs_in_on_reload() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let poll = [
+        ("Accept", "application/json"),
+        ("Sec-Fetch-Mode", "cors"),
+        ("Sec-Fetch-Dest", "empty"),
+    ];
+    for i in 0..10 {
+        let r = agent.send("GET", &url("/app/api/data"), &poll, b"");
+        assert_eq!(r.status, 401, "poll {i}: {:?}", r.headers);
+        assert!(r.header("location").is_none(), "poll {i}");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains(&format!("login_uri=\"{}/\"", o())),
+            "poll {i}: {challenge}"
+        );
+        assert!(
+            r.headers_all("set-cookie").is_empty(),
+            "poll {i}: no state cookie, no count: {:?}",
+            r.headers
+        );
+    }
+    // (A WebSocket upgrade gets the same 401 from the filter, core
+    // `background_requests_get_401_not_a_login`; this fixture's Envoy has no
+    // `upgrade_configs`, so Envoy itself refuses the upgrade before any filter.)
+    // The reload: a navigation, sent to the IdP and signed in.
+    let login = f
+        .idp
+        .login_headless(&mut agent, &url("/app/reloaded"), USER);
+    assert_eq!(login.final_url, url("/app/reloaded"));
+    assert_eq!(login.response.status, 200);
+    assert!(login.hops.iter().all(|h| h.response.status != 508));
+}
+
+/// Ten tabs opened before any login finishes (a restored session): each is
+/// sent to sign in, none gets the loop page; the browser keeps at most
+/// `MAX_PENDING_LOGINS` (8) state cookies, the oldest dropped; the last tab
+/// signs in.
+#[test]
+fn ten_tabs_never_get_the_loop_page() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let host = "127.0.0.1";
+    for i in 0..10 {
+        let r = agent.get(&url(&format!("/app/tab-{i}")));
+        assert_eq!(r.status, 303, "tab {i}: {:?} {}", r.headers, r.body_str());
+        let states = agent
+            .cookies_with_prefix(host, "portcullis_state.login.")
+            .len();
+        assert!(states <= 8, "tab {i}: {states} state cookies");
+    }
+    assert_eq!(
+        agent
+            .cookies_with_prefix(host, "portcullis_state.login.")
+            .len(),
+        8,
+        "the bound, the oldest dropped"
+    );
+    let login = f
+        .idp
+        .login_headless(&mut agent, &url("/app/tab-last"), USER);
+    assert_eq!(login.final_url, url("/app/tab-last"));
+    assert!(login.hops.iter().all(|h| h.response.status != 508));
+}

@@ -42,6 +42,8 @@ struct Fixture {
     google: QuirkyIdp,
     /// A Google-like IdP whose access tokens expire at once.
     instant: QuirkyIdp,
+    /// Opaque access tokens and no UserInfo endpoint (Azure AD B2C).
+    b2c: QuirkyIdp,
     _echo: EchoUpstream,
 }
 
@@ -56,6 +58,7 @@ fn start() -> Fixture {
     let okta = QuirkyIdp::start(Profile::Okta, EXPIRES_IN);
     let google = QuirkyIdp::start(Profile::Google, EXPIRES_IN);
     let instant = QuirkyIdp::start(Profile::Google, 0);
+    let b2c = QuirkyIdp::start(Profile::Google, 600).without_userinfo();
     let key = session_key();
     let mut last = String::new();
     for _ in 0..3 {
@@ -84,6 +87,7 @@ fn start() -> Fixture {
             "clusters": {
                 azure.authority(): "azure", okta.authority(): "okta",
                 google.authority(): "google", instant.authority(): "instant",
+                b2c.authority(): "b2c",
             },
             "filters": [
                 filter("azure", &azure, Value::Null),
@@ -92,6 +96,9 @@ fn start() -> Fixture {
                 filter("okta", &okta, Value::Null),
                 filter("google", &google, Value::Null),
                 filter("instant", &instant, Value::Null),
+                filter("b2c", &b2c, json!({ "injectRequestHeaders": [
+                    { "name": "X-User", "value": "{{ .idToken.Claims.sub }}" } ] })),
+                filter("b2c-userinfo", &b2c, json!({ "accessTokenValidation": "userinfo" })),
             ],
             "rules": [
                 rule("/azure/*", "azure"),
@@ -100,6 +107,8 @@ fn start() -> Fixture {
                 rule("/okta/*", "okta"),
                 rule("/google/*", "google"),
                 rule("/instant/*", "instant"),
+                rule("/b2c/*", "b2c"),
+                rule("/b2c-userinfo/*", "b2c-userinfo"),
             ]
         });
         let cfg = EnvoyConfig::new(echo.port())
@@ -109,6 +118,7 @@ fn start() -> Fixture {
             .cluster("okta", okta.port())
             .cluster("google", google.port())
             .cluster("instant", instant.port())
+            .cluster("b2c", b2c.port())
             .build();
         match Envoy::try_start(&cfg) {
             Ok(envoy) => {
@@ -119,6 +129,7 @@ fn start() -> Fixture {
                     okta,
                     google,
                     instant,
+                    b2c,
                     _echo: echo,
                 }
             }
@@ -373,4 +384,44 @@ fn two_oauth2_filters_on_one_origin_side_by_side() {
         format!("https://sts.windows.net/{AZURE_TENANT}/")
     );
     assert!(has_session(&agent, "okta") && has_session(&agent, "azure"));
+}
+
+/// An IdP without a UserInfo endpoint and with opaque access tokens (Azure
+/// AD B2C): under the default `auto` the login holds and requests pass on the
+/// token's lifetime (the report: 503 on every request after the login).
+#[test]
+fn an_idp_without_userinfo_works_under_auto() {
+    let f = fx();
+    let mut agent = Agent::new();
+    let hops = browse(&mut agent, &url("/b2c/app"));
+    let (_, last) = hops.last().expect("a hop");
+    assert_eq!(last.status, 200, "{}", last.body_str());
+    let e = echoed(last);
+    assert!(bearer(&e).starts_with("ya29."), "the opaque token upstream");
+    assert_eq!(e.header("x-user"), Some(QUIRKY_USER));
+    // A later request passes without another login or a UserInfo call.
+    let r = agent.get(&url("/b2c/again"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(f.b2c.count("/userinfo"), 0);
+}
+
+/// `accessTokenValidation: userinfo` against that IdP: refused when the
+/// discovery document arrives (the log names the setting), and a request gets
+/// a 503 page that names it, not a login.
+#[test]
+fn userinfo_validation_against_an_idp_without_userinfo_is_refused_with_the_setting() {
+    let f = fx();
+    let host = format!("127.0.0.1:{}", f.port);
+    let r = client::get(f.port, "/b2c-userinfo/app", &[("Host", &host)]);
+    assert_eq!(r.status, 503, "{}", r.body_str());
+    assert!(r.header("location").is_none());
+    let body = r.body_str();
+    assert!(
+        body.contains("accessTokenValidation") && body.contains("userinfo_endpoint"),
+        "{body}"
+    );
+    assert!(f
+        ._envoy
+        .log()
+        .contains("(accessTokenValidation: userinfo), and the identity provider's discovery document names none"));
 }

@@ -3,8 +3,8 @@
 //! `ext_authz` gRPC client reads it.
 
 use super::proto::{
-    append_action, Address, AttributeContext, AttributeRequest, CheckRequest, CheckResponse,
-    HeaderMap, HeaderValue, HeaderValueOption, HttpRequest, HttpResponse, Peer, SocketAddress,
+    Address, AttributeContext, AttributeRequest, CheckRequest, CheckResponse, HeaderMap,
+    HeaderValue, HeaderValueOption, HttpRequest, HttpResponse, OkHttpResponse, Peer, SocketAddress,
     Timestamp,
 };
 use super::{
@@ -170,33 +170,13 @@ fn timestamp(now_unix: f64) -> Option<Timestamp> {
     })
 }
 
-/// How a `HeaderValueOption` changes a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Set,
-    Append,
-    AddIfAbsent,
-    OverwriteIfExists,
-}
-
-/// The action of one `HeaderValueOption`. The deprecated `append` wins when
-/// present (true appends, false sets). Otherwise `append_action`, except that
-/// its default `APPEND_IF_EXISTS_OR_ADD` (0) sets: proto3 cannot tell it from
-/// "unset", the ext_authz proto documents `append` as defaulting to false in
-/// these messages ("By leaving `append` as false, the filter will either add a
-/// new header, or override an existing one"), and that is what Envoy did up to
-/// 1.37 and what auth services written for Emissary expect. Unknown actions
-/// set, as Envoy does.
-fn action(option: &HeaderValueOption) -> Action {
-    match &option.append {
-        Some(b) if b.value => Action::Append,
-        Some(_) => Action::Set,
-        None => match option.append_action {
-            append_action::ADD_IF_ABSENT => Action::AddIfAbsent,
-            append_action::OVERWRITE_IF_EXISTS => Action::OverwriteIfExists,
-            _ => Action::Set,
-        },
-    }
+/// Whether a `HeaderValueOption` appends (the deprecated `append: true`) or
+/// sets (anything else). Envoy 1.40's `ext_authz` reads only `append`:
+/// `append_action` (`ADD_IF_ABSENT`, `OVERWRITE_IF_EXISTS`, ...) is not
+/// looked at, so every option without `append: true` sets, as there (checked
+/// against it in testbed/tests/external_grpc_vs_native.rs).
+fn appends(option: &HeaderValueOption) -> bool {
+    option.append.as_ref().is_some_and(|b| b.value)
 }
 
 /// The name and value of a `HeaderValueOption` that can be applied: `value`,
@@ -213,9 +193,75 @@ fn name_value(option: &HeaderValueOption) -> Option<(&str, &[u8])> {
     settable_header(name, value).then_some((name, value))
 }
 
+/// The changes an OK answer makes to the upstream request, in Envoy 1.40's
+/// order: every set (`append` unset or false; a later one of the same name
+/// wins), then every `append: true`, which joins its value to the header's
+/// first value with `,` and is dropped when the header is absent, then
+/// `headers_to_remove` (not pseudo-headers or `host`). `current` is the
+/// request's headers as they stand (none: an empty request).
+fn upstream_changes(ok: &OkHttpResponse, current: Option<&Headers>) -> Vec<HeaderChange> {
+    let mut work = current.cloned().unwrap_or_default();
+    let mut touched_names: Vec<String> = Vec::new();
+    let touch = |name: &str, touched: &mut Vec<String>| {
+        if !touched.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+            touched.push(name.to_ascii_lowercase());
+        }
+    };
+    for option in ok.headers.iter().filter(|o| !appends(o)) {
+        if let Some((name, value)) = name_value(option) {
+            work.set_bytes(name, value);
+            touch(name, &mut touched_names);
+        }
+    }
+    for option in ok.headers.iter().filter(|o| appends(o)) {
+        let Some((name, value)) = name_value(option) else {
+            continue;
+        };
+        let mut values: Vec<Vec<u8>> = work.get_all_bytes(name).map(<[u8]>::to_vec).collect();
+        let Some(first) = values.first_mut() else {
+            log::debug!("External: append: true for {name}, which the request lacks: dropped, as Envoy's ext_authz drops it");
+            continue;
+        };
+        first.push(b',');
+        first.extend_from_slice(value);
+        work.remove(name);
+        for v in &values {
+            work.append_bytes(name, v);
+        }
+        touch(name, &mut touched_names);
+    }
+    let mut changes = Vec::new();
+    for name in &touched_names {
+        let mut values = work.get_all_bytes(name);
+        match values.next() {
+            Some(first) => {
+                changes.push(HeaderChange::set(name, first));
+                changes.extend(values.map(|v| HeaderChange::append(name, v)));
+            }
+            None => changes.push(HeaderChange::remove(name)),
+        }
+    }
+    for name in &ok.headers_to_remove {
+        if removable_header(name) {
+            changes.push(HeaderChange::remove(name));
+        }
+    }
+    changes
+}
+
+/// The changes an OK answer's `response_headers_to_add` make to the response
+/// the client gets, in Envoy 1.40's order: every `append: true` added, then
+/// every other set (replacing the upstream's value).
+fn client_changes(options: &[HeaderValueOption]) -> Vec<HeaderChange> {
+    let adds = options.iter().filter(|o| appends(o));
+    let sets = options.iter().filter(|o| !appends(o));
+    adds.filter_map(|o| name_value(o).map(|(n, v)| HeaderChange::append(n, v)))
+        .chain(sets.filter_map(|o| name_value(o).map(|(n, v)| HeaderChange::set(n, v))))
+        .collect()
+}
+
 /// Reads a gRPC answer. `current` is the request's headers as they stand, for
-/// the conditional actions (`ADD_IF_ABSENT`, `OVERWRITE_IF_EXISTS`); without
-/// them those act as set.
+/// `append: true` (which joins to a present header and is dropped otherwise).
 pub(super) fn read(
     status_code: u32,
     message: &[u8],
@@ -246,34 +292,20 @@ pub(super) fn read(
                     "CheckResponse has more than {MAX_ANSWER_HEADERS} headers"
                 ));
             }
-            if !ok.response_headers_to_add.is_empty() {
-                log::debug!(
-                    "External: ignoring {} response_headers_to_add of an OK CheckResponse",
-                    ok.response_headers_to_add.len()
-                );
+            if ok.response_headers_to_add.len() > MAX_ANSWER_HEADERS {
+                return Err(format!(
+                    "CheckResponse has more than {MAX_ANSWER_HEADERS} response headers"
+                ));
             }
-            let mut changes = Vec::with_capacity(ok.headers.len() + ok.headers_to_remove.len());
-            for option in &ok.headers {
-                let Some((name, value)) = name_value(option) else {
-                    continue;
-                };
-                let present = || current.is_some_and(|h| h.contains(name));
-                match action(option) {
-                    Action::Set => changes.push(HeaderChange::set(name, value)),
-                    Action::Append => changes.push(HeaderChange::append(name, value)),
-                    Action::AddIfAbsent if current.is_some() && present() => {}
-                    Action::OverwriteIfExists if current.is_some() && !present() => {}
-                    Action::AddIfAbsent | Action::OverwriteIfExists => {
-                        changes.push(HeaderChange::set(name, value))
-                    }
-                }
+            let changes = upstream_changes(&ok, current);
+            let response = client_changes(&ok.response_headers_to_add);
+            if response.is_empty() {
+                return Ok(ExternalOutcome::Allow(changes));
             }
-            for name in &ok.headers_to_remove {
-                if removable_header(name) {
-                    changes.push(HeaderChange::remove(name));
-                }
-            }
-            Ok(ExternalOutcome::Allow(changes))
+            Ok(ExternalOutcome::AllowWithResponseHeaders {
+                request: changes,
+                response,
+            })
         }
         Some(HttpResponse::DeniedResponse(denied)) => {
             if denied.headers.len() > MAX_ANSWER_HEADERS {
@@ -297,10 +329,14 @@ pub(super) fn read(
                 let Some((name, value)) = name_value(option) else {
                     continue;
                 };
-                // Envoy: on a local reply `append: true` adds, anything else sets.
-                match action(option) {
-                    Action::Append => response.push_header(name, value),
-                    _ => response.set_header(name, value),
+                // Envoy 1.40 adds every header of a denial but those with
+                // `append: true`, which it drops (Set-Cookie included).
+                if appends(option) {
+                    log::debug!(
+                        "External: a denial's {name} with append: true is dropped, as Envoy's ext_authz drops it"
+                    );
+                } else {
+                    response.push_header(name, value);
                 }
             }
             if !response.body.is_empty() && response.header_bytes("content-type").is_none() {

@@ -91,6 +91,13 @@ pub struct RequestBody<'a> {
 pub enum ExternalOutcome {
     /// Let the request through with these changes to its headers.
     Allow(Vec<HeaderChange>),
+    /// Let the request through with these changes to its headers, and make
+    /// `response`'s to the upstream's response on its way to the client
+    /// (gRPC `response_headers_to_add` of an OK answer).
+    AllowWithResponseHeaders {
+        request: Vec<HeaderChange>,
+        response: Vec<HeaderChange>,
+    },
     /// Answer the client with this response.
     Deny(Response),
 }

@@ -787,6 +787,9 @@ fn grpc_check_includes_the_body() {
     assert_eq!(http.headers["x-envoy-auth-partial-body"], "true");
 }
 
+/// As Envoy 1.40's ext_authz (testbed/tests/external_grpc_vs_native.rs):
+/// sets first, then `append: true` joined to a present header's first value
+/// with `,` (dropped on an absent one), then removals.
 #[test]
 fn grpc_ok_response_sets_appends_and_removes_headers() {
     let f = grpc_filter(json!({}));
@@ -798,8 +801,10 @@ fn grpc_ok_response_sets_appends_and_removes_headers() {
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: vec![
                 option("X-User", "alice", None, 0),
-                option("x-group", "a", Some(false), 0),
                 option("x-group", "b", Some(true), 0),
+                option("x-group", "a", Some(false), 0),
+                option("x-client", "auth", Some(true), 0),
+                option("x-nobody", "auth", Some(true), 0),
                 option(
                     "x-set",
                     "s",
@@ -812,33 +817,29 @@ fn grpc_ok_response_sets_appends_and_removes_headers() {
             response_headers_to_add: vec![],
         })),
     };
+    let r = request(&[("x-client", "one"), ("x-client", "two")]);
     assert_eq!(
-        allow(f.read_answer(grpc_answer(&response))),
+        allow(f.read_answer_for(&r, grpc_answer(&response))),
         vec![
             HeaderChange::set("x-user", "alice"),
-            HeaderChange::set("x-group", "a"),
-            HeaderChange::append("x-group", "b"),
+            HeaderChange::set("x-group", "a,b"),
             HeaderChange::set("x-set", "s"),
+            HeaderChange::set("x-client", "one,auth"),
+            HeaderChange::append("x-client", "two"),
             HeaderChange::remove("authorization"),
         ]
     );
 }
 
+/// Envoy 1.40 does not read `append_action`: every one sets.
 #[test]
-fn grpc_conditional_actions_look_at_the_request() {
+fn grpc_append_actions_set_as_envoy_does() {
     let f = grpc_filter(json!({}));
     let response = CheckResponse {
         status: None,
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: vec![
                 option("x-present", "new", None, append_action::ADD_IF_ABSENT),
-                option("x-absent", "new", None, append_action::ADD_IF_ABSENT),
-                option(
-                    "x-present",
-                    "over",
-                    None,
-                    append_action::OVERWRITE_IF_EXISTS,
-                ),
                 option("x-absent", "over", None, append_action::OVERWRITE_IF_EXISTS),
             ],
             ..Default::default()
@@ -848,10 +849,43 @@ fn grpc_conditional_actions_look_at_the_request() {
     assert_eq!(
         allow(f.read_answer_for(&r, grpc_answer(&response))),
         vec![
-            HeaderChange::set("x-absent", "new"),
-            HeaderChange::set("x-present", "over")
+            HeaderChange::set("x-present", "new"),
+            HeaderChange::set("x-absent", "over")
         ]
     );
+}
+
+/// `response_headers_to_add` of an OK answer: `append: true` added to the
+/// client's response, the others set over the upstream's.
+#[test]
+fn grpc_ok_response_headers_reach_the_client_response() {
+    let f = grpc_filter(json!({}));
+    let response = CheckResponse {
+        status: None,
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: vec![],
+            headers_to_remove: vec![],
+            response_headers_to_add: vec![
+                option("x-set", "s", None, 0),
+                option("set-cookie", "a=1", Some(true), 0),
+                option("set-cookie", "b=2", Some(true), 0),
+            ],
+        })),
+    };
+    match f.read_answer(grpc_answer(&response)) {
+        ExternalOutcome::AllowWithResponseHeaders { request, response } => {
+            assert!(request.is_empty());
+            assert_eq!(
+                response,
+                vec![
+                    HeaderChange::append("set-cookie", "a=1"),
+                    HeaderChange::append("set-cookie", "b=2"),
+                    HeaderChange::set("x-set", "s"),
+                ]
+            );
+        }
+        other => panic!("expected response headers, got {other:?}"),
+    }
 }
 
 #[test]
@@ -866,8 +900,10 @@ fn grpc_denied_response_returns_status_headers_and_body() {
             status: Some(HttpStatus { code: 401 }),
             headers: vec![
                 option("WWW-Authenticate", "Bearer", None, 0),
-                option("set-cookie", "a=1", Some(true), 0),
-                option("set-cookie", "b=2", Some(true), 0),
+                option("set-cookie", "a=1", Some(false), 0),
+                option("set-cookie", "b=2", None, 0),
+                // Dropped, as Envoy 1.40 drops it.
+                option("set-cookie", "c=3", Some(true), 0),
             ],
             body: "log in".into(),
         })),
@@ -989,12 +1025,16 @@ fn hand_encoded_check_responses_decode_with_the_right_field_numbers() {
         0x12, 0x0c, 0x0a, 0x06, 0x0a, 0x01, b'x', 0x12, 0x01, b'1', 0x12, 0x02, 0x08, 0x01, //
         0x2a, 0x01, b'y',
     ];
+    // (`append: true` on a header the request lacks is dropped, as by Envoy.)
     assert_eq!(
-        allow(f.read_answer(CalloutAnswer::Grpc {
-            status_code: 0,
-            message: ok.to_vec()
-        })),
-        vec![HeaderChange::append("x", "1"), HeaderChange::remove("y")]
+        allow(f.read_answer_for(
+            &request(&[("x", "0")]),
+            CalloutAnswer::Grpc {
+                status_code: 0,
+                message: ok.to_vec()
+            }
+        )),
+        vec![HeaderChange::set("x", "0,1"), HeaderChange::remove("y")]
     );
 }
 
@@ -1107,7 +1147,7 @@ fn grpc_raw_values_with_obs_text_are_copied_as_bytes() {
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus { code: 401 }),
-            headers: vec![raw("www-authenticate", false), raw("set-cookie", true)],
+            headers: vec![raw("www-authenticate", false), raw("set-cookie", false)],
             body: String::new(),
         })),
     };

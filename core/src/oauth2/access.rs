@@ -112,11 +112,13 @@ pub(super) fn authenticated(
     if use_jwt {
         return by_jwt(cx, origin, jar, &session, set_cookies, random);
     }
-    if f.validation == TokenValidation::Auto && session.userinfo_refused {
+    let no_userinfo = idp.discovery.is_some_and(|d| d.userinfo_endpoint.is_none());
+    if f.validation == TokenValidation::Auto && (session.userinfo_refused || no_userinfo) {
         // Not a JWT of the IdP's keys, and its UserInfo endpoint refused it
-        // when it was issued (a token for another API): it came from the token
-        // endpoint over the authenticated back channel and is sealed in the
-        // session, so its lifetime (`expires_in`) is what is checked.
+        // when it was issued (a token for another API), or the IdP has none
+        // (Azure AD B2C): it came from the token endpoint over the
+        // authenticated back channel and is sealed in the session, so its
+        // lifetime (`expires_in`) is what is checked.
         return allow(f, request, jar, &session, set_cookies);
     }
     ask_userinfo(cx, jar, session, set_cookies)
@@ -243,11 +245,12 @@ fn ask_userinfo(
         .and_then(|d| d.userinfo_endpoint.as_deref())
         .and_then(|u| f.callout_target(u))
     else {
-        log::warn!(
-            "OAuth2 filter {}: accessTokenValidation needs the userinfo endpoint, which the IdP does not publish",
-            f.name
-        );
-        return OAuth2Step::Respond(f.idp_unavailable());
+        let reason = idp
+            .discovery
+            .and_then(|d| f.unusable_with(d))
+            .unwrap_or_else(|| format!("OAuth2 filter {:?}: the identity provider's UserInfo endpoint has no Envoy cluster (see `clusters`).", f.name));
+        log::warn!("{reason}");
+        return OAuth2Step::Respond(f.unusable_page(&reason));
     };
     let headers = vec![
         (":method".to_string(), "GET".to_string()),

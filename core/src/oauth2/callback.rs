@@ -63,17 +63,21 @@ pub(super) fn callback(
         OAuth2Step::Respond(r)
     };
     if let Some(error) = query_param(&params, "error") {
+        // The answer's words go to the log only (escaped, bounded): anyone can
+        // craft this link (RFC 6749 §10.13); the page has fixed text.
         let description = query_param(&params, "error_description").unwrap_or("");
         log::info!(
-            "OAuth2 filter {}: the IdP refused the login: {error} {description}",
-            f.name
-        );
-        let detail = format!(
-            "The identity provider refused the sign-in: {} {}",
+            "OAuth2 filter {}: the IdP refused the login: error={:?} error_description={:?}",
+            f.name,
             cut(error, 100),
             cut(description, 300)
         );
-        return fail(401, detail.trim_end());
+        let (text, code) = super::idp_error::refused_text(error);
+        let detail = match code {
+            Some(code) => format!("{text} ({code})"),
+            None => text.to_string(),
+        };
+        return fail(401, &detail);
     }
     match query_param(&params, "iss") {
         Some(iss) if iss != discovery.issuer => {
@@ -314,6 +318,8 @@ pub(super) fn finish_login(
         Err(r) => return OAuth2Step::Respond(r),
     };
     cookies.push(clear_state);
+    let (f, _, _, _, now) = cx.parts();
+    cookies.push(super::loops::completed_login(f, origin, jar, now));
     // Never an open redirect: the URL must be on this request's protected origin.
     let home = format!("{}/", origin.url());
     let target = login

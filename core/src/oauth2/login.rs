@@ -54,29 +54,70 @@ pub(super) fn unauthenticated(
             .as_ref()
             .is_none_or(|c| c.matches(&request.headers))
     });
-    let scripted = request
-        .headers
-        .get("x-requested-with")
-        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
-    let navigation = matches!(request.method.to_ascii_uppercase().as_str(), "GET" | "HEAD");
     let status = if let Some(i) = instead {
         Some(i.status)
-    } else if !navigation || scripted {
+    } else if background_request(&request.method, &request.headers) {
         Some(args.instead_of_redirect.as_ref().map_or(401, |i| i.status))
     } else {
         None
     };
     let mut response = match status {
-        Some(status) => Response::json_error(
-            status,
-            "authentication required: no valid session (log in with a browser first)",
-        ),
+        Some(status) => {
+            let mut r = Response::json_error(
+                status,
+                "authentication required: no valid session (log in with a browser first)",
+            );
+            if status == 401 {
+                // RFC 9110 §11.6.1: a 401 names its scheme; this one says
+                // where a browser signs in (the origin, navigated to).
+                r.push_header(
+                    "www-authenticate",
+                    format!(
+                        "OAuth2 realm=\"{}\", login_uri=\"{}/\"",
+                        f.name.replace(['"', '\\'], ""),
+                        origin.url()
+                    ),
+                );
+            }
+            r
+        }
         None => login_redirect(cx, origin, jar, random),
     };
     for c in stale {
         response.push_header("set-cookie", c);
     }
     OAuth2Step::Respond(response)
+}
+
+/// Whether a request is one a browser cannot follow to an IdP's page: a
+/// method other than GET/HEAD (a replayed POST would lose its body); `fetch`
+/// or XHR (`Sec-Fetch-Mode` other than `navigate`, `Sec-Fetch-Dest: empty`,
+/// `X-Requested-With: XMLHttpRequest`; Android WebViews send an app id there
+/// on navigations); an `Accept` that names neither HTML nor `*/*` (an
+/// API client; `*/*` alone is what curl and many navigating clients send);
+/// a protocol `Upgrade` (WebSocket). Such a request gets a 401 (or
+/// `insteadOfRedirect`'s status), never a login redirect or a state cookie,
+/// as oauth2-proxy answers them and Envoy's `deny_redirect_matcher` allows.
+pub(super) fn background_request(method: &str, headers: &crate::request::Headers) -> bool {
+    let is = |name: &str, f: &dyn Fn(&str) -> bool| headers.get(name).is_some_and(|v| f(v.trim()));
+    let navigation = matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD");
+    let accepts_html = |v: &str| {
+        v.split(',').any(|range| {
+            let media = range.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("text/html")
+                || media.eq_ignore_ascii_case("application/xhtml+xml")
+                || media == "*/*"
+                || media.eq_ignore_ascii_case("text/*")
+        })
+    };
+    !navigation
+        || is("sec-fetch-mode", &|v| !v.eq_ignore_ascii_case("navigate"))
+        || is("sec-fetch-dest", &|v| v.eq_ignore_ascii_case("empty"))
+        || is("x-requested-with", &|v| {
+            v.eq_ignore_ascii_case("xmlhttprequest")
+        })
+        || is("accept", &|v| !v.is_empty() && !accepts_html(v))
+        || headers.contains("upgrade")
 }
 
 pub(super) fn login_redirect(
@@ -89,6 +130,11 @@ pub(super) fn login_redirect(
     let Some(discovery) = idp.discovery else {
         return f.idp_unavailable();
     };
+    // No login that could never hold: say what is wrong instead.
+    if let Some(reason) = f.unusable_with(discovery) {
+        log::warn!("{reason}");
+        return f.unusable_page(&reason);
+    }
     let counted = match loops::count_login(f, origin, jar, now) {
         Ok(cookie) => cookie,
         Err(page) => return page,
@@ -143,16 +189,35 @@ pub(super) fn login_redirect(
     let separator = if endpoint.contains('?') { '&' } else { '?' };
     let location = format!("{endpoint}{separator}{}", form_encode(params));
     let mut response = redirect(&location);
-    // Bound the logins in progress: past the limit, forget the older ones.
-    let existing: Vec<&str> = jar.names().filter(|n| f.owns_state_cookie(n)).collect();
+    // Bound the logins in progress: past the limit, forget the oldest (the
+    // sealed value carries its expiry in clear, and all have one lifetime).
+    let mut existing: Vec<(u64, &str)> = jar
+        .names()
+        .filter(|n| f.owns_state_cookie(n))
+        .map(|n| (jar.get(n).map_or(0, sealed_expiry), n))
+        .collect();
     if existing.len() >= MAX_PENDING_LOGINS {
-        for n in existing {
+        existing.sort_unstable();
+        let drop = existing.len() + 1 - MAX_PENDING_LOGINS;
+        for (_, n) in existing.into_iter().take(drop) {
             response.push_header("set-cookie", attrs.clear(n));
         }
     }
     response.push_header("set-cookie", attrs.set(&state_name, &sealed));
-    response.push_header("set-cookie", counted);
+    if let Some(counted) = counted {
+        response.push_header("set-cookie", counted);
+    }
     response
+}
+
+/// The expiry (Unix seconds) a sealed value carries in clear
+/// (`<version>.<expires>.<body>`); 0 when it is not one (dropped first).
+fn sealed_expiry(value: &str) -> u64 {
+    value
+        .split('.')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The longest path and query the state cookie keeps to return to after a

@@ -17,15 +17,19 @@
 //!   URI is `<request origin>/.portcullis/oauth2/redirection-endpoint`.
 //! - **Unauthenticated requests.** GET/HEAD navigations get a 303 to the IdP.
 //!   When the rule's `insteadOfRedirect` applies (no `ifRequestHeader`, or it
-//!   matches) the answer is its `httpStatusCode` (default 403, as AES). Other
-//!   methods and `X-Requested-With: XMLHttpRequest` get that status too when
-//!   `insteadOfRedirect` is set, else 401 (`{"message": ...}`): a redirect to an
-//!   IdP page is of no use to a script, and a replayed POST would lose its body.
+//!   matches) the answer is its `httpStatusCode` (default 403, as AES). A
+//!   request a browser cannot follow to an IdP page (see
+//!   [`login::background_request`]: other methods, `fetch`/XHR by their
+//!   `Sec-Fetch-*` headers or `X-Requested-With`, an `Accept` without HTML, an
+//!   `Upgrade`) gets that status too when `insteadOfRedirect` is set, else 401
+//!   (`{"message": ...}`) with `WWW-Authenticate` naming the login, and no
+//!   state cookie: a redirect is of no use to a script, and a replayed POST
+//!   would lose its body (as oauth2-proxy, and Envoy's `deny_redirect_matcher`).
 //! - **Login state.** One sealed cookie per login in progress,
 //!   `portcullis_state.<name>.<first 12 characters of state>` (10 minutes,
 //!   HttpOnly, SameSite=Lax, Path=/), holding the state, PKCE verifier, nonce,
-//!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time, so
-//!   several tabs can log in at once. The original URL is always built from the
+//!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time
+//!   (past it the oldest is dropped), so several tabs can log in at once. The original URL is always built from the
 //!   request's own protected origin and checked again at the callback: never an
 //!   open redirect.
 //! - **Callback errors** are pages, never redirects, so a failure cannot loop:
@@ -78,6 +82,7 @@ pub mod discovery;
 pub mod encoding;
 mod grants;
 mod id_token;
+mod idp_error;
 mod login;
 mod logout;
 mod loops;
@@ -131,7 +136,7 @@ pub fn is_logout_path(path: &str) -> bool {
 /// How long a login may take (the state cookie's lifetime).
 pub const LOGIN_STATE_LIFETIME: u64 = 600;
 /// The most logins in progress per browser (state cookies).
-pub const MAX_PENDING_LOGINS: usize = 4;
+pub const MAX_PENDING_LOGINS: usize = 8;
 /// How long token and userinfo callouts may take.
 pub const CALLOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a userinfo answer is remembered.
@@ -565,6 +570,31 @@ impl OAuth2Filter {
         )
     }
 
+    /// `accessTokenValidation: userinfo` against an IdP whose discovery
+    /// document publishes no `userinfo_endpoint` (OIDC Discovery makes it only
+    /// RECOMMENDED; Azure AD B2C has none): no access token can ever be
+    /// checked. The reason, naming the setting (for the log and the page);
+    /// `None` when the filter can work with `discovery`.
+    pub fn unusable_with(&self, discovery: &Discovery) -> Option<String> {
+        (self.validation == TokenValidation::Userinfo && discovery.userinfo_endpoint.is_none())
+            .then(|| {
+                format!(
+                    "OAuth2 filter {:?} checks access tokens at the identity provider's UserInfo endpoint (accessTokenValidation: userinfo), and the identity provider's discovery document names none (no userinfo_endpoint). Set accessTokenValidation to \"auto\" (or \"jwt\" when its access tokens are JWTs it signs).",
+                    self.name
+                )
+            })
+    }
+
+    /// The 503 page for [`OAuth2Filter::unusable_with`]: what is wrong, in
+    /// words an operator can act on.
+    pub(super) fn unusable_page(&self, reason: &str) -> Response {
+        error_page(
+            503,
+            "Sign-in is not configured for this identity provider",
+            reason,
+        )
+    }
+
     /// Whether `useSessionCookies` makes this request's cookies browser-session
     /// cookies.
     fn browser_session_cookies(&self, headers: &Headers) -> bool {
@@ -603,6 +633,39 @@ impl OAuth2Filter {
         }
     }
 
+    /// A callback or logout that belongs to another OAuth2 filter, of this
+    /// Portcullis or of another one further down Envoy's chain (a gateway
+    /// level and a route level): the request carries none of this filter's
+    /// cookies for it, and another filter's (the state cookie of the callback's
+    /// state id; a session or XSRF cookie for a logout). Such a request is
+    /// passed on untouched, for its own filter to answer.
+    pub(crate) fn foreign_endpoint_request(
+        &self,
+        request: &Request,
+        jar: &session::CookieJar,
+    ) -> bool {
+        if self.claims_endpoint_request(request) {
+            return false;
+        }
+        let path = request.path.split(['?', '#']).next().unwrap_or("");
+        if self.is_callback_path(path) {
+            let state = encoding::query_param(&encoding::query_params(&request.path), "state")
+                .unwrap_or("")
+                .to_string();
+            let Some(id) = state.get(..login::STATE_ID_LEN) else {
+                return false;
+            };
+            let suffix = format!(".{id}");
+            return jar
+                .names()
+                .any(|n| n.starts_with("portcullis_state.") && n.ends_with(&suffix));
+        }
+        is_logout_path(path)
+            && jar
+                .names()
+                .any(|n| n.starts_with("portcullis_session.") || n.starts_with("portcullis_xsrf."))
+    }
+
     /// Whether `name` is one of this filter's login state cookies.
     pub(crate) fn owns_state_cookie(&self, name: &str) -> bool {
         name.strip_prefix(self.cookie_base("state").as_str())
@@ -634,11 +697,13 @@ pub fn cookie_names_collide(a: &str, b: &str) -> bool {
     a != b && (suffix(a, b) || suffix(b, a))
 }
 
-/// An HTML page (error pages, the Strict-cookie continue page).
+/// An HTML page (error pages, the Strict-cookie continue page), with a link
+/// back to the origin's root. `detail` is Portcullis's own words: never text
+/// a request or an IdP's answer carried (escaped all the same).
 pub(crate) fn error_page(status: u16, title: &str, detail: &str) -> Response {
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1><p>{d}</p></body></html>\n",
+         <body><h1>{t}</h1><p>{d}</p><p><a href=\"/\">Go back to the application</a></p></body></html>\n",
         t = html_escape(title),
         d = html_escape(detail)
     );

@@ -39,6 +39,12 @@ pub(super) fn check(
     };
     let jar = CookieJar::from_headers(&request.headers);
     let path = request.path_only();
+    if f.foreign_endpoint_request(request, &jar) {
+        return OAuth2Step::Allow {
+            request: Vec::new(),
+            response: Vec::new(),
+        };
+    }
     if f.is_callback_path(path) {
         return callback(f, request, &origin, &jar, idp, now, random);
     }

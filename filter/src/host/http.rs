@@ -199,9 +199,15 @@ impl HttpContext for Http {
         let step = journey.run(&shared.config, &mut request, shared.as_ref(), now());
         if let Step::Continue(changes) = &step {
             // The common case: decided at once, nothing kept.
-            shared
-                .metrics
-                .outcomes(&shared.config, &journey.take_outcomes());
+            let outcomes = journey.take_outcomes();
+            super::decision_log::log_decision(
+                &shared.config,
+                &request,
+                journey.rule_index(),
+                &outcomes,
+                None,
+            );
+            shared.metrics.outcomes(&shared.config, &outcomes);
             super::shared::keep_response_headers(&shared, self.context_id, &mut journey);
             super::shared::apply_changes(changes);
             return Action::Continue;
@@ -222,6 +228,7 @@ impl HttpContext for Http {
         let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::shared::headers_pause_honoured(&shared, &mut pending);
         if self.body_cap > 0
             && pending.body.bytes.is_none()
             && (end_of_stream || body_size >= self.body_cap)
@@ -261,6 +268,7 @@ impl HttpContext for Http {
         let Some(mut pending) = shared.pending.borrow_mut().remove(&self.context_id) else {
             return Action::Continue; // decided already
         };
+        super::shared::headers_pause_honoured(&shared, &mut pending);
         if self.body_cap > 0 && pending.body.bytes.is_none() {
             let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_cap)
                 .ok()

@@ -1,11 +1,13 @@
-//! Envoy stats through proxy-wasm `define_metric`: each metric is defined once per
-//! VM, on first use, and found again by a small key (no formatting per request).
-//! Envoy shows them with its `wasmcustom.` prefix in `/stats` and Prometheus.
+//! Envoy stats through proxy-wasm `define_metric`. Envoy shows them with its
+//! `wasmcustom.` prefix in `/stats`. Every counter is defined when the
+//! configuration loads, so each is there at zero before its first event
+//! (dashboards and alerts can name it ahead); a metric is found again by a
+//! small key (no formatting per request).
 //!
 //! | metric | kind |
 //! |---|---|
 //! | `portcullis.filter.<name>.allowed` | counter |
-//! | `portcullis.filter.<name>.denied.<status>` | counter |
+//! | `portcullis.filter.<name>.denied.<status>` | counter (defined at zero for the statuses the filter's type answers; others on first use) |
 //! | `portcullis.requests.bypassed` | counter: route metadata `bypass_auth` |
 //! | `portcullis.requests.no_rule` | counter: no rule matched |
 //! | `portcullis.requests.response_held` | counter: the upstream answered before a body check decided (`include_body`, the logout form); its answer was held until the check decided |
@@ -14,8 +16,12 @@
 //! | `portcullis.callout.shared` | counter: a request used another request's shared answer (an OAuth2 refresh made by another request, in this worker or another) instead of calling out |
 //! | `portcullis.callout.shared_wait_ms` | histogram: how long a request waited for another request's shared callout |
 //! | `portcullis.jwks.fetched` / `portcullis.jwks.fetch_failed` | counters |
+//!
+//! Envoy's tag extraction (`stats_config.stats_tags`, shown in
+//! docs/observability.md) turns the filter name and the status into
+//! Prometheus labels: `portcullis_filter_denied{portcullis_filter="jwt",portcullis_status="401"}`.
 
-use portcullis_core::config::Config;
+use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::pipeline::Outcome;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -100,6 +106,37 @@ impl Metrics {
         let id = hostcalls::define_metric(kind, &name).ok()?;
         self.ids.borrow_mut().insert(metric, id);
         Some(id)
+    }
+
+    /// Defines every counter of this configuration, at zero: each filter's
+    /// `allowed` and its `denied.<status>` for the statuses its type answers,
+    /// and the request, callout and JWK Set counters.
+    pub fn define_all(&self, config: &Config) {
+        for (i, filter) in config.filters.iter().enumerate() {
+            self.id(config, Metric::Allowed(i));
+            let statuses: &[u16] = match &filter.kind {
+                FilterKind::Jwt(_) => &[400, 401, 403, 503],
+                FilterKind::ApiKey(_) | FilterKind::Mtls(_) => &[403],
+                FilterKind::External(_) => &[403, 413],
+                FilterKind::OAuth2(_) => &[302, 303, 400, 401, 403, 503],
+                #[allow(unreachable_patterns)]
+                _ => &[403],
+            };
+            for status in statuses {
+                self.id(config, Metric::Denied(i, *status));
+            }
+        }
+        for metric in [
+            Metric::Bypassed,
+            Metric::NoRule,
+            Metric::ResponseHeld,
+            Metric::CalloutFailed,
+            Metric::SharedCalloutReused,
+            Metric::JwksFetched,
+            Metric::JwksFetchFailed,
+        ] {
+            self.id(config, metric);
+        }
     }
 
     /// Counts one event; Envoy sees it at the next `flush`.

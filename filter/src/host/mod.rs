@@ -3,6 +3,7 @@
 //! `abi` declares the host calls the SDK offers only with text header values.
 
 mod abi;
+mod decision_log;
 pub mod http;
 mod metrics;
 pub mod root;

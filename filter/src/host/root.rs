@@ -70,8 +70,9 @@ impl Root {
                 Ok(())
             }
             Err(status) => Err(format!(
-                "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                target.cluster
+                "Envoy refused the callout to cluster {:?} ({status:?}): {}",
+                target.cluster,
+                super::shared::refusal_hint(status)
             )),
         }
     }
@@ -131,6 +132,7 @@ impl Root {
         for id in expired {
             wake(shared, id, true);
         }
+        super::shared::end_headers_pause_probes(shared);
         // Requests waiting for a shared callout (another VM's, or one whose
         // request went away): its answer, or a failure once it is overdue.
         poll_shared(shared, self.context_id, SHARED_CALLOUT_WAIT.as_secs_f64());
@@ -256,6 +258,11 @@ impl Root {
         let Some(discovery) = shared.discovery.borrow().get(idp.discovery) else {
             return;
         };
+        // A setting this IdP cannot serve: refused here, when the document
+        // arrives (each login then gets the page naming it).
+        if let Some(reason) = oauth2.unusable_with(&discovery) {
+            log::error!("{reason}");
+        }
         if oauth2.needs_keys() && discovery.jwks_uri != idp.jwks_url {
             match oauth2.callout_target(&discovery.jwks_uri) {
                 Some(target) => {
@@ -471,7 +478,12 @@ impl RootContext for Root {
             fast_tick: std::cell::Cell::new(false),
             token_cache: RefCell::new(TokenCache::with_budget(shares.tokens)),
             host_crypto: std::cell::Cell::new(Some(host_crypto)),
+            headers_pause: std::cell::Cell::new(super::shared::HeadersPause::Unknown),
         }));
+        // Every counter at zero from now on, not from its first event.
+        if let Some(shared) = &self.shared {
+            shared.metrics.define_all(&shared.config);
+        }
         if let Some(shared) = &self.shared {
             init_shared_slots(shared);
         }

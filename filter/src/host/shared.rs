@@ -74,8 +74,15 @@ pub enum Wait {
         filter: usize,
         deadline: f64,
     },
+    /// The body the check reads. `headers_held`: the request headers wait
+    /// for the decision too (Envoy honours the pause, see [`HeadersPause`]);
+    /// `probe_until`: while that is not known yet, the time (Unix seconds) by
+    /// which a body callback proves it, else the headers go on as when it is
+    /// not honoured.
     Body {
         max_bytes: usize,
+        headers_held: bool,
+        probe_until: Option<f64>,
     },
     /// Another request's shared callout (this VM's or another's), waited for
     /// since this time: its answer is shared (see `Callout::share`).
@@ -118,6 +125,26 @@ pub struct IdpSlot {
     pub jwks_url: String,
 }
 
+/// Whether Envoy honours the module's pause of the request headers as a pause
+/// of the headers only (the Wasm plugin's `allow_on_headers_stop_iteration:
+/// true`, Envoy 1.35+), so the body callbacks still come while the headers
+/// wait; otherwise Envoy turns the pause into StopAllIteration, which
+/// withholds the body too. Learnt from the first request that needs its body
+/// before the check: a body callback while its headers are paused proves it;
+/// none within [`HEADERS_PAUSE_PROBE`] does not (that request's headers then
+/// go on, as they always do then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadersPause {
+    Unknown,
+    Honoured,
+    NotHonoured,
+}
+
+/// How long the first request that needs its body keeps its headers paused
+/// waiting for a body callback, while [`HeadersPause`] is not known (checked
+/// on the tick, so up to one tick more).
+pub const HEADERS_PAUSE_PROBE: Duration = Duration::from_millis(50);
+
 /// What the VM's contexts share.
 pub struct Shared {
     pub metrics: super::metrics::Metrics,
@@ -131,7 +158,7 @@ pub struct Shared {
     /// Userinfo answers, per OAuth2 filter.
     pub userinfo: RefCell<BTreeMap<usize, UserinfoCache>>,
     /// Headers to add to the upstream's response, per request (context id).
-    pub response_headers: RefCell<BTreeMap<u32, Vec<(String, String)>>>,
+    pub response_headers: RefCell<BTreeMap<u32, Vec<HeaderChange>>>,
     pub root_context_id: u32,
     pub config: Rc<Config>,
     pub jwks: RefCell<JwksCache>,
@@ -149,6 +176,8 @@ pub struct Shared {
     /// Whether Envoy's `verify_signature` answered the probe right (probed
     /// at configure time; `None`: not probed yet, probed on first use).
     pub host_crypto: std::cell::Cell<Option<bool>>,
+    /// Whether Envoy lets the headers wait while the body comes.
+    pub headers_pause: std::cell::Cell<HeadersPause>,
 }
 
 /// Envoy's `verify_signature` foreign function (BoringSSL in the proxy).
@@ -496,6 +525,20 @@ fn dispatch_http_call_bytes(
     hostcalls::dispatch_http_call(cluster, text, Some(body), vec![], timeout)
 }
 
+/// Why Envoy refused to send a callout, for the log: `BadArgument` is its
+/// answer for a cluster it does not know; a known cluster that cannot take the
+/// request now (its DNS name not resolved yet, no healthy endpoint) fails the
+/// call inline, which Envoy reports as `InternalFailure`.
+pub fn refusal_hint(status: proxy_wasm::types::Status) -> &'static str {
+    match status {
+        proxy_wasm::types::Status::BadArgument => "is the cluster defined?",
+        proxy_wasm::types::Status::InternalFailure => {
+            "the cluster has no endpoint to send it to now (its name not resolved yet, or no healthy host)"
+        }
+        _ => "Envoy could not send it",
+    }
+}
+
 /// Carries out `step` for a request and keeps going until it forwards, answers
 /// or must wait. The effective context must be the request's.
 pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step) -> Action {
@@ -515,9 +558,15 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
         }
         match step {
             Step::Continue(changes) => {
-                shared
-                    .metrics
-                    .outcomes(&shared.config, &pending.journey.take_outcomes());
+                let outcomes = pending.journey.take_outcomes();
+                super::decision_log::log_decision(
+                    &shared.config,
+                    &pending.request,
+                    pending.journey.rule_index(),
+                    &outcomes,
+                    None,
+                );
+                shared.metrics.outcomes(&shared.config, &outcomes);
                 apply_changes(&changes);
                 if pending.journey.response_held() {
                     return release_held_response(site, &mut pending.journey);
@@ -532,21 +581,13 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
             }
             Step::Respond(response) => {
                 let outcomes = pending.journey.take_outcomes();
-                if log::log_enabled!(log::Level::Debug) {
-                    // Never the query, a header value or a token.
-                    let filter = outcomes
-                        .last()
-                        .and_then(|(f, _)| shared.config.filters.get(*f))
-                        .map(|f| f.name.as_str())
-                        .unwrap_or("?");
-                    log::debug!(
-                        "{} {}{}: answered {} by filter {filter}",
-                        pending.request.method,
-                        pending.request.authority,
-                        pending.request.path_only(),
-                        response.status
-                    );
-                }
+                super::decision_log::log_decision(
+                    &shared.config,
+                    &pending.request,
+                    pending.journey.rule_index(),
+                    &outcomes,
+                    Some(&response),
+                );
                 shared.metrics.outcomes(&shared.config, &outcomes);
                 send(&response);
                 return Action::Pause;
@@ -599,15 +640,34 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                         .run(&shared.config, &mut pending.request, shared, now());
                     continue;
                 }
-                // A Wasm filter cannot read the body while it holds the headers
-                // (Envoy turns a pause into StopAllIteration, which withholds the
-                // body callbacks too): the headers go on now, with the changes made
-                // so far, and the body is held until the check has decided.
+                // Where Envoy lets the headers wait while the body comes
+                // (`allow_on_headers_stop_iteration`), they wait for the check,
+                // as with native ext_authz: the upstream sees nothing before it
+                // decides. While that is not known, this request finds out.
+                let mode = shared.headers_pause.get();
+                if mode != HeadersPause::NotHonoured {
+                    pending.wait = Wait::Body {
+                        max_bytes,
+                        headers_held: true,
+                        probe_until: (mode == HeadersPause::Unknown)
+                            .then(|| now() + HEADERS_PAUSE_PROBE.as_secs_f64()),
+                    };
+                    return park(shared, site, pending);
+                }
+                // Otherwise a Wasm filter cannot read the body while it holds the
+                // headers (Envoy turns a pause into StopAllIteration, which
+                // withholds the body callbacks too): the headers go on now, with
+                // the changes made so far, and the body is held until the check
+                // has decided.
                 let changes = pending
                     .journey
                     .release_headers(&shared.config, &mut pending.request);
                 apply_changes(&changes);
-                pending.wait = Wait::Body { max_bytes };
+                pending.wait = Wait::Body {
+                    max_bytes,
+                    headers_held: false,
+                    probe_until: None,
+                };
                 park(shared, site, pending);
                 if site.resume {
                     if let Err(status) = hostcalls::resume_http_request() {
@@ -680,8 +740,9 @@ pub fn advance(shared: &Shared, site: Site, mut pending: Pending, mut step: Step
                     }
                     Err(status) => {
                         log::error!(
-                            "Envoy refused the callout to cluster {:?} ({status:?}): is the cluster defined?",
-                            callout.cluster
+                            "Envoy refused the callout to cluster {:?} ({status:?}): {}",
+                            callout.cluster,
+                            refusal_hint(status)
                         );
                         shared.metrics.count(&shared.config, Metric::CalloutFailed);
                         let answer = CalloutAnswer::Failed {
@@ -733,12 +794,22 @@ fn release_held_response(site: Site, journey: &mut Journey) -> Action {
     Action::Continue
 }
 
-/// Adds headers to the upstream's response (in its response-headers callback,
+/// Makes a filter's changes to the upstream's response (added beside its
+/// headers, or set over them) (in its response-headers callback,
 /// or while that response is held).
-pub fn add_response_headers(headers: Vec<(String, String)>) {
-    for (name, value) in headers {
-        if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
-            log::warn!("could not add response header {name}: {status:?}");
+pub fn add_response_headers(headers: Vec<HeaderChange>) {
+    for change in headers {
+        let name = change.name.as_str();
+        let result = match &change.value {
+            Some(v) if change.append => {
+                hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, v)
+            }
+            value => {
+                hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_deref())
+            }
+        };
+        if let Err(status) = result {
+            log::warn!("could not change response header {name}: {status:?}");
         }
     }
 }
@@ -758,6 +829,77 @@ pub fn keep_response_headers(shared: &Shared, context_id: u32, journey: &mut Jou
 fn park(shared: &Shared, site: Site, pending: Pending) -> Action {
     shared.pending.borrow_mut().insert(site.context_id, pending);
     Action::Pause
+}
+
+/// A body callback came while the request's headers were paused for its
+/// body: Envoy honours the pause (learnt once per VM, logged).
+pub fn headers_pause_honoured(shared: &Shared, pending: &mut Pending) {
+    if let Wait::Body {
+        headers_held: true,
+        probe_until,
+        ..
+    } = &mut pending.wait
+    {
+        *probe_until = None;
+        if shared.headers_pause.get() != HeadersPause::Honoured {
+            shared.headers_pause.set(HeadersPause::Honoured);
+            log::info!(
+                "Envoy holds the request headers while the body comes (allow_on_headers_stop_iteration): a body check decides before anything goes upstream"
+            );
+        }
+    }
+}
+
+/// From the root context's tick: requests whose headers were paused to learn
+/// whether Envoy honours that ([`HeadersPause`]) and got no body callback
+/// within [`HEADERS_PAUSE_PROBE`]. Unless another request proved it meanwhile,
+/// it does not: their headers go on now, as they always do then.
+pub fn end_headers_pause_probes(shared: &Shared) {
+    let now = now();
+    let due: Vec<u32> = shared
+        .pending
+        .borrow()
+        .iter()
+        .filter(|(_, p)| matches!(p.wait, Wait::Body { probe_until: Some(t), .. } if t <= now))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        let Some(mut pending) = shared.pending.borrow_mut().remove(&id) else {
+            continue;
+        };
+        if shared.headers_pause.get() == HeadersPause::Honoured {
+            // Proved by another request: this body is only slow.
+            if let Wait::Body { probe_until, .. } = &mut pending.wait {
+                *probe_until = None;
+            }
+            shared.pending.borrow_mut().insert(id, pending);
+            continue;
+        }
+        if hostcalls::set_effective_context(id).is_err() {
+            continue; // the request is gone
+        }
+        if shared.headers_pause.get() == HeadersPause::Unknown {
+            shared.headers_pause.set(HeadersPause::NotHonoured);
+            log::info!(
+                "Envoy withholds the request body while the headers are paused (no allow_on_headers_stop_iteration): with include_body the headers go upstream before the check decides (docs/external.md)"
+            );
+        }
+        let changes = pending
+            .journey
+            .release_headers(&shared.config, &mut pending.request);
+        apply_changes(&changes);
+        if let Wait::Body { max_bytes, .. } = pending.wait {
+            pending.wait = Wait::Body {
+                max_bytes,
+                headers_held: false,
+                probe_until: None,
+            };
+        }
+        shared.pending.borrow_mut().insert(id, pending);
+        if let Err(status) = hostcalls::resume_http_request() {
+            log::warn!("could not resume request: {status:?}");
+        }
+    }
 }
 
 /// Runs a request parked for keys again, from the root context (keys arrived, or
