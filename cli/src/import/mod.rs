@@ -161,36 +161,7 @@ pub fn run(files: &[String], out: Option<&str>, ambassador_id: &str) -> Result<(
 pub fn import(paths: &[String], ambassador_id: &str) -> Result<Imported, String> {
     let mut report = Vec::new();
     let objects = documents::read_objects(paths, &mut report)?;
-    // A cluster's export holds the resources of every Ambassador in it; the
-    // others' would widen or narrow this one's authentication (a public rule
-    // of an internal gateway's FilterPolicy would open this one).
-    let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let objects: Vec<Object> = objects
-        .into_iter()
-        .filter(|o| {
-            let ambassador = documents::is_auth_kind(&o.kind) || o.kind == "Mapping";
-            if ambassador && !o.serves(ambassador_id) {
-                let ids = match o.spec.get("ambassador_id") {
-                    Some(Value::String(id)) => id.clone(),
-                    Some(Value::Array(ids)) => ids
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    _ => "default".to_string(),
-                };
-                others.entry(ids).or_default().push(o.place());
-                return false;
-            }
-            true
-        })
-        .collect();
-    for (ids, places) in &others {
-        report.push(format!(
-            "{}: left out: spec.ambassador_id is {ids:?}, not {ambassador_id:?}, the Ambassador being imported: another Ambassador's resources (`--ambassador-id ID` imports those of the Ambassador whose AMBASSADOR_ID is ID, for its own Envoy)",
-            places.join(", ")
-        ));
-    }
+    let objects = of_ambassador(objects, ambassador_id, &mut report);
     // No AES resource at all is a wrong file (a Helm values file, an empty
     // `kubectl get` of another namespace), never "no authentication": an
     // empty configuration would let every request through.
@@ -319,6 +290,46 @@ pub fn import(paths: &[String], ambassador_id: &str) -> Result<Imported, String>
         filter_sources,
         rule_sources,
     })
+}
+
+/// The objects that serve the Ambassador `ambassador_id`; the others are left
+/// out and reported. A cluster's export holds the resources of every
+/// Ambassador in it; the others' would widen or narrow this one's
+/// authentication (a public rule of an internal gateway's FilterPolicy would
+/// open this one).
+fn of_ambassador(
+    objects: Vec<Object>,
+    ambassador_id: &str,
+    report: &mut Vec<String>,
+) -> Vec<Object> {
+    let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let objects: Vec<Object> = objects
+        .into_iter()
+        .filter(|o| {
+            let ambassador = documents::is_auth_kind(&o.kind) || o.kind == "Mapping";
+            if ambassador && !o.serves(ambassador_id) {
+                let ids = match o.spec.get("ambassador_id") {
+                    Some(Value::String(id)) => id.clone(),
+                    Some(Value::Array(ids)) => ids
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "default".to_string(),
+                };
+                others.entry(ids).or_default().push(o.place());
+                return false;
+            }
+            true
+        })
+        .collect();
+    for (ids, places) in &others {
+        report.push(format!(
+            "{}: left out: spec.ambassador_id is {ids:?}, not {ambassador_id:?}, the Ambassador being imported: another Ambassador's resources (`--ambassador-id ID` imports those of the Ambassador whose AMBASSADOR_ID is ID, for its own Envoy)",
+            places.join(", ")
+        ));
+    }
+    objects
 }
 
 /// Whether a rule runs at least one filter.
