@@ -27,7 +27,8 @@
 //!   would lose its body (as oauth2-proxy, and Envoy's `deny_redirect_matcher`).
 //! - **Login state.** One sealed cookie per login in progress,
 //!   `portcullis_state.<name>.<first 12 characters of state>` (10 minutes,
-//!   HttpOnly, SameSite=Lax, Path=/), holding the state, PKCE verifier, nonce,
+//!   HttpOnly, SameSite=Lax, Path=/; `SameSite=None; Secure` with
+//!   `response_mode=form_post`, whose answer is a cross-site POST), holding the state, PKCE verifier, nonce,
 //!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time
 //!   (past it the oldest is dropped), so several tabs can log in at once. The original URL is always built from the
 //!   request's own protected origin and checked again at the callback: never an
