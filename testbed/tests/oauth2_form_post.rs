@@ -43,23 +43,37 @@ fn plugin(idp: &Idp, origin: &str) -> Value {
 /// Envoy with TLS on its main listener (two workers), its origin
 /// `https://localhost:<port>`, and the IdP with that origin's client.
 fn start(echo: &EchoUpstream, pki: &Pki) -> (Envoy, Idp, String, u16) {
+    start_with(echo, pki, &["portcullis"], false, |cfg, idp, o| {
+        cfg.plugin(plugin(idp, o))
+    })
+}
+
+/// Envoy with TLS on its main listener (two workers) for
+/// `https://localhost:<port>`, the IdP with a client of each id for that
+/// origin, the plugins `plugins` adds to the configuration.
+fn start_with(
+    echo: &EchoUpstream,
+    pki: &Pki,
+    client_ids: &[&str],
+    skip_consent: bool,
+    plugins: impl Fn(EnvoyConfig, &Idp, &str) -> EnvoyConfig,
+) -> (Envoy, Idp, String, u16) {
     let mut last = String::new();
     for _ in 0..3 {
         let port = free_port();
         let o = format!("https://localhost:{port}");
         let idp = Idp::start(IdpOptions {
-            clients: vec![IdpClient::web(
-                "portcullis",
-                SECRET,
-                std::slice::from_ref(&o),
-            )],
+            clients: client_ids
+                .iter()
+                .map(|id| IdpClient::web(id, SECRET, std::slice::from_ref(&o)))
+                .collect(),
+            skip_consent,
             ..IdpOptions::default()
         });
-        let yaml = EnvoyConfig::new(echo.port())
+        let cfg = EnvoyConfig::new(echo.port())
             .main_port(port)
-            .plugin(plugin(&idp, &o))
-            .cluster("idp", idp.port())
-            .build();
+            .cluster("idp", idp.port());
+        let yaml = plugins(cfg, &idp, &o).build();
         let yaml = tls::with_downstream_tls(&yaml, "main", pki, false);
         match Envoy::try_start_workers(&yaml, &[], 2) {
             Ok(envoy) => return (envoy, idp, o, port),
@@ -68,6 +82,22 @@ fn start(echo: &EchoUpstream, pki: &Pki) -> (Envoy, Idp, String, u16) {
         }
     }
     panic!("Envoy could not bind a picked port three times: {last}");
+}
+
+/// An OAuth2 filter `name` with form_post and its own client
+/// (`client-<name>`), injecting `X-<name>-User`.
+fn form_post_filter(idp: &Idp, origin: &str, name: &str) -> Value {
+    json!({ "name": name, "OAuth2": {
+        "authorizationURL": idp.issuer(),
+        "clientID": format!("client-{name}"),
+        "secret": SECRET,
+        "protectedOrigins": [ { "origin": origin } ],
+        "sessionKeys": [ session_key() ],
+        "extraAuthorizationParameters": { "response_mode": "form_post" },
+        "injectRequestHeaders": [
+            { "name": format!("X-{name}-User"), "value": "{{ .idToken.Claims.sub }}" }
+        ]
+    } })
 }
 
 #[test]
@@ -148,57 +178,22 @@ fn form_post_login_in_chromium() {
 fn two_filters_with_form_post_each_take_their_own_posted_answer() {
     let echo = EchoUpstream::start();
     let pki = Pki::new();
-    let mut last = String::new();
-    let mut started = None;
-    for _ in 0..3 {
-        let port = free_port();
-        let o = format!("https://localhost:{port}");
-        let idp = Idp::start(IdpOptions {
-            clients: vec![
-                IdpClient::web("client-a", SECRET, std::slice::from_ref(&o)),
-                IdpClient::web("client-b", SECRET, std::slice::from_ref(&o)),
-            ],
-            skip_consent: true,
-            ..IdpOptions::default()
-        });
-        let filter = |name: &str| {
-            json!({ "name": name, "OAuth2": {
-                "authorizationURL": idp.issuer(),
-                "clientID": format!("client-{name}"),
-                "secret": SECRET,
-                "protectedOrigins": [ { "origin": o } ],
-                "sessionKeys": [ session_key() ],
-                "extraAuthorizationParameters": { "response_mode": "form_post" },
-                "injectRequestHeaders": [
-                    { "name": format!("X-{name}-User"), "value": "{{ .idToken.Claims.sub }}" }
+    let (_envoy, idp, o, _) = start_with(
+        &echo,
+        &pki,
+        &["client-a", "client-b"],
+        true,
+        |cfg, idp, o| {
+            cfg.plugin(json!({
+                "clusters": { (idp.authority()): "idp" },
+                "filters": [ form_post_filter(idp, o, "a"), form_post_filter(idp, o, "b") ],
+                "rules": [
+                    { "host": "*", "path": "/a/*", "filters": [ { "name": "a" } ] },
+                    { "host": "*", "path": "/b/*", "filters": [ { "name": "b" } ] }
                 ]
-            } })
-        };
-        let plugin = json!({
-            "clusters": { (idp.authority()): "idp" },
-            "filters": [ filter("a"), filter("b") ],
-            "rules": [
-                { "host": "*", "path": "/a/*", "filters": [ { "name": "a" } ] },
-                { "host": "*", "path": "/b/*", "filters": [ { "name": "b" } ] }
-            ]
-        });
-        let yaml = EnvoyConfig::new(echo.port())
-            .main_port(port)
-            .plugin(plugin)
-            .cluster("idp", idp.port())
-            .build();
-        let yaml = tls::with_downstream_tls(&yaml, "main", &pki, false);
-        match Envoy::try_start_workers(&yaml, &[], 2) {
-            Ok(envoy) => {
-                started = Some((envoy, idp, o));
-                break;
-            }
-            Err(e) if e.contains("ddress already in use") => last = e,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    let (_envoy, idp, o) =
-        started.unwrap_or_else(|| panic!("Envoy could not bind a picked port: {last}"));
+            }))
+        },
+    );
     let b = Browser::start();
     let at_idp = |u: &str| u.starts_with(idp.issuer()) && u.contains("/interaction/");
 
@@ -224,6 +219,51 @@ fn two_filters_with_form_post_each_take_their_own_posted_answer() {
             && names.iter().any(|n| n == "portcullis_session.b"),
         "{names:?}"
     );
+}
+
+/// Two Portcullis filters in one Envoy chain (gateway and route level), each
+/// with a form_post OAuth2 filter for the origin: the gateway reads the route
+/// login's posted answer, finds it is not its own, and passes it on, body
+/// and all, to the route's filter. The browser signs in at both levels.
+#[test]
+fn two_levels_with_form_post_both_sign_in() {
+    let echo = EchoUpstream::start();
+    let pki = Pki::new();
+    let (_envoy, idp, o, _) = start_with(
+        &echo,
+        &pki,
+        &["client-gateway", "client-route"],
+        true,
+        |cfg, idp, o| {
+            let level = |name: &str| {
+                json!({
+                    "clusters": { (idp.authority()): "idp" },
+                    "filters": [ form_post_filter(idp, o, name) ],
+                    "rules": [ { "host": "*", "path": "*", "filters": [ { "name": name } ] } ]
+                })
+            };
+            cfg.plugin(level("gateway")).plugin_instance(
+                "portcullis-route",
+                "portcullis-route",
+                None,
+                level("route"),
+            )
+        },
+    );
+    let b = Browser::start();
+    b.goto(&format!("{o}/app/page"));
+    b.wait_url(
+        "the IdP's login page",
+        |u| u.starts_with(idp.issuer()) && u.contains("/interaction/"),
+        WAIT,
+    );
+    b.login_at_idp(USER, None);
+    // The gateway's login, then the route's (answered at once: single sign-on).
+    b.wait_url("the app", |u| u == format!("{o}/app/page"), WAIT);
+    let e = Echoed::parse(b.wait_text("\"method\"", WAIT).trim().as_bytes());
+    assert_eq!(e.header("x-gateway-user"), Some(USER));
+    assert_eq!(e.header("x-route-user"), Some(USER));
+    assert_eq!(idp.log_count("response_mode=form_post"), 2);
 }
 
 /// The posted answer as the IdP's page sends it, read by the callback: a
