@@ -10,7 +10,7 @@ use crate::config::{Config, FilterKind};
 use crate::decision::{DecisionRecord, Verdict};
 use crate::external::{ExternalOutcome, RequestBody};
 use crate::identity::Identity;
-use crate::jwt::filter::{JwtOutcome, KeySource};
+use crate::jwt::filter::{JwtOutcome, KeySource, VerifyWith};
 use crate::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
@@ -640,15 +640,14 @@ impl Journey {
             KeySource::Remote(source) => host.keys(*source),
             KeySource::Inline(_) => None,
         };
-        let decision = match jwt.check_with_cache(
-            request,
-            scopes,
-            remote.as_deref(),
+        let verify = VerifyWith {
+            remote_keys: remote.as_deref(),
             now_unix,
-            host.token_cache(),
-            host.signature_verifier(),
-            fref.filter as u64,
-        ) {
+            cache: host.token_cache(),
+            host: host.signature_verifier(),
+            scope: fref.filter as u64,
+        };
+        let decision = match jwt.check_with_cache(request, scopes, &verify) {
             JwtOutcome::Allow(changes, token) => {
                 self.identity = Some(Identity::Token(token));
                 Decision::Allow(changes)
