@@ -835,7 +835,8 @@ fn run_oauth2(
             filter.resume(request, args, pending, &idp, now_unix, &mut random)
         }
         OAuth2Call::Answer(pending, answer) => {
-            filter.on_answer(request, args, pending, answer, &idp, now_unix, &mut random)
+            let answered = pending.answered(answer);
+            filter.on_answer(request, args, answered, &idp, now_unix, &mut random)
         }
     };
     if random_failed {
