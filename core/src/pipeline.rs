@@ -58,8 +58,6 @@ pub enum ResponseStep {
     Respond(Response),
 }
 
-/// The former name of [`Host`] (it lent keys first).
-pub use crate::host::Host as KeyProvider;
 pub use crate::host::{Host, IdpView};
 
 /// What a filter did with a request, for metrics.
