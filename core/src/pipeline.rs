@@ -10,7 +10,7 @@ use crate::config::{Config, FilterKind};
 use crate::decision::{DecisionRecord, Verdict};
 use crate::external::{ExternalOutcome, RequestBody};
 use crate::identity::Identity;
-use crate::jwt::filter::{JwtOutcome, KeySource};
+use crate::jwt::filter::{JwtOutcome, KeySource, VerifyWith};
 use crate::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
@@ -58,8 +58,6 @@ pub enum ResponseStep {
     Respond(Response),
 }
 
-/// The former name of [`Host`] (it lent keys first).
-pub use crate::host::Host as KeyProvider;
 pub use crate::host::{Host, IdpView};
 
 /// What a filter did with a request, for metrics.
@@ -675,15 +673,14 @@ impl Journey {
             KeySource::Remote(source) => host.keys(*source),
             KeySource::Inline(_) => None,
         };
-        let decision = match jwt.check_with_cache(
-            request,
-            scopes,
-            remote.as_deref(),
+        let verify = VerifyWith {
+            remote_keys: remote.as_deref(),
             now_unix,
-            host.token_cache(),
-            host.signature_verifier(),
-            fref.filter as u64,
-        ) {
+            cache: host.token_cache(),
+            host: host.signature_verifier(),
+            scope: fref.filter as u64,
+        };
+        let decision = match jwt.check_with_cache(request, scopes, &verify) {
             JwtOutcome::Allow(changes, token) => {
                 self.identity = Some(Identity::Token(token));
                 Decision::Allow(changes)
@@ -871,7 +868,8 @@ fn run_oauth2(
             filter.resume(request, args, pending, &idp, now_unix, &mut random)
         }
         OAuth2Call::Answer(pending, answer) => {
-            filter.on_answer(request, args, pending, answer, &idp, now_unix, &mut random)
+            let answered = pending.answered(answer);
+            filter.on_answer(request, args, answered, &idp, now_unix, &mut random)
         }
     };
     if random_failed {

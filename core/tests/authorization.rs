@@ -15,14 +15,14 @@ use base64::Engine;
 use portcullis_core::config::Config;
 use portcullis_core::decision::Verdict;
 use portcullis_core::jwt::KeySet;
-use portcullis_core::pipeline::{Journey, KeyProvider, Step};
+use portcullis_core::pipeline::{Host, Journey, Step};
 use portcullis_core::request::Request;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 struct NoRemoteKeys;
 
-impl KeyProvider for NoRemoteKeys {
+impl Host for NoRemoteKeys {
     fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
         None
     }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use portcullis_core::config::Config;
 use portcullis_core::jwt::KeySet;
-use portcullis_core::pipeline::{Journey, KeyProvider, Step};
+use portcullis_core::pipeline::{Host, Journey, Step};
 use portcullis_core::request::Request;
 use portcullis_core::response::HeaderChange;
 use std::cell::Cell;
@@ -21,7 +21,7 @@ struct NoRemoteKeys {
     refresh_asked: Cell<u32>,
 }
 
-impl KeyProvider for NoRemoteKeys {
+impl Host for NoRemoteKeys {
     fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
         None
     }
@@ -290,7 +290,7 @@ fn a_token_with_spaces_is_400_before_keys_and_whatever_the_cache_holds() {
     use portcullis_core::jwt::cache::TokenCache;
     use std::cell::RefCell;
     struct Cached(RefCell<TokenCache>);
-    impl KeyProvider for Cached {
+    impl Host for Cached {
         fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
             None
         }
@@ -373,7 +373,7 @@ fn a_lean_request_passes_on_a_cache_hit_and_is_redone_whole_otherwise() {
     use portcullis_core::jwt::cache::TokenCache;
     use std::cell::RefCell;
     struct Cached(RefCell<TokenCache>);
-    impl KeyProvider for Cached {
+    impl Host for Cached {
         fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
             None
         }
@@ -464,7 +464,7 @@ fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
         discovery: Arc<Discovery>,
         keys: Arc<KeySet>,
     }
-    impl KeyProvider for Idp {
+    impl Host for Idp {
         fn keys(&self, _source: usize) -> Option<Arc<KeySet>> {
             None
         }

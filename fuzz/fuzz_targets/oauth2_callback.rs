@@ -175,6 +175,13 @@ fuzz_target!(|data: &[u8]| {
                 reason: body.to_string(),
             },
         };
-        step = f.on_answer(&req, &args, pending, answer, &idp(), NOW, &mut rng());
+        step = f.on_answer(
+            &req,
+            &args,
+            pending.answered(answer),
+            &idp(),
+            NOW,
+            &mut rng(),
+        );
     }
 });

@@ -4,12 +4,12 @@
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::config::Config;
 use portcullis_core::jwt::KeySet;
-use portcullis_core::pipeline::{Journey, KeyProvider};
+use portcullis_core::pipeline::{Host, Journey};
 use portcullis_core::request::Request;
 use std::sync::{Arc, OnceLock};
 
 struct NoKeys;
-impl KeyProvider for NoKeys {
+impl Host for NoKeys {
     fn keys(&self, _: usize) -> Option<Arc<KeySet>> {
         None
     }

@@ -45,6 +45,24 @@ pub struct JwtFilter {
     pub extract_from: Option<ExtractFrom>,
 }
 
+/// What a JWT check verifies tokens with, besides the filter's own keys and
+/// claim policy: what the host lends for one request.
+#[derive(Clone, Copy)]
+pub struct VerifyWith<'a> {
+    /// The current set of a `Remote` source (`None` when it has never loaded).
+    pub remote_keys: Option<&'a KeySet>,
+    /// The current time, Unix seconds (claims `exp`, `nbf`, `iat`).
+    pub now_unix: f64,
+    /// The VM's verified-token cache (`None`: every token is verified in full).
+    pub cache: Option<&'a RefCell<TokenCache>>,
+    /// Checks signatures with the host's crypto where it can (`None`: in the
+    /// module).
+    pub host: Option<&'a dyn SignatureVerifier>,
+    /// Tells this filter's cache entries from those of filters with other
+    /// claim policies.
+    pub scope: u64,
+}
+
 /// What the JWT filter decided.
 #[derive(Debug)]
 pub enum JwtOutcome {
@@ -290,22 +308,24 @@ impl JwtFilter {
         remote_keys: Option<&KeySet>,
         now_unix: f64,
     ) -> JwtOutcome {
-        self.check_with_cache(request, scopes, remote_keys, now_unix, None, None, 0)
+        let verify = VerifyWith {
+            remote_keys,
+            now_unix,
+            cache: None,
+            host: None,
+            scope: 0,
+        };
+        self.check_with_cache(request, scopes, &verify)
     }
 
-    /// [`check`](Self::check) through a verified-token cache (`scope` tells this
-    /// filter's entries from those of filters with other claim policies), with
-    /// signatures checked by `host` where it can.
-    #[allow(clippy::too_many_arguments)]
+    /// [`check`](Self::check) with what the VM lends for verifying tokens
+    /// ([`VerifyWith`]: the remote key set, the verified-token cache, the host's
+    /// signature checks).
     pub fn check_with_cache(
         &self,
         request: &Request,
         scopes: &[String],
-        remote_keys: Option<&KeySet>,
-        now_unix: f64,
-        cache: Option<&RefCell<TokenCache>>,
-        host: Option<&dyn SignatureVerifier>,
-        scope: u64,
+        verify: &VerifyWith<'_>,
     ) -> JwtOutcome {
         if let Some(places) = &self.extract_from {
             let Some((token, _place)) = places.find(request) else {
@@ -315,8 +335,7 @@ impl JwtFilter {
                     "Token validation error: no token in the places extractFrom names",
                 ));
             };
-            return match self.verify_one(request, &token, remote_keys, now_unix, cache, host, scope)
-            {
+            return match self.verify_one(request, &token, verify) {
                 Ok(verified) => self.allow(request, scopes, verified),
                 Err(outcome) => outcome,
             };
@@ -337,8 +356,7 @@ impl JwtFilter {
         // Envoy's jwt_authn verifies every token it extracts.
         let mut verified: Option<Arc<VerifiedToken>> = None;
         for token in tokens {
-            let v = match self.verify_one(request, token, remote_keys, now_unix, cache, host, scope)
-            {
+            let v = match self.verify_one(request, token, verify) {
                 Ok(v) => v,
                 Err(outcome) => return outcome,
             };
@@ -393,17 +411,20 @@ impl JwtFilter {
 
     /// Verifies one bearer token (through the cache); the denial or wait
     /// otherwise.
-    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    #[allow(clippy::result_large_err)]
     fn verify_one(
         &self,
         request: &Request,
         token: &str,
-        remote_keys: Option<&KeySet>,
-        now_unix: f64,
-        cache: Option<&RefCell<TokenCache>>,
-        host: Option<&dyn SignatureVerifier>,
-        scope: u64,
+        verify: &VerifyWith<'_>,
     ) -> Result<Arc<VerifiedToken>, JwtOutcome> {
+        let VerifyWith {
+            remote_keys,
+            now_unix,
+            cache,
+            host,
+            scope,
+        } = *verify;
         let keys: &KeySet = match (&self.keys, remote_keys) {
             (KeySource::Inline(set), _) => set,
             (KeySource::Remote(_), Some(set)) => set,

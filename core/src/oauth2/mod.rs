@@ -298,8 +298,8 @@ pub enum OAuth2Step {
     /// Read the request body (up to `max_bytes`) into `Request::body`, then
     /// call `check` again (the logout form's `_xsrf`).
     NeedBody { max_bytes: usize },
-    /// Send this callout; its answer goes to [`OAuth2Filter::on_answer`] with
-    /// `pending`.
+    /// Send this callout; its answer goes to [`OAuth2Filter::on_answer`] as
+    /// `pending.answered(answer)`.
     Callout {
         callout: Callout,
         pending: OAuth2Pending,
@@ -328,6 +328,14 @@ pub struct OAuth2Pending {
 }
 
 impl OAuth2Pending {
+    /// The callout's `answer`, with this state, for [`OAuth2Filter::on_answer`].
+    pub fn answered(self, answer: CalloutAnswer) -> OAuth2Answer {
+        OAuth2Answer {
+            pending: self,
+            answer,
+        }
+    }
+
     /// For a userinfo check, the key its answer is remembered under.
     pub fn userinfo_key(&self) -> Option<[u8; 32]> {
         match self.kind.as_ref() {
@@ -335,6 +343,14 @@ impl OAuth2Pending {
             _ => None,
         }
     }
+}
+
+/// What came back for an [`OAuth2Step::Callout`], with the state that sent it
+/// ([`OAuth2Pending::answered`]).
+#[derive(Debug)]
+pub struct OAuth2Answer {
+    pending: OAuth2Pending,
+    answer: CalloutAnswer,
 }
 
 /// Userinfo answers the host remembers (owned by the host, per worker):
@@ -537,14 +553,13 @@ impl OAuth2Filter {
         }
     }
 
-    /// The answer to the callout the last `OAuth2Step::Callout` asked for.
-    #[allow(clippy::too_many_arguments)]
+    /// The answer to the callout the last `OAuth2Step::Callout` asked for
+    /// (`pending.answered(answer)`).
     pub fn on_answer(
         &self,
         request: &Request,
         args: &OAuth2Args,
-        pending: OAuth2Pending,
-        answer: CalloutAnswer,
+        answered: OAuth2Answer,
         idp: &IdpState<'_>,
         now_unix: f64,
         random: &mut dyn FnMut(&mut [u8]),
@@ -556,6 +571,7 @@ impl OAuth2Filter {
             idp,
             now: now_unix,
         };
+        let OAuth2Answer { pending, answer } = answered;
         steps::on_answer(&cx, *pending.kind, answer, random)
     }
 

@@ -167,7 +167,14 @@ fn answer_only(
     now: f64,
 ) -> OAuth2Step {
     let idp = Idp::new();
-    f.on_answer(req, args, pending, a, &idp.state(), now, &mut rng())
+    f.on_answer(
+        req,
+        args,
+        pending.answered(a),
+        &idp.state(),
+        now,
+        &mut rng(),
+    )
 }
 
 /// What the fake IdP's UserInfo endpoint answers for alice.
@@ -691,8 +698,7 @@ fn login_creates_a_session_and_returns_to_the_original_url() {
     let (changes, response) = allowed(f.on_answer(
         &req,
         &args,
-        pending,
-        ok,
+        pending.answered(ok),
         &idp.state(),
         NOW + 10.0,
         &mut rng(),
@@ -1008,8 +1014,7 @@ fn a_jwt_access_token_signed_by_a_rotated_key_waits_for_fresh_keys() {
     let r = respond(f.on_answer(
         &req,
         &args,
-        pending,
-        userinfo,
+        pending.answered(userinfo),
         &fresh.state(),
         NOW,
         &mut rng(),
