@@ -80,6 +80,9 @@ pub enum Outcome {
     /// Something an OAuth2 filter did on the way (a login started, a refresh
     /// done, an IdP error).
     OAuth2(OAuth2Event),
+    /// The Authorization rule that decided (`None`: `defaultAction`),
+    /// beside the filter's `Allowed` or `Denied`.
+    AuthorizationRule(Option<usize>),
 }
 
 /// What one filter decided.
@@ -523,6 +526,8 @@ impl Journey {
                 FilterKind::Authorization(authz) => {
                     let outcome = authz.check(request, self.identity.as_ref());
                     self.authz_rule = Some((fref.filter, outcome.rule));
+                    self.outcomes
+                        .push((fref.filter, Outcome::AuthorizationRule(outcome.rule)));
                     match outcome.result {
                         Ok(()) => Decision::Allow(Vec::new()),
                         Err(response) => Decision::Deny(response),

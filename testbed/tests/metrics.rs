@@ -70,19 +70,24 @@ fn shipped_stats_config() -> String {
 }
 
 /// With the shipped `stats_config`, Envoy 1.40's Prometheus output names each
-/// counter once, with the filter and the status as labels, and every counter
-/// is there at zero before its first event.
+/// counter once, with the filter, the status and the Authorization rule as
+/// labels, and every counter is there at zero before its first event.
 #[test]
 fn prometheus_labels_filter_and_status_and_every_counter_starts_at_zero() {
     let echo = EchoUpstream::start();
     let plugin = json!({
         "filters": [
             { "name": "jwt", "JWT": { "jwks": jwks(), "issuer": ISSUER, "audience": AUDIENCE } },
-            { "name": "keys.team-a", "APIKey": { "keys": [ { "value": "k1" } ] } }
+            { "name": "keys.team-a", "APIKey": { "keys": [ { "value": "k1" } ] } },
+            { "name": "staff", "Authorization": {
+                "rules": [ { "name": "admins.eu", "action": "Allow",
+                             "claims": [ { "path": "sub", "equals": "admin-1" } ] } ],
+                "defaultAction": "Deny" } }
         ],
         "rules": [
             { "host": "*", "path": "/api/*", "filters": [ { "name": "jwt" } ] },
-            { "host": "*", "path": "/keys/*", "filters": [ { "name": "keys.team-a" } ] }
+            { "host": "*", "path": "/keys/*", "filters": [ { "name": "keys.team-a" } ] },
+            { "host": "*", "path": "/staff/*", "filters": [ { "name": "jwt" }, { "name": "staff" } ] }
         ]
     });
     let mut yaml = EnvoyConfig::new(echo.port()).plugin(plugin).build();
@@ -97,6 +102,9 @@ fn prometheus_labels_filter_and_status_and_every_counter_starts_at_zero() {
         r#"portcullis_filter_denied{portcullis_filter="keys.team-a",portcullis_status="403"} 0"#,
         "portcullis_requests_no_rule{} 0",
         "portcullis_callout_failed{} 0",
+        // A rule's dot is written `_` (the label takes one name part).
+        r#"portcullis_authorization_allow{portcullis_filter="staff",portcullis_rule="admins_eu"} 0"#,
+        r#"portcullis_authorization_deny{portcullis_filter="staff",portcullis_rule="default"} 0"#,
     ];
     let text = prometheus();
     for line in zero {
@@ -107,9 +115,18 @@ fn prometheus_labels_filter_and_status_and_every_counter_starts_at_zero() {
         client::get(port, "/keys/x", &[("x-api-key", "nope")]).status,
         403
     );
+    let admin = token("RS256", json!({ "sub": "admin-1" }));
+    assert_eq!(get_with_token(port, "/staff/x", &admin, &[]).status, 200);
+    let user = token("RS256", serde_json::Value::Null);
+    for _ in 0..2 {
+        assert_eq!(get_with_token(port, "/staff/x", &user, &[]).status, 403);
+    }
     for line in [
         r#"portcullis_filter_denied{portcullis_filter="jwt",portcullis_status="401"} 1"#,
         r#"portcullis_filter_denied{portcullis_filter="keys.team-a",portcullis_status="403"} 1"#,
+        r#"portcullis_authorization_allow{portcullis_filter="staff",portcullis_rule="admins_eu"} 1"#,
+        r#"portcullis_authorization_deny{portcullis_filter="staff",portcullis_rule="default"} 2"#,
+        r#"portcullis_filter_denied{portcullis_filter="staff",portcullis_status="403"} 2"#,
     ] {
         assert!(
             eventually(Duration::from_secs(5), || prometheus().contains(line)),

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `portcullis.filter.<name>.allowed` | counter |
 //! | `portcullis.filter.<name>.denied.<status>` | counter (defined at zero for the statuses the filter's type answers; others on first use) |
+//! | `portcullis.authorization.<name>.rule.<rule>.allow` / `.deny` | counter per Authorization rule (`default`: `defaultAction`), under its action; a dot in the rule's name is written `_` |
 //! | `portcullis.oauth2.<name>.<event>` | counter per OAuth2 event ([`OAuth2Event::metric_suffix`]: `login.started`, `login.completed`, `login.refused`, `refresh.done`, `refresh.failed`, `logout`, `idp_error.<kind>`) |
 //! | `portcullis.requests.bypassed` | counter: route metadata `bypass_auth` |
 //! | `portcullis.requests.no_rule` | counter: no rule matched |
@@ -20,10 +21,11 @@
 //!
 //! Envoy's tag extraction (`stats_config.stats_tags`, shown in
 //! docs/observability.md) turns the filter name, the status and the IdP
-//! error's kind into Prometheus labels:
+//! error's kind, and the Authorization rule, into Prometheus labels:
 //! `portcullis_filter_denied{portcullis_filter="jwt",portcullis_status="401"}`,
 //! `portcullis_oauth2_login_started{portcullis_filter="app"}`.
 
+use portcullis_core::authorization::Action;
 use portcullis_core::config::{Config, FilterKind};
 use portcullis_core::oauth2::OAuth2Event;
 use portcullis_core::pipeline::Outcome;
@@ -38,6 +40,8 @@ pub enum Metric {
     Allowed(usize),
     Denied(usize, u16),
     OAuth2(usize, OAuth2Event),
+    /// An Authorization filter's deciding rule (`None`: `defaultAction`).
+    AuthorizationRule(usize, Option<usize>),
     Bypassed,
     NoRule,
     ResponseHeld,
@@ -77,6 +81,10 @@ impl Metrics {
             Metric::Denied(f, status) => (
                 MetricType::Counter,
                 format!("portcullis.filter.{}.denied.{status}", filter_name(f)),
+            ),
+            Metric::AuthorizationRule(f, rule) => (
+                MetricType::Counter,
+                authorization_rule_name(config, f, rule)?,
             ),
             Metric::OAuth2(f, event) => (
                 MetricType::Counter,
@@ -139,10 +147,18 @@ impl Metrics {
             for status in statuses {
                 self.id(config, Metric::Denied(i, *status));
             }
-            if matches!(filter.kind, FilterKind::OAuth2(_)) {
-                for event in OAuth2Event::ALL {
-                    self.id(config, Metric::OAuth2(i, event));
+            match &filter.kind {
+                FilterKind::OAuth2(_) => {
+                    for event in OAuth2Event::ALL {
+                        self.id(config, Metric::OAuth2(i, event));
+                    }
                 }
+                FilterKind::Authorization(authz) => {
+                    for (rule, _) in authz.deciders() {
+                        self.id(config, Metric::AuthorizationRule(i, rule));
+                    }
+                }
+                _ => {}
             }
         }
         for metric in [
@@ -196,9 +212,30 @@ impl Metrics {
                 Outcome::Allowed => Metric::Allowed(*filter),
                 Outcome::Denied(status) => Metric::Denied(*filter, *status),
                 Outcome::OAuth2(event) => Metric::OAuth2(*filter, *event),
+                Outcome::AuthorizationRule(rule) => Metric::AuthorizationRule(*filter, *rule),
                 Outcome::Answered => continue,
             };
             self.count(config, metric);
         }
     }
+}
+
+/// `portcullis.authorization.<filter>.rule.<rule>.<allow|deny>` for
+/// Authorization filter `filter`'s rule `rule` (`None`: `defaultAction`,
+/// named `default`), under the rule's action. A dot in the rule's name is
+/// written `_`: the `portcullis_rule` tag takes one name part.
+fn authorization_rule_name(config: &Config, filter: usize, rule: Option<usize>) -> Option<String> {
+    let f = config.filters.get(filter)?;
+    let FilterKind::Authorization(authz) = &f.kind else {
+        return None;
+    };
+    let action = match authz.rule_action(rule) {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    };
+    Some(format!(
+        "portcullis.authorization.{}.rule.{}.{action}",
+        f.name,
+        authz.rule_name(rule).replace('.', "_")
+    ))
 }
