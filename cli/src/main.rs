@@ -89,7 +89,8 @@ enum Command {
     /// Secrets they reference). Writes the configuration to standard output
     /// (secrets as `fromEnv`), or with --out the configuration, secrets.env and
     /// Envoy, Istio and Envoy Gateway pieces into DIR. Each changed or refused
-    /// field is reported on standard error.
+    /// field is reported on standard error. Resources of another Ambassador
+    /// (`spec.ambassador_id` not naming ID) are left out.
     #[command(after_help = EXIT_CODES)]
     Import {
         /// The manifests (multi-document YAML).
@@ -98,6 +99,10 @@ enum Command {
         /// Write the configuration and deployment pieces into this directory.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// The AMBASSADOR_ID of the Ambassador to import (one cluster may run
+        /// several); its resources are those whose ambassador_id names it.
+        #[arg(long, value_name = "ID", default_value = "default")]
+        ambassador_id: String,
     },
 }
 
@@ -136,7 +141,11 @@ fn main() -> ExitCode {
             println!("{}", schema::schema());
             Ok(())
         }
-        Command::Import { files, out } => import_command(&files, out.as_deref()),
+        Command::Import {
+            files,
+            out,
+            ambassador_id,
+        } => import_command(&files, out.as_deref(), &ambassador_id),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,7 +160,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn import_command(files: &[String], out: Option<&std::path::Path>) -> Result<(), Failure> {
+fn import_command(
+    files: &[String],
+    out: Option<&std::path::Path>,
+    ambassador_id: &str,
+) -> Result<(), Failure> {
     let out =
         match out {
             Some(dir) => Some(dir.to_str().ok_or_else(|| {
@@ -159,5 +172,5 @@ fn import_command(files: &[String], out: Option<&std::path::Path>) -> Result<(),
             })?),
             None => None,
         };
-    Ok(import::run(files, out)?)
+    Ok(import::run(files, out, ambassador_id)?)
 }

@@ -50,6 +50,10 @@ struct Expect {
     /// Lines (parts) the report must hold.
     #[serde(default)]
     report: Vec<String>,
+    /// The `AMBASSADOR_ID` the manifest's resources name (`--ambassador-id`):
+    /// without it they are another Ambassador's, and the import refuses.
+    #[serde(default)]
+    ambassador_id: Option<String>,
 }
 
 fn corpus() -> Vec<PathBuf> {
@@ -98,6 +102,23 @@ fn env_file(text: &str) -> Vec<(String, String)> {
             Some((k.to_string(), v.to_string()))
         })
         .collect()
+}
+
+/// `text` without the `PORTCULLIS_...` variable names in it.
+fn without_vars(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("PORTCULLIS_") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(' ');
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn filter_types(config: &Value) -> BTreeMap<String, String> {
@@ -150,7 +171,11 @@ fn check_one(path: &Path, counts: &mut BTreeMap<String, usize>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut fail = |why: String| failures.push(format!("{name}: {why}"));
     let text = std::fs::read_to_string(path).unwrap();
-    if !text.starts_with("# Source: https://github.com/") {
+    // A byte order mark (a Windows editor's) comes before the header.
+    if !text
+        .trim_start_matches('\u{feff}')
+        .starts_with("# Source: https://github.com/")
+    {
         fail("no `# Source: https://github.com/...` first line".into());
     }
     let expect_path = path.with_extension("expect.yaml");
@@ -162,8 +187,25 @@ fn check_one(path: &Path, counts: &mut BTreeMap<String, usize>) -> Vec<String> {
     let out =
         std::env::temp_dir().join(format!("portcullis-corpus-{}-{}", std::process::id(), name));
     let file = path.to_str().unwrap();
-    let (ok, stdout, stderr) = portcullis(&["import", file], &[]);
-    let (ok_out, _, _) = portcullis(&["import", file, "--out", out.to_str().unwrap()], &[]);
+    let mut id_args: Vec<&str> = Vec::new();
+    if let Some(id) = &expect.ambassador_id {
+        let (ok, stdout, stderr) = portcullis(&["import", file], &[]);
+        if ok || !stdout.is_empty() || !stderr.contains("left out: spec.ambassador_id is") {
+            fail(format!(
+                "without --ambassador-id {id}, its resources were not left out:\n{stderr}"
+            ));
+        }
+        id_args = vec!["--ambassador-id", id];
+    }
+    let (ok, stdout, stderr) = portcullis(&[&["import", file][..], &id_args].concat(), &[]);
+    let (ok_out, _, _) = portcullis(
+        &[
+            &["import", file, "--out", out.to_str().unwrap()][..],
+            &id_args,
+        ]
+        .concat(),
+        &[],
+    );
     *counts.entry(expect.exit.clone()).or_default() += 1;
     for line in &expect.report {
         if !stderr.contains(line.as_str()) {
@@ -177,8 +219,13 @@ fn check_one(path: &Path, counts: &mut BTreeMap<String, usize>) -> Vec<String> {
                 return failures;
             }
             let env = env_file(&std::fs::read_to_string(out.join("secrets.env")).unwrap());
+            // The variables' own names (`..._CLIENT_SECRET`) are not values:
+            // a documentation example's secret `CLIENT_SECRET` is in them.
+            let (stdout_values, stderr_values) = (without_vars(&stdout), without_vars(&stderr));
             for (var, value) in &env {
-                if value.len() >= 4 && (stdout.contains(value) || stderr.contains(value)) {
+                if value.len() >= 4
+                    && (stdout_values.contains(value) || stderr_values.contains(value))
+                {
                     fail(format!("the value of {var} reaches the output"));
                 }
             }
@@ -343,4 +390,25 @@ fn emissarys_allow_request_body_is_the_body_it_configured() {
     );
     let config: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(config["filters"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_file_without_any_aes_resource_is_refused_not_an_empty_configuration() {
+    let dir = std::env::temp_dir().join(format!("portcullis-corpus-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let values = dir.join("values.yaml");
+    // A Helm values file given by mistake, and an empty export.
+    std::fs::write(&values, "replicaCount: 2\nimage:\n  tag: 3.9.1\n").unwrap();
+    let empty = dir.join("empty.yaml");
+    std::fs::write(&empty, "apiVersion: v1\nitems: []\nkind: List\n").unwrap();
+    for file in [&values, &empty] {
+        let (ok, stdout, stderr) = portcullis(&["import", file.to_str().unwrap()], &[]);
+        assert!(!ok && stdout.is_empty(), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("no Filter, FilterPolicy, AuthService or Mapping")
+                && stderr.contains("import: nothing written"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -123,6 +123,9 @@ pub struct Journey {
     /// The request is for an OAuth2 filter's own endpoint (callback, logout):
     /// only that filter runs.
     only_one: bool,
+    /// The request is a POST to an OAuth2 callback path (a posted answer,
+    /// `response_mode=form_post`).
+    posted_callback: bool,
     /// The path as sent and decoded fall under two rules that both check it
     /// (`Selection::Ambiguous`): answered 400.
     ambiguous_path: bool,
@@ -162,39 +165,43 @@ enum OAuth2Call {
 
 static NO_CONTEXT: BTreeMap<String, String> = BTreeMap::new();
 
+/// The (rule, position) of the OAuth2 filter that answers a callback or
+/// logout: of the filters on the request's host, the one whose cookies came
+/// with it, else the first.
+fn endpoint_owner(config: &Config, request: &Request) -> Option<(usize, usize)> {
+    let candidates: Vec<(usize, usize, bool)> = config
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.matches_host(&request.authority))
+        .flat_map(|(i, rule)| {
+            rule.filters.iter().enumerate().filter_map(move |(p, f)| {
+                match config.filters.get(f.filter).map(|f| &f.kind) {
+                    Some(FilterKind::OAuth2(o)) => Some((i, p, o.claims_endpoint_request(request))),
+                    _ => None,
+                }
+            })
+        })
+        .collect();
+    candidates
+        .iter()
+        .find(|(_, _, claimed)| *claimed)
+        .or(candidates.first())
+        .map(|(rule, position, _)| (*rule, *position))
+}
+
 impl Journey {
     /// Selects the request's rule (first match by host and path). The OAuth2
     /// callback and logout paths go to the first rule for the host that uses an
     /// OAuth2 filter, and only that filter runs.
     pub fn new(config: &Config, request: &Request) -> Journey {
         if config.oauth2_endpoint(&request.path) {
-            // Every (rule, position) of an OAuth2 filter on this host; the one
-            // whose cookies came with the request wins, else the first.
-            let candidates: Vec<(usize, usize, bool)> = config
-                .rules
-                .iter()
-                .enumerate()
-                .filter(|(_, rule)| rule.matches_host(&request.authority))
-                .flat_map(|(i, rule)| {
-                    rule.filters.iter().enumerate().filter_map(move |(p, f)| {
-                        match config.filters.get(f.filter).map(|f| &f.kind) {
-                            Some(FilterKind::OAuth2(o)) => {
-                                Some((i, p, o.claims_endpoint_request(request)))
-                            }
-                            _ => None,
-                        }
-                    })
-                })
-                .collect();
-            let found = candidates
-                .iter()
-                .find(|(_, _, claimed)| *claimed)
-                .or(candidates.first())
-                .map(|(rule, position, _)| (*rule, *position));
-            if let Some((rule, position)) = found {
+            if let Some((rule, position)) = endpoint_owner(config, request) {
                 let mut journey = Journey::empty(Some(rule));
                 journey.position = position;
                 journey.only_one = true;
+                journey.posted_callback = request.method.eq_ignore_ascii_case("POST")
+                    && !crate::oauth2::is_logout_path(request.path_only());
                 return journey;
             }
         }
@@ -205,6 +212,23 @@ impl Journey {
                 journey.ambiguous_path = true;
                 journey
             }
+        }
+    }
+
+    /// An OAuth2 endpoint request whose body (a posted callback's `state`)
+    /// has just been read: the filter whose login it is answers it, as it
+    /// would have from the start had the state been in the query.
+    fn endpoint_owner_with_body(&mut self, config: &Config, request: &mut Request) {
+        if !self.only_one || request.body.is_some() {
+            return;
+        }
+        let Some((bytes, _)) = &self.body else {
+            return;
+        };
+        request.body = Some(bytes.clone());
+        if let Some((rule, position)) = endpoint_owner(config, request) {
+            self.rule = Some(rule);
+            self.position = position;
         }
     }
 
@@ -223,6 +247,7 @@ impl Journey {
             response_headers: Vec::new(),
             oauth2: OAuth2Journey::default(),
             only_one: false,
+            posted_callback: false,
             ambiguous_path: false,
             identity: None,
             last_filter: None,
@@ -307,10 +332,16 @@ impl Journey {
             return 0;
         };
         if self.only_one {
-            return if crate::oauth2::is_logout_path(request.path_only()) {
-                crate::oauth2::MAX_LOGOUT_FORM_BYTES.saturating_add(1)
-            } else {
-                0
+            return match rule
+                .filters
+                .get(self.position)
+                .and_then(|f| config.filters.get(f.filter))
+                .map(|f| &f.kind)
+            {
+                Some(FilterKind::OAuth2(o)) => o
+                    .endpoint_body_limit(request)
+                    .map_or(0, |n| n.saturating_add(1)),
+                _ => 0,
             };
         }
         rule.filters
@@ -397,12 +428,20 @@ impl Journey {
         let (filter, response) = match waiting {
             Some((index, c)) => match &c.kind {
                 FilterKind::External(ext) => (Some(index), ext.body_lost()),
+                FilterKind::OAuth2(o) if self.posted_callback => {
+                    (Some(index), o.callback_form_lost())
+                }
                 FilterKind::OAuth2(o) => (Some(index), o.logout_form_lost()),
                 _ => (Some(index), Response::json_error(403, "Forbidden")),
             },
             None => (None, Response::json_error(403, "Forbidden")),
         };
         if let Some(index) = filter {
+            if self.posted_callback {
+                // The posted sign-in answer never arrived: the login ends here.
+                self.outcomes
+                    .push((index, Outcome::OAuth2(OAuth2Event::LoginRefused)));
+            }
             self.outcomes
                 .push((index, Outcome::Denied(response.status)));
         }
@@ -437,6 +476,7 @@ impl Journey {
         now_unix: f64,
     ) -> Step {
         self.strip_injected(config, request);
+        self.endpoint_owner_with_body(config, request);
         if self.ambiguous_path {
             return Step::Respond(Response::json_error(
                 400,

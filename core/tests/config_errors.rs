@@ -245,6 +245,44 @@ fn oauth2_audience_is_an_authorization_parameter_given_once() {
     );
 }
 
+/// `response_mode: form_post` loads on https origins; on an http origin it is
+/// refused with the reason (a SameSite=None state cookie must be Secure);
+/// `fragment` and the JWT modes, which no callback can read, are refused.
+#[test]
+fn oauth2_form_post_needs_https_origins() {
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},
+            "extraAuthorizationParameters":{{"response_mode":"form_post"}}}}}}]}}"#
+    ));
+    accepted(&format!(
+        r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},
+            "extraAuthorizationParameters":{{"response_mode":"query"}}}}}}]}}"#
+    ));
+    let http = first_error(
+        r#"{"filters":[{"name":"login","OAuth2":{"authorizationURL":"https://idp.example.com","clientID":"c","secret":"s",
+            "protectedOrigins":[{"origin":"https://app.example.com"},{"origin":"http://app.example.com:8080"}],
+            "extraAuthorizationParameters":{"response_mode":"form_post"}}}]}"#,
+    );
+    assert!(
+        http.starts_with(
+            "filters[0].OAuth2.extraAuthorizationParameters.response_mode: form_post needs https protected origins, and http://app.example.com:8080 is http"
+        ),
+        "{http}"
+    );
+    assert!(http.contains("SameSite=None"), "{http}");
+    assert!(http.contains("Secure (https)"), "{http}");
+    for mode in ["fragment", "form_post.jwt", "jwt"] {
+        let e = first_error(&format!(
+            r#"{{"filters":[{{"name":"login","OAuth2":{{{OAUTH2_OK},
+                "extraAuthorizationParameters":{{"response_mode":"{mode}"}}}}}}]}}"#
+        ));
+        assert!(
+            e.starts_with("filters[0].OAuth2.extraAuthorizationParameters.response_mode: "),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn oauth2_errors_name_their_paths() {
     // No sessionKeys and no secret (a public client): nothing to derive from.

@@ -39,6 +39,20 @@ impl Object {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
     }
 
+    /// Whether the Ambassador whose `AMBASSADOR_ID` is `id` reads this
+    /// resource: its `ambassador_id` (a string or a list; none: `default`)
+    /// names `id`. AES marks what it stores as v3alpha1 for one Ambassador
+    /// `--apiVersion-v3alpha1-only--ID`.
+    pub fn serves(&self, id: &str) -> bool {
+        let named = |v: &str| v.trim_start_matches("--apiVersion-v3alpha1-only--") == id;
+        match self.spec.get("ambassador_id") {
+            None | Some(Value::Null) => id == "default",
+            Some(Value::String(s)) => named(s),
+            Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str().is_some_and(named)),
+            Some(_) => false,
+        }
+    }
+
     /// The Portcullis filter name AES's `name` + `namespace` become.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.name, self.namespace)
@@ -74,6 +88,9 @@ pub fn read_objects(paths: &[String], report: &mut Vec<String>) -> Result<Vec<Ob
 /// Helm and Ambassador Cloud write) ends a document; the next one may start
 /// without `---`, as `kubectl` reads it.
 pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
+    // A UTF-8 byte order mark (as Windows editors and PowerShell write) is
+    // not content, as `kubectl` reads it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut normalized = String::with_capacity(text.len());
     for line in text.lines() {
         let bare = line.split(" #").next().unwrap_or(line).trim_end();
@@ -89,8 +106,12 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
         if i >= MAX_DOCUMENTS {
             return Err(format!("more than {MAX_DOCUMENTS} documents"));
         }
-        let value = Value::deserialize(doc)
-            .map_err(|e| format!("document {}: not valid YAML: {e}", i + 1))?;
+        let invalid = |e: serde_yaml_ng::Error| format!("document {}: not valid YAML: {e}", i + 1);
+        // Merge keys (`<<: *base`, as Helm charts and hand-written manifests
+        // share settings) are applied, as `kubectl` applies them.
+        let mut yaml = serde_yaml_ng::Value::deserialize(doc).map_err(invalid)?;
+        yaml.apply_merge().map_err(invalid)?;
+        let value = Value::deserialize(yaml).map_err(invalid)?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -125,7 +146,9 @@ fn read_document(
         return Ok(());
     };
     let kind = str_field(&doc, "kind");
-    if kind == "List" {
+    // `List` as kubectl prints it; `FilterList`, `MappingList`, ... as the
+    // API server answers a list request (client libraries, curl, Lens).
+    if kind == "List" || (kind.ends_with("List") && doc.get("items").is_some_and(Value::is_array)) {
         let items = match doc.remove("items") {
             Some(Value::Array(items)) => items,
             _ => Vec::new(),
@@ -355,6 +378,32 @@ mod tests {
     fn a_document_end_marker_ends_a_document() {
         let docs = yaml_documents("a: 1\n...\nb: 2\n...\n---\nc: 3\n").unwrap();
         assert_eq!(docs.len(), 3);
+    }
+
+    #[test]
+    fn merge_keys_are_applied_and_a_byte_order_mark_is_not_content() {
+        let docs = yaml_documents("\u{feff}a: &base\r\n  x: 1\r\nb:\r\n  <<: *base\r\n  y: 2\r\n")
+            .unwrap();
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"a": {"x": 1}, "b": {"x": 1, "y": 2}})]
+        );
+    }
+
+    #[test]
+    fn a_typed_list_reads_item_by_item() {
+        let mut objects = Vec::new();
+        let origin = Origin {
+            path: "x.yaml",
+            within: "document 1".into(),
+        };
+        let doc = serde_json::json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "FilterList",
+            "metadata": {"resourceVersion": ""}, "items": [{"apiVersion": "getambassador.io/v3alpha1",
+            "kind": "Filter", "metadata": {"name": "jwt", "namespace": "web"},
+            "spec": {"JWT": {"jwksURI": "https://idp/jwks"}}}]});
+        read_document(doc, "default", &origin, &mut objects, &mut Vec::new()).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].place(), "Filter web/jwt");
     }
 
     #[test]

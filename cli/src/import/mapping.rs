@@ -114,10 +114,6 @@ fn mapping_globs(m: &Object, mappings: &[&Object]) -> Result<(String, String), V
     if m.spec.get("case_sensitive").and_then(Value::as_bool) == Some(false) {
         refused.push("spec.case_sensitive: rule paths match case-sensitively".to_string());
     }
-    if !default_ambassador_id(m) {
-        refused
-            .push("spec.ambassador_id: the Mapping may belong to another Ambassador".to_string());
-    }
     let host_field = if m.spec.get("hostname").is_some() {
         "hostname"
     } else {
@@ -128,7 +124,13 @@ fn mapping_globs(m: &Object, mappings: &[&Object]) -> Result<(String, String), V
         .get(host_field)
         .and_then(Value::as_str)
         .unwrap_or("*");
-    if host.contains(['?', '[', ']', '{', '}']) {
+    if host_field == "host" && m.spec.get("host").is_some() && host.contains('*') {
+        // Emissary matches `host` exactly (`hostname` is the glob): a `*` in
+        // it matches no request, the Mapping takes none.
+        refused.push(format!(
+            "spec.host: {host:?} is an exact match (Emissary 2.x and 3.x refuse a `*` in it: the Mapping takes no request; `hostname` is the glob), not the glob a rule would make of it"
+        ));
+    } else if host.contains(['?', '[', ']', '{', '}']) {
         refused.push(format!(
             "spec.{host_field}: {host:?} would be read as a glob"
         ));
@@ -184,18 +186,6 @@ fn precedence(m: &Object) -> i64 {
         .get("precedence")
         .and_then(Value::as_i64)
         .unwrap_or(0)
-}
-
-fn default_ambassador_id(m: &Object) -> bool {
-    // AES marks a resource it stores as v3alpha1 for the default Ambassador
-    // with this prefix.
-    let is_default = |id: &str| id.trim_start_matches("--apiVersion-v3alpha1-only--") == "default";
-    match m.spec.get("ambassador_id") {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => is_default(s),
-        Some(Value::Array(ids)) => ids.iter().any(|i| i.as_str().is_some_and(is_default)),
-        Some(_) => false,
-    }
 }
 
 /// Whether Mapping `other` may take requests of the bypass (host glob `host`,

@@ -15,6 +15,8 @@
 //!   where host and path globs select exactly its requests (`mapping.rs`).
 //! - The `AuthService`s become one External filter that a last catch-all rule
 //!   runs; AES's own internal one is left out (`auth_service.rs`).
+//! - One Ambassador at a time: resources whose `ambassador_id` does not name
+//!   it (`default`, or `--ambassador-id`) are another install's, left out.
 //!
 //! Never a silent fail-open: authentication a manifest declares that cannot
 //! be imported is refused (the command fails), and so is a result that runs
@@ -106,8 +108,8 @@ impl Importer {
 /// and writes it to standard output or, with `out`, into that folder.
 /// Fails (with every reason) when authentication the manifests declare
 /// cannot come or the result does not load.
-pub fn run(files: &[String], out: Option<&str>) -> Result<(), String> {
-    let imported = import(files)?;
+pub fn run(files: &[String], out: Option<&str>, ambassador_id: &str) -> Result<(), String> {
+    let imported = import(files, ambassador_id)?;
     for line in &imported.report {
         eprintln!("import: {line}");
     }
@@ -154,10 +156,26 @@ pub fn run(files: &[String], out: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-/// Imports the manifests in `paths`.
-pub fn import(paths: &[String]) -> Result<Imported, String> {
+/// Imports the manifests in `paths` for the Ambassador whose
+/// `AMBASSADOR_ID` is `ambassador_id` (`default` unless one was set).
+pub fn import(paths: &[String], ambassador_id: &str) -> Result<Imported, String> {
     let mut report = Vec::new();
     let objects = documents::read_objects(paths, &mut report)?;
+    let objects = of_ambassador(objects, ambassador_id, &mut report);
+    // No AES resource at all is a wrong file (a Helm values file, an empty
+    // `kubectl get` of another namespace), never "no authentication": an
+    // empty configuration would let every request through.
+    if !objects
+        .iter()
+        .any(|o| documents::is_auth_kind(&o.kind) || o.kind == "Mapping")
+    {
+        let mut lines: Vec<String> = report.iter().map(|l| format!("import: {l}")).collect();
+        lines.push(format!(
+            "import: nothing written: {} hold(s) no Filter, FilterPolicy, AuthService or Mapping (of any getambassador.io or ambassador version) for the Ambassador {ambassador_id:?}: an empty configuration would check no request; give the manifests that configure authentication (`kubectl get filters,filterpolicies,authservices,mappings -A -o yaml`)",
+            paths.join(", "),
+        ));
+        return Err(lines.join("\n"));
+    }
     let mut importer = Importer {
         secrets: objects
             .iter()
@@ -272,6 +290,46 @@ pub fn import(paths: &[String]) -> Result<Imported, String> {
         filter_sources,
         rule_sources,
     })
+}
+
+/// The objects that serve the Ambassador `ambassador_id`; the others are left
+/// out and reported. A cluster's export holds the resources of every
+/// Ambassador in it; the others' would widen or narrow this one's
+/// authentication (a public rule of an internal gateway's FilterPolicy would
+/// open this one).
+fn of_ambassador(
+    objects: Vec<Object>,
+    ambassador_id: &str,
+    report: &mut Vec<String>,
+) -> Vec<Object> {
+    let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let objects: Vec<Object> = objects
+        .into_iter()
+        .filter(|o| {
+            let ambassador = documents::is_auth_kind(&o.kind) || o.kind == "Mapping";
+            if ambassador && !o.serves(ambassador_id) {
+                let ids = match o.spec.get("ambassador_id") {
+                    Some(Value::String(id)) => id.clone(),
+                    Some(Value::Array(ids)) => ids
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "default".to_string(),
+                };
+                others.entry(ids).or_default().push(o.place());
+                return false;
+            }
+            true
+        })
+        .collect();
+    for (ids, places) in &others {
+        report.push(format!(
+            "{}: left out: spec.ambassador_id is {ids:?}, not {ambassador_id:?}, the Ambassador being imported: another Ambassador's resources (`--ambassador-id ID` imports those of the Ambassador whose AMBASSADOR_ID is ID, for its own Envoy)",
+            places.join(", ")
+        ));
+    }
+    objects
 }
 
 /// Whether a rule runs at least one filter.

@@ -36,6 +36,10 @@ pub fn prune(spec: &mut Value, place: &str, report: &mut Vec<String>) {
 /// false` and empty value are Go's zero values, as `kubectl get` prints them).
 const ABSENT_WITHOUT: &[(&str, &str)] = &[("ifRequestHeader", "name")];
 
+/// Filter types: `Internal: {}` (Ambassador Pro) is that type with its
+/// defaults, never unset.
+const FILTER_TYPES: &[&str] = &["JWT", "OAuth2", "External", "APIKey", "Plugin", "Internal"];
+
 /// Numeric fields whose zero AES reads as unset.
 const ZERO_IS_UNSET: &[&str] = &["httpStatusCode"];
 
@@ -47,11 +51,16 @@ fn is_conversion_field(key: &str) -> bool {
         && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
 }
 
-/// Whether a value is unset: `""`, `null`, or an object whose every field is.
+/// Whether a value is unset: `""`, `null`, `[]`, `{}` (Go's zero values:
+/// AES tests a list or map by its length, so `validAlgorithms: []` is the
+/// default set and a Mapping's `headers: {}` matches every request, as
+/// `kubectl get` prints them), or an object whose every field is.
 fn is_unset(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
         _ => false,
     }
 }
@@ -88,7 +97,7 @@ fn prune_value(value: &mut Value, path: &str, empty: &mut Vec<String>, written: 
                     map.remove(&key);
                     continue;
                 }
-                if is_unset(inner) || emptied {
+                if (is_unset(inner) && !FILTER_TYPES.contains(&key.as_str())) || emptied {
                     map.remove(&key);
                     if !emptied {
                         empty.push(here);
@@ -124,14 +133,14 @@ mod tests {
     fn empty_strings_and_the_objects_they_empty_are_unset() {
         let mut spec = json!({"rules": [{"host": "*", "path": "/*", "filters": [
             {"name": "sso", "onDeny": "", "ifRequestHeader": {"name": "", "value": ""}}]}],
-            "OAuth2": {"clientAuthentication": {"method": ""}, "secretName": "", "scope": []},
+            "OAuth2": {"clientAuthentication": {"method": ""}, "secretName": "", "scope": ["openid"]},
             "v3postLogoutRedirectURI": "https://x"});
         let mut report = Vec::new();
         prune(&mut spec, "Filter default/sso", &mut report);
         assert_eq!(
             spec,
             json!({"rules": [{"host": "*", "path": "/*", "filters": [{"name": "sso"}]}],
-                "OAuth2": {"scope": []}})
+                "OAuth2": {"scope": ["openid"]}})
         );
         assert!(report[1].contains("spec.v3postLogoutRedirectURI: dropped"));
     }
@@ -142,6 +151,16 @@ mod tests {
             "ifRequestHeader": {"name": "", "negate": false, "value": "", "valueRegex": ""}}]}]});
         prune(&mut spec, "FilterPolicy default/p", &mut Vec::new());
         assert_eq!(spec, json!({"rules": [{"filters": [{"name": "f"}]}]}));
+    }
+
+    #[test]
+    fn empty_lists_and_maps_are_unset_as_go_reads_them() {
+        let mut spec = json!({"ambassador_id": [], "headers": {}, "prefix": "/health/",
+            "JWT": {"validAlgorithms": [], "errorResponse": {"headers": []}}});
+        let mut report = Vec::new();
+        prune(&mut spec, "Mapping default/health", &mut report);
+        assert_eq!(spec, json!({"prefix": "/health/"}));
+        assert!(report[0].contains("spec.ambassador_id"), "{report:?}");
     }
 
     #[test]

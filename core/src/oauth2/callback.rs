@@ -9,10 +9,11 @@ use super::session::{CookieJar, SameSite, Session};
 use super::session_store::{open_session, write_session};
 use super::token_endpoint::{access_expiry, access_policy};
 use super::token_endpoint::{cut, read_token_answer, token_callout, TokenAnswer, TokenFailure};
+use super::xsrf::is_form;
 use super::FlowContext;
 use super::{
     error_page, userinfo, IdpState, OAuth2Filter, OAuth2Step, Origin, TokenValidation,
-    DEFAULT_ACCESS_LIFETIME, REFRESH_SESSION_LIFETIME,
+    DEFAULT_ACCESS_LIFETIME, MAX_CALLBACK_FORM_BYTES, REFRESH_SESSION_LIFETIME,
 };
 use crate::callout::CalloutAnswer;
 use crate::jwt::verify::verify_token;
@@ -32,7 +33,10 @@ pub(super) fn callback(
     let Some(discovery) = idp.discovery else {
         return OAuth2Step::NeedIdp;
     };
-    let params = query_params(&request.path);
+    let params = match answer_params(request) {
+        Ok(params) => params,
+        Err(step) => return step,
+    };
     let state = query_param(&params, "state").unwrap_or("");
     let state_base = f.cookie_base("state");
     let found = state.get(..STATE_ID_LEN).and_then(|id| {
@@ -46,6 +50,12 @@ pub(super) fn callback(
         Some((name, login))
     });
     let Some((state_cookie, login)) = found else {
+        if request.method.eq_ignore_ascii_case("POST") && !f.form_post {
+            log::info!(
+                "OAuth2 filter {}: the identity provider posted the sign-in answer (response_mode form_post), and no login state cookie came with it: a SameSite=Lax cookie is not sent on a cross-site POST. Set extraAuthorizationParameters.response_mode to \"form_post\" (https origins)",
+                f.name
+            );
+        }
         // A stale tab, a replayed or forged callback. With a session already
         // (the back button after a login), go home; else a page, not a loop.
         if open_session(f, jar, now).is_some() {
@@ -57,7 +67,7 @@ pub(super) fn callback(
             "This sign-in link has expired or was not started in this browser. Go back to the application to sign in again.",
         ));
     };
-    let clear_state = state_attrs(origin, 0).clear(&state_cookie);
+    let clear_state = state_attrs(f, origin, 0).clear(&state_cookie);
     let fail = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
         r.push_header("set-cookie", clear_state.clone());
@@ -119,6 +129,59 @@ pub(super) fn callback(
     }
 }
 
+/// The authorization response's parameters (RFC 6749 §4.1.2): a GET's query,
+/// or a POST's `application/x-www-form-urlencoded` body (OAuth 2.0 Form Post
+/// Response Mode §2), at most [`MAX_CALLBACK_FORM_BYTES`]. `Err` with the
+/// step to take instead: read the body first, or a page (not a form: 415;
+/// too large: 413).
+#[allow(clippy::result_large_err)] // once per callback
+fn answer_params(request: &Request) -> Result<Vec<(String, String)>, OAuth2Step> {
+    if !request.method.eq_ignore_ascii_case("POST") {
+        return Ok(query_params(&request.path));
+    }
+    if !is_form(request) {
+        return Err(OAuth2Step::Respond(error_page(
+            415,
+            "Sign-in could not be completed",
+            "The sign-in answer was posted in a form this site does not read (application/x-www-form-urlencoded expected).",
+        )));
+    }
+    let Some(body) = &request.body else {
+        return Err(OAuth2Step::NeedBody {
+            max_bytes: MAX_CALLBACK_FORM_BYTES,
+        });
+    };
+    if body.len() > MAX_CALLBACK_FORM_BYTES {
+        return Err(OAuth2Step::Respond(error_page(
+            413,
+            "Sign-in could not be completed",
+            &format!("The sign-in answer is larger than the {MAX_CALLBACK_FORM_BYTES} bytes this site reads."),
+        )));
+    }
+    Ok(form_params(body))
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body.
+fn form_params(body: &[u8]) -> Vec<(String, String)> {
+    query_params(&format!("?{}", String::from_utf8_lossy(body)))
+}
+
+/// Whether the request is a posted answer whose body the host has not read yet.
+pub(super) fn awaits_form(request: &Request) -> bool {
+    request.method.eq_ignore_ascii_case("POST") && request.body.is_none() && is_form(request)
+}
+
+/// The `state` of an authorization response (query, or the posted form once
+/// read); `None` when there is none, or the form is not read yet.
+pub(super) fn answer_state(request: &Request) -> Option<String> {
+    let params = if request.method.eq_ignore_ascii_case("POST") {
+        form_params(request.body.as_ref().filter(|_| is_form(request))?)
+    } else {
+        query_params(&request.path)
+    };
+    query_param(&params, "state").map(str::to_string)
+}
+
 /// A new session from a token answer.
 pub(super) fn new_session(
     f: &OAuth2Filter,
@@ -162,7 +225,7 @@ pub(super) fn code_tokens(
     answer: CalloutAnswer,
     events: Option<&OAuth2Events>,
 ) -> Result<TokenAnswer, Response> {
-    let clear_state = state_attrs(origin, 0).clear(state_cookie);
+    let clear_state = state_attrs(f, origin, 0).clear(state_cookie);
     let fail = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
         r.push_header("set-cookie", clear_state.clone());
@@ -205,7 +268,7 @@ pub(super) fn check_login_tokens(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
     let (f, _, _, idp, now) = cx.parts();
-    let clear_state = state_attrs(origin, 0).clear(state_cookie);
+    let clear_state = state_attrs(f, origin, 0).clear(state_cookie);
     let fail_page = |status: u16, detail: &str| {
         let mut r = error_page(status, "Sign-in could not be completed", detail);
         r.push_header("set-cookie", clear_state.clone());
@@ -321,13 +384,24 @@ pub(super) fn finish_login(
     session: Session,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> OAuth2Step {
-    let clear_state = state_attrs(origin, 0).clear(state_cookie);
-    let mut cookies = match write_session(cx, origin, jar, &session, login.same_site, random) {
-        Ok(c) => c,
-        Err(r) => return OAuth2Step::Respond(r),
+    let (f, request, _, _, now) = cx.parts();
+    let clear_state = state_attrs(f, origin, 0).clear(state_cookie);
+    // A posted answer (form_post) came cross-site, without the browser's
+    // SameSite=Lax session cookies: clear every form a previous session may
+    // have left, or a stale chunk would spoil the new session.
+    let every_form;
+    let session_jar = if request.method.eq_ignore_ascii_case("POST") {
+        every_form = CookieJar::every_form(&f.cookie_base("session"));
+        &every_form
+    } else {
+        jar
     };
+    let mut cookies =
+        match write_session(cx, origin, session_jar, &session, login.same_site, random) {
+            Ok(c) => c,
+            Err(r) => return OAuth2Step::Respond(r),
+        };
     cookies.push(clear_state);
-    let (f, _, _, _, now) = cx.parts();
     cookies.push(super::loops::completed_login(f, origin, jar, now));
     // Never an open redirect: the URL must be on this request's protected origin.
     let home = format!("{}/", origin.url());

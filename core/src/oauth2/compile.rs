@@ -84,6 +84,7 @@ impl OAuth2Filter {
             compile_token_use(c, path, spec, grant, secret.as_deref());
         let origins = compile_origins(c, path, spec, grant);
         let extra_parameters = compile_extra_parameters(c, path, spec);
+        let form_post = compile_response_mode(c, path, spec, &origins);
         let inject = HeaderTemplate::compile_list(
             c,
             &format!("{path}.injectRequestHeaders"),
@@ -142,6 +143,7 @@ impl OAuth2Filter {
             client_assertion,
             origins,
             extra_parameters,
+            form_post,
             inject,
             margin: dur(spec.expiration_safety_margin).unwrap_or(0),
             max_idle: dur(spec.client_session_max_idle).filter(|s| *s > 0),
@@ -533,6 +535,59 @@ fn compile_paths(c: &mut Compiler<'_>, path: &str, spec: &OAuth2Spec) -> (String
         }
     };
     (callback_path, xsrf_on_requests)
+}
+
+/// `extraAuthorizationParameters.response_mode`: whether the authorization
+/// response comes as a POSTed form (OAuth 2.0 Form Post Response Mode), which
+/// the callback reads from the request body. `query` (the code flow's
+/// default, RFC 6749 §4.1.2) and `form_post` work; `fragment` (the browser
+/// keeps the code: the callback never sees it) and the JWT modes (JARM) are
+/// refused. `form_post` needs every protected origin on `https`: the IdP's
+/// page posts the form cross-site, a browser sends the state cookie with it
+/// only when that cookie is `SameSite=None`, and it keeps such a cookie only
+/// when it is `Secure`.
+fn compile_response_mode(
+    c: &mut Compiler,
+    path: &str,
+    spec: &OAuth2Spec,
+    origins: &[ProtectedOrigin],
+) -> bool {
+    let at = format!("{path}.extraAuthorizationParameters.response_mode");
+    match spec
+        .extra_authorization_parameters
+        .get("response_mode")
+        .map(String::as_str)
+    {
+        None | Some("query") => false,
+        Some("form_post") => {
+            for o in origins.iter().filter(|o| o.scheme != "https") {
+                c.error(
+                    at.clone(),
+                    format!(
+                        "form_post needs https protected origins, and {}://{}{} is http: the identity provider's page posts the sign-in answer to the callback from its own site, a browser sends the login's state cookie with that cross-site POST only when the cookie is SameSite=None, and keeps a SameSite=None cookie only when it is Secure (https). Serve the origin over https, or leave response_mode out (the answer then comes in the query)",
+                        o.scheme,
+                        o.host,
+                        o.port.map(|p| format!(":{p}")).unwrap_or_default()
+                    ),
+                );
+            }
+            true
+        }
+        Some("fragment") => {
+            c.error(
+                at,
+                "fragment cannot work: the browser keeps a URL's fragment to itself, so the callback would never see the authorization code. Give \"form_post\", \"query\" or leave response_mode out",
+            );
+            false
+        }
+        Some(other) => {
+            c.error(
+                at,
+                format!("{other:?} is not supported: give \"form_post\" or \"query\" (or leave response_mode out)"),
+            );
+            false
+        }
+    }
 }
 
 /// The authorization request's extra parameters: `extraAuthorizationParameters`

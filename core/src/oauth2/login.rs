@@ -5,7 +5,7 @@ use super::events::{note, OAuth2Event};
 use super::session::{CookieAttrs, CookieJar, SameSite};
 use super::session_store::{clear_session, session_error};
 use super::FlowContext;
-use super::{loops, OAuth2Step, Origin, LOGIN_STATE_LIFETIME, MAX_PENDING_LOGINS};
+use super::{loops, OAuth2Filter, OAuth2Step, Origin, LOGIN_STATE_LIFETIME, MAX_PENDING_LOGINS};
 use crate::response::Response;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -172,7 +172,7 @@ pub(super) fn login_redirect(
     else {
         return session_error();
     };
-    let attrs = state_attrs(origin, LOGIN_STATE_LIFETIME);
+    let attrs = state_attrs(f, origin, LOGIN_STATE_LIFETIME);
     let mut params: Vec<(&str, &str)> = vec![
         ("response_type", "code"),
         ("client_id", &f.client_id),
@@ -243,10 +243,13 @@ pub(super) fn return_path(path: &str) -> &str {
     }
 }
 
-pub(super) fn state_attrs(origin: &Origin, max_age: u64) -> CookieAttrs {
+/// The login state cookie's attributes: `SameSite=Lax` (sent on the IdP's
+/// redirect back, a top-level GET), or `SameSite=None; Secure` when the
+/// answer comes as a cross-site POST (`response_mode=form_post`).
+pub(super) fn state_attrs(f: &OAuth2Filter, origin: &Origin, max_age: u64) -> CookieAttrs {
     CookieAttrs {
         secure: origin.is_https(),
-        same_site: SameSite::Lax,
+        same_site: f.callback_same_site(),
         http_only: true,
         max_age: Some(max_age),
     }

@@ -19,7 +19,7 @@
 //!   value is not sealed: a client that edits it only stops or allows its own
 //!   logins.
 
-use super::session::{CookieAttrs, CookieJar, SameSite};
+use super::session::{CookieAttrs, CookieJar};
 use super::{error_page, OAuth2Filter, Origin};
 use crate::response::Response;
 
@@ -53,13 +53,20 @@ fn read_count(jar: &CookieJar, name: &str, now_s: u64) -> Count {
         })
 }
 
-fn count_cookie(origin: &Origin, name: &str, count: &Count, now_s: u64) -> String {
+fn count_cookie(
+    f: &OAuth2Filter,
+    origin: &Origin,
+    name: &str,
+    count: &Count,
+    now_s: u64,
+) -> String {
     let left = LOGIN_WINDOW
         .saturating_sub(now_s.saturating_sub(count.since))
         .max(1);
     let attrs = CookieAttrs {
         secure: origin.is_https(),
-        same_site: SameSite::Lax,
+        // Read at the callback: a form_post callback is a cross-site POST.
+        same_site: f.callback_same_site(),
         http_only: true,
         max_age: Some(left),
     };
@@ -79,7 +86,7 @@ pub(super) fn completed_login(
     let now_s = now.max(0.0) as u64;
     let mut count = read_count(jar, &name, now_s);
     count.completed = true;
-    count_cookie(origin, &name, &count, now_s)
+    count_cookie(f, origin, &name, &count, now_s)
 }
 
 /// A login redirect of this browser: after a completed login it is a loop,
@@ -117,7 +124,7 @@ pub(super) fn count_login(
         page.push_header("retry-after", retry.to_string());
         return Err(page);
     }
-    Ok(Some(count_cookie(origin, &name, &count, now_s)))
+    Ok(Some(count_cookie(f, origin, &name, &count, now_s)))
 }
 
 /// `<loops>.<window start>[.c]`.

@@ -27,7 +27,8 @@
 //!   would lose its body (as oauth2-proxy, and Envoy's `deny_redirect_matcher`).
 //! - **Login state.** One sealed cookie per login in progress,
 //!   `portcullis_state.<name>.<first 12 characters of state>` (10 minutes,
-//!   HttpOnly, SameSite=Lax, Path=/), holding the state, PKCE verifier, nonce,
+//!   HttpOnly, SameSite=Lax, Path=/; `SameSite=None; Secure` with
+//!   `response_mode=form_post`, whose answer is a cross-site POST), holding the state, PKCE verifier, nonce,
 //!   scopes and the original URL; at most [`MAX_PENDING_LOGINS`] at a time
 //!   (past it the oldest is dropped), so several tabs can log in at once. The original URL is always built from the
 //!   request's own protected origin and checked again at the callback: never an
@@ -131,6 +132,11 @@ pub const AES_LOGOUT_PATH: &str = "/.ambassador/oauth2/logout";
 /// two short fields).
 pub const MAX_LOGOUT_FORM_BYTES: usize = 4096;
 
+/// The largest authorization response read from a POSTed form at the callback
+/// (`response_mode=form_post`): `code` (at most 4096 bytes), `state`, `iss`,
+/// `session_state` and an IdP's `error` fields fit well within it.
+pub const MAX_CALLBACK_FORM_BYTES: usize = 16384;
+
 /// Whether `path` (without query) is a logout path.
 pub fn is_logout_path(path: &str) -> bool {
     path == LOGOUT_PATH || path == AES_LOGOUT_PATH
@@ -230,6 +236,9 @@ pub struct OAuth2Filter {
     client_assertion: Option<client_assertion::ClientAssertion>,
     origins: Vec<ProtectedOrigin>,
     extra_parameters: Vec<(String, String)>,
+    /// `response_mode=form_post` is asked: the callback takes a POSTed form,
+    /// and the login's state (and loop count) cookies are `SameSite=None`.
+    form_post: bool,
     pub(crate) inject: Vec<HeaderTemplate>,
     margin: u64,
     max_idle: Option<u64>,
@@ -474,6 +483,20 @@ impl OAuth2Filter {
         path == self.callback_path || path == CALLBACK_PATH || path == AES_CALLBACK_PATH
     }
 
+    /// The most body bytes this filter reads of a request to one of its
+    /// endpoints: a logout form's (`_xsrf`), a posted callback's (the
+    /// authorization response, `response_mode=form_post`); `None` for others.
+    pub fn endpoint_body_limit(&self, request: &Request) -> Option<usize> {
+        let path = request.path_only();
+        if is_logout_path(path) {
+            Some(MAX_LOGOUT_FORM_BYTES)
+        } else if self.is_callback_path(path) && request.method.eq_ignore_ascii_case("POST") {
+            Some(MAX_CALLBACK_FORM_BYTES)
+        } else {
+            None
+        }
+    }
+
     /// The `callbackPath`.
     pub fn callback_path(&self) -> &str {
         &self.callback_path
@@ -491,17 +514,20 @@ impl OAuth2Filter {
             .filter_map(|c| c.split('=').next())
             .map(str::trim);
         if self.is_callback_path(path) {
-            let state = request
-                .path
-                .split_once('?')
-                .map(|(_, q)| q)
-                .unwrap_or("")
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("state="))
-                .unwrap_or("");
-            let id = state.get(..login::STATE_ID_LEN).unwrap_or(state);
-            let wanted = format!("{}.{id}", self.cookie_base("state"));
-            names.into_iter().any(|n| n == wanted)
+            match callback::answer_state(request) {
+                Some(state) => {
+                    let id = state.get(..login::STATE_ID_LEN).unwrap_or(&state);
+                    let wanted = format!("{}.{id}", self.cookie_base("state"));
+                    names.into_iter().any(|n| n == wanted)
+                }
+                // A posted answer whose body is not read yet: a login of this
+                // filter is in progress (the journey looks again once the
+                // body is read).
+                None if callback::awaits_form(request) => {
+                    names.into_iter().any(|n| self.owns_state_cookie(n))
+                }
+                None => false,
+            }
         } else {
             let xsrf = self.cookie_base("xsrf");
             names
@@ -582,6 +608,19 @@ impl OAuth2Filter {
         )
     }
 
+    /// The page for a posted callback (`response_mode=form_post`) whose body
+    /// never reached the filter: the upstream answered the request first (Envoy
+    /// without `allow_on_headers_stop_iteration` lets the headers go on before
+    /// the body is read, and drops request body that comes after a complete
+    /// answer).
+    pub fn callback_form_lost(&self) -> Response {
+        error_page(
+            502,
+            "Sign-in could not be completed",
+            "The sign-in answer did not arrive before the application answered. Set allow_on_headers_stop_iteration on the Wasm filter in envoy.yaml (docs/oauth2.md), then sign in again.",
+        )
+    }
+
     /// The 503 page when the IdP's discovery document or keys never loaded.
     pub fn idp_unavailable(&self) -> Response {
         error_page(
@@ -628,6 +667,18 @@ impl OAuth2Filter {
         }
     }
 
+    /// The `SameSite` of the cookies the callback reads (the login's state,
+    /// the loop count): `None` when the IdP posts the answer cross-site
+    /// (`response_mode=form_post`; the origins are https, so they are
+    /// `Secure`), else `Lax`.
+    pub(super) fn callback_same_site(&self) -> SameSite {
+        if self.form_post {
+            SameSite::None
+        } else {
+            SameSite::Lax
+        }
+    }
+
     fn cookie_base(&self, kind: &str) -> String {
         format!("portcullis_{kind}.{}", self.name)
     }
@@ -670,9 +721,9 @@ impl OAuth2Filter {
         }
         let path = request.path.split(['?', '#']).next().unwrap_or("");
         if self.is_callback_path(path) {
-            let state = encoding::query_param(&encoding::query_params(&request.path), "state")
-                .unwrap_or("")
-                .to_string();
+            // A posted answer whose body is not read yet is not known to be
+            // another's: the callback reads the body, and this runs again.
+            let state = callback::answer_state(request).unwrap_or_default();
             let Some(id) = state.get(..login::STATE_ID_LEN) else {
                 return false;
             };

@@ -215,6 +215,15 @@ impl CookieJar {
         CookieJar { pairs }
     }
 
+    /// A jar as if the request had carried `name` whole and each of its
+    /// chunks: writing against it clears every form a browser may hold but did
+    /// not send (a cross-site POST carries no `SameSite=Lax` cookie).
+    pub fn every_form(name: &str) -> CookieJar {
+        let mut pairs = vec![(name.to_string(), String::new())];
+        pairs.extend((0..MAX_CHUNKS).map(|i| (format!("{name}.{i}"), String::new())));
+        CookieJar { pairs }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()

@@ -145,7 +145,10 @@ pub(super) fn on_answer(
                 );
                 log::warn!("OAuth2 filter {}: {detail}", f.name);
                 let mut r = error_page(401, "Sign-in could not be completed", &detail);
-                r.push_header("set-cookie", state_attrs(&origin, 0).clear(&state_cookie));
+                r.push_header(
+                    "set-cookie",
+                    state_attrs(f, &origin, 0).clear(&state_cookie),
+                );
                 return login_ended(idp, OAuth2Step::Respond(r));
             }
             userinfo::apply(f, &mut session, outcome);

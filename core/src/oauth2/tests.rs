@@ -65,6 +65,7 @@ pub(super) fn filter() -> OAuth2Filter {
             internal: Vec::new(),
         }],
         extra_parameters: vec![("prompt".to_string(), "login".to_string())],
+        form_post: false,
         inject: vec![HeaderTemplate {
             name: "x-user".to_string(),
             template: Template::parse("{{ .idToken.Claims.sub }}").unwrap(),
@@ -2857,4 +2858,213 @@ fn another_filters_callback_or_logout_is_passed_on_untouched() {
         check(&f, &args, &logout, NOW),
         OAuth2Step::Allow { .. }
     ));
+}
+
+// ---------------------------------------------------------------------------
+// Form Post Response Mode (`response_mode=form_post`)
+
+fn form_post_filter() -> OAuth2Filter {
+    let mut f = filter();
+    f.extra_parameters
+        .push(("response_mode".to_string(), "form_post".to_string()));
+    f.form_post = true;
+    f
+}
+
+/// The IdP's auto-submitted form: a cross-site POST, so without the
+/// browser's `SameSite=Lax` cookies (here: only the state and loop count
+/// cookies, which are `SameSite=None`).
+fn posted_callback(jar: &HashMap<String, String>, body: Option<&str>) -> Request {
+    let sent: HashMap<String, String> = jar
+        .iter()
+        .filter(|(n, _)| n.starts_with("portcullis_state.") || n.starts_with("portcullis_logins."))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let mut req = request(
+        "POST",
+        CALLBACK_PATH,
+        &[
+            ("cookie", &cookie_header(&sent)),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    req.body = body.map(|b| b.as_bytes().to_vec());
+    req
+}
+
+#[test]
+fn form_post_state_cookie_is_same_site_none_and_secure() {
+    let f = form_post_filter();
+    let r = respond(check(
+        &f,
+        &OAuth2Args::default(),
+        &request("GET", "/", &[]),
+        NOW,
+    ));
+    assert_eq!(location_params(&r)["response_mode"], "form_post");
+    let set = set_cookies(&r.headers);
+    let state = set
+        .iter()
+        .find(|c| c.starts_with("portcullis_state.login."))
+        .unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=None", "Max-Age=600"] {
+        assert!(state.contains(attr), "{state} lacks {attr}");
+    }
+}
+
+/// The callback reads code and state from the posted form (after asking the
+/// host for the body), exchanges the code and makes the session; the
+/// session cookies stay Lax, and every stale form of a session the
+/// cross-site POST could not show is cleared.
+#[test]
+fn form_post_callback_reads_the_posted_form() {
+    let f = form_post_filter();
+    let args = OAuth2Args::default();
+    let mut login = start_login(&f, &args, "/page?x=1");
+    // Without the body: read it first, bounded.
+    match check(&f, &args, &posted_callback(&login.jar, None), NOW) {
+        OAuth2Step::NeedBody { max_bytes } => assert_eq!(max_bytes, MAX_CALLBACK_FORM_BYTES),
+        other => panic!("expected NeedBody, got {other:?}"),
+    }
+    let body = format!(
+        "code=the-code&state={}&session_state=abc",
+        percent_encode(&login.params["state"])
+    );
+    let req = posted_callback(&login.jar, Some(&body));
+    let (c, pending) = callout(check(&f, &args, &req, NOW));
+    assert_eq!(form(&c)["code"], "the-code");
+    let r = respond(answer(
+        &f,
+        &args,
+        &req,
+        pending,
+        http(200, default_tokens(&login)),
+        NOW,
+    ));
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example.com/page?x=1")
+    );
+    let set = set_cookies(&r.headers);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("portcullis_session.login=") && !c.contains("Max-Age=0"))
+        .unwrap();
+    assert!(session.contains("SameSite=Lax"), "{session}");
+    for i in 0..super::session::MAX_CHUNKS {
+        let chunk = format!("portcullis_session.login.{i}=;");
+        assert!(
+            set.iter()
+                .any(|c| c.starts_with(&chunk) && c.contains("Max-Age=0")),
+            "chunk {i} not cleared: {set:?}"
+        );
+    }
+    assert!(set
+        .iter()
+        .any(|c| c.starts_with("portcullis_state.login.") && c.contains("Max-Age=0")));
+    apply_cookies(&mut login.jar, &set);
+    assert!(login.jar.contains_key("portcullis_session.login"));
+}
+
+/// A posted answer just past the bound is refused (413), at it is read; a
+/// posted body that is not a form is 415; an IdP's error posted is mapped to
+/// fixed text, its description never shown.
+#[test]
+fn form_post_callback_bounds_and_errors() {
+    let f = form_post_filter();
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let state = percent_encode(&login.params["state"]);
+    let head = format!("code=the-code&state={state}&pad=");
+    let at_bound = format!("{head}{}", "x".repeat(MAX_CALLBACK_FORM_BYTES - head.len()));
+    assert_eq!(at_bound.len(), MAX_CALLBACK_FORM_BYTES);
+    callout(check(
+        &f,
+        &args,
+        &posted_callback(&login.jar, Some(&at_bound)),
+        NOW,
+    ));
+    let past = format!("{at_bound}x");
+    let r = respond(check(
+        &f,
+        &args,
+        &posted_callback(&login.jar, Some(&past)),
+        NOW,
+    ));
+    assert_eq!(r.status, 413);
+
+    let mut json_post = posted_callback(&login.jar, Some("{}"));
+    json_post.headers.set("content-type", "application/json");
+    assert_eq!(respond(check(&f, &args, &json_post, NOW)).status, 415);
+
+    let body = format!("error=access_denied&error_description=Call%20%2B1-555-0100&state={state}");
+    let r = respond(check(
+        &f,
+        &args,
+        &posted_callback(&login.jar, Some(&body)),
+        NOW,
+    ));
+    assert_eq!(r.status, 401);
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(!page.contains("555"), "{page}");
+}
+
+/// Without form_post configured, the state cookie is Lax: an IdP posting the
+/// answer anyway meets the stale-link page (and the log says what to set).
+#[test]
+fn a_posted_answer_without_form_post_configured_finds_no_login() {
+    let f = filter();
+    let args = OAuth2Args::default();
+    let login = start_login(&f, &args, "/");
+    let body = format!("code=c&state={}", percent_encode(&login.params["state"]));
+    // A cross-site POST carries no Lax cookie.
+    let mut req = request(
+        "POST",
+        CALLBACK_PATH,
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    req.body = Some(body.into_bytes());
+    assert_eq!(respond(check(&f, &args, &req, NOW)).status, 400);
+}
+
+/// The loop count survives a form_post login (its cookie is SameSite=None,
+/// so the cross-site POST carries it): a real loop still ends on the page.
+#[test]
+fn form_post_logins_that_loop_are_still_counted() {
+    let f = form_post_filter();
+    let args = OAuth2Args::default();
+    let mut jar: HashMap<String, String> = HashMap::new();
+    let mut stopped = false;
+    for _ in 0..=super::loops::MAX_LOOPS_IN_WINDOW + 1 {
+        let req = request("GET", "/", &[("cookie", &cookie_header(&jar))]);
+        let r = respond(check(&f, &args, &req, NOW));
+        if r.status == 508 {
+            stopped = true;
+            break;
+        }
+        assert_eq!(r.status, 303);
+        apply_cookies(&mut jar, &set_cookies(&r.headers));
+        let params = location_params(&r);
+        let body = format!("code=c&state={}", percent_encode(&params["state"]));
+        let req = posted_callback(&jar, Some(&body));
+        let (_, pending) = callout(check(&f, &args, &req, NOW));
+        let login = Login {
+            params,
+            jar: HashMap::new(),
+        };
+        let r = respond(answer(
+            &f,
+            &args,
+            &req,
+            pending,
+            http(200, default_tokens(&login)),
+            NOW,
+        ));
+        assert_eq!(r.status, 303);
+        apply_cookies(&mut jar, &set_cookies(&r.headers));
+        // The session does not hold (as a browser that refuses it).
+        jar.retain(|n, _| !n.starts_with("portcullis_session."));
+    }
+    assert!(stopped, "a form_post login loop was never stopped");
 }
