@@ -13,6 +13,7 @@
 //! any credential the request carried (`Authorization`, `Cookie`, any header
 //! value of 16 bytes or more) is withheld. Every value is bounded and escaped.
 
+use crate::oauth2::OAuth2Event;
 use crate::response::Response;
 
 /// The longest value a field keeps, in bytes (longer ones end in `…`).
@@ -80,6 +81,20 @@ pub fn denial_reason(filter_type: Option<&str>, response: &Response) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| format!("answered {}", response.status))
+}
+
+/// Why an OAuth2 filter answered for its own flow, in words, when `event` is
+/// such an answer (a login started or completed, a logout): the reason of
+/// its line instead of [`denial_reason`]'s "redirected".
+pub fn flow_answer_reason(event: OAuth2Event) -> Option<&'static str> {
+    match event {
+        OAuth2Event::LoginStarted => Some("login started: sent to the identity provider"),
+        OAuth2Event::LoginCompleted => {
+            Some("login completed: sent back to the page the login started from")
+        }
+        OAuth2Event::Logout => Some("logged out: the session cleared"),
+        _ => None,
+    }
 }
 
 /// `error_description="..."` of a `WWW-Authenticate` challenge.
@@ -254,6 +269,18 @@ mod tests {
         let reason = denial_reason(Some("OAuth2"), &response);
         assert!(!reason.contains("state"), "{reason}");
         assert!(reason.starts_with("redirected"), "{reason}");
+    }
+
+    #[test]
+    fn an_oauth2_flow_answer_says_which_step_it_was() {
+        assert_eq!(
+            flow_answer_reason(OAuth2Event::LoginStarted),
+            Some("login started: sent to the identity provider")
+        );
+        assert!(flow_answer_reason(OAuth2Event::Logout).is_some());
+        assert!(flow_answer_reason(OAuth2Event::LoginCompleted).is_some());
+        assert_eq!(flow_answer_reason(OAuth2Event::RefreshDone), None);
+        assert_eq!(flow_answer_reason(OAuth2Event::LoginRefused), None);
     }
 
     #[test]

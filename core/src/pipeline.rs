@@ -11,7 +11,10 @@ use crate::decision::{DecisionRecord, Verdict};
 use crate::external::{ExternalOutcome, RequestBody};
 use crate::identity::Identity;
 use crate::jwt::filter::{JwtOutcome, KeySource, VerifyWith};
-use crate::oauth2::{IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
+use crate::oauth2::{
+    IdpErrorKind, IdpState, OAuth2Args, OAuth2Event, OAuth2Events, OAuth2Filter, OAuth2Pending,
+    OAuth2Step,
+};
 use crate::request::Request;
 use crate::response::{HeaderChange, Response};
 use crate::rules::{select_rule_index, FilterArgs, FilterRef, OnAllow, OnDeny, Selection};
@@ -60,18 +63,34 @@ pub enum ResponseStep {
 
 pub use crate::host::{Host, IdpView};
 
-/// What a filter did with a request, for metrics.
+/// What a filter did with a request, for metrics: one of `Allowed`,
+/// `Denied` or `Answered` per filter that decided, and beside it the OAuth2
+/// events of its steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allowed,
     /// Denied with this status (whether or not `onDeny` let the request on).
     Denied(u16),
+    /// Answered for the filter's own protocol, neither allowed upstream nor
+    /// denied: an OAuth2 login redirect, the way back from a completed login,
+    /// a logout (each counted as its [`OAuth2Event`]).
+    Answered,
+    /// Something an OAuth2 filter did on the way (a login started, a refresh
+    /// done, an IdP error).
+    OAuth2(OAuth2Event),
+    /// The Authorization rule that decided (`None`: `defaultAction`),
+    /// beside the filter's `Allowed` or `Denied`.
+    AuthorizationRule(Option<usize>),
 }
 
 /// What one filter decided.
 enum Decision {
     Allow(Vec<HeaderChange>),
     Deny(Response),
+    /// The filter's own answer (an OAuth2 redirect to or from the IdP, a
+    /// logout): it ends the journey as a denial would, and counts as
+    /// [`Outcome::Answered`].
+    Answer(Response),
 }
 
 /// One request's progress through its rule.
@@ -125,6 +144,10 @@ struct OAuth2Journey {
     pending: Option<OAuth2Pending>,
     /// OAuth2 filters whose IdP this journey already waited for.
     waited_idp: Vec<usize>,
+    /// The callout answer being read is another request's (a shared
+    /// refresh): the refresh and IdP events it brings were counted by the
+    /// request that sent it.
+    shared_answer: bool,
     /// The filter's state while fresh IdP keys are fetched
     /// (`OAuth2Step::UnknownKey`).
     after_keys: Option<OAuth2Pending>,
@@ -412,6 +435,11 @@ impl Journey {
             None => (None, Response::json_error(403, "Forbidden")),
         };
         if let Some(index) = filter {
+            if self.posted_callback {
+                // The posted sign-in answer never arrived: the login ends here.
+                self.outcomes
+                    .push((index, Outcome::OAuth2(OAuth2Event::LoginRefused)));
+            }
             self.outcomes
                 .push((index, Outcome::Denied(response.status)));
         }
@@ -507,8 +535,10 @@ impl Journey {
                         Some(pending) => OAuth2Call::Resume(pending),
                         None => OAuth2Call::Check,
                     };
-                    let step = run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
-                    match self.oauth2_decision(oauth2, fref.filter, step, host) {
+                    let (step, events) =
+                        run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
+                    self.count_oauth2_events(fref.filter, &events);
+                    match self.oauth2_decision(oauth2, fref.filter, step, &events, host) {
                         Ok(decision) => decision,
                         Err(step) => return step,
                     }
@@ -534,6 +564,8 @@ impl Journey {
                 FilterKind::Authorization(authz) => {
                     let outcome = authz.check(request, self.identity.as_ref());
                     self.authz_rule = Some((fref.filter, outcome.rule));
+                    self.outcomes
+                        .push((fref.filter, Outcome::AuthorizationRule(outcome.rule)));
                     match outcome.result {
                         Ok(()) => Decision::Allow(Vec::new()),
                         Err(response) => Decision::Deny(response),
@@ -613,8 +645,10 @@ impl Journey {
                     }
                 };
                 let call = OAuth2Call::Answer(pending, answer);
-                let step = run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
-                match self.oauth2_decision(oauth2, fref.filter, step, host) {
+                let (step, events) =
+                    run_oauth2(host, oauth2, fref.filter, request, args, call, now_unix);
+                self.count_oauth2_events(fref.filter, &events);
+                match self.oauth2_decision(oauth2, fref.filter, step, &events, host) {
                     Ok(decision) => decision,
                     Err(step) => return step,
                 }
@@ -638,13 +672,18 @@ impl Journey {
         host: &dyn Host,
         now_unix: f64,
     ) -> Step {
-        self.oauth2.after_keys = None;
+        let login = self.oauth2.after_keys.take().is_some_and(|p| p.is_login());
         if let Some(response) = self.fallback.take() {
             let fref = self
                 .rule
                 .and_then(|i| config.rules.get(i))
                 .and_then(|r| r.filters.get(self.position));
             if let Some(fref) = fref {
+                if login {
+                    // The login's ID token named a key the IdP never published.
+                    self.outcomes
+                        .push((fref.filter, Outcome::OAuth2(OAuth2Event::LoginRefused)));
+                }
                 if let Some(step) = self.settle(fref, Decision::Deny(response), request) {
                     return step;
                 }
@@ -709,13 +748,35 @@ impl Journey {
         Ok(decision)
     }
 
-    /// Maps an OAuth2 step to a decision (`Ok`) or a step for the host (`Err`).
+    /// Records the OAuth2 events of filter `index`'s step for metrics; of an
+    /// answer another request shared, only those of this request (a login
+    /// it starts), not the answer's own (the refresh, an IdP error).
+    fn count_oauth2_events(&mut self, index: usize, events: &OAuth2Events) {
+        let shared = std::mem::take(&mut self.oauth2.shared_answer);
+        for event in events.iter() {
+            if !(shared && event.of_the_answer()) {
+                self.outcomes.push((index, Outcome::OAuth2(event)));
+            }
+        }
+    }
+
+    /// The next callout answer given to [`Journey::on_callout_answer`] is
+    /// another request's (a shared callout, in this VM or another): what it
+    /// says of the IdP was counted by the request that sent it.
+    pub fn answer_is_shared(&mut self) {
+        self.oauth2.shared_answer = true;
+    }
+
+    /// Maps an OAuth2 step to a decision (`Ok`) or a step for the host
+    /// (`Err`). A response that goes with a login started or completed or a
+    /// logout is the flow's own answer, not a denial.
     #[allow(clippy::result_large_err)] // a step is returned once per journey stage
     fn oauth2_decision(
         &mut self,
         oauth2: &OAuth2Filter,
         index: usize,
         step: OAuth2Step,
+        events: &OAuth2Events,
         host: &dyn Host,
     ) -> Result<Decision, Step> {
         match step {
@@ -733,6 +794,9 @@ impl Journey {
                     self.identity = identity;
                 }
                 Ok(Decision::Allow(request))
+            }
+            OAuth2Step::Respond(response) if events.iter().any(OAuth2Event::answers) => {
+                Ok(Decision::Answer(response))
             }
             OAuth2Step::Respond(response) => Ok(Decision::Deny(response)),
             OAuth2Step::NeedBody { max_bytes } => Err(Step::NeedBody { max_bytes }),
@@ -753,11 +817,19 @@ impl Journey {
                         self.oauth2.after_keys = pending;
                         Err(Step::WaitForKeys { source })
                     }
-                    _ => Ok(Decision::Deny(response)),
+                    _ => {
+                        if pending.as_ref().is_some_and(OAuth2Pending::is_login) {
+                            self.outcomes
+                                .push((index, Outcome::OAuth2(OAuth2Event::LoginRefused)));
+                        }
+                        Ok(Decision::Deny(response))
+                    }
                 }
             }
             OAuth2Step::NeedIdp => {
                 if self.oauth2.waited_idp.contains(&index) {
+                    let event = OAuth2Event::IdpError(IdpErrorKind::NotLoaded);
+                    self.outcomes.push((index, Outcome::OAuth2(event)));
                     Ok(Decision::Deny(oauth2.idp_unavailable()))
                 } else {
                     self.oauth2.waited_idp.push(index);
@@ -784,6 +856,7 @@ impl Journey {
         let outcome = match &decision {
             Decision::Allow(_) => Outcome::Allowed,
             Decision::Deny(response) => Outcome::Denied(response.status),
+            Decision::Answer(_) => Outcome::Answered,
         };
         self.outcomes.push((fref.filter, outcome));
         match decision {
@@ -803,7 +876,7 @@ impl Journey {
                 (fref.on_allow == OnAllow::Break)
                     .then(|| Step::Continue(std::mem::take(&mut self.changes)))
             }
-            Decision::Deny(response) => {
+            Decision::Deny(response) | Decision::Answer(response) => {
                 (fref.on_deny == OnDeny::Break).then_some(Step::Respond(response))
             }
         }
@@ -832,7 +905,8 @@ impl Journey {
 /// Runs OAuth2 filter `index` from `call` with what the host holds of its IdP
 /// (a host without OAuth2 support: `NeedIdp`). A userinfo answer is recorded
 /// in the filter's userinfo cache first. A step that needed randomness the
-/// host could not give is refused (503).
+/// host could not give is refused (503). With the step, the events the flow
+/// noted on the way.
 fn run_oauth2(
     host: &dyn Host,
     filter: &OAuth2Filter,
@@ -841,9 +915,10 @@ fn run_oauth2(
     args: &OAuth2Args,
     call: OAuth2Call,
     now_unix: f64,
-) -> OAuth2Step {
+) -> (OAuth2Step, OAuth2Events) {
+    let events = OAuth2Events::new();
     let Some(view) = host.idp(index) else {
-        return OAuth2Step::NeedIdp;
+        return (OAuth2Step::NeedIdp, events);
     };
     if let (OAuth2Call::Answer(pending, answer), Some(userinfo)) = (&call, view.userinfo) {
         userinfo.borrow_mut().remember(pending, answer, now_unix);
@@ -855,6 +930,7 @@ fn run_oauth2(
         userinfo: userinfo.as_deref(),
         token_cache: host.token_cache(),
         session_cache: view.session_cache,
+        events: Some(&events),
     };
     let mut random_failed = false;
     let mut random = |buf: &mut [u8]| {
@@ -874,9 +950,12 @@ fn run_oauth2(
     };
     if random_failed {
         log::error!("OAuth2 filter {index}: the host gave no random bytes");
-        return OAuth2Step::Respond(filter.idp_unavailable());
+        return (
+            OAuth2Step::Respond(filter.idp_unavailable()),
+            OAuth2Events::new(),
+        );
     }
-    step
+    (step, events)
 }
 
 fn apply(request: &mut Request, change: &HeaderChange) {

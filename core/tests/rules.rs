@@ -456,8 +456,8 @@ fn a_lean_request_for_remote_keys_not_loaded_is_redone_whole_without_waiting() {
 #[test]
 fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
     use portcullis_core::callout::CalloutAnswer;
-    use portcullis_core::oauth2::Discovery;
-    use portcullis_core::pipeline::IdpView;
+    use portcullis_core::oauth2::{Discovery, OAuth2Event};
+    use portcullis_core::pipeline::{IdpView, Outcome};
     struct Idp {
         refresh_allowed: bool,
         refresh_asked: Cell<u32>,
@@ -515,9 +515,18 @@ fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
     // The login: the state cookie and parameter the callback comes with.
     let host = idp(true);
     let mut req = request("x", "/", &[]);
-    let Step::Respond(login) = Journey::new(&c, &req).run(&c, &mut req, &host, 0.0) else {
+    let mut journey = Journey::new(&c, &req);
+    let Step::Respond(login) = journey.run(&c, &mut req, &host, 0.0) else {
         panic!("a login redirect")
     };
+    // For metrics: a login started, and the redirect is no denial.
+    assert_eq!(
+        journey.take_outcomes(),
+        [
+            (0, Outcome::OAuth2(OAuth2Event::LoginStarted)),
+            (0, Outcome::Answered)
+        ]
+    );
     let location = login.header("location").expect("a login redirect");
     let param = |name: &str| {
         location
@@ -577,11 +586,17 @@ fn an_oauth2_unknown_key_waits_once_for_the_idps_keys() {
         status(&journey.keys_timed_out(&c, &mut req, &host, 3.0)),
         401
     );
+    let refused = [
+        (0, Outcome::OAuth2(OAuth2Event::LoginRefused)),
+        (0, Outcome::Denied(401)),
+    ];
+    assert_eq!(journey.take_outcomes(), refused);
     // Rate-limited: no wait at all.
     let host = idp(false);
-    let (_, _, step) = callback(&host);
+    let (mut journey, _, step) = callback(&host);
     assert_eq!(status(&step), 401);
     assert_eq!(host.refresh_asked.get(), 1);
+    assert_eq!(journey.take_outcomes(), refused);
 }
 
 /// AES's default `bodyTemplate`, `{{ . | json "" }}`, marshals AES's error

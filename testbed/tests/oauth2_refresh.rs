@@ -270,6 +270,10 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
     // (up to ten more).
     let shared = counter_at_least(&envoy, "wasmcustom.portcullis.callout.shared", 10);
     assert!((10..=20).contains(&shared), "{shared} shared answers");
+    // One refresh counted: by the request that sent it, not again by each
+    // request that used its answer.
+    let refreshes = "wasmcustom.portcullis.oauth2.app.refresh.done";
+    assert_eq!(counter_at_least(&envoy, refreshes, 1), 1);
 
     // The next expiry refreshes with the rotated refresh token.
     let agent = after(&agent, &origin, answers.last().expect("answers"));
@@ -290,6 +294,7 @@ fn a_burst_across_four_workers_refreshes_once_and_late_requests_share_it() {
         "one refresh per expiry"
     );
     assert_eq!(token_calls(&idp, client_id, 400, 0), 0);
+    assert_eq!(counter_at_least(&envoy, refreshes, 2), 2);
     eprintln!(
         "shared wait (ms): {}",
         envoy

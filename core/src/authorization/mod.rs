@@ -244,6 +244,22 @@ impl AuthorizationFilter {
         self.rules.iter().any(|r| !r.headers.is_empty())
     }
 
+    /// Every decider, for metrics: each rule's index with its action, then
+    /// `None` (`defaultAction`) with its own.
+    pub fn deciders(&self) -> impl Iterator<Item = (Option<usize>, Action)> + '_ {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (Some(i), r.action))
+            .chain(std::iter::once((None, self.default_action)))
+    }
+
+    /// The action of rule `rule` (`None`: `defaultAction`).
+    pub fn rule_action(&self, rule: Option<usize>) -> Action {
+        rule.and_then(|i| self.rules.get(i))
+            .map_or(self.default_action, |r| r.action)
+    }
+
     /// The name `portcullis.rule` reports for a decision (`default` for
     /// `defaultAction`).
     pub fn rule_name(&self, rule: Option<usize>) -> &str {

@@ -2,6 +2,7 @@
 
 use super::awaiting::{pending, Awaiting};
 use super::encoding::{html_escape, query_param, query_params, random_token, secrets_equal};
+use super::events::{note, IdpErrorKind, OAuth2Event, OAuth2Events};
 use super::id_token::{check_id_token, IdTokenError};
 use super::login::{redirect, state_attrs, LoginState, STATE_ID_LEN};
 use super::session::{CookieJar, SameSite, Session};
@@ -215,12 +216,14 @@ pub(super) fn new_session(
 }
 
 /// The tokens of the code exchange's answer (RFC 6749 §4.1.4), or the error
-/// page a failed exchange answers (clearing the state cookie).
+/// page a failed exchange answers (clearing the state cookie). An answer
+/// that is no token answer is noted in `events`.
 pub(super) fn code_tokens(
     f: &OAuth2Filter,
     origin: &Origin,
     state_cookie: &str,
     answer: CalloutAnswer,
+    events: Option<&OAuth2Events>,
 ) -> Result<TokenAnswer, Response> {
     let clear_state = state_attrs(f, origin, 0).clear(state_cookie);
     let fail = |status: u16, detail: &str| {
@@ -243,6 +246,7 @@ pub(super) fn code_tokens(
         }
         Err(TokenFailure::Garbled(why)) => {
             log::warn!("OAuth2 filter {}: code exchange: {why}", f.name);
+            note(events, OAuth2Event::IdpError(IdpErrorKind::InvalidAnswer));
             return fail(502, "The identity provider's answer could not be used.");
         }
     };
@@ -272,12 +276,17 @@ pub(super) fn check_login_tokens(
     };
     let fail = |status: u16, detail: &str| OAuth2Step::Respond(fail_page(status, detail));
     let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
+        note(idp.events, OAuth2Event::IdpError(IdpErrorKind::NotLoaded));
         return fail(
             503,
             "The identity provider's keys are not available right now.",
         );
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
+        note(
+            idp.events,
+            OAuth2Event::IdpError(IdpErrorKind::InvalidAnswer),
+        );
         return fail(502, "The identity provider did not issue an ID token.");
     };
     const ID_TOKEN_REFUSED: &str = "The identity provider's ID token could not be verified.";
@@ -409,6 +418,7 @@ pub(super) fn finish_login(
     for c in cookies {
         response.push_header("set-cookie", c);
     }
+    note(cx.idp.events, OAuth2Event::LoginCompleted);
     OAuth2Step::Respond(response)
 }
 

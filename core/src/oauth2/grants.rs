@@ -3,6 +3,7 @@
 //! token endpoint for an access token, and the request goes upstream with it.
 //! The credential headers never reach the upstream.
 
+use super::events::{note, IdpErrorKind, OAuth2Event, OAuth2Events};
 use super::token_endpoint::{read_token_answer, token_callout, TokenFailure};
 use super::upstream::upstream_changes;
 use super::{GrantType, IdpState, OAuth2Args, OAuth2Filter, OAuth2Pending, OAuth2Step};
@@ -87,7 +88,14 @@ pub(super) fn check(
     }
 }
 
-pub(super) fn on_answer(f: &OAuth2Filter, request: &Request, answer: CalloutAnswer) -> OAuth2Step {
+/// The token endpoint's answer to a grant; a 200 that is no token answer is
+/// noted in `events`.
+pub(super) fn on_answer(
+    f: &OAuth2Filter,
+    request: &Request,
+    answer: CalloutAnswer,
+    events: Option<&OAuth2Events>,
+) -> OAuth2Step {
     match read_token_answer(answer) {
         Ok(tokens) => {
             let mut changes = upstream_changes(
@@ -127,6 +135,7 @@ pub(super) fn on_answer(f: &OAuth2Filter, request: &Request, answer: CalloutAnsw
         }
         Err(TokenFailure::Garbled(why)) => {
             log::warn!("OAuth2 filter {}: grant: {why}", f.name);
+            note(events, OAuth2Event::IdpError(IdpErrorKind::InvalidAnswer));
             OAuth2Step::Respond(Response::json_error(
                 502,
                 "the identity provider's answer could not be used",

@@ -1,6 +1,7 @@
 //! The login: an unauthenticated request answered with a redirect to the IdP's authorization endpoint (state, PKCE, nonce in a sealed state cookie) or a 401.
 
 use super::encoding::{b64url, form_encode, random_token};
+use super::events::{note, OAuth2Event};
 use super::session::{CookieAttrs, CookieJar, SameSite};
 use super::session_store::{clear_session, session_error};
 use super::FlowContext;
@@ -207,6 +208,7 @@ pub(super) fn login_redirect(
     if let Some(counted) = counted {
         response.push_header("set-cookie", counted);
     }
+    note(idp.events, OAuth2Event::LoginStarted);
     response
 }
 

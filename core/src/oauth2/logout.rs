@@ -1,6 +1,7 @@
 //! Logout: the session cleared (XSRF-checked form or GET) and the browser sent to the IdP's end_session_endpoint (OIDC RP-Initiated Logout) or a page.
 
 use super::encoding::form_encode;
+use super::events::{note, OAuth2Event};
 use super::login::redirect;
 use super::session::CookieJar;
 use super::session_store::{clear_session, open_session};
@@ -69,6 +70,7 @@ pub(super) fn logout(
     for c in clear_session(f, origin, jar) {
         response.push_header("set-cookie", c);
     }
+    note(idp.events, OAuth2Event::Logout);
     OAuth2Step::Respond(response)
 }
 

@@ -81,6 +81,7 @@ pub mod client_assertion;
 mod compile;
 pub mod discovery;
 pub mod encoding;
+mod events;
 mod grants;
 mod id_token;
 mod idp_error;
@@ -101,6 +102,7 @@ mod userinfo;
 mod xsrf;
 
 pub use discovery::{Discovery, MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH};
+pub use events::{IdpErrorKind, OAuth2Event, OAuth2Events};
 pub(crate) use origin::Origin;
 pub use session::{SameSite, Session, SessionKeys};
 
@@ -278,6 +280,10 @@ pub struct IdpState<'a> {
     pub token_cache: Option<&'a std::cell::RefCell<crate::jwt::cache::TokenCache>>,
     /// The VM's opened sessions (see [`session::SessionCache`]), if any.
     pub session_cache: Option<&'a std::cell::RefCell<session::SessionCache>>,
+    /// Where the flow notes what it did for this request, for metrics (a
+    /// login started, a refresh done, an IdP error: [`OAuth2Event`]); `None`:
+    /// not counted.
+    pub events: Option<&'a OAuth2Events>,
 }
 
 /// What the filter decided.
@@ -334,6 +340,18 @@ impl OAuth2Pending {
             pending: self,
             answer,
         }
+    }
+
+    /// Whether a login waits on it (the code exchange, the login's UserInfo
+    /// answer, fresh keys for its ID token): a refusal from here refuses the
+    /// login.
+    pub fn is_login(&self) -> bool {
+        matches!(
+            self.kind.as_ref(),
+            awaiting::Awaiting::CodeExchange { .. }
+                | awaiting::Awaiting::LoginUserinfo { .. }
+                | awaiting::Awaiting::IdTokenKeys { .. }
+        )
     }
 
     /// For a userinfo check, the key its answer is remembered under.

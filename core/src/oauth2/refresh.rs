@@ -1,6 +1,7 @@
 //! A session refreshed with its refresh token (RFC 6749 §6): when it is due, the token request, its answer and the refreshed session.
 
 use super::awaiting::{pending, Awaiting};
+use super::events::{note, IdpErrorKind, OAuth2Event};
 use super::id_token::check_id_token;
 use super::login::unauthenticated;
 use super::session::{CookieJar, Session};
@@ -36,6 +37,7 @@ pub(super) fn refresh(
     let rt = session.refresh_token.as_deref()?;
     let d = idp.discovery?;
     let Some(target) = f.callout_target(&d.token_endpoint) else {
+        note(idp.events, OAuth2Event::RefreshFailed);
         return Some(OAuth2Step::Respond(f.idp_unavailable()));
     };
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
@@ -69,17 +71,31 @@ pub(super) fn refresh_answer(
     let (f, _, _, idp, now) = cx.parts();
     let tokens = match read_token_answer(answer) {
         Ok(t) => t,
-        Err(TokenFailure::Refused(why)) | Err(TokenFailure::Garbled(why)) => {
+        Err(failure @ (TokenFailure::Refused(_) | TokenFailure::Garbled(_))) => {
+            note(idp.events, OAuth2Event::RefreshFailed);
+            let why = match failure {
+                TokenFailure::Garbled(why) => {
+                    note(
+                        idp.events,
+                        OAuth2Event::IdpError(IdpErrorKind::InvalidAnswer),
+                    );
+                    why
+                }
+                TokenFailure::Refused(why) | TokenFailure::Unavailable(why) => why,
+            };
             log::info!("OAuth2 filter {}: refresh failed: {why}; new login", f.name);
             return unauthenticated(cx, origin, jar, random);
         }
         Err(TokenFailure::Unavailable(why)) => {
             log::warn!("OAuth2 filter {}: refresh failed: {why}", f.name);
+            note(idp.events, OAuth2Event::RefreshFailed);
             return OAuth2Step::Respond(f.idp_unavailable());
         }
     };
     if let Some(id_token) = tokens.id_token.as_deref() {
         let (Some(discovery), Some(keys)) = (idp.discovery, idp.keys) else {
+            note(idp.events, OAuth2Event::RefreshFailed);
+            note(idp.events, OAuth2Event::IdpError(IdpErrorKind::NotLoaded));
             return OAuth2Step::Respond(f.idp_unavailable());
         };
         // OIDC Core §12.2: no nonce on a refreshed ID token, and its `iss` and
@@ -92,9 +108,11 @@ pub(super) fn refresh_answer(
                 "OAuth2 filter {}: refreshed ID token refused: {why}; new login",
                 f.name
             );
+            note(idp.events, OAuth2Event::RefreshFailed);
             return unauthenticated(cx, origin, jar, random);
         }
     }
+    note(idp.events, OAuth2Event::RefreshDone);
     let now_s = now.max(0.0) as u64;
     // RFC 6749 §6: no `refresh_token` in the answer keeps the one used; no
     // `id_token` keeps the session's.

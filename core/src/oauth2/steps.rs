@@ -1,6 +1,7 @@
 use super::access::authenticated;
 use super::awaiting::Awaiting;
 use super::callback::{callback, check_login_tokens, code_tokens, finish_login};
+use super::events::{idp_failed, note, IdpErrorKind, OAuth2Event};
 use super::login::{state_attrs, unauthenticated};
 use super::logout::logout;
 use super::refresh::{finish_refresh, refresh, refresh_answer};
@@ -47,7 +48,8 @@ pub(super) fn check(
         };
     }
     if f.is_callback_path(path) {
-        return callback(f, request, &origin, &jar, idp, now, random);
+        let step = callback(f, request, &origin, &jar, idp, now, random);
+        return login_ended(idp, step);
     }
     if super::is_logout_path(path) {
         return logout(f, request, &origin, &jar, idp, now);
@@ -90,8 +92,11 @@ pub(super) fn on_answer(
     let (f, request, _, idp, now) = cx.parts();
     let jar = CookieJar::from_headers(&request.headers);
     let origin = f.origin_of(request);
+    if !matches!(kind, Awaiting::IdTokenKeys { .. }) && idp_failed(&answer) {
+        note(idp.events, OAuth2Event::IdpError(IdpErrorKind::Unavailable));
+    }
     match kind {
-        Awaiting::Grant => grants::on_answer(f, request, answer),
+        Awaiting::Grant => grants::on_answer(f, request, answer, idp.events),
         // Not a callout's state: nothing was sent for it.
         kind @ Awaiting::IdTokenKeys { .. } => resume(cx, Some(kind), random),
         Awaiting::CodeExchange {
@@ -101,12 +106,13 @@ pub(super) fn on_answer(
             let Some(origin) = origin else {
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
-            match code_tokens(f, &origin, &state_cookie, answer) {
+            let step = match code_tokens(f, &origin, &state_cookie, answer, idp.events) {
                 Ok(tokens) => {
                     check_login_tokens(cx, &origin, &jar, &state_cookie, login, tokens, random)
                 }
                 Err(page) => OAuth2Step::Respond(page),
-            }
+            };
+            login_ended(idp, step)
         }
         Awaiting::Refresh { session } => {
             let Some(origin) = origin else {
@@ -143,10 +149,11 @@ pub(super) fn on_answer(
                     "set-cookie",
                     state_attrs(f, &origin, 0).clear(&state_cookie),
                 );
-                return OAuth2Step::Respond(r);
+                return login_ended(idp, OAuth2Step::Respond(r));
             }
             userinfo::apply(f, &mut session, outcome);
-            finish_login(cx, &origin, &jar, &state_cookie, login, session, random)
+            let step = finish_login(cx, &origin, &jar, &state_cookie, login, session, random);
+            login_ended(idp, step)
         }
         Awaiting::RefreshUserinfo { mut session } => {
             let Some(origin) = origin else {
@@ -233,8 +240,23 @@ pub(super) fn resume(
                 return OAuth2Step::Respond(Response::json_error(403, "origin not protected"));
             };
             let jar = CookieJar::from_headers(&request.headers);
-            check_login_tokens(cx, &origin, &jar, &state_cookie, login, tokens, random)
+            let step = check_login_tokens(cx, &origin, &jar, &state_cookie, login, tokens, random);
+            login_ended(idp, step)
         }
         _ => check(f, request, args, idp, now, random),
     }
+}
+
+/// A step of a login's callback (the callback itself, the code exchange's
+/// answer, the login's UserInfo answer, the ID token checked with fresh keys):
+/// an answer that does not complete the login refuses it
+/// ([`OAuth2Event::LoginRefused`]).
+fn login_ended(idp: &IdpState<'_>, step: OAuth2Step) -> OAuth2Step {
+    let completed = idp
+        .events
+        .is_some_and(|e| e.contains(OAuth2Event::LoginCompleted));
+    if matches!(step, OAuth2Step::Respond(_)) && !completed {
+        note(idp.events, OAuth2Event::LoginRefused);
+    }
+    step
 }

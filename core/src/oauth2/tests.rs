@@ -39,7 +39,7 @@ fn keys() -> KeySet {
     key_set(vec![rsa_a().jwk_with_kid("k1")])
 }
 
-fn filter() -> OAuth2Filter {
+pub(super) fn filter() -> OAuth2Filter {
     let mut clusters = BTreeMap::new();
     clusters.insert("idp.example.com".to_string(), "idp".to_string());
     OAuth2Filter {
@@ -82,7 +82,7 @@ fn filter() -> OAuth2Filter {
 }
 
 /// A deterministic randomness source (distinct bytes on every call).
-fn rng() -> impl FnMut(&mut [u8]) {
+pub(super) fn rng() -> impl FnMut(&mut [u8]) {
     let mut counter: u8 = 0;
     move |buf: &mut [u8]| {
         for b in buf.iter_mut() {
@@ -92,7 +92,7 @@ fn rng() -> impl FnMut(&mut [u8]) {
     }
 }
 
-fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+pub(super) fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
     let mut pairs = vec![
         (":method".to_string(), method.to_string()),
         (":scheme".to_string(), "https".to_string()),
@@ -105,25 +105,26 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
     Request::from_header_pairs(pairs)
 }
 
-struct Idp {
+pub(super) struct Idp {
     discovery: Discovery,
     keys: KeySet,
 }
 
 impl Idp {
-    fn new() -> Idp {
+    pub(super) fn new() -> Idp {
         Idp {
             discovery: discovery(),
             keys: keys(),
         }
     }
-    fn state(&self) -> IdpState<'_> {
+    pub(super) fn state(&self) -> IdpState<'_> {
         IdpState {
             discovery: Some(&self.discovery),
             keys: Some(&self.keys),
             userinfo: None,
             token_cache: None,
             session_cache: None,
+            events: None,
         }
     }
 }
@@ -178,25 +179,25 @@ fn answer_only(
 }
 
 /// What the fake IdP's UserInfo endpoint answers for alice.
-fn userinfo_claims() -> serde_json::Value {
+pub(super) fn userinfo_claims() -> serde_json::Value {
     json!({"sub": "alice", "email": "alice@example.test", "age": 42})
 }
 
-fn respond(step: OAuth2Step) -> Response {
+pub(super) fn respond(step: OAuth2Step) -> Response {
     match step {
         OAuth2Step::Respond(r) => r,
         other => panic!("expected a response, got {other:?}"),
     }
 }
 
-fn callout(step: OAuth2Step) -> (Callout, OAuth2Pending) {
+pub(super) fn callout(step: OAuth2Step) -> (Callout, OAuth2Pending) {
     match step {
         OAuth2Step::Callout { callout, pending } => (callout, pending),
         other => panic!("expected a callout, got {other:?}"),
     }
 }
 
-fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
+pub(super) fn allowed(step: OAuth2Step) -> (Vec<HeaderChange>, Vec<(String, String)>) {
     match step {
         OAuth2Step::Allow {
             request, response, ..
@@ -226,7 +227,7 @@ fn apply_cookies(jar: &mut HashMap<String, String>, set: &[String]) {
     }
 }
 
-fn cookie_header(jar: &HashMap<String, String>) -> String {
+pub(super) fn cookie_header(jar: &HashMap<String, String>) -> String {
     let mut pairs: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
     pairs.sort();
     pairs.join("; ")
@@ -256,18 +257,18 @@ fn header<'a>(callout: &'a Callout, name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-fn id_token(claims: serde_json::Value) -> String {
+pub(super) fn id_token(claims: serde_json::Value) -> String {
     token(json!({"alg": "RS256", "kid": "k1"}), claims, &rsa_a())
 }
 
-fn good_claims(nonce: &str) -> serde_json::Value {
+pub(super) fn good_claims(nonce: &str) -> serde_json::Value {
     json!({
         "iss": ISSUER, "aud": "my client", "sub": "alice", "exp": NOW + 600.0,
         "iat": NOW, "nonce": nonce,
     })
 }
 
-fn http(status: u16, body: serde_json::Value) -> CalloutAnswer {
+pub(super) fn http(status: u16, body: serde_json::Value) -> CalloutAnswer {
     CalloutAnswer::Http {
         status,
         headers: vec![],
@@ -276,12 +277,12 @@ fn http(status: u16, body: serde_json::Value) -> CalloutAnswer {
 }
 
 /// A started login: the redirect's parameters and the browser's cookies.
-struct Login {
-    params: HashMap<String, String>,
-    jar: HashMap<String, String>,
+pub(super) struct Login {
+    pub(super) params: HashMap<String, String>,
+    pub(super) jar: HashMap<String, String>,
 }
 
-fn start_login(f: &OAuth2Filter, args: &OAuth2Args, path: &str) -> Login {
+pub(super) fn start_login(f: &OAuth2Filter, args: &OAuth2Args, path: &str) -> Login {
     let r = respond(check(f, args, &request("GET", path, &[]), NOW));
     assert_eq!(r.status, 303);
     let mut jar = HashMap::new();
@@ -292,7 +293,7 @@ fn start_login(f: &OAuth2Filter, args: &OAuth2Args, path: &str) -> Login {
     }
 }
 
-fn callback_request(login: &Login, extra: &str) -> Request {
+pub(super) fn callback_request(login: &Login, extra: &str) -> Request {
     let path = format!(
         "{CALLBACK_PATH}?code=the-code&state={}{extra}",
         login.params["state"]
@@ -314,7 +315,7 @@ fn finish_login(
     r
 }
 
-fn default_tokens(login: &Login) -> serde_json::Value {
+pub(super) fn default_tokens(login: &Login) -> serde_json::Value {
     json!({
         "access_token": "opaque-access",
         "token_type": "Bearer",
@@ -325,7 +326,7 @@ fn default_tokens(login: &Login) -> serde_json::Value {
 }
 
 /// A logged-in browser's cookie jar.
-fn logged_in(
+pub(super) fn logged_in(
     f: &OAuth2Filter,
     tokens: impl Fn(&Login) -> serde_json::Value,
 ) -> HashMap<String, String> {
@@ -337,7 +338,7 @@ fn logged_in(
     login.jar
 }
 
-fn jwt_access(exp: f64) -> String {
+pub(super) fn jwt_access(exp: f64) -> String {
     token(
         json!({"alg": "RS256", "kid": "k1"}),
         json!({"iss": ISSUER, "sub": "alice", "exp": exp, "scope": "openid"}),
@@ -1160,7 +1161,7 @@ fn scheme_relative_request_paths_return_home() {
 // ---------------------------------------------------------------------------
 // Sessions
 
-fn jwt_session_request(
+pub(super) fn jwt_session_request(
     jar: &HashMap<String, String>,
     method: &str,
     path: &str,
@@ -1172,7 +1173,7 @@ fn jwt_session_request(
     request(method, path, &headers)
 }
 
-fn jwt_tokens(login: &Login) -> serde_json::Value {
+pub(super) fn jwt_tokens(login: &Login) -> serde_json::Value {
     json!({
         "access_token": jwt_access(NOW + 300.0),
         "id_token": id_token(good_claims(&login.params["nonce"])),

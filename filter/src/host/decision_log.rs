@@ -6,7 +6,9 @@
 //! to Envoy") through `decision.rs`.
 
 use portcullis_core::config::Config;
-use portcullis_core::decision_log::{denial_reason, without_credentials, DecisionLine};
+use portcullis_core::decision_log::{
+    denial_reason, flow_answer_reason, without_credentials, DecisionLine,
+};
 use portcullis_core::pipeline::Outcome;
 use portcullis_core::request::Request;
 use portcullis_core::response::Response;
@@ -53,11 +55,18 @@ pub fn log_decision(
         path: request.path_only(),
         request_id: request_id.as_deref(),
     };
-    let reason = response.map(|r| {
-        without_credentials(
+    // An OAuth2 filter's own answer (a login started or completed, a logout)
+    // says which.
+    let flow = outcomes.iter().rev().find_map(|(_, o)| match o {
+        Outcome::OAuth2(event) => flow_answer_reason(*event),
+        _ => None,
+    });
+    let reason = response.map(|r| match flow {
+        Some(words) => words.to_string(),
+        None => without_credentials(
             denial_reason(line.filter_type, r),
             request.headers_as_sent(),
-        )
+        ),
     });
     log::log!(level, "{}", line.format(reason.as_deref()));
 }

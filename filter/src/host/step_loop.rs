@@ -247,6 +247,7 @@ fn call_out(vm: &VmState, site: Site, mut pending: Box<Pending>, callout: Callou
         match claim_shared(vm, &key) {
             SharedTurn::Answered(answer) => {
                 vm.metrics.count(&vm.config, Metric::SharedCalloutReused);
+                pending.journey.answer_is_shared();
                 return with_answer(vm, pending, answer);
             }
             SharedTurn::Wait => {
@@ -510,8 +511,11 @@ pub fn deliver(vm: &VmState, running: u32, context_id: u32, answer: CalloutAnswe
         return; // the request is gone
     };
     if let Some((metric, since)) = wait_metric(pending.wait) {
-        let ms = ((now() - since) * 1000.0).max(0.0) as u64;
-        vm.metrics.record(&vm.config, metric, ms);
+        vm.metrics
+            .record(&vm.config, metric, elapsed_in(metric, now() - since));
+    }
+    if matches!(pending.wait, Wait::Shared { .. }) {
+        pending.journey.answer_is_shared();
     }
     if running != context_id && hostcalls::set_effective_context(context_id).is_err() {
         return;
@@ -539,6 +543,18 @@ fn callout_failed(answer: &CalloutAnswer) -> bool {
         CalloutAnswer::Http { status, .. } => *status >= 500,
         CalloutAnswer::Grpc { status_code, .. } => *status_code != 0,
     }
+}
+
+/// `seconds` in the unit of histogram `metric`: microseconds for a callout's
+/// latency (`latency_us`: a loopback auth service answers in well under a
+/// millisecond, which milliseconds would record as 0), milliseconds for a
+/// wait on a shared callout (`shared_wait_ms`: read on a 10 ms tick).
+fn elapsed_in(metric: Metric, seconds: f64) -> u64 {
+    let per_second = match metric {
+        Metric::CalloutLatency => 1e6,
+        _ => 1e3,
+    };
+    (seconds * per_second).max(0.0) as u64
 }
 
 /// The histogram a delivered answer records the wait in, and since when

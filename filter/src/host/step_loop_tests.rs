@@ -110,3 +110,13 @@ fn a_delivered_answer_records_its_callouts_latency_or_its_shared_wait() {
         None
     );
 }
+
+#[test]
+fn a_callouts_latency_is_recorded_in_microseconds_and_a_shared_wait_in_milliseconds() {
+    // 0.3 ms: what a loopback auth service takes; milliseconds would say 0.
+    assert_eq!(elapsed_in(Metric::CalloutLatency, 0.0003), 300);
+    assert_eq!(elapsed_in(Metric::CalloutLatency, 1.5), 1_500_000);
+    assert_eq!(elapsed_in(Metric::SharedCalloutWait, 0.042), 42);
+    // A clock that stepped back records 0, never a wrapped value.
+    assert_eq!(elapsed_in(Metric::CalloutLatency, -0.5), 0);
+}
